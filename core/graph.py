@@ -1,0 +1,119 @@
+"""What can be pruned: the layers (unstructured) and the coupled channel groups (channel), by name.
+
+Channel coupling comes from Torch-Pruning's DependencyGraph: cutting a conv's output channels also cuts
+the BatchNorm after it, the next layer's inputs, and every layer joined to it by a residual add. Each
+coupled group becomes one "unit" (one slider), named after its first prunable layer in module order.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+PRUNABLE = (nn.Conv2d, nn.Linear)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One tensor dimension inside a unit: the output ("out") or input ("in") channels of a module or
+    a bare parameter (e.g. a ViT's position embedding)."""
+
+    name: str
+    side: str
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One slider: a single layer's weights (unstructured) or one coupled channel group (channel)."""
+
+    name: str  # the key in PruneConfig.ratios
+    size: int  # weights in the layer, or channels in the group
+    members: tuple[Member, ...]
+    heads: int = 1  # channel groups inside an attention projection shrink equally per head
+
+    @property
+    def label(self) -> str:
+        others = len({m.name for m in self.members}) - 1
+        return f"{self.name} (+{others} coupled)" if others > 0 else self.name
+
+
+def classifier(model: nn.Module, example_input: torch.Tensor) -> nn.Module | None:
+    """The output layer: the last Linear/Conv whose width equals the model's output width.
+
+    Its output channels are the classes, so channel pruning must leave them alone.
+    """
+    with torch.no_grad():
+        out_dim = model.eval()(example_input).shape[-1]
+    last = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear) and m.out_features == out_dim:
+            last = m
+        elif isinstance(m, nn.Conv2d) and m.out_channels == out_dim:
+            last = m
+    return last
+
+
+def attention_heads(model: nn.Module) -> dict[nn.Module, int]:
+    """q/k/v projections of hand-written attention modules (a `num_heads` attribute and q, k, v
+    Linear children), mapped to their head count, so their width is cut equally in every head."""
+    heads: dict[nn.Module, int] = {}
+    for m in model.modules():
+        n = getattr(m, "num_heads", None)
+        projs = [getattr(m, p, None) for p in ("q", "k", "v")]
+        if isinstance(n, int) and all(isinstance(p, nn.Linear) for p in projs):
+            heads.update({p: n for p in projs})
+    return heads
+
+
+def unstructured_units(model: nn.Module) -> list[Unit]:
+    """Every Conv2d and Linear weight, in module order."""
+    return [
+        Unit(name, m.weight.numel(), (Member(name, "out"),))
+        for name, m in model.named_modules()
+        if isinstance(m, PRUNABLE)
+    ]
+
+
+def dependency_graph(model: nn.Module, example_input: torch.Tensor):
+    """Torch-Pruning's DependencyGraph of model (traced once with example_input)."""
+    import torch_pruning as tp
+
+    with warnings.catch_warnings():  # TP warns about bare parameters it handles fine (pos embeddings)
+        warnings.simplefilter("ignore")
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+
+
+def channel_units(model: nn.Module, example_input: torch.Tensor, graph=None) -> list[Unit]:
+    """The coupled channel groups of model, in module order of their names (classifier outputs excluded)."""
+    graph = graph or dependency_graph(model, example_input)
+    modules = dict(model.named_modules())
+    order = {name: i for i, name in enumerate(modules)}
+    names = {m: n for n, m in modules.items()} | {p: n for n, p in model.named_parameters()}
+    heads = attention_heads(model)
+    head = classifier(model, example_input)
+    units = []
+    for group in graph.get_all_groups(ignored_layers=[head] if head else [], root_module_types=list(PRUNABLE)):
+        members, n_heads = [], 1
+        for dep, _ in group:
+            target = dep.target.module
+            if target not in names:
+                continue  # an internal op (add, reshape, ...), not a tensor anyone stores
+            side = "out" if graph.is_out_channel_pruning_fn(dep.handler) else "in"
+            members.append(Member(names[target], side))
+            if side == "out" and target in heads:
+                n_heads = heads[target]
+        roots = [m.name for m in members if m.side == "out" and isinstance(modules.get(m.name), PRUNABLE)]
+        name = min(roots, key=order.__getitem__)
+        members = tuple(dict.fromkeys(members))  # drop repeats, keep order
+        units.append(Unit(name, len(group[0].idxs), members, n_heads))
+    return sorted(units, key=lambda u: order[u.name])
+
+
+def kept_channels(unit: Unit, ratio: float) -> int:
+    """Channels a unit keeps at ratio: round(ratio * width) removed per head, at least one kept."""
+    per_head = unit.size // unit.heads
+    removed = min(round(ratio * per_head), per_head - 1)
+    return (per_head - removed) * unit.heads

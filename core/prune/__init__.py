@@ -1,0 +1,56 @@
+"""apply(spec, config) -> PruneResult: prune a copy of the base model as a config says.
+
+One module per granularity; this entry point dispatches, never touches the caller's model, and
+re-estimates BatchNorm statistics after channels are cut.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from torch import nn
+
+from core.config import PruneConfig
+from core.data import calibration_subset
+from core.errors import PruneLabError
+from core.finetune import recalibrate_batchnorm
+from core.models import ModelSpec
+from core.prune.channel import apply_channel
+from core.prune.unstructured import apply_unstructured
+
+P_NORM = {"l1": 1, "l2": 2}
+
+
+@dataclass
+class PruneResult:
+    """The pruned copy and what was taken out of it (weights or channels per layer/unit)."""
+
+    model: nn.Module
+    removed: dict[str, int]
+
+
+def check_config_matches(spec: ModelSpec, config: PruneConfig) -> None:
+    """Refuse a config written for another model or other base weights."""
+    if config.model != spec.name:
+        raise PruneLabError(f"config is for model {config.model!r}, not {spec.name!r}")
+    if config.model_fingerprint and config.model_fingerprint != spec.fingerprint:
+        raise PruneLabError(
+            f"config was made for other weights of {spec.name} (fingerprint {config.model_fingerprint}, "
+            f"these are {spec.fingerprint})"
+        )
+
+
+def apply(spec: ModelSpec, config: PruneConfig) -> PruneResult:
+    """Prune a deep copy of spec.model according to config (no fine-tuning here)."""
+    check_config_matches(spec, config)
+    model = copy.deepcopy(spec.model)
+    p = P_NORM[config.criterion]
+    if config.method == "unstructured":
+        removed = apply_unstructured(model, config.ratios, p)
+    else:
+        removed = apply_channel(model, config.ratios, spec.example_input, p)
+        calib = calibration_subset(spec.split.train_x, config.calibration_samples, seed=config.seed)
+        recalibrate_batchnorm(model, calib)
+    model.eval()
+    return PruneResult(model, removed)

@@ -1,0 +1,68 @@
+"""Structured channel/filter pruning: physically remove whole channels through Torch-Pruning.
+
+Ratios are keyed by unit name (see core.graph.channel_units); Torch-Pruning's MetaPruner cuts each
+coupled group, ranking channels by group magnitude. Exactly `core.graph.kept_channels` survive, so
+the dashboard's estimates match what is cut.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from core.errors import PruneLabError
+from core.graph import attention_heads, channel_units, classifier, dependency_graph, kept_channels
+
+
+def _tp_ratio(kept_per_head: int, per_head: int) -> float:
+    """The ratio that makes Torch-Pruning keep exactly kept_per_head channels.
+
+    MetaPruner keeps int(per_head * (1 - ratio)) channels; asking for kept + 0.5 makes its floor land
+    on kept whatever the float rounding (int(16 * (1 - 0.9)) is 1 but int(10 * (1 - 0.9)) is 0).
+    """
+    return 1.0 - (kept_per_head + 0.5) / per_head
+
+
+def apply_channel(
+    model: nn.Module, ratios: dict[str, float], example_input: torch.Tensor, p: int = 1
+) -> dict[str, int]:
+    """Cut channels of model in place at the per-unit ratios; returns the channels removed per unit."""
+    import torch_pruning as tp
+
+    for param in model.parameters():
+        param.requires_grad_(True)  # the graph is traced through autograd
+    graph = dependency_graph(model, example_input)
+    units = {u.name: u for u in channel_units(model, example_input, graph)}
+    unknown = sorted(set(ratios) - set(units))
+    if unknown:
+        raise PruneLabError(f"not prunable channel groups of this model: {', '.join(unknown)}")
+    modules = dict(model.named_modules())
+    plan, removed = {}, {}
+    for name, ratio in ratios.items():
+        unit = units[name]
+        kept = kept_channels(unit, ratio)
+        if kept < unit.size:
+            plan[modules[name]] = _tp_ratio(kept // unit.heads, unit.size // unit.heads)
+            removed[name] = unit.size - kept
+    if not plan:
+        return removed
+    head = classifier(model, example_input)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pruner = tp.pruner.MetaPruner(
+            model,
+            example_input,
+            importance=tp.importance.GroupMagnitudeImportance(p=p),
+            pruning_ratio=0.0,  # units not in the plan keep every channel
+            pruning_ratio_dict=plan,
+            ignored_layers=[head] if head else [],
+            # fresh dicts every time: MetaPruner mutates its mutable defaults and leaks them across calls
+            num_heads=attention_heads(model),
+            in_channel_groups={},
+            out_channel_groups={},
+            channel_groups={},
+        )
+        pruner.step()
+    return removed

@@ -1,0 +1,70 @@
+"""Unstructured magnitude pruning: zero the smallest weights of each layer through masks.
+
+Scores and masks are computed here; torch.nn.utils.prune installs them (weight = weight_orig * mask),
+so fine-tuning keeps pruned weights at zero. Masks make nothing smaller or faster by themselves: that
+needs a sparse encoding or sparse kernels; `make_permanent` bakes them in before export.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from core.errors import PruneLabError
+
+
+def magnitude_mask(weight: torch.Tensor, ratio: float, p: int = 1) -> torch.Tensor:
+    """Keep-mask (1 = keep) that zeroes the round(ratio * n) weights of smallest magnitude.
+
+    Per single weight the L1 and L2 norms rank identically, so p changes nothing here; it is kept so
+    every criterion has the same signature.
+    """
+    scores = weight.detach().abs().pow(p).flatten()
+    n_prune = round(ratio * scores.numel())  # the same rounding as torch.nn.utils.prune
+    mask = torch.ones_like(scores)
+    if n_prune:
+        mask[torch.topk(scores, k=n_prune, largest=False).indices] = 0
+    return mask.view_as(weight)
+
+
+def apply_unstructured(model: nn.Module, ratios: dict[str, float], p: int = 1) -> dict[str, int]:
+    """Mask each named layer's weight in place at its ratio; returns the weights zeroed per layer."""
+    modules = dict(model.named_modules())
+    removed = {}
+    for name, ratio in ratios.items():
+        module = modules.get(name)
+        if module is None or not hasattr(module, "weight"):
+            raise PruneLabError(f"layer {name!r} is not a prunable layer of this model")
+        if ratio <= 0:
+            continue
+        mask = magnitude_mask(module.weight, ratio, p)
+        prune.custom_from_mask(module, "weight", mask)
+        removed[name] = int((mask == 0).sum())
+    return removed
+
+
+def pruning_hooks(model: nn.Module):
+    """(module, hook) for every torch.nn.utils.prune mask installed in model."""
+    for module in model.modules():
+        for hook in list(module._forward_pre_hooks.values()):
+            if isinstance(hook, prune.BasePruningMethod):
+                yield module, hook
+
+
+@torch.no_grad()
+def refresh_masked(model: nn.Module) -> None:
+    """Recompute masked weights outside autograd.
+
+    After a training step a masked weight is a non-leaf tensor (weight_orig * mask with a grad_fn),
+    which copy.deepcopy refuses; recomputing it under no_grad makes the model copyable again.
+    """
+    for module, hook in pruning_hooks(model):
+        setattr(module, hook._tensor_name, hook.apply_mask(module))
+
+
+def make_permanent(model: nn.Module) -> nn.Module:
+    """Fold every torch.nn.utils.prune mask into its weight (in place), leaving a plain dense model."""
+    for module, hook in list(pruning_hooks(model)):
+        prune.remove(module, hook._tensor_name)
+    return model
