@@ -47,11 +47,12 @@ class RunOutput:
                            "finetune_losses": self.finetune_losses}, indent=2, sort_keys=True) + "\n"
 
     def write(self, outdir: Path) -> dict[str, Path]:
-        """Write config.json, model.onnx and metrics.json into outdir (each written atomically)."""
+        """Write config.json, model.onnx and metrics.json into outdir, each atomically; metrics.json
+        comes last, so a folder that has it is complete."""
         paths = {n: Path(outdir) / n for n in ("config.json", "model.onnx", "metrics.json")}
+        self.config.save(paths["config.json"])
         write_atomic(paths["model.onnx"], self.onnx)
         write_atomic(paths["metrics.json"], self.metrics_json().encode())
-        self.config.save(paths["config.json"])
         return paths
 
 

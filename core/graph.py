@@ -81,20 +81,24 @@ def dependency_graph(model: nn.Module, example_input: torch.Tensor):
     """Torch-Pruning's DependencyGraph of model (traced once with example_input)."""
     import torch_pruning as tp
 
-    with warnings.catch_warnings():  # TP warns about bare parameters it handles fine (pos embeddings)
+    # TP traces through autograd, and warns about bare parameters it handles fine (pos embeddings)
+    with torch.enable_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
 
 
-def channel_units(model: nn.Module, example_input: torch.Tensor, graph=None) -> list[Unit]:
-    """The coupled channel groups of model, in module order of their names (classifier outputs excluded)."""
+def channel_groups(model: nn.Module, example_input: torch.Tensor, graph=None) -> list[tuple[Unit, object]]:
+    """(unit, Torch-Pruning group) for every coupled channel group, sorted by unit name's module order.
+
+    The classifier's outputs (the classes) are never a group.
+    """
     graph = graph or dependency_graph(model, example_input)
     modules = dict(model.named_modules())
     order = {name: i for i, name in enumerate(modules)}
     names = {m: n for n, m in modules.items()} | {p: n for n, p in model.named_parameters()}
     heads = attention_heads(model)
     head = classifier(model, example_input)
-    units = []
+    found = []
     for group in graph.get_all_groups(ignored_layers=[head] if head else [], root_module_types=list(PRUNABLE)):
         members, n_heads = [], 1
         for dep, _ in group:
@@ -107,9 +111,14 @@ def channel_units(model: nn.Module, example_input: torch.Tensor, graph=None) -> 
                 n_heads = heads[target]
         roots = [m.name for m in members if m.side == "out" and isinstance(modules.get(m.name), PRUNABLE)]
         name = min(roots, key=order.__getitem__)
-        members = tuple(dict.fromkeys(members))  # drop repeats, keep order
-        units.append(Unit(name, len(group[0].idxs), members, n_heads))
-    return sorted(units, key=lambda u: order[u.name])
+        members = list(dict.fromkeys(members))  # drop repeats, keep order
+        found.append((Unit(name, len(group[0].idxs), tuple(members), n_heads), group))
+    return sorted(found, key=lambda pair: order[pair[0].name])
+
+
+def channel_units(model: nn.Module, example_input: torch.Tensor, graph=None) -> list[Unit]:
+    """The coupled channel groups of model (one slider each), in module order of their names."""
+    return [unit for unit, _ in channel_groups(model, example_input, graph)]
 
 
 def kept_channels(unit: Unit, ratio: float) -> int:

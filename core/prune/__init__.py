@@ -15,11 +15,10 @@ from core.config import PruneConfig
 from core.data import calibration_subset
 from core.errors import PruneLabError
 from core.finetune import recalibrate_batchnorm
+from core.importance import P_NORM
 from core.models import ModelSpec
 from core.prune.channel import apply_channel
 from core.prune.unstructured import apply_unstructured
-
-P_NORM = {"l1": 1, "l2": 2}
 
 
 @dataclass

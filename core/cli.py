@@ -1,0 +1,248 @@
+"""The `prunelab` command: baseline, layers, prune, apply and dashboard, without a browser.
+
+Every user error ends in one line on stderr and exit status 2; long steps show progress bars on stderr,
+so stdout stays clean for --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from core.errors import PruneLabError
+
+METRIC_ROWS = [  # (key, label, format) for the human-readable summary
+    ("params", "parameters", "{:,.0f}"),
+    ("nonzero_params", "non-zero parameters", "{:,.0f}"),
+    ("size_bytes", "fp32 size (bytes)", "{:,.0f}"),
+    ("flops", "FLOPs (batch 1)", "{:,.0f}"),
+    ("latency_ms", "ORT latency b1 median (ms)", "{:.4f}"),
+    ("latency_ms_batch32", "ORT latency b32 median (ms)", "{:.3f}"),
+    ("accuracy", "test accuracy", "{:.4f}"),
+]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise PruneLabError(message)
+
+
+def _ratio(text: str) -> float:
+    from core.config import check_ratio
+
+    try:
+        return check_ratio("--ratio", float(text))
+    except ValueError:
+        raise PruneLabError(f"--ratio must be a number, got {text!r}") from None
+
+
+def _progress():
+    """A StageProgress that draws one tqdm bar per stage on stderr."""
+    from tqdm import tqdm
+
+    state: dict = {"stage": None, "bar": None}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage != state["stage"]:
+            if state["bar"]:
+                state["bar"].close()
+            state["stage"] = stage
+            state["bar"] = None if stage == "done" else tqdm(total=total, desc=stage, file=sys.stderr, leave=False)
+        if state["bar"] is not None:
+            state["bar"].total = total
+            state["bar"].update(done - state["bar"].n)
+
+    return update
+
+
+def _table(columns: dict[str, dict]) -> str:
+    lines = [f"{'':30}" + "".join(f"{c:>18}" for c in columns)]
+    for key, label, fmt in METRIC_ROWS:
+        cells = [fmt.format(m[key]) if key in m else "-" for m in columns.values()]
+        lines.append(f"{label:30}" + "".join(f"{c:>18}" for c in cells))
+    return "\n".join(lines)
+
+
+def cmd_baseline(args: argparse.Namespace) -> None:
+    from core.experiment import baseline
+    from core.models import load
+
+    metrics = baseline(load(args.model), threads=args.threads)
+    print(json.dumps(metrics, sort_keys=True) if args.json else _table({args.model: metrics}))
+
+
+def cmd_layers(args: argparse.Namespace) -> None:
+    from core.graph import channel_units, unstructured_units
+    from core.models import load
+
+    spec = load(args.model)
+    units = (unstructured_units(spec.model) if args.method == "unstructured"
+             else channel_units(spec.model, spec.example_input))
+    rows = [{"name": u.name, "size": u.size, "coupled": sorted({m.name for m in u.members} - {u.name})}
+            for u in units]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        unit = "weights" if args.method == "unstructured" else "channels"
+        for r in rows:
+            print(f"{r['name']:32} {r['size']:>8} {unit}  coupled: {', '.join(r['coupled']) or '-'}")
+
+
+def _ratios_from_file(path: str) -> tuple[dict[str, float], str | None]:
+    """Per-layer ratios from a PruneConfig file or a plain {"layer": ratio} JSON object."""
+    from core.config import PruneConfig
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PruneLabError(f"cannot read {path}: {e}") from None
+    if isinstance(data, dict) and "version" in data:
+        cfg = PruneConfig.from_dict(data)
+        return cfg.ratios, cfg.method
+    if not isinstance(data, dict):
+        raise PruneLabError(f"{path} must hold a PruneLab config or a JSON object of layer -> ratio")
+    return data, None
+
+
+def _finish(out, outdir: Path) -> None:
+    paths = out.write(outdir)
+    print(_table({"baseline": out.baseline, "pruned": out.pruned}))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+def cmd_prune(args: argparse.Namespace) -> None:
+    from core.config import FinetuneConfig, PruneConfig
+    from core.experiment import run
+    from core.graph import channel_units, unstructured_units
+    from core.models import load
+
+    spec = load(args.model)
+    method = args.method
+    if args.config:
+        ratios, file_method = _ratios_from_file(args.config)
+        method = method or file_method
+    if method is None:
+        raise PruneLabError("--method is required (unstructured or channel)")
+    if not args.config:
+        units = (unstructured_units(spec.model) if method == "unstructured"
+                 else channel_units(spec.model, spec.example_input))
+        ratios = {u.name: args.ratio for u in units}
+    config = PruneConfig(model=spec.name, method=method, ratios=ratios, criterion=args.criterion,
+                         model_fingerprint=spec.fingerprint, seed=args.seed,
+                         finetune=FinetuneConfig(epochs=args.finetune_epochs, lr=args.lr))
+    _check_layers(spec, config)
+    _finish(run(spec, config, _progress(), threads=args.threads), Path(args.out))
+
+
+def _check_layers(spec, config) -> None:
+    """Refuse ratios for layers the model does not have, naming them."""
+    from core.graph import channel_units, unstructured_units
+
+    units = (unstructured_units(spec.model) if config.method == "unstructured"
+             else channel_units(spec.model, spec.example_input))
+    unknown = sorted(set(config.ratios) - {u.name for u in units})
+    if unknown:
+        raise PruneLabError(f"{spec.name} has no {config.method} layer(s) named {', '.join(unknown)} "
+                            f"(see: prunelab layers {spec.name} --method {config.method})")
+
+
+def cmd_apply(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from core.config import PruneConfig
+    from core.experiment import run
+    from core.models import load
+
+    config = PruneConfig.load(args.config)
+    if args.finetune_epochs is not None:
+        config = dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, epochs=args.finetune_epochs))
+    spec = load(config.model)
+    _check_layers(spec, config)
+    _finish(run(spec, config, _progress(), threads=args.threads), Path(args.out))
+
+
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    from core.models import available
+
+    if args.model not in available():
+        raise PruneLabError(f"unknown model {args.model!r}; available: {', '.join(available())}")
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    os.environ["PRUNELAB_MODEL"] = args.model
+    argv = [sys.executable, "-m", "streamlit", "run", str(app),
+            "--server.address", args.address, "--server.port", str(args.port),
+            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    print(f"PruneLab dashboard on http://{args.address}:{args.port} (Ctrl+C stops it)", file=sys.stderr)
+    os.execv(sys.executable, argv)
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="prunelab", description="Explore neural-network pruning trade-offs, measured.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    b = sub.add_parser("baseline", help="measure the unpruned model")
+    b.add_argument("model")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+
+    ly = sub.add_parser("layers", help="list the prunable layers / channel groups (the keys of a config)")
+    ly.add_argument("model")
+    ly.add_argument("--method", choices=["unstructured", "channel"], default="channel")
+    ly.add_argument("--json", action="store_true")
+
+    pr = sub.add_parser("prune", help="prune a model, fine-tune, export and measure")
+    pr.add_argument("model")
+    pr.add_argument("--method", choices=["unstructured", "channel"])
+    group = pr.add_mutually_exclusive_group(required=True)
+    group.add_argument("--ratio", type=_ratio, help="fraction removed from every layer, 0 <= R < 1")
+    group.add_argument("--config", help="per-layer ratios: a PruneLab config or a JSON {layer: ratio}")
+    pr.add_argument("--criterion", choices=["l1", "l2"], default="l1")
+    pr.add_argument("--finetune-epochs", type=int, default=0)
+    pr.add_argument("--lr", type=float, default=0.01, help="peak fine-tuning learning rate")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--out", required=True, help="directory for config.json, model.onnx, metrics.json")
+
+    ap = sub.add_parser("apply", help="replay a config onto its base model")
+    ap.add_argument("config")
+    ap.add_argument("--finetune-epochs", type=int, help="override the config's fine-tuning epochs")
+    ap.add_argument("--out", required=True)
+
+    d = sub.add_parser("dashboard", help="launch the web dashboard")
+    d.add_argument("--model", default="mnist-resnet")
+    d.add_argument("--port", type=int, default=8501)
+    d.add_argument("--address", default="127.0.0.1", help="bind address (default: this machine only)")
+
+    for s in (b, pr, ap):
+        s.add_argument("--threads", type=int, default=1, help="onnxruntime threads for latency (default 1)")
+    return p
+
+
+COMMANDS = {"baseline": cmd_baseline, "layers": cmd_layers, "prune": cmd_prune, "apply": cmd_apply,
+            "dashboard": cmd_dashboard}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        COMMANDS[args.command](args)
+    except PruneLabError as e:
+        print(f"prunelab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("prunelab: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, not a user error: one line unless asked for more
+        if os.environ.get("PRUNELAB_DEBUG"):
+            traceback.print_exc()
+        print(f"prunelab: internal error: {type(e).__name__}: {e} (PRUNELAB_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
