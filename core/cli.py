@@ -176,7 +176,8 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
     os.environ["PRUNELAB_MODEL"] = args.model
     argv = [sys.executable, "-m", "streamlit", "run", str(app),
             "--server.address", args.address, "--server.port", str(args.port),
-            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+            "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none"]
     print(f"PruneLab dashboard on http://{args.address}:{args.port} (Ctrl+C stops it)", file=sys.stderr)
     os.execv(sys.executable, argv)
 

@@ -89,3 +89,24 @@ def static_metrics(model: nn.Module, example_input: torch.Tensor) -> dict[str, i
         "flops": total_flops(model, example_input),
         "sparse_flops": sparse_flops(model, example_input),
     }
+
+
+def layer_summary(model: nn.Module, example_input: torch.Tensor) -> list[dict]:
+    """One row per module that holds parameters or does FLOPs: name, type, weight shape, params, FLOPs."""
+    flops = flops_by_module(model, example_input)
+    total = sum(flops.values()) or 1
+    rows = []
+    for name, module in model.named_modules():
+        own = dict(module.named_parameters(recurse=False))
+        if not own and not flops.get(name):
+            continue
+        weight = own.get("weight")
+        rows.append({
+            "layer": name or "(model)",
+            "type": type(module).__name__,
+            "weight shape": "x".join(map(str, weight.shape)) if weight is not None else "",
+            "params": sum(p.numel() for p in own.values()),
+            "flops": flops.get(name, 0),
+            "flops share %": round(100 * flops.get(name, 0) / total, 2),
+        })
+    return rows

@@ -1,0 +1,37 @@
+# The two commands a newcomer needs (see README):  make run  |  make test
+# Each creates .venv in the repo root if missing and installs the project into it first.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.prunelab-installed
+MODEL  ?= mnist-resnet
+PORT   ?= 8501
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup run test browser lint
+
+setup: $(STAMP)
+
+# torch is pinned here as well as in pyproject.toml: 2.13.0 is a CPU wheel; anything looser can pull
+# a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/prunelab dashboard --model $(MODEL) --port $(PORT)
+
+# The browser test drives Debian's chromium through playwright (never `playwright install`).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the browser test"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup browser lint
+	$(BIN)/python -m pytest

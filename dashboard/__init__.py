@@ -1,0 +1,1 @@
+"""PruneLab's Streamlit front end: pages draw, core computes."""

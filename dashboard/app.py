@@ -1,0 +1,43 @@
+"""PruneLab dashboard: `prunelab dashboard` (or `streamlit run dashboard/app.py`).
+
+Pick a model in the sidebar; Model shows what it is and which channels matter, Tune sets per-layer
+ratios with live estimates and runs the experiment, Results and Export show and hand out what was
+measured. Pages only draw; core computes; dashboard/cache.py owns what is shared between sessions.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from core.errors import PruneLabError
+from core.models import available
+from dashboard.views import export, model, results, tune
+
+DEFAULT_MODEL = "mnist-resnet"
+
+
+def _pick_model() -> str:
+    names = available()
+    wanted = os.environ.get("PRUNELAB_MODEL", DEFAULT_MODEL)
+    index = names.index(wanted) if wanted in names else 0
+    return st.sidebar.selectbox("Model", names, index=index, key="model",
+                                help="Bundled sample models with trained weights.")
+
+
+def main() -> None:
+    st.set_page_config(page_title="PruneLab", page_icon="✂️", layout="wide")
+    st.sidebar.title("✂️ PruneLab")
+    name = _pick_model()
+    st.sidebar.caption("Explore pruning trade-offs: every number is measured, or labelled as an estimate.")
+    tabs = st.tabs(["Model", "Tune", "Results", "Export"])
+    for tab, view in zip(tabs, (model, tune, results, export), strict=True):
+        with tab:
+            try:
+                view.render(name)
+            except PruneLabError as e:
+                st.error(str(e))
+
+
+main()

@@ -1,0 +1,1 @@
+"""Widgets that turn into config values, and the charts the pages draw."""

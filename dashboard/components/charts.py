@@ -1,0 +1,81 @@
+"""Plotly figures. Pure functions of data: no Streamlit calls, so they are easy to test."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+# (metric key, label, unit) in the order the comparison charts show them
+COMPARED = [
+    ("size_bytes", "fp32 size", "bytes"),
+    ("onnx_bytes", "ONNX file", "bytes"),
+    ("params", "parameters", ""),
+    ("nonzero_params", "non-zero params", ""),
+    ("flops", "FLOPs", "per image"),
+    ("latency_ms", "latency b1 (median)", "ms"),
+    ("latency_ms_batch32", "latency b32 (median)", "ms"),
+]
+
+
+def importance_heatmap(scores: dict[str, np.ndarray], sort: bool = True) -> go.Figure:
+    """Layers x channels heatmap of importance scores (each row scaled to max 1).
+
+    Rows are padded with gaps to the widest layer; sorting puts each row's strongest channel first,
+    which makes it easy to see how much of a layer carries little weight.
+    """
+    names = list(scores)
+    width = max((len(s) for s in scores.values()), default=0)
+    z = np.full((len(names), width), np.nan)
+    for i, s in enumerate(scores.values()):
+        z[i, : len(s)] = np.sort(s)[::-1] if sort else s
+    fig = go.Figure(go.Heatmap(
+        z=z, y=names, colorscale="Viridis", zmin=0, zmax=1, colorbar={"title": "score / max"},
+        hovertemplate="%{y}<br>channel " + ("rank" if sort else "#") + " %{x}<br>score %{z:.3f}<extra></extra>",
+    ))
+    fig.update_layout(
+        height=120 + 22 * len(names), margin={"l": 10, "r": 10, "t": 30, "b": 40},
+        xaxis_title="channel (sorted by score)" if sort else "channel index",
+        yaxis={"autorange": "reversed"},
+    )
+    return fig
+
+
+def comparison_bars(base: dict, pruned: dict) -> go.Figure:
+    """Each cost metric of the pruned model as a percentage of the baseline's (baseline = 100%)."""
+    keys = [(k, label, unit) for k, label, unit in COMPARED if k in base and k in pruned and base[k]]
+    labels = [label for _, label, _ in keys]
+    pct = [100 * pruned[k] / base[k] for k, _, _ in keys]
+    hover = [f"{label}: {pruned[k]:,.4g} vs {base[k]:,.4g} {unit}" for k, label, unit in keys]
+    fig = go.Figure([
+        go.Bar(name="baseline", x=labels, y=[100] * len(keys), marker_color="#9aa5b1", hovertext=hover,
+               hoverinfo="text"),
+        go.Bar(name="pruned", x=labels, y=pct, marker_color="#2f80ed", hovertext=hover, hoverinfo="text",
+               text=[f"{p:.0f}%" for p in pct], textposition="outside"),
+    ])
+    fig.update_layout(barmode="group", yaxis_title="% of baseline (lower is better)", height=380,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"})
+    return fig
+
+
+def accuracy_bars(base: dict, pruned: dict) -> go.Figure:
+    """Test accuracy before and after, on a zoomed axis so a one-point drop is visible."""
+    vals = [100 * base["accuracy"], 100 * pruned["accuracy"]]
+    fig = go.Figure(go.Bar(x=["baseline", "pruned"], y=vals, marker_color=["#9aa5b1", "#2f80ed"],
+                           text=[f"{v:.2f}%" for v in vals], textposition="outside"))
+    low = max(0.0, min(vals) - 5)
+    fig.update_layout(yaxis={"range": [low, 100.5], "title": "test accuracy %"}, height=380,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig
+
+
+def estimate_bars(base: dict, est: dict) -> go.Figure:
+    """Estimated params / non-zero params / FLOPs / size as % of baseline, as the sliders move."""
+    keys = [("params", "params"), ("nonzero_params", "non-zero params"), ("flops", "dense FLOPs"),
+            ("sparse_flops", "sparse-effective FLOPs"), ("size_bytes", "fp32 size")]
+    pct = [100 * est[k] / base[k] for k, _ in keys]
+    fig = go.Figure(go.Bar(x=[label for _, label in keys], y=pct, marker_color="#f2994a",
+                           text=[f"{p:.0f}%" for p in pct], textposition="outside",
+                           hovertext=[f"{est[k]:,} of {base[k]:,}" for k, _ in keys], hoverinfo="text"))
+    fig.update_layout(yaxis={"range": [0, 115], "title": "% of baseline (estimate)"}, height=300,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig

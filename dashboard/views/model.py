@@ -1,0 +1,34 @@
+"""Model page: baseline measurements, the layer table, and the channel-importance heatmap."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import cache
+from dashboard.components.charts import importance_heatmap
+from dashboard.components.format import metric_row
+
+
+def render(name: str) -> None:
+    spec = cache.spec(name)
+    st.subheader(f"{name} — {spec.summary}")
+    base = cache.baseline(name)
+    metric_row(base)
+    st.caption(f"Measured: test accuracy on {len(spec.split.test_y):,} held-out images; latency in "
+               f"{base['runtime']} with {base['latency_threads']} thread(s), median of repeated runs after warm-up.")
+
+    st.markdown("#### Importance: which channels carry weight")
+    c1, c2, c3 = st.columns([2, 1, 1])
+    granularity = c1.radio("Rows", ["channel groups", "layers"], horizontal=True, key="heat-rows",
+                           help="Channel groups: channels that must be cut together (Torch-Pruning's dependency "
+                                "graph); scores are group magnitudes. Layers: each conv/linear's output channels.")
+    criterion = c2.selectbox("Criterion", ["l1", "l2"], key="heat-criterion", help="Norm of the weights.")
+    sort = c3.toggle("Sort channels", value=True, key="heat-sort")
+    method = "channel" if granularity == "channel groups" else "unstructured"
+    scores = cache.importance_scores(name, method, criterion)
+    st.plotly_chart(importance_heatmap(scores, sort=sort), width="stretch", key="heatmap")
+    st.caption("Each row is scaled so its strongest channel is 1. Dark cells are the channels magnitude "
+               "pruning removes first.")
+
+    st.markdown("#### Layers")
+    st.dataframe(cache.layers(name), hide_index=True, width="stretch")

@@ -1,0 +1,52 @@
+"""Results page: a saved run measured against the baseline, in charts and exact figures."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.runs import SavedRun, list_runs
+from dashboard.components.charts import COMPARED, accuracy_bars, comparison_bars
+from dashboard.components.format import metric_row
+
+
+def pick_run(name: str, key: str) -> SavedRun | None:
+    """A selectbox over the model's saved runs (newest first), defaulting to the session's last run."""
+    saved = list_runs(name)
+    if not saved:
+        st.info("No runs yet for this model: set ratios on the Tune tab and press “Apply and measure”.")
+        return None
+    ids = [r.run_id for r in saved]
+    wanted = st.session_state.get("selected_run")
+    index = ids.index(wanted) if wanted in ids else 0
+    chosen = st.selectbox("Run", ids, index=index, key=key,
+                          format_func=lambda rid: _label(next(r for r in saved if r.run_id == rid)))
+    st.session_state["selected_run"] = chosen
+    return next(r for r in saved if r.run_id == chosen)
+
+
+def _label(run: SavedRun) -> str:
+    acc = run.metrics["pruned"]["accuracy"]
+    return f"{run.run_id} · {run.config.finetune.epochs} ep · acc {100 * acc:.2f}%"
+
+
+def _table(base: dict, pruned: dict) -> pd.DataFrame:
+    rows = [(label + (f" ({unit})" if unit else ""), base[k], pruned[k], pruned[k] / base[k] if base[k] else None)
+            for k, label, unit in COMPARED if k in base and k in pruned]
+    rows.append(("test accuracy", base["accuracy"], pruned["accuracy"], pruned["accuracy"] / base["accuracy"]))
+    return pd.DataFrame(rows, columns=["metric", "baseline", "pruned", "pruned / baseline"])
+
+
+def render(name: str) -> None:
+    run = pick_run(name, key="results-run")
+    if run is None:
+        return
+    base, pruned = run.metrics["baseline"], run.metrics["pruned"]
+    metric_row(pruned, base)
+    c1, c2 = st.columns([3, 1])
+    c1.plotly_chart(comparison_bars(base, pruned), width="stretch", key="compare-chart")
+    c2.plotly_chart(accuracy_bars(base, pruned), width="stretch", key="accuracy-chart")
+    st.dataframe(_table(base, pruned), hide_index=True, width="stretch")
+    st.caption(f"All figures measured: latency in {pruned['runtime']}, {pruned['latency_threads']} thread(s), "
+               "median and p90 over repeated runs after warm-up. Method: "
+               f"{run.config.method}, criterion {run.config.criterion}, seed {run.config.seed}.")

@@ -1,0 +1,34 @@
+"""Shared fixtures: every sample model loaded once per session, and a private workspace per session."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.models import ModelSpec, available, load
+
+SAMPLE_NAMES = available()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_workspace(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep runs written by tests out of the user's ~/.prunelab."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PRUNELAB_HOME", str(tmp_path_factory.mktemp("prunelab-home")))
+    yield
+    mp.undo()
+
+
+_SPECS: dict[str, ModelSpec] = {}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The loaded sample model (shared: tests must not modify spec.model; the engine prunes copies)."""
+    if name not in _SPECS:
+        _SPECS[name] = load(name)
+    return _SPECS[name]
+
+
+@pytest.fixture(params=SAMPLE_NAMES)
+def spec(request: pytest.FixtureRequest) -> ModelSpec:
+    """Parametrises a test over every registered sample model."""
+    return get_spec(request.param)
