@@ -7,6 +7,7 @@ so stdout stays clean for --json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -34,31 +35,66 @@ class Parser(argparse.ArgumentParser):
 
 
 def _ratio(text: str) -> float:
-    from core.config import check_ratio
+    """argparse type: a fraction removed, 0 <= R < 1 (argparse names the option in its message)."""
+    import math
 
     try:
-        return check_ratio("--ratio", float(text))
+        value = float(text)
     except ValueError:
-        raise PruneLabError(f"--ratio must be a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+@contextlib.contextmanager
 def _progress():
-    """A StageProgress that draws one tqdm bar per stage on stderr."""
+    """A StageProgress drawing one tqdm bar per stage on stderr; the bar is closed however the run ends,
+    so an error message starts on a line of its own."""
     from tqdm import tqdm
 
     state: dict = {"stage": None, "bar": None}
 
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].close()
+            state["bar"] = None
+
     def update(stage: str, done: int, total: int) -> None:
         if stage != state["stage"]:
-            if state["bar"]:
-                state["bar"].close()
+            close()
             state["stage"] = stage
             state["bar"] = None if stage == "done" else tqdm(total=total, desc=stage, file=sys.stderr, leave=False)
         if state["bar"] is not None:
             state["bar"].total = total
             state["bar"].update(done - state["bar"].n)
 
-    return update
+    try:
+        yield update
+    finally:
+        close()
+
+
+def _out_dir(text: str) -> Path:
+    """--out must be a directory we can write into or create; checked before any slow work, and not
+    created until there is something to write (a failed command leaves nothing behind)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise PruneLabError(f"--out {text} exists and is not a directory")
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise PruneLabError(f"--out {text}: {existing} is not a writable directory")
+    return path
 
 
 def _table(columns: dict[str, dict]) -> str:
@@ -73,7 +109,7 @@ def cmd_baseline(args: argparse.Namespace) -> None:
     from core.experiment import baseline
     from core.models import load
 
-    metrics = baseline(load(args.model), threads=args.threads)
+    metrics = baseline(load(args.model), threads=args.threads).metrics
     print(json.dumps(metrics, sort_keys=True) if args.json else _table({args.model: metrics}))
 
 
@@ -110,22 +146,31 @@ def _ratios_from_file(path: str) -> tuple[dict[str, float], str | None]:
     return data, None
 
 
-def _finish(out, outdir: Path) -> None:
-    paths = out.write(outdir)
+def _run_and_write(spec, config, outdir: Path, threads: int) -> None:
+    from core.experiment import run
+
+    with _progress() as progress:
+        out = run(spec, config, progress, threads=threads)
+    try:
+        paths = out.write(outdir)
+    except OSError as e:
+        raise PruneLabError(f"cannot write results into {outdir}: {e}") from None
     print(_table({"baseline": out.baseline, "pruned": out.pruned}))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
     from core.config import FinetuneConfig, PruneConfig
-    from core.experiment import run
     from core.graph import channel_units, unstructured_units
     from core.models import load
 
+    outdir = _out_dir(args.out)
     spec = load(args.model)
     method = args.method
     if args.config:
         ratios, file_method = _ratios_from_file(args.config)
+        if file_method and method and file_method != method:
+            raise PruneLabError(f"{args.config} is a {file_method} config but --method is {method}")
         method = method or file_method
     if method is None:
         raise PruneLabError("--method is required (unstructured or channel)")
@@ -137,7 +182,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
                          model_fingerprint=spec.fingerprint, seed=args.seed,
                          finetune=FinetuneConfig(epochs=args.finetune_epochs, lr=args.lr))
     _check_layers(spec, config)
-    _finish(run(spec, config, _progress(), threads=args.threads), Path(args.out))
+    _run_and_write(spec, config, outdir, args.threads)
 
 
 def _check_layers(spec, config) -> None:
@@ -156,15 +201,17 @@ def cmd_apply(args: argparse.Namespace) -> None:
     import dataclasses
 
     from core.config import PruneConfig
-    from core.experiment import run
     from core.models import load
+    from core.prune import check_config_matches
 
+    outdir = _out_dir(args.out)
     config = PruneConfig.load(args.config)
     if args.finetune_epochs is not None:
         config = dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, epochs=args.finetune_epochs))
     spec = load(config.model)
+    check_config_matches(spec, config)
     _check_layers(spec, config)
-    _finish(run(spec, config, _progress(), threads=args.threads), Path(args.out))
+    _run_and_write(spec, config, outdir, args.threads)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
@@ -200,9 +247,10 @@ def build_parser() -> Parser:
     pr.add_argument("--method", choices=["unstructured", "channel"])
     group = pr.add_mutually_exclusive_group(required=True)
     group.add_argument("--ratio", type=_ratio, help="fraction removed from every layer, 0 <= R < 1")
-    group.add_argument("--config", help="per-layer ratios: a PruneLab config or a JSON {layer: ratio}")
+    group.add_argument("--config", help="per-layer ratios from a JSON {layer: ratio} or a PruneLab config (only its "
+                       "ratios and method are used; `prunelab apply` replays a whole config)")
     pr.add_argument("--criterion", choices=["l1", "l2"], default="l1")
-    pr.add_argument("--finetune-epochs", type=int, default=0)
+    pr.add_argument("--finetune-epochs", type=int, default=0, help="0 = no fine-tuning")
     pr.add_argument("--lr", type=float, default=0.01, help="peak fine-tuning learning rate")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--out", required=True, help="directory for config.json, model.onnx, metrics.json")
@@ -218,7 +266,7 @@ def build_parser() -> Parser:
     d.add_argument("--address", default="127.0.0.1", help="bind address (default: this machine only)")
 
     for s in (b, pr, ap):
-        s.add_argument("--threads", type=int, default=1, help="onnxruntime threads for latency (default 1)")
+        s.add_argument("--threads", type=_positive_int, default=1, help="onnxruntime threads for latency (default 1)")
     return p
 
 

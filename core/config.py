@@ -19,10 +19,18 @@ METHODS = ("unstructured", "channel")
 CRITERIA = ("l1", "l2")  # weight magnitude: L1 or L2 norm (per weight they agree; per channel they differ)
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def check_ratio(name: str, ratio: Any) -> float:
     """A pruning ratio is the fraction removed: a finite number with 0 <= ratio < 1."""
     if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
-        raise PruneLabError(f"ratio for {name!r} must be a number, got {ratio!r}")
+        raise PruneLabError(f"ratio for {name!r} must be a number, got {ratio!r}")  # NaN/inf checked below
     ratio = float(ratio)
     if not math.isfinite(ratio) or not 0.0 <= ratio < 1.0:
         raise PruneLabError(f"ratio for {name!r} must be at least 0 and below 1, got {ratio}")
@@ -38,11 +46,11 @@ class FinetuneConfig:
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or not 0 <= self.epochs <= 1000:
+        if not _is_int(self.epochs) or not 0 <= self.epochs <= 1000:
             raise PruneLabError(f"finetune epochs must be an integer from 0 to 1000, got {self.epochs!r}")
-        if not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or not 0 < self.lr <= 10:
+        if not _is_number(self.lr) or not 0 < self.lr <= 10:
             raise PruneLabError(f"finetune lr must be a positive number up to 10, got {self.lr!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if not _is_int(self.batch_size) or self.batch_size < 1:
             raise PruneLabError(f"finetune batch_size must be a positive integer, got {self.batch_size!r}")
 
 
@@ -61,10 +69,10 @@ class PruneConfig:
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
-        if self.version != CONFIG_VERSION:
-            raise PruneLabError(
-                f"config version {self.version!r} is not supported (this PruneLab reads version {CONFIG_VERSION})"
-            )
+        _check_version(self.version)
+        for name in ("model", "model_fingerprint"):
+            if not isinstance(getattr(self, name), str):
+                raise PruneLabError(f"{name} must be a string, got {getattr(self, name)!r}")
         if self.method not in METHODS:
             raise PruneLabError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.criterion not in CRITERIA:
@@ -75,10 +83,13 @@ class PruneConfig:
         object.__setattr__(self, "ratios", checked)  # a private sorted copy: callers' dicts stay theirs
         if isinstance(self.finetune, dict):
             object.__setattr__(self, "finetune", _build(FinetuneConfig, self.finetune, "finetune"))
-        for name in ("calibration_samples", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise PruneLabError(f"{name} must be a non-negative integer, got {value!r}")
+        elif not isinstance(self.finetune, FinetuneConfig):
+            raise PruneLabError(f"finetune must be an object like {{\"epochs\": 1}}, got {self.finetune!r}")
+        if not _is_int(self.seed) or self.seed < 0:
+            raise PruneLabError(f"seed must be a non-negative integer, got {self.seed!r}")
+        # at least one image: BatchNorm statistics re-estimated from nothing would be reset to 0/1
+        if not _is_int(self.calibration_samples) or self.calibration_samples < 1:
+            raise PruneLabError(f"calibration_samples must be a positive integer, got {self.calibration_samples!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,10 +103,7 @@ class PruneConfig:
             raise PruneLabError("a config must be a JSON object")
         if "version" not in data:
             raise PruneLabError("config has no 'version' field; is this a PruneLab config?")
-        if data["version"] != CONFIG_VERSION:  # checked first: other versions may have other fields
-            raise PruneLabError(
-                f"config version {data['version']!r} is not supported (this PruneLab reads version {CONFIG_VERSION})"
-            )
+        _check_version(data["version"])  # first: other versions may have other fields
         return _build(cls, data, "config")
 
     @classmethod
@@ -118,6 +126,13 @@ class PruneConfig:
         from core.files import write_atomic
 
         write_atomic(Path(path), self.to_json().encode())
+
+
+def _check_version(version: Any) -> None:
+    if not _is_int(version) or version != CONFIG_VERSION:
+        raise PruneLabError(
+            f"config version {version!r} is not supported (this PruneLab reads version {CONFIG_VERSION})"
+        )
 
 
 def _build(cls: type, data: dict[str, Any], what: str) -> Any:

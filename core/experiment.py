@@ -20,10 +20,10 @@ from core.evaluate import evaluate
 from core.export import deployable, export_onnx
 from core.files import write_atomic
 from core.finetune import Recipe, fit
-from core.latency import measure as measure_latency
+from core.latency import measure_interleaved
 from core.metrics import static_metrics
 from core.models import ModelSpec
-from core.prune import apply
+from core.prune import apply, check_config_matches
 
 # progress(stage, done, total): stage is a short human label ("fine-tuning"), done/total its steps
 StageProgress = Callable[[str, int, int], None]
@@ -56,39 +56,64 @@ class RunOutput:
         return paths
 
 
-def measure(model: nn.Module, spec: ModelSpec, onnx: bytes, threads: int = 1) -> dict:
-    """Every metric of a (deployable) model: size, FLOPs, accuracy, onnxruntime latency."""
-    shape = tuple(spec.example_input.shape[1:])
+def _static(model: nn.Module, spec: ModelSpec, onnx: bytes) -> dict:
+    """Size, FLOPs and accuracy of a deployable model, and its ONNX file size."""
     metrics: dict = static_metrics(model, spec.example_input)
     metrics.update(evaluate(model, spec.split.test_x, spec.split.test_y))
     metrics["onnx_bytes"] = len(onnx)
-    for batch in LATENCY_BATCHES:
-        lat = measure_latency(onnx, shape, batch=batch, threads=threads, min_seconds=0.3)
-        suffix = "" if batch == 1 else f"_batch{batch}"
-        metrics[f"latency_ms{suffix}"] = round(lat.median_ms, 5)
-        metrics[f"latency_p90_ms{suffix}"] = round(lat.p90_ms, 5)
-    metrics["latency_threads"] = threads
-    metrics["runtime"] = f"onnxruntime {onnxruntime.__version__} CPU, torch {torch.__version__}"
     return metrics
 
 
-def baseline(spec: ModelSpec, threads: int = 1) -> dict:
-    """Metrics of the unpruned base model (exported and timed like any pruned one)."""
+def _add_latency(metrics: dict[str, dict], onnx: dict[str, bytes], spec: ModelSpec, threads: int) -> None:
+    """Time the ONNX models in interleaved rounds (see core.latency) and record median and p90 per batch."""
+    shape = tuple(spec.example_input.shape[1:])
+    for batch in LATENCY_BATCHES:
+        suffix = "" if batch == 1 else f"_batch{batch}"
+        for key, lat in measure_interleaved(onnx, shape, batch=batch, threads=threads).items():
+            metrics[key][f"latency_ms{suffix}"] = round(lat.median_ms, 5)
+            metrics[key][f"latency_p90_ms{suffix}"] = round(lat.p90_ms, 5)
+    for m in metrics.values():
+        m["latency_threads"] = threads
+        m["runtime"] = f"onnxruntime {onnxruntime.__version__} CPU, torch {torch.__version__}"
+
+
+def measure(model: nn.Module, spec: ModelSpec, onnx: bytes, threads: int = 1) -> dict:
+    """Every metric of one deployable model: size, FLOPs, accuracy, onnxruntime latency."""
+    metrics = {"model": _static(model, spec, onnx)}
+    _add_latency(metrics, {"model": onnx}, spec, threads)
+    return metrics["model"]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The unpruned model's measurements and its ONNX file (kept to time it again beside a pruned one)."""
+
+    metrics: dict
+    onnx: bytes
+
+
+def baseline(spec: ModelSpec, threads: int = 1) -> Baseline:
+    """Metrics of the unpruned base model, exported and timed like any pruned one."""
     onnx, _ = export_onnx(spec.model, spec.example_input)
-    return measure(spec.model, spec, onnx, threads)
+    return Baseline(measure(spec.model, spec, onnx, threads), onnx)
 
 
 def run(
     spec: ModelSpec,
     config: PruneConfig,
     progress: StageProgress | None = None,
-    base_metrics: dict | None = None,
+    base: Baseline | None = None,
     threads: int = 1,
 ) -> RunOutput:
-    """Prune a copy of spec.model per config, fine-tune it, export it and measure it and the baseline."""
+    """Prune a copy of spec.model per config, fine-tune, export, and measure it beside the baseline.
+
+    Latency of the baseline and the pruned model is measured again here, in interleaved rounds, so
+    the two figures in the output were taken under the same machine load.
+    """
     say = progress or (lambda stage, done, total: None)
+    check_config_matches(spec, config)  # before any slow work
     say("measuring baseline", 0, 1)
-    base_metrics = base_metrics or baseline(spec, threads)
+    base = base or baseline(spec, threads)
     say("pruning", 0, 1)
     result = apply(spec, config)
     losses: list[float] = []
@@ -100,6 +125,7 @@ def run(
     model = deployable(result.model)
     onnx, _ = export_onnx(model, spec.example_input)
     say("measuring", 0, 1)
-    pruned = measure(model, spec, onnx, threads)
+    metrics = {"baseline": dict(base.metrics), "pruned": _static(model, spec, onnx)}
+    _add_latency(metrics, {"baseline": base.onnx, "pruned": onnx}, spec, threads)
     say("done", 1, 1)
-    return RunOutput(config, model, onnx, base_metrics, pruned, result.removed, losses)
+    return RunOutput(config, model, onnx, metrics["baseline"], metrics["pruned"], result.removed, losses)

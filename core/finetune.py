@@ -73,7 +73,13 @@ def fit(
     Pruning masks installed by torch.nn.utils.prune stay in force: the forward pass multiplies the
     trainable weight_orig by the fixed mask, so pruned weights stay zero.
     """
-    torch.manual_seed(seed)  # augmentation and dropout draw from the global generator
+    with torch.random.fork_rng(devices=[]):  # seed augmentation/dropout without touching the caller's RNG
+        torch.manual_seed(seed)
+        return _fit(model, x, y, recipe, seed, progress)
+
+
+def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, seed: int,
+         progress: Progress | None) -> list[float]:
     opt = _optimizer(model, recipe)
     steps_per_epoch = -(-len(x) // recipe.batch_size)
     total = steps_per_epoch * recipe.epochs

@@ -1,7 +1,8 @@
 """Latency measured in onnxruntime on the CPU: warm-up, repeated timed runs, median and p90.
 
 The thread count is pinned (default 1, the least noisy on a shared machine) and reported with the
-figures, since latency without it means little.
+figures, since latency without it means little. Models compared with each other are timed in
+interleaved rounds, so a busy spell on the machine hits all of them alike.
 """
 
 from __future__ import annotations
@@ -37,36 +38,40 @@ def session(onnx_bytes: bytes, threads: int = 1):
     return ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
 
 
-def measure(
-    onnx_bytes: bytes,
+def _time_one(sess, feed: dict) -> float:
+    t0 = time.perf_counter()
+    sess.run(None, feed)
+    return (time.perf_counter() - t0) * 1e3
+
+
+def measure_interleaved(
+    onnx_models: dict[str, bytes],
     input_shape: tuple[int, ...],
     batch: int = 1,
     threads: int = 1,
     warmup: int = 10,
-    repeats: int = 50,
-    min_seconds: float = 0.0,
-) -> Latency:
-    """Time one forward pass of the ONNX model at `batch` (input_shape excludes the batch dimension).
+    rounds: int = 10,
+    round_ms: float = 30.0,
+) -> dict[str, Latency]:
+    """Time several ONNX models in alternating rounds, so that load from other processes on a shared
+    machine hits all of them alike instead of whichever happened to run during a busy spell.
 
-    Runs `warmup` untimed passes, then at least `repeats` timed ones (more if they finish before
-    `min_seconds`), and reports the median and 90th percentile in milliseconds.
+    Each round runs every model back to back (order reversed every other round) for about round_ms
+    milliseconds each (at least 5 runs); medians and p90s are over all timed runs of a model.
     """
-    sess = session(onnx_bytes, threads)
-    name = sess.get_inputs()[0].name
     x = np.random.default_rng(0).standard_normal((batch, *input_shape)).astype(np.float32)
-    for _ in range(warmup):
-        sess.run(None, {name: x})
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        sess.run(None, {name: x})
-        times.append((time.perf_counter() - t0) * 1e3)
-    return Latency(
-        median_ms=float(np.median(times)),
-        p90_ms=float(np.percentile(times, 90)),
-        batch=batch,
-        threads=threads,
-        warmup=warmup,
-        repeats=len(times),
-    )
+    sessions = {k: session(v, threads) for k, v in onnx_models.items()}
+    feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
+    per_round = {}
+    for k, s in sessions.items():
+        warm = [_time_one(s, feeds[k]) for _ in range(warmup)]
+        per_round[k] = max(5, min(2000, int(round_ms / max(np.median(warm), 1e-3))))
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    order = list(sessions)
+    for r in range(rounds):
+        for k in order if r % 2 == 0 else order[::-1]:
+            times[k].extend(_time_one(sessions[k], feeds[k]) for _ in range(per_round[k]))
+    return {
+        k: Latency(float(np.median(t)), float(np.percentile(t, 90)), batch, threads, warmup, len(t))
+        for k, t in times.items()
+    }

@@ -64,10 +64,9 @@ def read_run(path: Path) -> SavedRun:
 
 def list_runs(model: str | None = None) -> list[SavedRun]:
     """Complete runs in the workspace, newest first (half-written or broken folders are skipped)."""
+    done = [p for p in (workspace() / "runs").glob("*/metrics.json")]  # written last: absent = interrupted
     runs = []
-    for path in sorted((workspace() / "runs").glob("*"), reverse=True):
-        if not (path / "metrics.json").exists():  # written last: its absence means interrupted
-            continue
+    for path in [m.parent for m in sorted(done, key=lambda m: m.stat().st_mtime_ns, reverse=True)]:
         try:
             run = read_run(path)
         except PruneLabError:

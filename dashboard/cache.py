@@ -22,7 +22,7 @@ def spec(name: str) -> ModelSpec:
 
 
 @st.cache_data(show_spinner="Measuring the baseline: ONNX export, accuracy, onnxruntime latency…")
-def baseline(name: str) -> dict:
+def baseline(name: str) -> experiment.Baseline:
     return experiment.baseline(spec(name))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from core.models import ModelSpec, available, load
 
@@ -16,6 +17,20 @@ def _private_workspace(tmp_path_factory: pytest.TempPathFactory) -> None:
     mp.setenv("PRUNELAB_HOME", str(tmp_path_factory.mktemp("prunelab-home")))
     yield
     mp.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> None:
+    """Tests run torch single-threaded.
+
+    On a shared 2-core machine a second busy process makes torch's two OpenMP threads spin against each
+    other: the same pruning step measured 0.4 s with one thread and 15 s with two. Nothing asserts on
+    timings, and every determinism test compares runs made under the same setting.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 _SPECS: dict[str, ModelSpec] = {}

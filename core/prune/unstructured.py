@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from core.errors import PruneLabError
+from core.graph import PRUNABLE
 
 
 def magnitude_mask(weight: torch.Tensor, ratio: float, p: int = 1) -> torch.Tensor:
@@ -34,8 +35,8 @@ def apply_unstructured(model: nn.Module, ratios: dict[str, float], p: int = 1) -
     removed = {}
     for name, ratio in ratios.items():
         module = modules.get(name)
-        if module is None or not hasattr(module, "weight"):
-            raise PruneLabError(f"layer {name!r} is not a prunable layer of this model")
+        if not isinstance(module, PRUNABLE):
+            raise PruneLabError(f"{name!r} is not a Conv2d or Linear layer of this model")
         if ratio <= 0:
             continue
         mask = magnitude_mask(module.weight, ratio, p)

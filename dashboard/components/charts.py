@@ -53,7 +53,8 @@ def comparison_bars(base: dict, pruned: dict) -> go.Figure:
                text=[f"{p:.0f}%" for p in pct], textposition="outside"),
     ])
     fig.update_layout(barmode="group", yaxis_title="% of baseline (lower is better)", height=380,
-                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"})
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": 1.12, "x": 0})
     return fig
 
 

@@ -24,9 +24,9 @@ def metric_row(m: dict, base: dict | None = None) -> None:
     cols[0].metric("Parameters", human(m["params"]), delta("params"), delta_color="inverse")
     cols[1].metric("fp32 size", human(m["size_bytes"], "B"), delta("size_bytes"), delta_color="inverse")
     cols[2].metric("FLOPs / image", human(m["flops"]), delta("flops"), delta_color="inverse")
-    cols[3].metric("Latency b1 (median)", f"{m['latency_ms']:.3f} ms", delta("latency_ms"), delta_color="inverse",
-                   help=f"p90 {m['latency_p90_ms']:.3f} ms")
-    cols[4].metric("Latency b32 (median)", f"{m['latency_ms_batch32']:.2f} ms", delta("latency_ms_batch32"),
-                   delta_color="inverse", help=f"p90 {m['latency_p90_ms_batch32']:.2f} ms")
+    cols[3].metric("Latency b1 (median)", f"{m['latency_ms']:.3g} ms", delta("latency_ms"), delta_color="inverse",
+                   help=f"p90 {m['latency_p90_ms']:.3g} ms")
+    cols[4].metric("Latency b32 (median)", f"{m['latency_ms_batch32']:.3g} ms", delta("latency_ms_batch32"),
+                   delta_color="inverse", help=f"p90 {m['latency_p90_ms_batch32']:.3g} ms")
     acc_delta = None if not base else f"{100 * (m['accuracy'] - base['accuracy']):+.2f} pts"
     cols[5].metric("Test accuracy", f"{100 * m['accuracy']:.2f}%", acc_delta)

@@ -12,7 +12,7 @@ from dashboard.components.format import metric_row
 def render(name: str) -> None:
     spec = cache.spec(name)
     st.subheader(f"{name} — {spec.summary}")
-    base = cache.baseline(name)
+    base = cache.baseline(name).metrics
     metric_row(base)
     st.caption(f"Measured: test accuracy on {len(spec.split.test_y):,} held-out images; latency in "
                f"{base['runtime']} with {base['latency_threads']} thread(s), median of repeated runs after warm-up.")

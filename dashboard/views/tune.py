@@ -32,7 +32,7 @@ def _launch(name: str, config: PruneConfig) -> None:
     spec, base = cache.spec(name), cache.baseline(name)
 
     def work(progress) -> object:
-        out = experiment.run(spec, config, progress, base_metrics=base)
+        out = experiment.run(spec, config, progress, base=base)
         run_dir = runs.new_run_dir(name, config.method)
         out.write(run_dir)
         return run_dir
