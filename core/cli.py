@@ -114,14 +114,12 @@ def cmd_baseline(args: argparse.Namespace) -> None:
 
 
 def cmd_layers(args: argparse.Namespace) -> None:
-    from core.graph import channel_units, unstructured_units
+    from core.graph import units
     from core.models import load
 
     spec = load(args.model)
-    units = (unstructured_units(spec.model) if args.method == "unstructured"
-             else channel_units(spec.model, spec.example_input))
     rows = [{"name": u.name, "size": u.size, "coupled": sorted({m.name for m in u.members} - {u.name})}
-            for u in units]
+            for u in units(spec.model, spec.example_input, args.method)]
     if args.json:
         print(json.dumps(rows))
     else:
@@ -161,7 +159,7 @@ def _run_and_write(spec, config, outdir: Path, threads: int) -> None:
 
 def cmd_prune(args: argparse.Namespace) -> None:
     from core.config import FinetuneConfig, PruneConfig
-    from core.graph import channel_units, unstructured_units
+    from core.graph import units
     from core.models import load
 
     outdir = _out_dir(args.out)
@@ -175,9 +173,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
     if method is None:
         raise PruneLabError("--method is required (unstructured or channel)")
     if not args.config:
-        units = (unstructured_units(spec.model) if method == "unstructured"
-                 else channel_units(spec.model, spec.example_input))
-        ratios = {u.name: args.ratio for u in units}
+        ratios = {u.name: args.ratio for u in units(spec.model, spec.example_input, method)}
     config = PruneConfig(model=spec.name, method=method, ratios=ratios, criterion=args.criterion,
                          model_fingerprint=spec.fingerprint, seed=args.seed,
                          finetune=FinetuneConfig(epochs=args.finetune_epochs, lr=args.lr))
@@ -187,11 +183,9 @@ def cmd_prune(args: argparse.Namespace) -> None:
 
 def _check_layers(spec, config) -> None:
     """Refuse ratios for layers the model does not have, naming them."""
-    from core.graph import channel_units, unstructured_units
+    from core.graph import units
 
-    units = (unstructured_units(spec.model) if config.method == "unstructured"
-             else channel_units(spec.model, spec.example_input))
-    unknown = sorted(set(config.ratios) - {u.name for u in units})
+    unknown = sorted(set(config.ratios) - {u.name for u in units(spec.model, spec.example_input, config.method)})
     if unknown:
         raise PruneLabError(f"{spec.name} has no {config.method} layer(s) named {', '.join(unknown)} "
                             f"(see: prunelab layers {spec.name} --method {config.method})")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.graph import Unit, channel_units, kept_channels, unstructured_units
+from core.graph import Unit, kept_channels, units
 from core.metrics import count_nonzero, flops_by_module
 
 
@@ -83,10 +83,10 @@ class CostModel:
 LAYERS = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
 
 
-def _unit_sides(units: list[Unit]) -> tuple[dict[str, str], dict[str, str]]:
+def _unit_sides(found: list[Unit]) -> tuple[dict[str, str], dict[str, str]]:
     """Which unit shrinks each member's outputs, and which its inputs."""
     outs, ins = {}, {}
-    for u in units:
+    for u in found:
         for m in u.members:
             (outs if m.side == "out" else ins).setdefault(m.name, u.name)
     return outs, ins
@@ -118,12 +118,12 @@ def _container_costs(name: str, module: nn.Module, flops: int, outs: dict) -> li
 def build_cost_model(model: nn.Module, example_input: torch.Tensor, method: str) -> CostModel:
     """Measure model once (FLOPs per module, sizes, channel coupling) for fast estimates later."""
     flops = flops_by_module(model, example_input)
-    units = unstructured_units(model) if method == "unstructured" else channel_units(model, example_input)
-    outs, ins = _unit_sides(units)
+    found = units(model, example_input, method)
+    outs, ins = _unit_sides(found)
     layers: list[LayerCost] = []
     for name, module in model.named_modules():
         if isinstance(module, LAYERS):
             layers.append(_layer_cost(name, module, flops.get(name, 0), outs, ins))
         else:
             layers.extend(_container_costs(name, module, flops.get(name, 0), outs))
-    return CostModel(method, tuple(units), tuple(layers), count_nonzero(model))
+    return CostModel(method, tuple(found), tuple(layers), count_nonzero(model))

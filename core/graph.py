@@ -121,6 +121,11 @@ def channel_units(model: nn.Module, example_input: torch.Tensor, graph=None) -> 
     return [unit for unit, _ in channel_groups(model, example_input, graph)]
 
 
+def units(model: nn.Module, example_input: torch.Tensor, method: str) -> list[Unit]:
+    """The sliders of a method: layers (unstructured) or coupled channel groups (channel)."""
+    return unstructured_units(model) if method == "unstructured" else channel_units(model, example_input)
+
+
 def kept_channels(unit: Unit, ratio: float) -> int:
     """Channels a unit keeps at ratio: round(ratio * width) removed per head, at least one kept."""
     per_head = unit.size // unit.heads
