@@ -45,7 +45,7 @@ def _launch(name: str, config: PruneConfig) -> None:
 def _job_panel() -> None:
     """Progress of the running job; when it ends, select its run and redraw the whole app."""
     job = st.session_state.get("job")
-    if job is None:
+    if job is None:  # finished in an earlier poll
         return
     if not job.finished:
         st.progress(job.fraction, text=f"{job.stage} ({job.done}/{job.total})")
@@ -94,7 +94,8 @@ def render(name: str) -> None:
             _launch(name, config)
         except PruneLabError as e:
             st.error(str(e))
-    _job_panel()
+    if st.session_state.get("job") is not None:  # poll only while something runs
+        _job_panel()
     if msg := st.session_state.pop("job_error", None):
         st.error(f"The run failed: {msg}")
     if run_id := st.session_state.get("job_done"):  # stays until the next run starts

@@ -1,5 +1,7 @@
 """One real-browser journey: the dashboard served by `prunelab dashboard`, driven in Debian's chromium
-through playwright (never `playwright install`). Screenshots go to tests/artifacts/."""
+through playwright (never `playwright install`): open it, move a layer slider and see the estimate
+change, apply (pruning, fine-tuning and measuring run in the background while the page polls), see the
+comparison and the downloads. Screenshots of each page go to tests/artifacts/."""
 
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def server(tmp_path):
     proc.wait(timeout=20)
 
 
-def test_browser_opens_app_moves_slider_and_saves_screenshot(server):
+def test_browser_opens_app_moves_slider_applies_and_saves_screenshots(server):
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian chromium is missing: `make test` installs it (apt-get install chromium chromium-driver)")
     from playwright.sync_api import expect, sync_playwright
@@ -75,6 +77,16 @@ def test_browser_opens_app_moves_slider_and_saves_screenshot(server):
         expect(estimate.get_by_test_id("stMetricValue")).not_to_have_text(before, timeout=30_000)
         after = estimate.get_by_test_id("stMetricValue").inner_text()
         page.screenshot(path=str(ARTIFACTS / "tune-page.png"), full_page=True)
+
+        # apply runs in the background; the page polls it and announces the saved run
+        page.get_by_role("button", name="Apply and measure").click()
+        expect(page.get_by_text("measured and saved")).to_be_visible(timeout=240_000)
+        page.get_by_role("tab", name="Results").click()
+        expect(page.get_by_text("% of baseline (lower is better)")).to_be_visible(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "results-page.png"), full_page=True)
+        page.get_by_role("tab", name="Export").click()
+        expect(page.get_by_test_id("stDownloadButton").filter(has_text="model.onnx")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "export-page.png"), full_page=True)
         assert page.get_by_test_id("stException").count() == 0
         browser.close()
     assert before != after
