@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 
 from core.errors import PruneLabError
+from core.importance import REGISTRY as CRITERIA
 
 METRIC_ROWS = [  # (key, label, format) for the human-readable summary
     ("params", "parameters", "{:,.0f}"),
@@ -243,7 +244,8 @@ def build_parser() -> Parser:
     group.add_argument("--ratio", type=_ratio, help="fraction removed from every layer, 0 <= R < 1")
     group.add_argument("--config", help="per-layer ratios from a JSON {layer: ratio} or a PruneLab config (only its "
                        "ratios and method are used; `prunelab apply` replays a whole config)")
-    pr.add_argument("--criterion", choices=["l1", "l2"], default="l1")
+    pr.add_argument("--criterion", choices=list(CRITERIA), default="l1",
+                    help="what ranks weights/channels for removal (see docs/user-guide.md)")
     pr.add_argument("--finetune-epochs", type=int, default=0, help="0 = no fine-tuning")
     pr.add_argument("--lr", type=float, default=0.01, help="peak fine-tuning learning rate")
     pr.add_argument("--seed", type=int, default=0)

@@ -16,7 +16,6 @@ from core.errors import PruneLabError
 
 CONFIG_VERSION = 1
 METHODS = ("unstructured", "channel")
-CRITERIA = ("l1", "l2")  # weight magnitude: L1 or L2 norm (per weight they agree; per channel they differ)
 
 
 def _is_int(value: Any) -> bool:
@@ -75,8 +74,9 @@ class PruneConfig:
                 raise PruneLabError(f"{name} must be a string, got {getattr(self, name)!r}")
         if self.method not in METHODS:
             raise PruneLabError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.criterion not in CRITERIA:
-            raise PruneLabError(f"unknown criterion {self.criterion!r}; choose one of {', '.join(CRITERIA)}")
+        from core.importance import get as get_criterion  # the registry of criteria
+
+        get_criterion(self.criterion)
         if not isinstance(self.ratios, dict):
             raise PruneLabError("ratios must be a mapping of layer name to ratio")
         checked = {str(k): check_ratio(str(k), v) for k, v in sorted(self.ratios.items())}

@@ -14,6 +14,7 @@ from core import experiment, importance, models
 from core.estimate import CostModel, build_cost_model
 from core.metrics import layer_summary
 from core.models import ModelSpec
+from core.prune import calibration
 
 
 @st.cache_resource(show_spinner="Loading the model…")
@@ -33,9 +34,11 @@ def cost_model(name: str, method: str) -> CostModel:
 
 
 @st.cache_data(show_spinner="Scoring channels…")
-def importance_scores(name: str, method: str, criterion: str) -> dict[str, np.ndarray]:
+def importance_scores(name: str, method: str, criterion: str, samples: int = 512, seed: int = 0
+                      ) -> dict[str, np.ndarray]:
+    """Heatmap rows; raises core.importance.NotApplicable (a PruneLabError) when the criterion has none."""
     s = spec(name)
-    return importance.importance(s.model, s.example_input, method, criterion)
+    return importance.heatmap(s.model, s.example_input, method, criterion, calibration(s, samples, seed), seed)
 
 
 @st.cache_data

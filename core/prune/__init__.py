@@ -9,13 +9,13 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from core.config import PruneConfig
-from core.data import calibration_subset
 from core.errors import PruneLabError
 from core.finetune import recalibrate_batchnorm
-from core.importance import P_NORM
+from core.importance import Calibration, channel_scores, weight_scores
 from core.models import ModelSpec
 from core.prune.channel import apply_channel
 from core.prune.unstructured import apply_unstructured
@@ -40,16 +40,25 @@ def check_config_matches(spec: ModelSpec, config: PruneConfig) -> None:
         )
 
 
+def calibration(spec: ModelSpec, samples: int, seed: int) -> Calibration:
+    """The fixed, seeded subset of training data used to score (gradients, activations) and to
+    re-estimate BatchNorm statistics."""
+    idx = torch.randperm(len(spec.split.train_x), generator=torch.Generator().manual_seed(seed))[:samples]
+    # the same images core.data.calibration_subset picks for this seed
+    return Calibration(spec.split.train_x[idx], spec.split.train_y[idx])
+
+
 def apply(spec: ModelSpec, config: PruneConfig) -> PruneResult:
     """Prune a deep copy of spec.model according to config (no fine-tuning here)."""
     check_config_matches(spec, config)
+    calib = calibration(spec, config.calibration_samples, config.seed)
     model = copy.deepcopy(spec.model)
-    p = P_NORM[config.criterion]
     if config.method == "unstructured":
-        removed = apply_unstructured(model, config.ratios, p)
+        scores = weight_scores(spec.model, config.criterion, calib, config.seed)
+        removed = apply_unstructured(model, config.ratios, scores)
     else:
-        removed = apply_channel(model, config.ratios, spec.example_input, p)
-        calib = calibration_subset(spec.split.train_x, config.calibration_samples, seed=config.seed)
-        recalibrate_batchnorm(model, calib)
+        scores = channel_scores(spec.model, spec.example_input, config.criterion, calib, config.seed)
+        removed = apply_channel(model, config.ratios, spec.example_input, scores)
+        recalibrate_batchnorm(model, calib.x)
     model.eval()
     return PruneResult(model, removed)

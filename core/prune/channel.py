@@ -1,8 +1,8 @@
 """Structured channel/filter pruning: physically remove whole channels through Torch-Pruning.
 
 Ratios are keyed by unit name (see core.graph.channel_units); Torch-Pruning's MetaPruner cuts each
-coupled group, ranking channels by group magnitude. Exactly `core.graph.kept_channels` survive, so
-the dashboard's estimates match what is cut.
+coupled group, lowest-scoring channels first, by the scores of any criterion (core.importance) computed
+beforehand. Exactly `core.graph.kept_channels` survive, so the dashboard's estimates match what is cut.
 """
 
 from __future__ import annotations
@@ -25,10 +25,28 @@ def _tp_ratio(kept_per_head: int, per_head: int) -> float:
     return 1.0 - (kept_per_head + 0.5) / per_head
 
 
+class _Precomputed:
+    """A Torch-Pruning importance that returns scores computed beforehand, looked up by unit name."""
+
+    def __init__(self, scores: dict[str, torch.Tensor], names: dict[nn.Module, str]) -> None:
+        self.scores, self.names = scores, names
+        self.graph = None  # the pruner's DependencyGraph, set once the pruner exists
+
+    def __call__(self, group) -> torch.Tensor | None:
+        for dep, _ in group:
+            name = self.names.get(dep.target.module)
+            # a unit is named after a layer whose *outputs* it cuts; the same layer's inputs belong elsewhere
+            if name in self.scores and self.graph.is_out_channel_pruning_fn(dep.handler):
+                return self.scores[name]
+        return None
+
+
 def apply_channel(
-    model: nn.Module, ratios: dict[str, float], example_input: torch.Tensor, p: int = 1
+    model: nn.Module, ratios: dict[str, float], example_input: torch.Tensor,
+    scores: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, int]:
-    """Cut channels of model in place at the per-unit ratios; returns the channels removed per unit."""
+    """Cut channels of model in place at the per-unit ratios, lowest scores first (default: L1 group
+    magnitude); returns the channels removed per unit."""
     import torch_pruning as tp
 
     for param in model.parameters():
@@ -49,12 +67,14 @@ def apply_channel(
     if not plan:
         return removed
     head = classifier(model, example_input)
+    scorer = (_Precomputed(scores, {m: n for n, m in modules.items()}) if scores is not None
+              else tp.importance.GroupMagnitudeImportance(p=1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pruner = tp.pruner.MetaPruner(
             model,
             example_input,
-            importance=tp.importance.GroupMagnitudeImportance(p=p),
+            importance=scorer,
             pruning_ratio=0.0,  # units not in the plan keep every channel
             pruning_ratio_dict=plan,
             ignored_layers=[head] if head else [],
@@ -64,5 +84,7 @@ def apply_channel(
             out_channel_groups={},
             channel_groups={},
         )
+        if isinstance(scorer, _Precomputed):
+            scorer.graph = pruner.DG
         pruner.step()
     return removed

@@ -15,22 +15,25 @@ from core.errors import PruneLabError
 from core.graph import PRUNABLE
 
 
-def magnitude_mask(weight: torch.Tensor, ratio: float, p: int = 1) -> torch.Tensor:
-    """Keep-mask (1 = keep) that zeroes the round(ratio * n) weights of smallest magnitude.
-
-    Per single weight the L1 and L2 norms rank identically, so p changes nothing here; it is kept so
-    every criterion has the same signature.
-    """
-    scores = weight.detach().abs().pow(p).flatten()
-    n_prune = round(ratio * scores.numel())  # the same rounding as torch.nn.utils.prune
-    mask = torch.ones_like(scores)
+def mask_from_scores(scores: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Keep-mask (1 = keep) zeroing the round(ratio * n) lowest-scoring weights."""
+    flat = scores.flatten()
+    n_prune = round(ratio * flat.numel())  # the same rounding as torch.nn.utils.prune
+    mask = torch.ones_like(flat)
     if n_prune:
-        mask[torch.topk(scores, k=n_prune, largest=False).indices] = 0
-    return mask.view_as(weight)
+        mask[torch.topk(flat, k=n_prune, largest=False).indices] = 0
+    return mask.view_as(scores)
 
 
-def apply_unstructured(model: nn.Module, ratios: dict[str, float], p: int = 1) -> dict[str, int]:
-    """Mask each named layer's weight in place at its ratio; returns the weights zeroed per layer."""
+def magnitude_mask(weight: torch.Tensor, ratio: float, p: int = 1) -> torch.Tensor:
+    """Keep-mask that zeroes the round(ratio * n) weights of smallest magnitude (L1 and L2 rank alike)."""
+    return mask_from_scores(weight.detach().abs().pow(p), ratio)
+
+
+def apply_unstructured(model: nn.Module, ratios: dict[str, float], scores: dict[str, torch.Tensor] | None = None
+                       ) -> dict[str, int]:
+    """Mask each named layer's weight in place at its ratio, lowest scores first (default: magnitude);
+    returns the weights zeroed per layer."""
     modules = dict(model.named_modules())
     removed = {}
     for name, ratio in ratios.items():
@@ -39,7 +42,8 @@ def apply_unstructured(model: nn.Module, ratios: dict[str, float], p: int = 1) -
             raise PruneLabError(f"{name!r} is not a Conv2d or Linear layer of this model")
         if ratio <= 0:
             continue
-        mask = magnitude_mask(module.weight, ratio, p)
+        score = scores[name] if scores is not None else module.weight.detach().abs()
+        mask = mask_from_scores(score, ratio)
         prune.custom_from_mask(module, "weight", mask)
         removed[name] = int((mask == 0).sum())
     return removed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.importance import REGISTRY, NotApplicable
 from dashboard import cache
 from dashboard.components.charts import importance_heatmap
 from dashboard.components.format import metric_row
@@ -22,13 +23,20 @@ def render(name: str) -> None:
     granularity = c1.radio("Rows", ["channel groups", "layers"], horizontal=True, key="heat-rows",
                            help="Channel groups: channels that must be cut together (Torch-Pruning's dependency "
                                 "graph); scores are group magnitudes. Layers: each conv/linear's output channels.")
-    criterion = c2.selectbox("Criterion", ["l1", "l2"], key="heat-criterion", help="Norm of the weights.")
+    criterion = c2.selectbox("Criterion", list(REGISTRY), key="heat-criterion",
+                             format_func=lambda c: REGISTRY[c].label,
+                             help="\n".join(f"- **{c.label}**: {c.summary}" for c in REGISTRY.values()))
     sort = c3.toggle("Sort channels", value=True, key="heat-sort")
     method = "channel" if granularity == "channel groups" else "unstructured"
-    scores = cache.importance_scores(name, method, criterion)
-    st.plotly_chart(importance_heatmap(scores, sort=sort), width="stretch", key="heatmap")
-    st.caption("Each row is scaled so its strongest channel is 1. Dark cells are the channels magnitude "
-               "pruning removes first.")
+    try:
+        scores = cache.importance_scores(name, method, criterion)
+    except NotApplicable as e:
+        st.info(str(e))
+    else:
+        st.plotly_chart(importance_heatmap(scores, sort=sort), width="stretch", key="heatmap")
+        data = " on 512 seeded training images" if REGISTRY[criterion].uses_data else ""
+        st.caption(f"{REGISTRY[criterion].label}{data}. Each row is scaled so its strongest channel is 1; dark "
+                   "cells are what pruning by this criterion removes first.")
 
     st.markdown("#### Layers")
     st.dataframe(cache.layers(name), hide_index=True, width="stretch")

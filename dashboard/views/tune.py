@@ -7,6 +7,7 @@ import streamlit as st
 from core import experiment, runs
 from core.config import FinetuneConfig, PruneConfig
 from core.errors import PruneLabError
+from core.importance import REGISTRY
 from dashboard import cache, jobs
 from dashboard.components.charts import estimate_bars
 from dashboard.components.format import human
@@ -63,8 +64,8 @@ def render(name: str) -> None:
     spec = cache.spec(name)
     c1, c2 = st.columns([2, 1])
     method = c1.radio("Method", ["channel", "unstructured"], horizontal=True, key="method", help=METHOD_HELP)
-    criterion = c2.selectbox("Criterion", ["l1", "l2"], key="criterion",
-                             help="Weight magnitude used to rank what goes first (L1 or L2 norm).")
+    criterion = c2.selectbox("Criterion", list(REGISTRY), key="criterion", format_func=lambda c: REGISTRY[c].label,
+                             help="What ranks weights or channels for removal (lowest first).")
     model_cost = cache.cost_model(name, method)
     st.markdown("#### Ratio removed per " + ("coupled channel group" if method == "channel" else "layer"))
     ratios = ratio_sliders(name, method, model_cost.units)

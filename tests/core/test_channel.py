@@ -16,10 +16,10 @@ from core.errors import PruneLabError
 from core.estimate import build_cost_model
 from core.evaluate import evaluate
 from core.graph import Unit, channel_units, kept_channels, unstructured_units
-from core.importance import group_importance
+from core.importance import REGISTRY, channel_scores
 from core.metrics import static_metrics
 from core.models import fingerprint
-from core.prune import apply
+from core.prune import apply, calibration
 from core.prune.channel import apply_channel
 from tests.conftest import get_spec
 
@@ -210,14 +210,15 @@ def _check_extreme(spec, ratio: float) -> None:
     assert all(estimate[k] == measured[k] for k in EXACT)
 
 
-@pytest.mark.parametrize("criterion", ["l1", "l2"])
+@pytest.mark.parametrize("criterion", [c for c in REGISTRY if c != "bn_scale"])  # digits-mlp has no BatchNorm
 def test_kept_channels_are_the_most_important(criterion):
-    """The survivors of digits-mlp's fc1/fc2 are exactly the top-k channels by the group scores the dashboard
-    shows (core.importance), copied unchanged from the base weights."""
+    """The survivors of digits-mlp's fc1/fc2 are exactly the top-k channels by the criterion's group scores
+    (what the dashboard shows), copied unchanged from the base weights."""
     spec = get_spec("digits-mlp")
-    scores = group_importance(spec.model, spec.example_input, criterion)
+    calib = calibration(spec, 512, seed=0)
+    scores = channel_scores(spec.model, spec.example_input, criterion, calib, seed=0)
     result = _prune(spec, {"fc1": 0.5, "fc2": 0.5}, criterion=criterion)
-    top = {n: torch.topk(torch.from_numpy(s), len(s) // 2).indices.sort().values for n, s in scores.items()}
+    top = {n: torch.topk(s, len(s) // 2).indices.sort().values for n, s in scores.items()}
     m, b = result.model, spec.model
     assert torch.equal(m.fc1.weight, b.fc1.weight[top["fc1"]])
     assert torch.equal(m.fc1.bias, b.fc1.bias[top["fc1"]])
