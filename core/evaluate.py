@@ -10,8 +10,11 @@ from core.data import batches
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> dict[str, float]:
-    """Accuracy (0..1) and mean cross-entropy of model on (x, y), in eval mode."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 100) -> dict[str, float]:
+    """Accuracy (0..1) and mean cross-entropy of model on (x, y), in eval mode.
+
+    Batches of 100 were the fastest on this machine's CPU for the sample models (2-6x faster than 500,
+    whose activations no longer fit in cache)."""
     was_training = model.training
     model.eval()
     correct, loss_sum = 0, 0.0

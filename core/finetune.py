@@ -107,7 +107,7 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, see
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 128) -> int:
+def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> int:
     """Re-estimate every BatchNorm's running mean/var on inputs x; returns how many BN layers were reset.
 
     After channels are cut, the statistics the network was trained with no longer describe the

@@ -68,6 +68,12 @@ def attention_heads(model: nn.Module) -> dict[nn.Module, int]:
     return heads
 
 
+def query_projections(model: nn.Module) -> set[nn.Module]:
+    """The q projections among attention_heads(model) (the ones whose scores scale by 1/sqrt(width))."""
+    return {m.q for m in model.modules() if isinstance(getattr(m, "num_heads", None), int)
+            and isinstance(getattr(m, "q", None), nn.Linear) and m.q in attention_heads(m)}
+
+
 def unstructured_units(model: nn.Module) -> list[Unit]:
     """Every Conv2d and Linear weight, in module order."""
     return [

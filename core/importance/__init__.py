@@ -70,7 +70,8 @@ def channel_scores(model: nn.Module, example_input: torch.Tensor, criterion: str
         for unit, group in pairs:
             s = scorer(group)
             if s is not None:
-                out[unit.name] = s.detach().float().clone()
+                # Torch-Pruning divides by the mean score: an all-dead group (0/0) would come out NaN
+                out[unit.name] = torch.nan_to_num(s.detach().float(), nan=0.0).clone()
     if not out:
         raise NotApplicable(f"{crit.label} gives no scores for any channel group of this model")
     return out

@@ -80,15 +80,15 @@ def _activation_weights(use_apoz: bool) -> WeightScores:
 
 def _lamp_weights(model: nn.Module, signals: Signals, seed: int) -> dict[str, torch.Tensor]:
     """LAMP (Lee et al. 2021): w^2 divided by the sum of w^2 of every weight of the layer at least as
-    large — within a layer the same order as magnitude, but comparable across layers."""
+    large (ties included) — within a layer the same order as magnitude, but comparable across layers."""
     out = {}
     for n, m in _layers(model).items():
         sq = m.weight.detach().pow(2).flatten()
-        order = torch.argsort(sq)
-        tail = torch.flip(torch.cumsum(torch.flip(sq[order], [0]), 0), [0])  # sum of this and all larger
-        score = torch.empty_like(sq)
-        score[order] = sq[order] / tail
-        out[n] = score.view_as(m.weight)
+        ascending = torch.sort(sq).values
+        before = torch.cat([torch.zeros(1), torch.cumsum(ascending, 0)])  # before[k] = sum of the k smallest
+        first = torch.searchsorted(ascending, sq, right=False)  # position of the first value >= each weight
+        denom = ascending.sum() - before[first]
+        out[n] = torch.where(denom > 0, sq / denom.clamp_min(1e-30), torch.zeros_like(sq)).view_as(m.weight)
     return out
 
 

@@ -1,0 +1,235 @@
+"""Sensitivity analysis: prune one layer (unstructured) or one coupled channel group (channel) at a
+time over a ratio grid, and measure accuracy and loss. Results are tidy rows, cached on disk.
+
+Nothing is deep-copied per grid point: one working copy is masked, evaluated and restored.
+- unstructured: the layer's lowest-scoring weights are zeroed, as the pruner would mask them.
+- channel: the group's lowest-scoring channels are zeroed in every coupled tensor (producing layers'
+  outputs and biases, norm scales and shifts, consumers' inputs), which cuts them out of the network's
+  function as removing them would; then BatchNorm statistics are re-estimated, as after a real cut.
+  A LayerNorm over a masked stream is made to normalise over the kept channels only (a forward hook),
+  and attention's 1/sqrt(head width) score scale is corrected for narrower heads by scaling the query
+  projection, so the figures equal those of a physically pruned copy (a test checks it per model).
+
+Evaluation uses training images that the calibration step did not use, so the test set stays
+untouched for the final measurement of whatever configuration the sweep helps choose.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from core.errors import PruneLabError
+from core.estimate import build_cost_model
+from core.evaluate import evaluate
+from core.files import write_atomic
+from core.finetune import recalibrate_batchnorm
+from core.graph import channel_groups, dependency_graph, kept_channels, query_projections
+from core.importance import Calibration, channel_scores, weight_scores
+from core.models import ModelSpec
+from core.prune.unstructured import mask_from_scores
+
+SWEEP_VERSION = 1  # bump when the way figures are computed changes: old cache entries stop matching
+DEFAULT_GRID = tuple(round(0.1 * i, 1) for i in range(1, 10))
+COLUMNS = ["unit", "ratio", "accuracy", "loss", "accuracy_drop", "loss_increase", "params_removed",
+           "flops_removed", "base_accuracy", "base_loss"]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """Everything that determines a sweep's figures; its hash is the cache key."""
+
+    model: str
+    fingerprint: str
+    granularity: str
+    criterion: str = "l1"
+    grid: tuple[float, ...] = DEFAULT_GRID
+    eval_samples: int = 1000
+    calibration_samples: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.granularity not in ("unstructured", "channel"):
+            raise PruneLabError(f"granularity must be unstructured or channel, got {self.granularity!r}")
+        if not self.grid or any(not 0 < r < 1 for r in self.grid):
+            raise PruneLabError(f"sensitivity ratios must lie strictly between 0 and 1, got {list(self.grid)}")
+        if self.eval_samples < 1 or self.calibration_samples < 1:
+            raise PruneLabError("eval_samples and calibration_samples must be at least 1")
+
+    def key(self) -> str:
+        text = json.dumps({**asdict(self), "version": SWEEP_VERSION}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def cache_path(sweep: SweepSpec) -> Path:
+    from core.runs import workspace
+
+    return workspace() / "cache" / "sensitivity" / f"{sweep.model}-{sweep.granularity}-{sweep.key()}.csv"
+
+
+def subsets(spec: ModelSpec, sweep: SweepSpec) -> tuple[Calibration, torch.Tensor, torch.Tensor]:
+    """Calibration images (the same ones core.prune.calibration picks) and disjoint evaluation images,
+    both from the training split."""
+    order = torch.randperm(len(spec.split.train_x), generator=torch.Generator().manual_seed(sweep.seed))
+    cal, rest = order[: sweep.calibration_samples], order[sweep.calibration_samples:]
+    ev = rest[: sweep.eval_samples]
+    if len(ev) == 0:
+        raise PruneLabError("no training images left for evaluation after the calibration subset")
+    x, y = spec.split.train_x, spec.split.train_y
+    return Calibration(x[cal], y[cal]), x[ev], y[ev]
+
+
+def sweep(spec: ModelSpec, sweep_spec: SweepSpec, progress: Progress | None = None,
+          use_cache: bool = True) -> pd.DataFrame:
+    """The sensitivity table of spec.model: one row per (unit, ratio). Cached on disk by SweepSpec."""
+    if (sweep_spec.model, sweep_spec.fingerprint) != (spec.name, spec.fingerprint):
+        raise PruneLabError("the sweep was specified for another model or other weights")
+    path = cache_path(sweep_spec)
+    if use_cache and path.exists():
+        return pd.read_csv(path)
+    calib, ex, ey = subsets(spec, sweep_spec)
+    runner = _channel_rows if sweep_spec.granularity == "channel" else _unstructured_rows
+    rows = runner(spec, sweep_spec, calib, ex, ey, progress or (lambda done, total: None))
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    buf = io.StringIO()
+    table.to_csv(buf, index=False)
+    write_atomic(path, buf.getvalue().encode())
+    return table
+
+
+def _row(unit: str, ratio: float, result: dict, base: dict, cost: dict, base_cost: dict) -> dict:
+    return {
+        "unit": unit, "ratio": ratio, "accuracy": result["accuracy"], "loss": result["loss"],
+        "accuracy_drop": base["accuracy"] - result["accuracy"], "loss_increase": result["loss"] - base["loss"],
+        "params_removed": base_cost["params"] - cost["params"] if cost["params"] != base_cost["params"]
+        else base_cost["nonzero_params"] - cost["nonzero_params"],
+        "flops_removed": base_cost["flops"] - cost["flops"] if cost["flops"] != base_cost["flops"]
+        else base_cost["sparse_flops"] - cost["sparse_flops"],
+        "base_accuracy": base["accuracy"], "base_loss": base["loss"],
+    }
+
+
+@torch.no_grad()
+def _unstructured_rows(spec, sweep_spec, calib, ex, ey, progress) -> list[dict]:
+    model = copy.deepcopy(spec.model).eval()
+    scores = weight_scores(spec.model, sweep_spec.criterion, calib, sweep_spec.seed)
+    cost_model = build_cost_model(spec.model, spec.example_input, "unstructured")
+    base, base_cost = evaluate(model, ex, ey), cost_model.estimate({})
+    modules = dict(model.named_modules())
+    total, done, rows = len(scores) * len(sweep_spec.grid), 0, []
+    for name, score in scores.items():
+        weight = modules[name].weight
+        original = weight.detach().clone()
+        for ratio in sweep_spec.grid:
+            weight.copy_(original * mask_from_scores(score, ratio))
+            rows.append(_row(name, ratio, evaluate(model, ex, ey), base, cost_model.estimate({name: ratio}), base_cost))
+            done += 1
+            progress(done, total)
+        weight.copy_(original)
+    return rows
+
+
+def _removed_channels(score: torch.Tensor, unit, ratio: float) -> list[int]:
+    """The channel indices the pruner would cut at ratio: lowest scores, the same count in every head."""
+    per_head = unit.size // unit.heads
+    n = per_head - kept_channels(unit, ratio) // unit.heads
+    head_score = score.view(unit.heads, per_head).mean(0)  # as Torch-Pruning averages grouped channels
+    chosen = torch.topk(head_score, n, largest=False).indices
+    return sorted(int(c) + h * per_head for h in range(unit.heads) for c in chosen)
+
+
+def _layer_norm_without(module: nn.LayerNorm, removed: list[int]):
+    """A forward hook making a LayerNorm normalise over its kept channels only, as it would once the
+    removed ones were cut out (the removed channels' outputs stay zero)."""
+    keep = torch.tensor(sorted(set(range(module.normalized_shape[-1])) - set(removed)))
+
+    def hook(mod: nn.LayerNorm, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        x = inputs[0].index_select(-1, keep)
+        w = mod.weight.index_select(0, keep) if mod.weight is not None else None
+        b = mod.bias.index_select(0, keep) if mod.bias is not None else None
+        out = torch.zeros_like(output)
+        out[..., keep] = torch.nn.functional.layer_norm(x, (len(keep),), w, b, mod.eps)
+        return out
+
+    return module.register_forward_hook(hook)
+
+
+def _zero(graph, dep, idxs: list[int]):
+    """Zero one coupled tensor slice so the channel stops carrying anything (see module docstring);
+    returns a hook handle to remove afterwards, if one was needed."""
+    target, out = dep.target.module, graph.is_out_channel_pruning_fn(dep.handler)
+    if isinstance(target, nn.LayerNorm) and target.weight is not None:
+        return _layer_norm_without(target, idxs)
+    if isinstance(target, nn.Parameter):
+        target.data[..., idxs] = 0  # Torch-Pruning cuts bare parameters along their last dimension
+    elif isinstance(target, (nn.Conv2d, nn.Linear)):
+        depthwise = isinstance(target, nn.Conv2d) and target.groups == target.in_channels > 1
+        if out or depthwise:
+            target.weight.data[idxs] = 0
+            if target.bias is not None:
+                target.bias.data[idxs] = 0
+        else:
+            target.weight.data[:, idxs] = 0
+    elif isinstance(target, nn.modules.batchnorm._BatchNorm) and target.weight is not None:
+        target.weight.data[idxs] = 0
+        target.bias.data[idxs] = 0
+    return None
+
+
+def _rescale_attention(model: nn.Module, unit, removed: list[int], queries: set[nn.Module]) -> None:
+    """Attention scales its scores by 1/sqrt(head width); after a cut the width is the kept one. Scaling
+    the query projection's kept outputs by sqrt(width / kept) gives the masked model the same scores."""
+    modules = dict(model.named_modules())
+    per_head = unit.size // unit.heads
+    kept = per_head - len(removed) // unit.heads
+    query = next(modules[m.name] for m in unit.members if m.side == "out" and modules.get(m.name) in queries)
+    keep = sorted(set(range(unit.size)) - set(removed))
+    factor = (per_head / kept) ** 0.5
+    query.weight.data[keep] *= factor
+    if query.bias is not None:
+        query.bias.data[keep] *= factor
+
+
+def _channel_rows(spec, sweep_spec, calib, ex, ey, progress) -> list[dict]:
+    model = copy.deepcopy(spec.model).eval()
+    for p in model.parameters():
+        p.requires_grad_(True)  # Torch-Pruning traces through autograd
+    scores = channel_scores(spec.model, spec.example_input, sweep_spec.criterion, calib, sweep_spec.seed)
+    graph = dependency_graph(model, spec.example_input)
+    queries = query_projections(model)
+    pairs = channel_groups(model, spec.example_input, graph)
+    cost_model = build_cost_model(spec.model, spec.example_input, "channel")
+    snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}  # restored after every point
+    with torch.no_grad():
+        base, base_cost = evaluate(model, ex, ey), cost_model.estimate({})
+    modules = dict(model.named_modules())
+    total, done, rows = len(pairs) * len(sweep_spec.grid), 0, []
+    for unit, _ in pairs:
+        root = modules[unit.name]
+        for ratio in sweep_spec.grid:
+            idxs = _removed_channels(scores[unit.name], unit, ratio)
+            with torch.no_grad():
+                cut = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, idxs)
+                hooks = [_zero(graph, dep, [getattr(i, "idx", i) for i in dep_idxs]) for dep, dep_idxs in cut]
+                if unit.heads > 1:
+                    _rescale_attention(model, unit, idxs, queries)
+                recalibrate_batchnorm(model, calib.x)
+                result = evaluate(model, ex, ey)
+                for h in hooks:
+                    if h is not None:
+                        h.remove()
+                model.load_state_dict(snapshot)
+            rows.append(_row(unit.name, ratio, result, base, cost_model.estimate({unit.name: ratio}), base_cost))
+            done += 1
+            progress(done, total)
+    return rows
