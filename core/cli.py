@@ -209,6 +209,109 @@ def cmd_apply(args: argparse.Namespace) -> None:
     _run_and_write(spec, config, outdir, args.threads)
 
 
+def _grid(text: str) -> tuple[float, ...]:
+    """argparse type: comma-separated ratios strictly between 0 and 1."""
+    try:
+        grid = tuple(sorted({round(float(t), 4) for t in text.split(",") if t.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not grid or any(not 0 < r < 1 for r in grid):
+        raise argparse.ArgumentTypeError(f"ratios must lie strictly between 0 and 1, got {text!r}")
+    return grid
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from core.models import load
+    from core.sensitivity import SweepSpec, cache_path, sweep
+
+    out = Path(args.out)
+    if out.exists() and out.is_dir():
+        raise PruneLabError(f"--out {out} is a directory; give a .csv file name")
+    spec = load(args.model)
+    sweep_spec = SweepSpec(spec.name, spec.fingerprint, args.granularity, args.criterion, args.grid,
+                           args.eval_samples, args.calibration_samples, args.seed)
+    cached = cache_path(sweep_spec).exists() and not args.no_cache
+    with tqdm(total=1, desc="sensitivity", unit="eval", file=sys.stderr, leave=False) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+        table = sweep(spec, sweep_spec, progress, use_cache=not args.no_cache)
+    try:
+        table.to_csv(out, index=False)
+    except OSError as e:
+        raise PruneLabError(f"cannot write {out}: {e.strerror}") from None
+    worst = table.sort_values("accuracy_drop", ascending=False).iloc[0]
+    print(f"{len(table)} rows ({table['unit'].nunique()} units x {len(args.grid)} ratios)"
+          f"{' from the cache' if cached else ''} -> {out}")
+    print(f"most sensitive: {worst['unit']} at {worst['ratio']}: accuracy {worst['accuracy']:.4f} "
+          f"(drop {100 * worst['accuracy_drop']:.2f} points)")
+
+
+def _lock(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected UNIT=RATIO, got {text!r}")
+    return name, _ratio(value)
+
+
+def cmd_allocate(args: argparse.Namespace) -> None:
+    from core.allocate import Bounds, Target, allocate
+    from core.config import PruneConfig
+    from core.estimate import build_cost_model
+    from core.models import load
+    from core.sensitivity import read_table
+
+    kind, value = next((k, v) for k, v in (("flops", args.target_flops), ("params", args.target_params),
+                                          ("size_mb", args.target_size_mb), ("latency_ms", args.target_latency_ms))
+                       if v is not None)
+    target = Target(kind, value)
+    spec = load(args.model)
+    table = read_table(args.sensitivity, spec.name)
+    method, criterion = table["granularity"].iloc[0], table["criterion"].iloc[0]
+    cost_model = build_cost_model(spec.model, spec.example_input, method)
+    units = [u.name for u in cost_model.units]
+    stale = sorted(set(table["unit"]) - set(units))
+    if stale:
+        raise PruneLabError(f"{args.sensitivity} names units {spec.name} does not have: {', '.join(stale[:5])}")
+    bounds = Bounds(low={u: args.min_ratio for u in units}, high={u: args.max_ratio for u in units},
+                    locked=dict(args.lock or []))
+    scores = _global_scores(spec, method, criterion, args) if args.strategy == "global" else None
+    base_latency = _base_latency(spec) if kind == "latency_ms" else None
+    result = allocate(args.strategy, cost_model, target, bounds, table, scores, base_latency)
+    config = PruneConfig(model=spec.name, method=method, ratios={u: r for u, r in result.ratios.items() if r > 0},
+                         criterion=criterion, model_fingerprint=spec.fingerprint, seed=args.seed)
+    config.save(args.out)
+    base = cost_model.estimate({})
+    print(f"{args.strategy} allocation for {kind} {value}: {'met' if result.met else 'NOT met within the bounds'}")
+    for key in ("params", "nonzero_params", "flops", "sparse_flops", "size_bytes"):
+        print(f"  {key:16} {result.estimate[key]:>14,} of {base[key]:>14,} ({result.estimate[key] / base[key]:.3f}) "
+              "estimate")
+    if result.predicted_drop is not None:
+        print(f"  predicted accuracy drop {100 * result.predicted_drop:.2f} points (sum of single-unit drops, "
+              "before fine-tuning)")
+    print(f"wrote {args.out}; run it with: prunelab apply {args.out} --finetune-epochs 1 --out DIR")
+    if not result.met:
+        raise PruneLabError("the target cannot be met within the given bounds; the closest config was written")
+
+
+def _global_scores(spec, method: str, criterion: str, args: argparse.Namespace) -> dict:
+    from core.importance import channel_scores, weight_scores
+    from core.prune import calibration
+
+    calib = calibration(spec, args.calibration_samples, args.seed)
+    if method == "unstructured":
+        return weight_scores(spec.model, criterion, calib, args.seed)
+    return channel_scores(spec.model, spec.example_input, criterion, calib, args.seed)
+
+
+def _base_latency(spec) -> float:
+    from core.experiment import baseline
+
+    return baseline(spec).metrics["latency_ms"]
+
+
 def cmd_dashboard(args: argparse.Namespace) -> None:
     from core.models import available
 
@@ -256,6 +359,35 @@ def build_parser() -> Parser:
     ap.add_argument("--finetune-epochs", type=int, help="override the config's fine-tuning epochs")
     ap.add_argument("--out", required=True)
 
+    se = sub.add_parser("sensitivity", help="prune one layer/group at a time over a ratio grid; write a CSV")
+    se.add_argument("model")
+    se.add_argument("--criterion", choices=list(CRITERIA), default="l1")
+    se.add_argument("--granularity", choices=["unstructured", "channel"], default="channel")
+    se.add_argument("--grid", type=_grid, default=tuple(round(0.1 * i, 1) for i in range(1, 10)),
+                    help="comma-separated ratios (default 0.1,...,0.9)")
+    se.add_argument("--eval-samples", type=_positive_int, default=1000,
+                    help="training images (not used for calibration) each point is evaluated on")
+    se.add_argument("--calibration-samples", type=_positive_int, default=512)
+    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--no-cache", action="store_true", help="measure again even if this sweep is cached")
+    se.add_argument("--out", required=True, help="CSV file to write")
+
+    al = sub.add_parser("allocate", help="choose per-layer ratios for a budget; write a config")
+    al.add_argument("model")
+    al.add_argument("--sensitivity", required=True, help="CSV written by `prunelab sensitivity`")
+    tg = al.add_mutually_exclusive_group(required=True)
+    tg.add_argument("--target-flops", type=float, help="F: F times fewer FLOPs")
+    tg.add_argument("--target-params", type=float, help="F: F times fewer parameters")
+    tg.add_argument("--target-size-mb", type=float, help="fp32 size at most S MB")
+    tg.add_argument("--target-latency-ms", type=float, help="onnxruntime batch-1 latency at most T ms (estimate)")
+    al.add_argument("--strategy", choices=["uniform", "global", "sensitivity"], default="sensitivity")
+    al.add_argument("--min-ratio", type=_ratio, default=0.0)
+    al.add_argument("--max-ratio", type=_ratio, default=0.9)
+    al.add_argument("--lock", type=_lock, action="append", metavar="UNIT=RATIO", help="hold a unit at a ratio")
+    al.add_argument("--calibration-samples", type=_positive_int, default=512)
+    al.add_argument("--seed", type=int, default=0)
+    al.add_argument("--out", required=True, help="config.json to write")
+
     d = sub.add_parser("dashboard", help="launch the web dashboard")
     d.add_argument("--model", default="mnist-resnet")
     d.add_argument("--port", type=int, default=8501)
@@ -267,7 +399,7 @@ def build_parser() -> Parser:
 
 
 COMMANDS = {"baseline": cmd_baseline, "layers": cmd_layers, "prune": cmd_prune, "apply": cmd_apply,
-            "dashboard": cmd_dashboard}
+            "sensitivity": cmd_sensitivity, "allocate": cmd_allocate, "dashboard": cmd_dashboard}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,8 +40,8 @@ from core.prune.unstructured import mask_from_scores
 
 SWEEP_VERSION = 1  # bump when the way figures are computed changes: old cache entries stop matching
 DEFAULT_GRID = tuple(round(0.1 * i, 1) for i in range(1, 10))
-COLUMNS = ["unit", "ratio", "accuracy", "loss", "accuracy_drop", "loss_increase", "params_removed",
-           "flops_removed", "base_accuracy", "base_loss"]
+COLUMNS = ["model", "granularity", "criterion", "unit", "ratio", "accuracy", "loss", "accuracy_drop",
+           "loss_increase", "params_removed", "flops_removed", "base_accuracy", "base_loss"]
 Progress = Callable[[int, int], None]
 
 
@@ -96,7 +96,7 @@ def sweep(spec: ModelSpec, sweep_spec: SweepSpec, progress: Progress | None = No
         raise PruneLabError("the sweep was specified for another model or other weights")
     path = cache_path(sweep_spec)
     if use_cache and path.exists():
-        return pd.read_csv(path)
+        return read_table(path)
     calib, ex, ey = subsets(spec, sweep_spec)
     runner = _channel_rows if sweep_spec.granularity == "channel" else _unstructured_rows
     rows = runner(spec, sweep_spec, calib, ex, ey, progress or (lambda done, total: None))
@@ -107,8 +107,27 @@ def sweep(spec: ModelSpec, sweep_spec: SweepSpec, progress: Progress | None = No
     return table
 
 
-def _row(unit: str, ratio: float, result: dict, base: dict, cost: dict, base_cost: dict) -> dict:
+def read_table(path: str | Path, model: str | None = None) -> pd.DataFrame:
+    """A sensitivity CSV written by sweep(); checks its columns (and, if given, that it is for model)."""
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as e:
+        raise PruneLabError(f"cannot read sensitivity table {path}: {e}") from None
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing or table.empty:
+        raise PruneLabError(f"{path} is not a PruneLab sensitivity table (missing: {', '.join(missing) or 'rows'})")
+    models = set(table["model"])
+    if model is not None and models != {model}:
+        raise PruneLabError(f"{path} is a sensitivity table for {', '.join(sorted(models))}, not {model}")
+    if len(set(table["granularity"])) != 1 or len(set(table["criterion"])) != 1:
+        raise PruneLabError(f"{path} mixes granularities or criteria")
+    return table
+
+
+def _row(sweep_spec: SweepSpec, unit: str, ratio: float, result: dict, base: dict, cost: dict,
+         base_cost: dict) -> dict:
     return {
+        "model": sweep_spec.model, "granularity": sweep_spec.granularity, "criterion": sweep_spec.criterion,
         "unit": unit, "ratio": ratio, "accuracy": result["accuracy"], "loss": result["loss"],
         "accuracy_drop": base["accuracy"] - result["accuracy"], "loss_increase": result["loss"] - base["loss"],
         "params_removed": base_cost["params"] - cost["params"] if cost["params"] != base_cost["params"]
@@ -132,7 +151,8 @@ def _unstructured_rows(spec, sweep_spec, calib, ex, ey, progress) -> list[dict]:
         original = weight.detach().clone()
         for ratio in sweep_spec.grid:
             weight.copy_(original * mask_from_scores(score, ratio))
-            rows.append(_row(name, ratio, evaluate(model, ex, ey), base, cost_model.estimate({name: ratio}), base_cost))
+            result = evaluate(model, ex, ey)
+            rows.append(_row(sweep_spec, name, ratio, result, base, cost_model.estimate({name: ratio}), base_cost))
             done += 1
             progress(done, total)
         weight.copy_(original)
@@ -229,7 +249,8 @@ def _channel_rows(spec, sweep_spec, calib, ex, ey, progress) -> list[dict]:
                     if h is not None:
                         h.remove()
                 model.load_state_dict(snapshot)
-            rows.append(_row(unit.name, ratio, result, base, cost_model.estimate({unit.name: ratio}), base_cost))
+            rows.append(_row(sweep_spec, unit.name, ratio, result, base, cost_model.estimate({unit.name: ratio}),
+                             base_cost))
             done += 1
             progress(done, total)
     return rows

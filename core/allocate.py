@@ -1,0 +1,216 @@
+"""Budget solver: per-unit ratios that meet a target (FLOPs or params reduction factor, size in MB, or
+latency in ms) under per-unit bounds and locks, by one of three strategies:
+
+- uniform: one ratio for every unit, the smallest that meets the target;
+- global: one importance threshold across all units (each unit loses its channels/weights below it);
+- sensitivity: greedy on the sensitivity curves — repeatedly take the step (any unit, any larger ratio)
+  with the least predicted accuracy drop per unit of cost saved, until the target is met.
+
+Costs come from core.estimate (exact for conv/linear/norm layers). The predicted accuracy drop of a
+configuration is the sum of the single-unit drops measured by the sweep (an additive approximation:
+it ignores interactions between units and the recovery fine-tuning brings). A latency target is met
+on an estimate: the baseline's measured latency scaled by the share of FLOPs kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from core.errors import PruneLabError
+from core.estimate import CostModel
+
+STRATEGIES = ("uniform", "global", "sensitivity")
+TARGETS = ("flops", "params", "size_mb", "latency_ms")
+STEP = 0.05  # ratio resolution of the sensitivity strategy
+MAX_RATIO = 0.9  # the largest ratio the default sweep measures; nothing beyond is predicted
+
+
+@dataclass(frozen=True)
+class Target:
+    """kind "flops"/"params": value = reduction factor (2 = half); "size_mb": fp32 MB; "latency_ms": ms."""
+
+    kind: str
+    value: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in TARGETS:
+            raise PruneLabError(f"unknown target {self.kind!r}; choose one of {', '.join(TARGETS)}")
+        if not math.isfinite(self.value) or self.value <= 0:
+            raise PruneLabError(f"target {self.kind} must be a positive number, got {self.value}")
+        if self.kind in ("flops", "params") and self.value < 1:
+            raise PruneLabError(f"a {self.kind} reduction factor must be at least 1 (2 = half), got {self.value}")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Per-unit limits: min/max ratio (defaults 0 and MAX_RATIO) and locked units held at a fixed ratio."""
+
+    low: dict[str, float] = field(default_factory=dict)
+    high: dict[str, float] = field(default_factory=dict)
+    locked: dict[str, float] = field(default_factory=dict)
+
+    def range(self, unit: str) -> tuple[float, float]:
+        if unit in self.locked:
+            return self.locked[unit], self.locked[unit]
+        low, high = self.low.get(unit, 0.0), self.high.get(unit, MAX_RATIO)
+        if low > high:
+            raise PruneLabError(f"minimum ratio {low} of {unit} is above its maximum {high}")
+        return low, high
+
+
+@dataclass(frozen=True)
+class Allocation:
+    strategy: str
+    target: Target
+    ratios: dict[str, float]
+    estimate: dict[str, int]  # core.estimate figures of the chosen ratios
+    predicted_drop: float | None  # accuracy points (0..1) from the sensitivity curves; None without them
+    met: bool
+
+
+class Budget:
+    """Turns a Target into a test on estimated costs of one model and method."""
+
+    def __init__(self, cost_model: CostModel, target: Target, base_latency_ms: float | None = None) -> None:
+        if target.kind == "latency_ms" and not base_latency_ms:
+            raise PruneLabError("a latency target needs the baseline's measured latency")
+        if cost_model.method == "unstructured" and target.kind == "size_mb":
+            raise PruneLabError("masks do not shrink a dense file: use a size target with channel pruning")
+        self.cost_model, self.target, self.base_latency_ms = cost_model, target, base_latency_ms
+        self.base = cost_model.estimate({})
+
+    def cost(self, ratios: dict[str, float]) -> float:
+        """The quantity the target constrains (lower is better): FLOPs, params, MB or ms."""
+        est = self.cost_model.estimate(ratios)
+        sparse = self.cost_model.method == "unstructured"  # masks save only non-zero params / FLOPs
+        flops = est["sparse_flops" if sparse else "flops"]
+        if self.target.kind == "flops":
+            return flops
+        if self.target.kind == "params":
+            return est["nonzero_params" if sparse else "params"]
+        if self.target.kind == "size_mb":
+            return est["size_bytes"] / 1e6
+        base_flops = self.base["sparse_flops" if sparse else "flops"]
+        return self.base_latency_ms * flops / base_flops  # estimate: latency proportional to FLOPs
+
+    def limit(self) -> float:
+        if self.target.kind == "flops":
+            return self.cost({}) / self.target.value
+        if self.target.kind == "params":
+            return self.cost({}) / self.target.value
+        return self.target.value
+
+    def met(self, ratios: dict[str, float]) -> bool:
+        return self.cost(ratios) <= self.limit() * (1 + 1e-9)
+
+
+# ---- sensitivity curves ------------------------------------------------------------------------------
+
+
+def drop_curves(table: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per unit: (ratios, accuracy drop), starting at (0, 0) and made non-decreasing (a larger cut is
+    assumed to hurt at least as much; the sweep's noise otherwise rewards cutting more)."""
+    curves = {}
+    for unit, rows in table.groupby("unit", sort=False):
+        rows = rows.sort_values("ratio")
+        r = np.concatenate([[0.0], rows["ratio"].to_numpy(float)])
+        d = np.concatenate([[0.0], rows["accuracy_drop"].to_numpy(float)])
+        curves[unit] = (r, np.maximum.accumulate(np.maximum(d, 0.0)))
+    return curves
+
+
+def predicted_drop(curves: dict[str, tuple[np.ndarray, np.ndarray]], ratios: dict[str, float]) -> float:
+    """Sum of the single-unit accuracy drops at these ratios (linear between measured ratios)."""
+    return float(sum(np.interp(r, *curves[u]) for u, r in ratios.items() if u in curves and r > 0))
+
+
+# ---- strategies --------------------------------------------------------------------------------------
+
+
+def _bisect(make, budget: Budget, lo: float, hi: float, iters: int = 40) -> float:
+    """Smallest x in [lo, hi] with budget.met(make(x)), for a make() whose cost falls as x grows."""
+    if not budget.met(make(hi)):
+        return hi
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if budget.met(make(mid)) else (mid, hi)
+    return hi
+
+
+def uniform(units: list[str], budget: Budget, bounds: Bounds) -> dict[str, float]:
+    def make(r: float) -> dict[str, float]:
+        return {u: min(max(r, bounds.range(u)[0]), bounds.range(u)[1]) for u in units}
+    r = _bisect(make, budget, 0.0, max(bounds.range(u)[1] for u in units))
+    return make(math.ceil(r * 1000) / 1000)  # a readable ratio, still meeting the target
+
+
+def global_threshold(units: list[str], budget: Budget, bounds: Bounds, scores: dict) -> dict[str, float]:
+    """One threshold t over importance scores: each unit loses the share of its scores below t."""
+    flat = {u: np.sort(np.asarray(scores[u], dtype=float).ravel()) for u in units}
+
+    def make(t: float) -> dict[str, float]:
+        out = {}
+        for u in units:
+            low, high = bounds.range(u)
+            share = np.searchsorted(flat[u], t, side="left") / len(flat[u])
+            out[u] = round(float(min(max(share, low), high)), 4)
+        return out
+    top = max(float(s[-1]) for s in flat.values())
+    return make(_bisect(make, budget, 0.0, top * (1 + 1e-6)))
+
+
+def sensitivity(units: list[str], budget: Budget, bounds: Bounds, curves: dict) -> dict[str, float]:
+    """Greedy: from the lower bounds, take the cheapest step in predicted drop per cost saved."""
+    missing = [u for u in units if u not in curves and u not in bounds.locked]
+    if missing:
+        raise PruneLabError(f"the sensitivity table has no curve for: {', '.join(missing)}")
+    ratios = {u: bounds.range(u)[0] for u in units}
+    while not budget.met(ratios):
+        cost, best = budget.cost(ratios), None
+        for u in units:
+            _, high = bounds.range(u)
+            here = float(np.interp(ratios[u], *curves[u])) if u in curves else 0.0
+            for r in np.arange(ratios[u] + STEP, high + 1e-9, STEP):
+                trial = {**ratios, u: round(float(r), 4)}
+                saved = cost - budget.cost(trial)
+                if saved <= 0:
+                    continue
+                worse = float(np.interp(r, *curves[u])) - here
+                rate = (max(worse, 0.0) + 1e-9) / saved
+                if best is None or rate < best[0]:
+                    best = (rate, u, trial[u])
+        if best is None:
+            break  # every unit is at its maximum: the target cannot be met within the bounds
+        ratios[best[1]] = best[2]
+    return ratios
+
+
+def allocate(strategy: str, cost_model: CostModel, target: Target, bounds: Bounds | None = None,
+             table: pd.DataFrame | None = None, scores: dict | None = None,
+             base_latency_ms: float | None = None) -> Allocation:
+    """Per-unit ratios for `target` by `strategy` (see the module docstring)."""
+    if strategy not in STRATEGIES:
+        raise PruneLabError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    bounds = bounds or Bounds()
+    units = [u.name for u in cost_model.units]
+    unknown = sorted((set(bounds.low) | set(bounds.high) | set(bounds.locked)) - set(units))
+    if unknown:
+        raise PruneLabError(f"bounds name units this model does not have: {', '.join(unknown)}")
+    budget = Budget(cost_model, target, base_latency_ms)
+    curves = drop_curves(table) if table is not None else None
+    if strategy == "uniform":
+        ratios = uniform(units, budget, bounds)
+    elif strategy == "global":
+        if scores is None:
+            raise PruneLabError("the global strategy needs importance scores")
+        ratios = global_threshold(units, budget, bounds, scores)
+    else:
+        if curves is None:
+            raise PruneLabError("the sensitivity strategy needs a sensitivity table (run a sweep first)")
+        ratios = sensitivity(units, budget, bounds, curves)
+    return Allocation(strategy, target, ratios, cost_model.estimate(ratios),
+                      predicted_drop(curves, ratios) if curves else None, budget.met(ratios))
