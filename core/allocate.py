@@ -131,6 +131,11 @@ def predicted_drop(curves: dict[str, tuple[np.ndarray, np.ndarray]], ratios: dic
 # ---- strategies --------------------------------------------------------------------------------------
 
 
+def _up(ratio: float) -> float:
+    """Round a ratio up to the sliders' resolution (0.01): cutting slightly more still meets the target."""
+    return math.ceil(round(ratio * 100, 6)) / 100
+
+
 def _bisect(make, budget: Budget, lo: float, hi: float, iters: int = 40) -> float:
     """Smallest x in [lo, hi] with budget.met(make(x)), for a make() whose cost falls as x grows."""
     if not budget.met(make(hi)):
@@ -145,7 +150,7 @@ def uniform(units: list[str], budget: Budget, bounds: Bounds) -> dict[str, float
     def make(r: float) -> dict[str, float]:
         return {u: min(max(r, bounds.range(u)[0]), bounds.range(u)[1]) for u in units}
     r = _bisect(make, budget, 0.0, max(bounds.range(u)[1] for u in units))
-    return make(math.ceil(r * 1000) / 1000)  # a readable ratio, still meeting the target
+    return make(_up(r))
 
 
 def global_threshold(units: list[str], budget: Budget, bounds: Bounds, scores: dict) -> dict[str, float]:
@@ -157,7 +162,7 @@ def global_threshold(units: list[str], budget: Budget, bounds: Bounds, scores: d
         for u in units:
             low, high = bounds.range(u)
             share = np.searchsorted(flat[u], t, side="left") / len(flat[u])
-            out[u] = round(float(min(max(share, low), high)), 4)
+            out[u] = min(max(_up(float(share)), low), high)
         return out
     top = max(float(s[-1]) for s in flat.values())
     return make(_bisect(make, budget, 0.0, top * (1 + 1e-6)))

@@ -39,6 +39,23 @@ class CostModel:
     layers: tuple[LayerCost, ...]
     base_nonzero: int
 
+    def owner(self, module: str) -> str | None:
+        """The unit that cuts a module's outputs (for a container: the unit its inline matmuls follow)."""
+        for lc in self.layers:
+            if lc.name in (module, f"{module}:inline") and lc.out_unit:
+                return lc.out_unit
+        return None
+
+    def unit_costs(self) -> dict[str, dict[str, int]]:
+        """Per unit, the params and FLOPs of the layers whose outputs it cuts (what its pruning acts on)."""
+        costs = {u.name: {"params": 0, "flops": 0} for u in self.units}
+        for lc in self.layers:
+            unit = lc.out_unit if self.method == "channel" else lc.name
+            if unit in costs:
+                costs[unit]["params"] += lc.params
+                costs[unit]["flops"] += lc.flops
+        return costs
+
     def estimate(self, ratios: dict[str, float]) -> dict[str, int]:
         """params, nonzero_params, size_bytes, flops and sparse_flops if ratios were applied."""
         if self.method == "unstructured":

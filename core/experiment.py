@@ -41,10 +41,14 @@ class RunOutput:
     pruned: dict
     removed: dict[str, int]
     finetune_losses: list[float] = field(default_factory=list)
+    prediction: dict | None = None  # what was predicted before measuring (e.g. from a sensitivity sweep)
 
     def metrics_json(self) -> str:
-        return json.dumps({"baseline": self.baseline, "pruned": self.pruned, "removed": self.removed,
-                           "finetune_losses": self.finetune_losses}, indent=2, sort_keys=True) + "\n"
+        data = {"baseline": self.baseline, "pruned": self.pruned, "removed": self.removed,
+                "finetune_losses": self.finetune_losses}
+        if self.prediction:
+            data["prediction"] = self.prediction
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     def write(self, outdir: Path) -> dict[str, Path]:
         """Write config.json, model.onnx and metrics.json into outdir, each atomically; metrics.json

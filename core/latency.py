@@ -75,3 +75,53 @@ def measure_interleaved(
         k: Latency(float(np.median(t)), float(np.percentile(t, 90)), batch, threads, warmup, len(t))
         for k, t in times.items()
     }
+
+
+def _module_of(node, modules: set[str]) -> str | None:
+    """The deepest model module an exported ONNX node came from (torch's exporter records its scopes)."""
+    import ast
+
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            scopes = ast.literal_eval(prop.value)
+            return next((s for s in reversed(scopes) if s in modules), None)
+    return None
+
+
+def profile_layers(onnx_bytes: bytes, input_shape: tuple[int, ...], modules: set[str], batch: int = 32,
+                   runs: int = 20) -> dict[str, float]:
+    """Mean onnxruntime kernel time (ms per run) of each model module, from the runtime's profiler.
+
+    Graph optimisations are turned off so every ONNX node keeps its name and maps back to the module it
+    was exported from; times are therefore those of an unfused graph — good for shares, not totals.
+    """
+    import json
+    import os
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    graph = onnx.load_from_string(onnx_bytes).graph
+    owner = {n.name: _module_of(n, modules) for n in graph.node}
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.log_severity_level = 3
+    with tempfile.TemporaryDirectory() as tmp:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = os.path.join(tmp, "prunelab")
+        sess = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+        feed = {sess.get_inputs()[0].name: np.zeros((batch, *input_shape), np.float32)}
+        for _ in range(3 + runs):  # 3 extra runs: each node's 3 slowest times (first-run allocation) are dropped
+            sess.run(None, feed)
+        with open(sess.end_profiling()) as f:
+            events = json.load(f)
+    times: dict[str, list[float]] = {}
+    for e in events:
+        name = e.get("name", "")
+        if e.get("cat") == "Node" and name.endswith("_kernel_time"):
+            module = owner.get(name[: -len("_kernel_time")])
+            if module is not None:
+                times.setdefault(module, []).append(e["dur"] / 1e3)  # µs -> ms
+    return {m: sum(sorted(t)[: len(t) * runs // (runs + 3)]) / runs for m, t in times.items()}

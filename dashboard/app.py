@@ -1,8 +1,9 @@
 """PruneLab dashboard: `prunelab dashboard` (or `streamlit run dashboard/app.py`).
 
-Pick a model in the sidebar; Model shows what it is and which channels matter, Tune sets per-layer
-ratios with live estimates and runs the experiment, Results and Export show and hand out what was
-measured. Pages only draw; core computes; dashboard/cache.py owns what is shared between sessions.
+Pick a model in the sidebar; Model shows what it is and which channels matter, Sensitivity what each
+layer costs in accuracy when pruned, Tune sets per-layer ratios (by hand or by the budget solver) with
+live estimates and runs the experiment, Results and Export show and hand out what was measured.
+Pages only draw; core computes; dashboard/cache.py owns what is shared between sessions.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import streamlit as st
 
 from core.errors import PruneLabError
 from core.models import available
-from dashboard.views import export, model, results, tune
+from dashboard.views import export, model, results, sensitivity, tune
 
 DEFAULT_MODEL = "mnist-resnet"
 
@@ -31,8 +32,8 @@ def main() -> None:
     st.sidebar.title("✂️ PruneLab")
     name = _pick_model()
     st.sidebar.caption("Explore pruning trade-offs: every number is measured, or labelled as an estimate.")
-    tabs = st.tabs(["Model", "Tune", "Results", "Export"])
-    for tab, view in zip(tabs, (model, tune, results, export), strict=True):
+    tabs = st.tabs(["Model", "Sensitivity", "Tune", "Results", "Export"])
+    for tab, view in zip(tabs, (model, sensitivity, tune, results, export), strict=True):
         with tab:
             try:
                 view.render(name)

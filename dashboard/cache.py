@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import experiment, importance, models
+from core import experiment, importance, latency, models
 from core.estimate import CostModel, build_cost_model
 from core.metrics import layer_summary
 from core.models import ModelSpec
@@ -45,3 +45,40 @@ def importance_scores(name: str, method: str, criterion: str, samples: int = 512
 def layers(name: str) -> pd.DataFrame:
     s = spec(name)
     return pd.DataFrame(layer_summary(s.model, s.example_input))
+
+
+@st.cache_data(show_spinner="Profiling layers in onnxruntime…")
+def layer_latency(name: str) -> dict[str, float]:
+    """Measured onnxruntime kernel time per module (ms per batch-32 run, unfused graph)."""
+    s = spec(name)
+    modules = {n for n, _ in s.model.named_modules() if n}
+    return latency.profile_layers(baseline(name).onnx, tuple(s.example_input.shape[1:]), modules)
+
+
+@st.cache_data
+def unit_costs(name: str, method: str) -> pd.DataFrame:
+    """Per unit: share of params, FLOPs and measured latency in the layers whose outputs it cuts."""
+    cm = cost_model(name, method)
+    times: dict[str, float] = {}
+    for module, ms in layer_latency(name).items():
+        unit = cm.owner(module)
+        if unit is not None:
+            times[unit] = times.get(unit, 0.0) + ms
+    costs = cm.unit_costs()
+    total = {k: sum(c[k] for c in costs.values()) or 1 for k in ("params", "flops")}
+    all_ms = sum(layer_latency(name).values()) or 1.0
+    return pd.DataFrame([{
+        "unit": u, "params": c["params"], "flops": c["flops"], "latency_ms": times.get(u, 0.0),
+        "params %": 100 * c["params"] / total["params"], "FLOPs %": 100 * c["flops"] / total["flops"],
+        "latency %": 100 * times.get(u, 0.0) / all_ms,
+    } for u, c in costs.items()])
+
+
+@st.cache_data(show_spinner="Scoring for the global threshold…")
+def raw_scores(name: str, method: str, criterion: str, samples: int, seed: int) -> dict[str, np.ndarray]:
+    """Unscaled importance scores (the global strategy compares them across units)."""
+    s = spec(name)
+    calib = calibration(s, samples, seed)
+    scores = (importance.weight_scores(s.model, criterion, calib, seed) if method == "unstructured"
+              else importance.channel_scores(s.model, s.example_input, criterion, calib, seed))
+    return {k: v.numpy() for k, v in scores.items()}

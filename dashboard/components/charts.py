@@ -80,3 +80,31 @@ def estimate_bars(base: dict, est: dict) -> go.Figure:
     fig.update_layout(yaxis={"range": [0, 115], "title": "% of baseline (estimate)"}, height=300,
                       margin={"l": 10, "r": 10, "t": 30, "b": 10})
     return fig
+
+
+def sensitivity_heatmap(table, column: str = "accuracy_drop") -> go.Figure:
+    """Units x ratios heatmap of the sweep: accuracy drop (points) or loss increase; hover shows all."""
+    pivot = table.pivot(index="unit", columns="ratio", values=column).reindex(table["unit"].unique())
+    acc = table.pivot(index="unit", columns="ratio", values="accuracy").reindex(pivot.index)
+    scale = 100 if column == "accuracy_drop" else 1
+    title = "accuracy drop (points)" if column == "accuracy_drop" else "loss increase"
+    fig = go.Figure(go.Heatmap(
+        z=pivot.to_numpy() * scale, x=[f"{r:g}" for r in pivot.columns], y=list(pivot.index),
+        customdata=acc.to_numpy(), colorscale="Reds", zmin=0, colorbar={"title": title},
+        hovertemplate="%{y}<br>ratio %{x}<br>" + title + " %{z:.3g}<br>accuracy %{customdata:.4f}<extra></extra>",
+    ))
+    fig.update_layout(height=140 + 24 * len(pivot.index), margin={"l": 10, "r": 10, "t": 30, "b": 40},
+                      xaxis_title="ratio removed", yaxis={"autorange": "reversed"}, clickmode="event+select")
+    return fig
+
+
+def unit_cost_bars(costs) -> go.Figure:
+    """Per unit: % of params, FLOPs and measured latency in the layers it cuts."""
+    fig = go.Figure([
+        go.Bar(name=label, x=costs["unit"], y=costs[col],
+               hovertemplate="%{x}<br>" + label + " %{y:.1f}%<extra></extra>")
+        for col, label in (("params %", "params"), ("FLOPs %", "FLOPs"), ("latency %", "measured latency"))
+    ])
+    fig.update_layout(barmode="group", yaxis_title="% of the model", height=340,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.12, "x": 0})
+    return fig

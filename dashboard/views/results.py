@@ -47,6 +47,13 @@ def render(name: str) -> None:
     c1.plotly_chart(comparison_bars(base, pruned), width="stretch", key="compare-chart")
     c2.plotly_chart(accuracy_bars(base, pruned), width="stretch", key="accuracy-chart")
     st.dataframe(_table(base, pruned), hide_index=True, width="stretch")
+    if prediction := run.metrics.get("prediction"):
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Predicted accuracy", f"{100 * prediction['accuracy']:.2f}%", help=prediction["method"])
+        c2.metric("Measured accuracy", f"{100 * pruned['accuracy']:.2f}%",
+                  f"{100 * (pruned['accuracy'] - prediction['accuracy']):+.2f} pts vs predicted")
+        c3.caption(f"Fine-tuning epochs: {run.config.finetune.epochs}. The prediction ignores fine-tuning and "
+                   "interactions between layers.")
     st.caption(f"All figures measured: latency in {pruned['runtime']}, {pruned['latency_threads']} thread(s), "
                "median and p90 over repeated runs after warm-up. Method: "
                f"{run.config.method}, criterion {run.config.criterion}, seed {run.config.seed}.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import experiment, runs
+from core.allocate import drop_curves, predicted_drop
 from core.config import FinetuneConfig, PruneConfig
 from core.errors import PruneLabError
 from core.importance import REGISTRY
@@ -12,6 +13,8 @@ from dashboard import cache, jobs
 from dashboard.components.charts import estimate_bars
 from dashboard.components.format import human
 from dashboard.components.sliders import ratio_sliders
+from dashboard.components.solver import solver_panel
+from dashboard.components.sweeps import cached_table, current_spec
 
 METHOD_HELP = (
     "channel: removes whole filters/channels (with everything coupled to them) — the model really gets "
@@ -20,44 +23,44 @@ METHOD_HELP = (
 )
 
 
-def _estimates(base: dict, est: dict) -> None:
-    cols = st.columns(4)
-    for col, (key, label, unit) in zip(cols, [("params", "Parameters", ""), ("nonzero_params", "Non-zero params", ""),
-                                              ("flops", "FLOPs / image", ""), ("size_bytes", "fp32 size", "B")],
-                                       strict=True):
+def _prediction(name: str, method: str, criterion: str, ratios: dict[str, float]) -> dict | None:
+    """Test accuracy predicted from the sensitivity sweep (if one is cached for this method/criterion)."""
+    sweep_spec = current_spec(name, method, criterion)
+    table = cached_table(sweep_spec)
+    if table is None:
+        return None
+    base = cache.baseline(name).metrics["accuracy"]
+    drop = predicted_drop(drop_curves(table), ratios)
+    return {"accuracy": max(0.0, base - drop), "drop": drop, "sweep": sweep_spec.key(),
+            "method": "baseline test accuracy minus the sum of single-unit drops of the sensitivity sweep; "
+                      "before fine-tuning"}
+
+
+def _estimates(base: dict, est: dict, prediction: dict | None) -> None:
+    cols = st.columns(5)
+    shown = [("params", "Parameters", ""), ("nonzero_params", "Non-zero params", ""),
+             ("flops", "FLOPs / image", ""), ("size_bytes", "fp32 size", "B")]
+    for col, (key, label, unit) in zip(cols[:4], shown, strict=True):
         pct = 100 * (est[key] / base[key] - 1) if base[key] else 0.0
         col.metric(f"{label} (estimate)", human(est[key], unit), f"{pct:+.1f}%", delta_color="inverse")
+    if prediction:
+        cols[4].metric("Accuracy (predicted)", f"{100 * prediction['accuracy']:.2f}%",
+                       f"{-100 * prediction['drop']:+.2f} pts", help=prediction["method"])
+    else:
+        cols[4].caption("Run a sensitivity sweep for this method and criterion to see a predicted accuracy.")
 
 
-def _launch(name: str, config: PruneConfig) -> None:
+def _launch(name: str, config: PruneConfig, prediction: dict | None) -> None:
     spec, base = cache.spec(name), cache.baseline(name)
 
-    def work(progress) -> object:
+    def work(progress) -> str:
         out = experiment.run(spec, config, progress, base=base)
+        out.prediction = prediction
         run_dir = runs.new_run_dir(name, config.method)
         out.write(run_dir)
-        return run_dir
+        return run_dir.name
 
-    st.session_state.pop("job_done", None)
-    st.session_state["job"] = jobs.start(work)
-
-
-@st.fragment(run_every=0.5)
-def _job_panel() -> None:
-    """Progress of the running job; when it ends, select its run and redraw the whole app."""
-    job = st.session_state.get("job")
-    if job is None:  # finished in an earlier poll
-        return
-    if not job.finished:
-        st.progress(job.fraction, text=f"{job.stage} ({job.done}/{job.total})")
-        return
-    st.session_state["job"] = None
-    if job.error:
-        st.session_state["job_error"] = job.error
-    else:
-        st.session_state["selected_run"] = job.run_dir.name
-        st.session_state["job_done"] = job.run_dir.name
-    st.rerun()
+    jobs.start("job", work)
 
 
 def render(name: str) -> None:
@@ -67,12 +70,14 @@ def render(name: str) -> None:
     criterion = c2.selectbox("Criterion", list(REGISTRY), key="criterion", format_func=lambda c: REGISTRY[c].label,
                              help="What ranks weights or channels for removal (lowest first).")
     model_cost = cache.cost_model(name, method)
+    solver_panel(name, method, criterion)
     st.markdown("#### Ratio removed per " + ("coupled channel group" if method == "channel" else "layer"))
-    ratios = ratio_sliders(name, method, model_cost.units)
+    ratios = ratio_sliders(name, method, model_cost.units, focus=st.session_state.get("focus"))
+    prediction = _prediction(name, method, criterion, ratios)
 
     base_est, est = model_cost.estimate({}), model_cost.estimate(ratios)
     st.markdown("#### Estimate")
-    _estimates(base_est, est)
+    _estimates(base_est, est, prediction)
     st.plotly_chart(estimate_bars(base_est, est), width="stretch", key="estimate-chart")
     st.caption("Estimates come from layer shapes and channel coupling (exact for conv, linear and norm layers); "
                "nothing is pruned until you apply. Latency and accuracy are only shown once measured.")
@@ -86,18 +91,18 @@ def render(name: str) -> None:
                              help="SGD with momentum, warm-up then cosine decay; 0 skips fine-tuning.")
     lr = c2.number_input("Peak learning rate", 0.0001, 1.0, 0.01, format="%.4f", key="lr")
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
-    busy = st.session_state.get("job") is not None
-    if st.button("Apply and measure", type="primary", key="apply", disabled=busy):
+    if st.button("Apply and measure", type="primary", key="apply", disabled=jobs.running("job")):
         try:
             config = PruneConfig(model=name, method=method, ratios={k: v for k, v in ratios.items() if v > 0},
                                  criterion=criterion, model_fingerprint=spec.fingerprint, seed=int(seed),
                                  finetune=FinetuneConfig(epochs=int(epochs), lr=float(lr)))
-            _launch(name, config)
+            _launch(name, config, prediction)
         except PruneLabError as e:
             st.error(str(e))
-    if st.session_state.get("job") is not None:  # poll only while something runs
-        _job_panel()
-    if msg := st.session_state.pop("job_error", None):
-        st.error(f"The run failed: {msg}")
-    if run_id := st.session_state.get("job_done"):  # stays until the next run starts
+    run_id, error = jobs.panel("job")
+    if error:
+        st.error(f"The run failed: {error}")
+    elif run_id:
+        if st.session_state.get("announced") != run_id:  # select a new run once, then let the user choose
+            st.session_state["announced"] = st.session_state["selected_run"] = run_id
         st.success(f"Run {run_id} measured and saved — open the Results and Export tabs.")

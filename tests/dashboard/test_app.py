@@ -74,10 +74,10 @@ def test_unstructured_method_explains_masks_and_keeps_dense_size(monkeypatch, tm
     assert metric(at, "Non-zero params (estimate)") != metric(at, "Parameters (estimate)")
 
 
-def wait_for_job(at: AppTest, seconds: float = 240) -> AppTest:
-    """Rerun the script (as the page's polling fragment would) until the background run ends."""
+def wait_for_job(at: AppTest, key: str = "job", seconds: float = 240) -> AppTest:
+    """Rerun the script (as the page's polling fragment would) until the background task ends."""
     deadline = time.monotonic() + seconds
-    while at.session_state["job"] is not None:
+    while at.session_state[key] is not None:
         assert time.monotonic() < deadline, "the run did not finish"
         time.sleep(0.5)
         at.run()

@@ -72,7 +72,7 @@ def test_browser_opens_app_moves_slider_applies_and_saves_screenshots(server):
         before = estimate.get_by_test_id("stMetricValue").inner_text()
         slider = page.get_by_role("slider").nth(1)  # the first per-layer slider (0 is "All layers")
         slider.focus()
-        for _ in range(6):  # 6 steps of 0.05 -> 0.30
+        for _ in range(30):  # 30 steps of 0.01 -> 0.30
             slider.press("ArrowRight")
         expect(estimate.get_by_test_id("stMetricValue")).not_to_have_text(before, timeout=30_000)
         after = estimate.get_by_test_id("stMetricValue").inner_text()

@@ -1,0 +1,61 @@
+"""The budget-solver panel of the Tune page: a target and bounds in, slider values out."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.allocate import Bounds, Target, allocate
+from core.errors import PruneLabError
+from dashboard import cache
+from dashboard.components.sliders import MAX_RATIO, slider_key
+from dashboard.components.sweeps import cached_table, current_spec
+
+TARGET_LABELS = {"flops": "FLOPs: x times fewer", "params": "Parameters: x times fewer",
+                 "size_mb": "fp32 size at most (MB)", "latency_ms": "Latency b1 at most (ms, estimate)"}
+
+
+def _solve(name: str, method: str, criterion: str) -> None:
+    """on_click callback: runs before the sliders are drawn, so it may set their values."""
+    state = st.session_state
+    try:
+        cm = cache.cost_model(name, method)
+        units = [u.name for u in cm.units]
+        locked = {u: state.get(slider_key(name, method, u), 0.0) for u in state.get("solver-locked", [])}
+        bounds = Bounds(low={u: state["solver-min"] for u in units}, high={u: state["solver-max"] for u in units},
+                        locked=locked)
+        sweep_spec = current_spec(name, method, criterion)
+        table = cached_table(sweep_spec)
+        scores = (cache.raw_scores(name, method, criterion, sweep_spec.calibration_samples, sweep_spec.seed)
+                  if state["solver-strategy"] == "global" else None)
+        base_ms = cache.baseline(name).metrics["latency_ms"]
+        result = allocate(state["solver-strategy"], cm, Target(state["solver-target"], state["solver-value"]),
+                          bounds, table, scores, base_ms)
+    except PruneLabError as e:
+        state["solver-message"] = ("error", str(e))
+        return
+    for unit, ratio in result.ratios.items():
+        state[slider_key(name, method, unit)] = min(MAX_RATIO, ratio)  # the solver works in steps of 0.01
+    verdict = "met" if result.met else "NOT met within the bounds (closest shown)"
+    state["solver-message"] = ("success" if result.met else "warning",
+                               f"{result.strategy} allocation: target {verdict}. Sliders filled; adjust by hand.")
+
+
+def solver_panel(name: str, method: str, criterion: str) -> None:
+    with st.expander("Budget solver: fill the sliders for a target", expanded=False):
+        c = st.columns([2, 1, 1.4, 1, 1])
+        c[0].selectbox("Target", list(TARGET_LABELS), key="solver-target", format_func=TARGET_LABELS.get)
+        c[1].number_input("Value", 0.001, 1e6, 2.0, key="solver-value")
+        c[2].selectbox("Strategy", ["sensitivity", "global", "uniform"], key="solver-strategy",
+                       help="sensitivity: least predicted accuracy drop from the sweep; global: one importance "
+                            "threshold across layers; uniform: the same ratio everywhere")
+        c[3].number_input("Min ratio", 0.0, MAX_RATIO, 0.0, 0.05, key="solver-min")
+        c[4].number_input("Max ratio", 0.0, MAX_RATIO, 0.9, 0.05, key="solver-max")
+        units = [u.name for u in cache.cost_model(name, method).units]
+        st.multiselect("Locked (keep their current slider value)", units, key="solver-locked")
+        st.button("Solve and fill the sliders", key="solve", on_click=_solve, args=(name, method, criterion))
+        if st.session_state.get("solver-strategy") == "sensitivity" and cached_table(
+                current_spec(name, method, criterion)) is None:
+            st.caption("The sensitivity strategy needs a sweep for this method and criterion (Sensitivity tab).")
+        kind, text = st.session_state.get("solver-message", (None, None))
+        if kind:
+            getattr(st, kind)(text)

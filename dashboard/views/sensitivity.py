@@ -1,0 +1,64 @@
+"""Sensitivity page: how much accuracy each layer / channel group costs at each ratio, and what its
+pruning buys (share of params, FLOPs and measured latency)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.importance import REGISTRY
+from core.sensitivity import sweep
+from dashboard import cache, jobs
+from dashboard.components.charts import sensitivity_heatmap, unit_cost_bars
+from dashboard.components.sweeps import GRID_CHOICES, cached_table, current_spec
+
+
+def _controls() -> None:
+    c = st.columns([1.2, 1.2, 2.4, 1, 1, 0.8])
+    c[0].radio("Granularity", ["channel", "unstructured"], key="sens-granularity",
+               help="channel: one coupled channel group at a time; unstructured: one layer's weights at a time")
+    c[1].selectbox("Criterion", list(REGISTRY), key="sens-criterion", format_func=lambda k: REGISTRY[k].label,
+                   help="Decides which channels / weights go first at each ratio.")
+    st.session_state.setdefault("sens-grid", [round(0.1 * i, 1) for i in range(1, 10)])
+    c[2].multiselect("Ratios", GRID_CHOICES, key="sens-grid", help="The fractions removed, one column each.")
+    c[3].number_input("Eval images", 50, 5000, 1000, 50, key="sens-eval",
+                      help="Training images not used for calibration; the test set stays untouched.")
+    c[4].number_input("Calibration images", 16, 4000, 512, 16, key="sens-calib",
+                      help="For BatchNorm re-estimation and gradient / activation criteria.")
+    c[5].number_input("Seed", 0, 2**31 - 1, 0, key="sens-seed")
+
+
+def _launch(name: str) -> None:
+    spec, sweep_spec = cache.spec(name), current_spec(name)
+    jobs.start("sweep", lambda progress: sweep(spec, sweep_spec, lambda d, t: progress("sensitivity sweep", d, t)))
+
+
+def render(name: str) -> None:
+    _controls()
+    sweep_spec = current_spec(name)
+    _, error = jobs.panel("sweep")
+    if error:
+        st.error(f"The sweep failed: {error}")
+    table = cached_table(sweep_spec)
+    if table is None:
+        what = "channel group" if sweep_spec.granularity == "channel" else "layer"
+        st.info(f"Not measured yet: the sweep prunes one {what} at a time at each ratio"
+                f"{' (then re-estimates BatchNorm)' if sweep_spec.granularity == 'channel' else ''} and "
+                f"measures accuracy on {sweep_spec.eval_samples:,} images. Results are cached on disk.")
+        st.button("Run sensitivity sweep", type="primary", key="run-sweep", disabled=jobs.running("sweep"),
+                  on_click=_launch, args=(name,))
+        return
+    st.caption(f"Measured on {sweep_spec.eval_samples:,} training images the calibration step did not use "
+               f"(baseline accuracy there {table['base_accuracy'].iloc[0]:.4f}); read from the cache.")
+    metric = st.radio("Show", ["accuracy drop", "loss increase"], horizontal=True, key="sens-metric")
+    column = "accuracy_drop" if metric == "accuracy drop" else "loss_increase"
+    event = st.plotly_chart(sensitivity_heatmap(table, column), width="stretch", key="sens-heatmap",
+                            on_select="rerun", selection_mode="points")
+    points = (event.get("selection") or {}).get("points") if event else None
+    if points:
+        st.session_state["focus"] = points[0]["y"]
+        st.success(f"{points[0]['y']} is now first among the sliders on the Tune tab.")
+    st.markdown("#### What pruning each buys")
+    st.plotly_chart(unit_cost_bars(cache.unit_costs(name, sweep_spec.granularity)), width="stretch",
+                    key="unit-costs")
+    st.caption("Share of parameters, FLOPs and measured onnxruntime kernel time (batch 32, profiler, unfused "
+               "graph) in the layers whose outputs each unit cuts.")
