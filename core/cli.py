@@ -86,6 +86,17 @@ def _progress():
         close()
 
 
+def _out_file(text: str) -> Path:
+    """--out naming a file: not a directory, in a directory that exists and is writable (checked first)."""
+    path = Path(text)
+    if path.is_dir():
+        raise PruneLabError(f"--out {text} is a directory; give a file name")
+    parent = path.absolute().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise PruneLabError(f"--out {text}: {parent} is not a writable directory")
+    return path
+
+
 def _out_dir(text: str) -> Path:
     """--out must be a directory we can write into or create; checked before any slow work, and not
     created until there is something to write (a failed command leaves nothing behind)."""
@@ -226,9 +237,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> None:
     from core.models import load
     from core.sensitivity import SweepSpec, cache_path, sweep
 
-    out = Path(args.out)
-    if out.exists() and out.is_dir():
-        raise PruneLabError(f"--out {out} is a directory; give a .csv file name")
+    out = _out_file(args.out)
     spec = load(args.model)
     sweep_spec = SweepSpec(spec.name, spec.fingerprint, args.granularity, args.criterion, args.grid,
                            args.eval_samples, args.calibration_samples, args.seed)
@@ -241,7 +250,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> None:
     try:
         table.to_csv(out, index=False)
     except OSError as e:
-        raise PruneLabError(f"cannot write {out}: {e.strerror}") from None
+        raise PruneLabError(f"cannot write {out}: {e}") from None
     worst = table.sort_values("accuracy_drop", ascending=False).iloc[0]
     print(f"{len(table)} rows ({table['unit'].nunique()} units x {len(args.grid)} ratios)"
           f"{' from the cache' if cached else ''} -> {out}")
@@ -267,6 +276,7 @@ def cmd_allocate(args: argparse.Namespace) -> None:
                                           ("size_mb", args.target_size_mb), ("latency_ms", args.target_latency_ms))
                        if v is not None)
     target = Target(kind, value)
+    out = _out_file(args.out)
     spec = load(args.model)
     table = read_table(args.sensitivity, spec.name)
     method, criterion = table["granularity"].iloc[0], table["criterion"].iloc[0]
@@ -282,7 +292,10 @@ def cmd_allocate(args: argparse.Namespace) -> None:
     result = allocate(args.strategy, cost_model, target, bounds, table, scores, base_latency)
     config = PruneConfig(model=spec.name, method=method, ratios={u: r for u, r in result.ratios.items() if r > 0},
                          criterion=criterion, model_fingerprint=spec.fingerprint, seed=args.seed)
-    config.save(args.out)
+    try:
+        config.save(out)
+    except OSError as e:
+        raise PruneLabError(f"cannot write {out}: {e}") from None
     base = cost_model.estimate({})
     print(f"{args.strategy} allocation for {kind} {value}: {'met' if result.met else 'NOT met within the bounds'}")
     for key in ("params", "nonzero_params", "flops", "sparse_flops", "size_bytes"):

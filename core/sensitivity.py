@@ -20,6 +20,7 @@ import copy
 import hashlib
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ class SweepSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "grid", tuple(sorted(set(self.grid))))  # one column per ratio, ascending
         if self.granularity not in ("unstructured", "channel"):
             raise PruneLabError(f"granularity must be unstructured or channel, got {self.granularity!r}")
         if not self.grid or any(not 0 < r < 1 for r in self.grid):
@@ -109,13 +111,20 @@ def sweep(spec: ModelSpec, sweep_spec: SweepSpec, progress: Progress | None = No
 
 def read_table(path: str | Path, model: str | None = None) -> pd.DataFrame:
     """A sensitivity CSV written by sweep(); checks its columns (and, if given, that it is for model)."""
+    text_columns = {"model": str, "granularity": str, "criterion": str, "unit": str}  # "0" stays a name
     try:
-        table = pd.read_csv(path)
+        table = pd.read_csv(path, dtype=text_columns)
     except (OSError, ValueError) as e:
         raise PruneLabError(f"cannot read sensitivity table {path}: {e}") from None
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing or table.empty:
         raise PruneLabError(f"{path} is not a PruneLab sensitivity table (missing: {', '.join(missing) or 'rows'})")
+    numbers = table[[c for c in COLUMNS if c not in text_columns]].apply(pd.to_numeric, errors="coerce")
+    if numbers.isna().any().any() or table[list(text_columns)].isna().any().any():
+        raise PruneLabError(f"{path} has empty or non-numeric cells (truncated or edited?)")
+    if not numbers.map(math.isfinite).all().all():
+        raise PruneLabError(f"{path} has infinite figures")
+    table[numbers.columns] = numbers
     models = set(table["model"])
     if model is not None and models != {model}:
         raise PruneLabError(f"{path} is a sensitivity table for {', '.join(sorted(models))}, not {model}")
