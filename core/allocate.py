@@ -168,29 +168,52 @@ def global_threshold(units: list[str], budget: Budget, bounds: Bounds, scores: d
     return make(_bisect(make, budget, 0.0, top * (1 + 1e-6)))
 
 
+def _candidates(units: list[str], ratios: dict[str, float], bounds: Bounds, curves: dict):
+    """Every single-unit move to a larger ratio on the STEP grid: (unit, new ratio, added predicted drop)."""
+    for u in units:
+        here = float(np.interp(ratios[u], *curves[u])) if u in curves else 0.0
+        for r in _steps(ratios[u], bounds.range(u)[1]):
+            yield u, r, max(float(np.interp(r, *curves[u])) - here, 0.0) if u in curves else 0.0
+
+
 def sensitivity(units: list[str], budget: Budget, bounds: Bounds, curves: dict) -> dict[str, float]:
-    """Greedy: from the lower bounds, take the cheapest step in predicted drop per cost saved."""
+    """Greedy on the sweep's curves: from the lower bounds, repeatedly make the single-unit move (to any
+    larger ratio) with the least added predicted drop per cost saved. A move that overshoots the target
+    is shortened to the smallest ratio that meets it, and steps the target does not need are undone."""
     missing = [u for u in units if u not in curves and u not in bounds.locked]
     if missing:
         raise PruneLabError(f"the sensitivity table has no curve for: {', '.join(missing)}")
     ratios = {u: bounds.range(u)[0] for u in units}
     while not budget.met(ratios):
         cost, best = budget.cost(ratios), None
-        for u in units:
-            _, high = bounds.range(u)
-            here = float(np.interp(ratios[u], *curves[u])) if u in curves else 0.0
-            for r in np.arange(ratios[u] + STEP, high + 1e-9, STEP):
-                trial = {**ratios, u: round(float(r), 4)}
-                saved = cost - budget.cost(trial)
-                if saved <= 0:
-                    continue
-                worse = float(np.interp(r, *curves[u])) - here
-                rate = (max(worse, 0.0) + 1e-9) / saved
-                if best is None or rate < best[0]:
-                    best = (rate, u, trial[u])
+        for u, r, worse in _candidates(units, ratios, bounds, curves):
+            saved = cost - budget.cost({**ratios, u: r})
+            if saved > 0 and (best is None or (worse + 1e-9) / saved < best[0]):
+                best = ((worse + 1e-9) / saved, u, r)
         if best is None:
             break  # every unit is at its maximum: the target cannot be met within the bounds
-        ratios[best[1]] = best[2]
+        _, u, r = best
+        shorter = [x for x in _steps(ratios[u], r) if budget.met({**ratios, u: x})]
+        ratios[u] = shorter[0] if shorter else r
+    return _give_back(ratios, budget, bounds)
+
+
+def _steps(start: float, stop: float) -> list[float]:
+    """Ratios from start (exclusive) to stop (inclusive) on the STEP grid, ascending."""
+    return [round(float(x), 4) for x in np.arange(start + STEP, stop + 1e-9, STEP)]
+
+
+def _give_back(ratios: dict[str, float], budget: Budget, bounds: Bounds) -> dict[str, float]:
+    """Lower ratios one STEP at a time, largest first, while the target stays met."""
+    if not budget.met(ratios):
+        return ratios
+    changed = True
+    while changed:
+        changed = False
+        for u in sorted(ratios, key=ratios.get, reverse=True):
+            lower = round(ratios[u] - STEP, 4)
+            if lower >= bounds.range(u)[0] - 1e-9 and budget.met({**ratios, u: lower}):
+                ratios[u], changed = max(lower, bounds.range(u)[0]), True
     return ratios
 
 

@@ -35,7 +35,7 @@ def importance_heatmap(scores: dict[str, np.ndarray], sort: bool = True) -> go.F
     fig.update_layout(
         height=120 + 22 * len(names), margin={"l": 10, "r": 10, "t": 30, "b": 40},
         xaxis_title="channel (sorted by score)" if sort else "channel index",
-        yaxis={"autorange": "reversed"},
+        yaxis={"autorange": "reversed"}, clickmode="event+select",
     )
     return fig
 

@@ -33,7 +33,12 @@ def render(name: str) -> None:
     except NotApplicable as e:
         st.info(str(e))
     else:
-        st.plotly_chart(importance_heatmap(scores, sort=sort), width="stretch", key="heatmap")
+        event = st.plotly_chart(importance_heatmap(scores, sort=sort), width="stretch", key="heatmap",
+                                on_select="rerun", selection_mode="points")
+        points = (event.get("selection") or {}).get("points") if event else None
+        if points:
+            st.session_state["focus"] = points[0]["y"]
+            st.success(f"{points[0]['y']} is now first among the sliders on the Tune tab.")
         data = " on 512 seeded training images" if REGISTRY[criterion].uses_data else ""
         st.caption(f"{REGISTRY[criterion].label}{data}. Each row is scaled so its strongest channel is 1; dark "
                    "cells are what pruning by this criterion removes first.")
