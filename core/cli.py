@@ -361,7 +361,7 @@ def build_parser() -> Parser:
     group.add_argument("--config", help="per-layer ratios from a JSON {layer: ratio} or a PruneLab config (only its "
                        "ratios and method are used; `prunelab apply` replays a whole config)")
     pr.add_argument("--criterion", choices=list(CRITERIA), default="l1",
-                    help="what ranks weights/channels for removal (see docs/user-guide.md)")
+                    help="what ranks weights/channels for removal (docs/user-guide.md lists them)")
     pr.add_argument("--finetune-epochs", type=int, default=0, help="0 = no fine-tuning")
     pr.add_argument("--lr", type=float, default=0.01, help="peak fine-tuning learning rate")
     pr.add_argument("--seed", type=int, default=0)
