@@ -62,11 +62,16 @@ def read_run(path: Path) -> SavedRun:
     return SavedRun(path, PruneConfig.load(path / "config.json"), metrics)
 
 
-def list_runs(model: str | None = None) -> list[SavedRun]:
-    """Complete runs in the workspace, newest first (half-written or broken folders are skipped)."""
-    done = [p for p in (workspace() / "runs").glob("*/metrics.json")]  # written last: absent = interrupted
+def completed() -> list[Path]:
+    """Folders of complete runs, newest first (metrics.json is written last: without it, interrupted)."""
+    done = sorted((workspace() / "runs").glob("*/metrics.json"), key=lambda m: m.stat().st_mtime_ns, reverse=True)
+    return [m.parent for m in done]
+
+
+def list_runs(model: str | None = None, folders: list[Path] | None = None) -> list[SavedRun]:
+    """Complete runs in the workspace (or in `folders`), newest first; broken folders are skipped."""
     runs = []
-    for path in [m.parent for m in sorted(done, key=lambda m: m.stat().st_mtime_ns, reverse=True)]:
+    for path in completed() if folders is None else folders:
         try:
             run = read_run(path)
         except PruneLabError:

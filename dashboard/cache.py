@@ -6,11 +6,13 @@ deep copies), and cached dicts are treated as read-only by the pages.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import experiment, importance, latency, models
+from core import experiment, importance, latency, models, runs
 from core.estimate import CostModel, build_cost_model
 from core.metrics import layer_summary
 from core.models import ModelSpec
@@ -82,3 +84,14 @@ def raw_scores(name: str, method: str, criterion: str, samples: int, seed: int) 
     scores = (importance.weight_scores(s.model, criterion, calib, seed) if method == "unstructured"
               else importance.channel_scores(s.model, s.example_input, criterion, calib, seed))
     return {k: v.numpy() for k, v in scores.items()}
+
+
+def saved_runs(name: str) -> list[runs.SavedRun]:
+    """The model's saved runs, newest first; a run is read from disk once, not on every rerun."""
+    return [run for run in (_saved_run(str(p)) for p in runs.completed()) if run and run.config.model == name]
+
+
+@st.cache_data(max_entries=512)
+def _saved_run(path: str) -> runs.SavedRun | None:
+    found = runs.list_runs(folders=[Path(path)])
+    return found[0] if found else None

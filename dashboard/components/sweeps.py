@@ -27,6 +27,14 @@ def current_spec(name: str, granularity: str | None = None, criterion: str | Non
 
 
 def cached_table(sweep: SweepSpec) -> pd.DataFrame | None:
-    """The sweep's table if it has been measured (read from the disk cache), else None."""
+    """The sweep's table if it has been measured (read from the disk cache), else None. Several parts
+    of every rerun ask for it, so the parsed table is kept in memory until the file changes."""
     path = cache_path(sweep)
-    return read_table(path, sweep.model) if path.exists() else None
+    if not path.exists():
+        return None
+    return _read(str(path), path.stat().st_mtime_ns, sweep.model)
+
+
+@st.cache_data(max_entries=32)
+def _read(path: str, mtime_ns: int, model: str) -> pd.DataFrame:
+    return read_table(path, model)

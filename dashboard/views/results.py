@@ -5,14 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.runs import SavedRun, list_runs
+from core.runs import SavedRun
+from dashboard import cache
 from dashboard.components.charts import COMPARED, accuracy_bars, comparison_bars
 from dashboard.components.format import metric_row
 
 
 def pick_run(name: str, key: str) -> SavedRun | None:
     """A selectbox over the model's saved runs (newest first), defaulting to the session's last run."""
-    saved = list_runs(name)
+    saved = cache.saved_runs(name)
     if not saved:
         st.info("No runs yet for this model: set ratios on the Tune tab and press “Apply and measure”.")
         return None
