@@ -42,8 +42,7 @@ def apply_unstructured(model: nn.Module, ratios: dict[str, float], scores: dict[
             raise PruneLabError(f"{name!r} is not a Conv2d or Linear layer of this model")
         if ratio <= 0:
             continue
-        score = scores[name] if scores is not None else module.weight.detach().abs()
-        mask = mask_from_scores(score, ratio)
+        mask = mask_from_scores(scores[name], ratio) if scores is not None else magnitude_mask(module.weight, ratio)
         prune.custom_from_mask(module, "weight", mask)
         removed[name] = int((mask == 0).sum())
     return removed
