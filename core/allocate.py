@@ -9,7 +9,11 @@ latency in ms) under per-unit bounds and locks, by one of three strategies:
 Costs come from core.estimate (exact for conv/linear/norm layers). The predicted accuracy drop of a
 configuration is the sum of the single-unit drops measured by the sweep (an additive approximation:
 it ignores interactions between units and the recovery fine-tuning brings). A latency target is met
-on an estimate: the baseline's measured latency scaled by the share of FLOPs kept.
+on an estimate: the baseline's measured latency scaled by the share of FLOPs kept, or — hardware-aware,
+given a core.hardware.LatencyTable — minus the measured time each unit's layers save at their widths.
+
+Hardware-aware allocation keeps every unit at a width the runtime is fast at (core.hardware), and the
+sensitivity strategy then weighs each move by the measured time it saves rather than by FLOPs.
 """
 
 from __future__ import annotations
@@ -22,16 +26,18 @@ import pandas as pd
 
 from core.errors import PruneLabError
 from core.estimate import CostModel
+from core.graph import kept_channels
 
 STRATEGIES = ("uniform", "global", "sensitivity")
-TARGETS = ("flops", "params", "size_mb", "latency_ms")
+TARGETS = ("flops", "params", "size_mb", "latency_ms", "speedup")
 STEP = 0.05  # ratio resolution of the sensitivity strategy
 MAX_RATIO = 0.9  # the largest ratio the default sweep measures; nothing beyond is predicted
 
 
 @dataclass(frozen=True)
 class Target:
-    """kind "flops"/"params": value = reduction factor (2 = half); "size_mb": fp32 MB; "latency_ms": ms."""
+    """kind "flops"/"params": value = reduction factor (2 = half); "size_mb": fp32 MB; "latency_ms": ms;
+    "speedup": value = how many times faster than the baseline (latency at most baseline / value)."""
 
     kind: str
     value: float
@@ -41,7 +47,7 @@ class Target:
             raise PruneLabError(f"unknown target {self.kind!r}; choose one of {', '.join(TARGETS)}")
         if not math.isfinite(self.value) or self.value <= 0:
             raise PruneLabError(f"target {self.kind} must be a positive number, got {self.value}")
-        if self.kind in ("flops", "params") and self.value < 1:
+        if self.kind in ("flops", "params", "speedup") and self.value < 1:
             raise PruneLabError(f"a {self.kind} reduction factor must be at least 1 (2 = half), got {self.value}")
 
 
@@ -75,13 +81,31 @@ class Allocation:
 class Budget:
     """Turns a Target into a test on estimated costs of one model and method."""
 
-    def __init__(self, cost_model: CostModel, target: Target, base_latency_ms: float | None = None) -> None:
-        if target.kind == "latency_ms" and not base_latency_ms:
+    def __init__(self, cost_model: CostModel, target: Target, base_latency_ms: float | None = None,
+                 hardware=None) -> None:
+        if target.kind in ("latency_ms", "speedup") and not base_latency_ms:
             raise PruneLabError("a latency target needs the baseline's measured latency")
         if cost_model.method == "unstructured" and target.kind == "size_mb":
             raise PruneLabError("masks do not shrink a dense file: use a size target with channel pruning")
+        if hardware is not None and cost_model.method != "channel":
+            raise PruneLabError("hardware-aware allocation needs channel pruning (masks do not change widths)")
         self.cost_model, self.target, self.base_latency_ms = cost_model, target, base_latency_ms
+        self.hardware = hardware
+        self.units = {u.name: u for u in cost_model.units}
         self.base = cost_model.estimate({})
+
+    def kept(self, unit: str, ratio: float) -> int:
+        return kept_channels(self.units[unit], ratio)
+
+    def latency(self, ratios: dict[str, float]) -> float:
+        """Estimated latency (ms): hardware-aware, the baseline's minus each unit's measured saving;
+        otherwise the baseline's scaled by the share of FLOPs kept."""
+        if self.hardware is not None:
+            saved = sum(self.hardware.saving(u, self.kept(u, r)) for u, r in ratios.items())
+            return (self.base_latency_ms or 0.0) - saved
+        sparse = self.cost_model.method == "unstructured"
+        key = "sparse_flops" if sparse else "flops"
+        return self.base_latency_ms * self.cost_model.estimate(ratios)[key] / self.base[key]
 
     def cost(self, ratios: dict[str, float]) -> float:
         """The quantity the target constrains (lower is better): FLOPs, params, MB or ms."""
@@ -94,15 +118,37 @@ class Budget:
             return est["nonzero_params" if sparse else "params"]
         if self.target.kind == "size_mb":
             return est["size_bytes"] / 1e6
-        base_flops = self.base["sparse_flops" if sparse else "flops"]
-        return self.base_latency_ms * flops / base_flops  # estimate: latency proportional to FLOPs
+        return self.latency(ratios)
 
     def limit(self) -> float:
-        if self.target.kind == "flops":
+        if self.target.kind in ("flops", "params"):
             return self.cost({}) / self.target.value
-        if self.target.kind == "params":
-            return self.cost({}) / self.target.value
+        if self.target.kind == "speedup":
+            return self.base_latency_ms / self.target.value
         return self.target.value
+
+    def options(self, unit: str, bounds: Bounds) -> list[float]:
+        """Ratios a unit may take within its bounds: fast widths only when hardware-aware."""
+        low, high = bounds.range(unit)
+        grid = self.hardware.ratios_for(unit) if self.hardware is not None else _steps(-STEP, high)
+        allowed = [r for r in grid if low - 1e-9 <= r <= high + 1e-9]
+        return allowed or [low]
+
+    def snap(self, unit: str, ratio: float, bounds: Bounds) -> float:
+        """Hardware-aware: the ratio of the fast width at or below the width `ratio` keeps."""
+        if self.hardware is None:
+            return ratio
+        full = self.units[unit].size
+        snapped = (full - self.hardware.snap(unit, self.kept(unit, ratio))) / full
+        low, high = bounds.range(unit)
+        fits = [r for r in self.options(unit, bounds) if r >= snapped - 1e-9]
+        return min(fits) if fits and low <= snapped <= high else min(max(snapped, low), high)
+
+    def saving(self, before: dict[str, float], after: dict[str, float]) -> float:
+        """How much a move saves: measured time (hardware-aware) or the targeted cost."""
+        if self.hardware is not None:
+            return self.latency(before) - self.latency(after)
+        return self.cost(before) - self.cost(after)
 
     def met(self, ratios: dict[str, float]) -> bool:
         return self.cost(ratios) <= self.limit() * (1 + 1e-9)
@@ -148,7 +194,7 @@ def _bisect(make, budget: Budget, lo: float, hi: float, iters: int = 40) -> floa
 
 def uniform(units: list[str], budget: Budget, bounds: Bounds) -> dict[str, float]:
     def make(r: float) -> dict[str, float]:
-        return {u: min(max(r, bounds.range(u)[0]), bounds.range(u)[1]) for u in units}
+        return {u: budget.snap(u, min(max(r, bounds.range(u)[0]), bounds.range(u)[1]), bounds) for u in units}
     r = _bisect(make, budget, 0.0, max(bounds.range(u)[1] for u in units))
     return make(_up(r))
 
@@ -162,39 +208,45 @@ def global_threshold(units: list[str], budget: Budget, bounds: Bounds, scores: d
         for u in units:
             low, high = bounds.range(u)
             share = np.searchsorted(flat[u], t, side="left") / len(flat[u])
-            out[u] = min(max(_up(float(share)), low), high)
+            out[u] = budget.snap(u, min(max(_up(float(share)), low), high), bounds)
         return out
     top = max(float(s[-1]) for s in flat.values())
     return make(_bisect(make, budget, 0.0, top * (1 + 1e-6)))
 
 
-def _candidates(units: list[str], ratios: dict[str, float], bounds: Bounds, curves: dict):
-    """Every single-unit move to a larger ratio on the STEP grid: (unit, new ratio, added predicted drop)."""
+def _candidates(units: list[str], ratios: dict[str, float], budget: Budget, bounds: Bounds, curves: dict):
+    """Every single-unit move to a larger allowed ratio: (unit, new ratio, added predicted drop)."""
     for u in units:
         here = float(np.interp(ratios[u], *curves[u])) if u in curves else 0.0
-        for r in _steps(ratios[u], bounds.range(u)[1]):
-            yield u, r, max(float(np.interp(r, *curves[u])) - here, 0.0) if u in curves else 0.0
+        for r in budget.options(u, bounds):
+            if r > ratios[u] + 1e-9:
+                yield u, r, max(float(np.interp(r, *curves[u])) - here, 0.0) if u in curves else 0.0
 
 
 def sensitivity(units: list[str], budget: Budget, bounds: Bounds, curves: dict) -> dict[str, float]:
     """Greedy on the sweep's curves: from the lower bounds, repeatedly make the single-unit move (to any
-    larger ratio) with the least added predicted drop per cost saved. A move that overshoots the target
-    is shortened to the smallest ratio that meets it, and steps the target does not need are undone."""
+    larger allowed ratio) with the least added predicted drop per cost saved — per measured time saved
+    when hardware-aware. A move that overshoots the target is shortened to the smallest allowed ratio
+    that meets it, and steps the target does not need are undone."""
     missing = [u for u in units if u not in curves and u not in bounds.locked]
     if missing:
         raise PruneLabError(f"the sensitivity table has no curve for: {', '.join(missing)}")
-    ratios = {u: bounds.range(u)[0] for u in units}
+    ratios = {u: budget.options(u, bounds)[0] for u in units}
     while not budget.met(ratios):
-        cost, best = budget.cost(ratios), None
-        for u, r, worse in _candidates(units, ratios, bounds, curves):
-            saved = cost - budget.cost({**ratios, u: r})
-            if saved > 0 and (best is None or (worse + 1e-9) / saved < best[0]):
-                best = ((worse + 1e-9) / saved, u, r)
+        best = None
+        for u, r, worse in _candidates(units, ratios, budget, bounds, curves):
+            trial = {**ratios, u: r}
+            saved = budget.saving(ratios, trial)
+            if budget.cost(trial) >= budget.cost(ratios):  # no progress toward the target
+                continue
+            key = ((worse + 1e-9) / saved if saved > 0 else math.inf, worse)
+            if best is None or key < best[0]:
+                best = (key, u, r)
         if best is None:
             break  # every unit is at its maximum: the target cannot be met within the bounds
         _, u, r = best
-        shorter = [x for x in _steps(ratios[u], r) if budget.met({**ratios, u: x})]
-        ratios[u] = shorter[0] if shorter else r
+        shorter = [x for x in budget.options(u, bounds) if ratios[u] < x <= r and budget.met({**ratios, u: x})]
+        ratios[u] = min(shorter) if shorter else r
     return _give_back(ratios, budget, bounds)
 
 
@@ -204,22 +256,22 @@ def _steps(start: float, stop: float) -> list[float]:
 
 
 def _give_back(ratios: dict[str, float], budget: Budget, bounds: Bounds) -> dict[str, float]:
-    """Lower ratios one STEP at a time, largest first, while the target stays met."""
+    """Lower ratios one allowed step at a time, largest first, while the target stays met."""
     if not budget.met(ratios):
         return ratios
     changed = True
     while changed:
         changed = False
         for u in sorted(ratios, key=ratios.get, reverse=True):
-            lower = round(ratios[u] - STEP, 4)
-            if lower >= bounds.range(u)[0] - 1e-9 and budget.met({**ratios, u: lower}):
-                ratios[u], changed = max(lower, bounds.range(u)[0]), True
+            lower = [r for r in budget.options(u, bounds) if r < ratios[u] - 1e-9]
+            if lower and budget.met({**ratios, u: lower[-1]}):
+                ratios[u], changed = lower[-1], True
     return ratios
 
 
 def allocate(strategy: str, cost_model: CostModel, target: Target, bounds: Bounds | None = None,
              table: pd.DataFrame | None = None, scores: dict | None = None,
-             base_latency_ms: float | None = None) -> Allocation:
+             base_latency_ms: float | None = None, hardware=None) -> Allocation:
     """Per-unit ratios for `target` by `strategy` (see the module docstring)."""
     if strategy not in STRATEGIES:
         raise PruneLabError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -228,7 +280,7 @@ def allocate(strategy: str, cost_model: CostModel, target: Target, bounds: Bound
     unknown = sorted((set(bounds.low) | set(bounds.high) | set(bounds.locked)) - set(units))
     if unknown:
         raise PruneLabError(f"bounds name units this model does not have: {', '.join(unknown)}")
-    budget = Budget(cost_model, target, base_latency_ms)
+    budget = Budget(cost_model, target, base_latency_ms, hardware)
     curves = drop_curves(table) if table is not None else None
     if strategy == "uniform":
         ratios = uniform(units, budget, bounds)

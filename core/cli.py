@@ -273,7 +273,8 @@ def cmd_allocate(args: argparse.Namespace) -> None:
     from core.sensitivity import read_table
 
     kind, value = next((k, v) for k, v in (("flops", args.target_flops), ("params", args.target_params),
-                                          ("size_mb", args.target_size_mb), ("latency_ms", args.target_latency_ms))
+                                          ("size_mb", args.target_size_mb), ("latency_ms", args.target_latency_ms),
+                                          ("speedup", args.target_speedup))
                        if v is not None)
     target = Target(kind, value)
     out = _out_file(args.out)
@@ -288,8 +289,13 @@ def cmd_allocate(args: argparse.Namespace) -> None:
     bounds = Bounds(low={u: args.min_ratio for u in units}, high={u: args.max_ratio for u in units},
                     locked=dict(args.lock or []))
     scores = _global_scores(spec, method, criterion, args) if args.strategy == "global" else None
-    base_latency = _base_latency(spec) if kind == "latency_ms" else None
-    result = allocate(args.strategy, cost_model, target, bounds, table, scores, base_latency)
+    base = _baseline_at(spec, args.latency_batch) if kind in ("latency_ms", "speedup") or args.hardware_aware else None
+
+    def solve(hardware=None):
+        return allocate(args.strategy, cost_model, target, bounds, table, scores,
+                        base[1] if base else None, hardware)
+
+    result = _hardware_solve(spec, cost_model, solve, base[0], args) if args.hardware_aware else solve()
     config = PruneConfig(model=spec.name, method=method, ratios={u: r for u, r in result.ratios.items() if r > 0},
                          criterion=criterion, model_fingerprint=spec.fingerprint, seed=args.seed)
     try:
@@ -319,10 +325,41 @@ def _global_scores(spec, method: str, criterion: str, args: argparse.Namespace) 
     return channel_scores(spec.model, spec.example_input, criterion, calib, args.seed)
 
 
-def _base_latency(spec) -> float:
-    from core.experiment import baseline
+def _baseline_at(spec, batch: int) -> tuple[bytes, float]:
+    """The base model's ONNX file and its measured median latency (ms) at `batch`."""
+    from core.export import export_onnx
+    from core.latency import measure_interleaved
 
-    return baseline(spec).metrics["latency_ms"]
+    onnx, _ = export_onnx(spec.model, spec.example_input)
+    lat = measure_interleaved({"base": onnx}, tuple(spec.example_input.shape[1:]), batch=batch)["base"]
+    return onnx, lat.median_ms
+
+
+def _hardware_solve(spec, cost_model, solve, base_onnx: bytes, args: argparse.Namespace):
+    """Hardware-aware: build (or load) the width-latency table, then pick the alignment by measuring."""
+    from tqdm import tqdm
+
+    from core.hardware import choose_by_measurement, load_or_build
+
+    if cost_model.method != "channel":
+        raise PruneLabError("--hardware-aware needs a channel sensitivity table (masks do not change widths)")
+    with tqdm(total=1, desc="latency table", file=sys.stderr, leave=False) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+        table = load_or_build(spec, list(cost_model.units), args.latency_batch, progress=progress)
+    with tqdm(total=1, desc="measuring aligned candidates", file=sys.stderr, leave=False) as bar:
+        def progress2(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+        result, report = choose_by_measurement(spec, solve, table, base_onnx, progress2)
+    print(f"hardware-aware: the runtime's channel blocks measure {table.round_to()} wide "
+          f"({table.runtime}); candidates, measured against the baseline:")
+    for row in report:
+        speed = f"{row['speedup']:.2f}x faster" if "speedup" in row else "not built (target not met)"
+        drop = "" if row["predicted_drop"] is None else f", predicted drop {100 * row['predicted_drop']:.1f} points"
+        print(f"  widths in multiples of {row['align']:>2}: {speed}{drop}")
+    return result
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
@@ -392,7 +429,12 @@ def build_parser() -> Parser:
     tg.add_argument("--target-flops", type=float, help="F: F times fewer FLOPs")
     tg.add_argument("--target-params", type=float, help="F: F times fewer parameters")
     tg.add_argument("--target-size-mb", type=float, help="fp32 size at most S MB")
-    tg.add_argument("--target-latency-ms", type=float, help="onnxruntime batch-1 latency at most T ms (estimate)")
+    tg.add_argument("--target-latency-ms", type=float,
+                    help="onnxruntime latency at --latency-batch at most T ms (an estimate, measured after applying)")
+    tg.add_argument("--target-speedup", type=float, help="X: X times faster than the baseline (estimate)")
+    al.add_argument("--hardware-aware", action="store_true",
+                    help="keep widths the runtime is fast at (a measured table); pick the alignment by timing")
+    al.add_argument("--latency-batch", type=_positive_int, default=1, help="batch size latency refers to")
     al.add_argument("--strategy", choices=["uniform", "global", "sensitivity"], default="sensitivity")
     al.add_argument("--min-ratio", type=_ratio, default=0.0)
     al.add_argument("--max-ratio", type=_ratio, default=0.9)

@@ -45,8 +45,8 @@ def _time_one(sess, feed: dict) -> float:
 
 
 def measure_interleaved(
-    onnx_models: dict[str, bytes],
-    input_shape: tuple[int, ...],
+    onnx_models: dict,
+    input_shape: tuple[int, ...] | dict,
     batch: int = 1,
     threads: int = 1,
     warmup: int = 10,
@@ -58,10 +58,13 @@ def measure_interleaved(
 
     Each round runs every model back to back (order reversed every other round) for about round_ms
     milliseconds each (at least 5 runs); medians and p90s are over all timed runs of a model.
+    input_shape (without the batch dimension) is shared, or given per model as a dict.
     """
-    x = np.random.default_rng(0).standard_normal((batch, *input_shape)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    shapes = input_shape if isinstance(input_shape, dict) else dict.fromkeys(onnx_models, input_shape)
     sessions = {k: session(v, threads) for k, v in onnx_models.items()}
-    feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
+    feeds = {k: {s.get_inputs()[0].name: rng.standard_normal((batch, *shapes[k])).astype(np.float32)}
+             for k, s in sessions.items()}
     per_round = {}
     for k, s in sessions.items():
         warm = [_time_one(s, feeds[k]) for _ in range(warmup)]
