@@ -1,8 +1,10 @@
 """Model measurements: parameters, non-zero parameters, fp32 size and FLOPs (dense and per layer).
 
-FLOPs come from torch's FlopCounterMode at batch 1 (a multiply-add counts as 2 FLOPs). It counts
-convolutions, linears and explicit matmuls; the sample models spell out their attention matmuls so
-nothing is missed (nn.MultiheadAttention's fused kernel would be; a later issue fixes that case).
+FLOPs come from torch's FlopCounterMode at batch 1 (a multiply-add counts as 2 FLOPs), with two of its
+blind spots fixed: nn.MultiheadAttention's inference fast path (taken under no_grad) hides all of its
+work, so counting runs with autograd on; and the CPU kernel of scaled_dot_product_attention (what
+MultiheadAttention uses with need_weights=False, and many hand-written models call) has no formula,
+so it gets torch's own sdpa formula (2·B·H·L·S·(E + Ev)).
 """
 
 from __future__ import annotations
@@ -36,14 +38,23 @@ def size_bytes(model: nn.Module) -> int:
     return sum(t.numel() * 4 for t in tensors if t.is_floating_point())
 
 
-@torch.no_grad()
+def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+_MISSING = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+
+
 def flops_by_module(model: nn.Module, example_input: torch.Tensor) -> dict[str, int]:
     """FLOPs each module performs itself (excluding its children), keyed by module name; "" is the root.
 
     Self FLOPs of a parent are the matmuls written inline in its forward (e.g. attention scores).
     """
     model.eval()
-    with FlopCounterMode(display=False) as counter:
+    counter = FlopCounterMode(display=False, custom_mapping=_MISSING)
+    with torch.enable_grad(), counter:  # autograd on: keeps MultiheadAttention off its opaque fast path
         model(example_input)
     totals: dict[str, int] = {}
     for key, ops in counter.get_flop_counts().items():
