@@ -362,6 +362,38 @@ def _hardware_solve(spec, cost_model, solve, base_onnx: bytes, args: argparse.Na
     return result
 
 
+def cmd_deploy(args: argparse.Namespace) -> None:
+    """Measure every deployable form of a run folder's model; write model.int8.onnx and deploy.json."""
+    from core.deploy import variants
+    from core.export import export_onnx
+    from core.files import write_atomic
+    from core.models import load
+    from core.prune import calibration
+    from core.runs import read_run
+
+    folder = Path(args.run)
+    if not (folder / "model.onnx").is_file():
+        raise PruneLabError(f"{folder} has no model.onnx (a folder written by prunelab prune/apply)")
+    run = read_run(folder)
+    spec = load(run.config.model)
+    base_onnx, _ = export_onnx(spec.model, spec.example_input)
+    report = variants(run.onnx_bytes(), base_onnx, spec.split.test_x.numpy(), spec.split.test_y.numpy(),
+                      calibration(spec, 256, run.config.seed).x.numpy(), tuple(spec.example_input.shape[1:]),
+                      args.batch)
+    write_atomic(folder / "model.int8.onnx", report.int8_onnx)
+    write_atomic(folder / "deploy.json", (json.dumps({"batch": report.batch, "rows": report.rows}, indent=2)
+                                          + "\n").encode())
+    if args.json:
+        print(json.dumps(report.rows))
+        return
+    print(f"{'form':36}{'bytes':>12}{'vs dense':>10}{'ms (b' + str(args.batch) + ')':>12}{'accuracy':>10}  runs")
+    for r in report.rows:
+        ms = f"{r['latency_ms']:.4f}" if r["latency_ms"] is not None else "-"
+        print(f"{r['form']:36}{r['bytes']:>12,}{r['size_vs_dense']:>10.3f}{ms:>12}{r['accuracy']:>10.4f}  "
+              f"{r['runs_as']}")
+    print(f"wrote {folder / 'model.int8.onnx'} and {folder / 'deploy.json'}")
+
+
 def cmd_dashboard(args: argparse.Namespace) -> None:
     from core.models import available
 
@@ -443,6 +475,11 @@ def build_parser() -> Parser:
     al.add_argument("--seed", type=int, default=0)
     al.add_argument("--out", required=True, help="config.json to write")
 
+    dp = sub.add_parser("deploy", help="size, latency and accuracy of every deployable form of a run (incl. int8)")
+    dp.add_argument("run", help="a folder written by prunelab prune/apply")
+    dp.add_argument("--batch", type=_positive_int, default=1)
+    dp.add_argument("--json", action="store_true")
+
     d = sub.add_parser("dashboard", help="launch the web dashboard")
     d.add_argument("--model", default="mnist-resnet")
     d.add_argument("--port", type=int, default=8501)
@@ -454,7 +491,8 @@ def build_parser() -> Parser:
 
 
 COMMANDS = {"baseline": cmd_baseline, "layers": cmd_layers, "prune": cmd_prune, "apply": cmd_apply,
-            "sensitivity": cmd_sensitivity, "allocate": cmd_allocate, "dashboard": cmd_dashboard}
+            "sensitivity": cmd_sensitivity, "allocate": cmd_allocate, "deploy": cmd_deploy,
+            "dashboard": cmd_dashboard}
 
 
 def main(argv: list[str] | None = None) -> int:
