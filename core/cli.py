@@ -364,25 +364,10 @@ def _hardware_solve(spec, cost_model, solve, base_onnx: bytes, args: argparse.Na
 
 def cmd_deploy(args: argparse.Namespace) -> None:
     """Measure every deployable form of a run folder's model; write model.int8.onnx and deploy.json."""
-    from core.deploy import variants
-    from core.export import export_onnx
-    from core.files import write_atomic
-    from core.models import load
-    from core.prune import calibration
-    from core.runs import read_run
+    from core.deploy import deploy_folder
 
     folder = Path(args.run)
-    if not (folder / "model.onnx").is_file():
-        raise PruneLabError(f"{folder} has no model.onnx (a folder written by prunelab prune/apply)")
-    run = read_run(folder)
-    spec = load(run.config.model)
-    base_onnx, _ = export_onnx(spec.model, spec.example_input)
-    report = variants(run.onnx_bytes(), base_onnx, spec.split.test_x.numpy(), spec.split.test_y.numpy(),
-                      calibration(spec, 256, run.config.seed).x.numpy(), tuple(spec.example_input.shape[1:]),
-                      args.batch)
-    write_atomic(folder / "model.int8.onnx", report.int8_onnx)
-    write_atomic(folder / "deploy.json", (json.dumps({"batch": report.batch, "rows": report.rows}, indent=2)
-                                          + "\n").encode())
+    report = deploy_folder(folder, args.batch)
     if args.json:
         print(json.dumps(report.rows))
         return

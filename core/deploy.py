@@ -161,3 +161,27 @@ def variants(onnx_bytes: bytes, baseline_onnx: bytes, x_test: np.ndarray, y_test
             "as is: int8 kernels"),
         row("sparse + int8 encoding", len(sparse8), None, sparse8_acc, "after decoding to dense fp32"),
     ], int8, batch)
+
+
+def deploy_folder(folder, batch: int = 1) -> Deployment:
+    """Measure every form of a run folder's model (see `variants`) and write model.int8.onnx and
+    deploy.json next to it (each atomically)."""
+    from pathlib import Path
+
+    from core.export import export_onnx
+    from core.files import write_atomic
+    from core.models import load
+    from core.prune import calibration
+    from core.runs import read_run
+
+    folder = Path(folder)
+    if not (folder / "model.onnx").is_file():
+        raise PruneLabError(f"{folder} has no model.onnx (a folder written by prunelab prune/apply)")
+    run = read_run(folder)
+    spec = load(run.config.model)
+    base_onnx, _ = export_onnx(spec.model, spec.example_input)
+    report = variants(run.onnx_bytes(), base_onnx, spec.split.test_x.numpy(), spec.split.test_y.numpy(),
+                      calibration(spec, 256, run.config.seed).x.numpy(), tuple(spec.example_input.shape[1:]), batch)
+    write_atomic(folder / "model.int8.onnx", report.int8_onnx)
+    write_atomic(folder / "deploy.json", (json.dumps({"batch": batch, "rows": report.rows}, indent=2) + "\n").encode())
+    return report

@@ -1,10 +1,42 @@
-"""Export page: download the config, the pruned ONNX model and the measurements of a saved run."""
+"""Export page: download the config, the pruned ONNX model (fp32 and int8) and the measurements of a
+saved run, and see what each deployable form costs (mask vs shrink vs deploy)."""
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import streamlit as st
 
+from core.deploy import deploy_folder
+from dashboard import jobs
 from dashboard.views.results import pick_run
+
+
+def _deployment(run) -> None:
+    st.markdown("#### What each deployable form costs")
+    report_path = run.path / "deploy.json"
+    _, error = jobs.panel("deploy")
+    if error:
+        st.error(f"Measuring the deployable forms failed: {error}")
+    if not report_path.exists():
+        st.caption("Dense ONNX, gzip, a sparse encoding, int8 ONNX (onnxruntime static quantisation) and sparse + "
+                   "int8 — each measured for size, latency and accuracy.")
+        st.button("Measure deployable forms (int8 included)", key="run-deploy", disabled=jobs.running("deploy"),
+                  on_click=lambda: jobs.start("deploy", lambda progress: deploy_folder(run.path).batch))
+        return
+    report = json.loads(report_path.read_text())
+    table = pd.DataFrame(report["rows"]).rename(columns={
+        "form": "form", "bytes": "bytes", "size_vs_dense": "size vs pruned dense",
+        "latency_ms": f"latency ms (batch {report['batch']})", "speedup_vs_baseline": "speed-up vs baseline",
+        "accuracy": "test accuracy", "runs_as": "how it runs"})
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.caption("Latency only where onnxruntime runs the form as it is; encodings must be decoded to dense first "
+               "(no sparse kernels on this CPU runtime), gzip inflated.")
+    int8 = run.path / "model.int8.onnx"
+    if int8.exists():
+        st.download_button("model.int8.onnx", int8.read_bytes(), file_name="model.int8.onnx",
+                           mime="application/octet-stream", key="dl-int8")
 
 
 def render(name: str) -> None:
@@ -22,3 +54,4 @@ def render(name: str) -> None:
     st.code("prunelab apply config.json --out pruned/", language="bash")
     st.markdown(f"Saved in `{run.path}`")
     st.json(run.config.to_dict(), expanded=False)
+    _deployment(run)

@@ -127,3 +127,20 @@ def test_broken_run_folder_is_skipped_not_fatal(monkeypatch, tmp_path):
     (broken / "metrics.json").write_text("{not json")
     at = open_app(monkeypatch, "digits-mlp", tmp_path)
     assert any("No runs yet" in i.value for i in at.info)
+
+
+def test_export_measures_deployable_forms_and_offers_int8(monkeypatch, tmp_path):
+    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at.radio(key="method").set_value("unstructured").run()
+    at.slider(key="ratio-all|digits-mlp|unstructured").set_value(0.9).run()
+    at.number_input(key="epochs").set_value(0).run()
+    at.button(key="apply").click().run()
+    wait_for_job(at)
+    at.button(key="run-deploy").click().run()
+    wait_for_job(at, "deploy")
+    assert not at.exception and not at.error
+    run_dir = next((tmp_path / "runs").iterdir())
+    report = json.loads((run_dir / "deploy.json").read_text())
+    shown = next(df for df in at.dataframe if "how it runs" in df.value.columns).value
+    assert list(shown["form"]) == [r["form"] for r in report["rows"]]
+    assert "model.int8.onnx" in [d.label for d in at.get("download_button")]
