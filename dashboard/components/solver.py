@@ -6,17 +6,21 @@ import streamlit as st
 
 from core.allocate import Bounds, Target, allocate
 from core.errors import PruneLabError
+from core.graph import kept_channels
 from dashboard import cache
+from dashboard.components import hardware as hardware_ui
 from dashboard.components.sliders import MAX_RATIO, slider_key
 from dashboard.components.sweeps import cached_table, current_spec
 
 TARGET_LABELS = {"flops": "FLOPs: x times fewer", "params": "Parameters: x times fewer",
-                 "size_mb": "fp32 size at most (MB)", "latency_ms": "Latency b1 at most (ms, estimate)"}
+                 "size_mb": "fp32 size at most (MB)", "latency_ms": "Latency b1 at most (ms, estimate)",
+                 "speedup": "Speed-up: x times faster (estimate)"}
 
 
-def _solve(name: str, method: str, criterion: str) -> None:
+def _solve(name: str, method: str, criterion: str, lut) -> None:
     """on_click callback: runs before the sliders are drawn, so it may set their values."""
     state = st.session_state
+    hardware_aware = lut is not None and method == "channel" and state.get("solver-hw", False)
     try:
         cm = cache.cost_model(name, method)
         units = [u.name for u in cm.units]
@@ -27,20 +31,30 @@ def _solve(name: str, method: str, criterion: str) -> None:
         table = cached_table(sweep_spec)
         scores = (cache.raw_scores(name, method, criterion, sweep_spec.calibration_samples, sweep_spec.seed)
                   if state["solver-strategy"] == "global" else None)
+        target = Target(state["solver-target"], state["solver-value"])
+        if hardware_aware:  # builds and times candidate models: a background job fills the sliders later
+            hardware_ui.solve_in_background(name, state["solver-strategy"], target, bounds, table, scores, lut)
+            state["solver-message"] = ("info", "Timing hardware-aware candidates in the background…")
+            return
         base_ms = cache.baseline(name).metrics["latency_ms"]
-        result = allocate(state["solver-strategy"], cm, Target(state["solver-target"], state["solver-value"]),
-                          bounds, table, scores, base_ms)
+        result = allocate(state["solver-strategy"], cm, target, bounds, table, scores, base_ms)
     except PruneLabError as e:
         state["solver-message"] = ("error", str(e))
         return
+    snapped = lut is not None and method == "channel" and state.get("hw-aware", False)
+    units = {u.name: u for u in cm.units}
     for unit, ratio in result.ratios.items():
-        state[slider_key(name, method, unit)] = min(MAX_RATIO, ratio)  # the solver works in steps of 0.01
+        if snapped:  # the sliders offer fast widths only: take the fast width at or below the solution's
+            kept = lut.snap(unit, kept_channels(units[unit], ratio))
+            state[slider_key(name, method, unit, hw=True)] = round((units[unit].size - kept) / units[unit].size, 6)
+        else:
+            state[slider_key(name, method, unit)] = min(MAX_RATIO, ratio)  # the solver works in steps of 0.01
     verdict = "met" if result.met else "NOT met within the bounds (closest shown)"
     state["solver-message"] = ("success" if result.met else "warning",
                                f"{result.strategy} allocation: target {verdict}. Sliders filled; adjust by hand.")
 
 
-def solver_panel(name: str, method: str, criterion: str) -> None:
+def solver_panel(name: str, method: str, criterion: str, lut=None) -> None:
     with st.expander("Budget solver: fill the sliders for a target", expanded=False):
         c = st.columns([2, 1, 1.4, 1, 1])
         c[0].selectbox("Target", list(TARGET_LABELS), key="solver-target", format_func=TARGET_LABELS.get)
@@ -52,7 +66,10 @@ def solver_panel(name: str, method: str, criterion: str) -> None:
         c[4].number_input("Max ratio", 0.0, MAX_RATIO, 0.9, 0.05, key="solver-max")
         units = [u.name for u in cache.cost_model(name, method).units]
         st.multiselect("Locked (keep their current slider value)", units, key="solver-locked")
-        st.button("Solve and fill the sliders", key="solve", on_click=_solve, args=(name, method, criterion))
+        if lut is not None and method == "channel":
+            st.checkbox("Hardware-aware: keep fast widths, choose the alignment by timing whole models",
+                        key="solver-hw")
+        st.button("Solve and fill the sliders", key="solve", on_click=_solve, args=(name, method, criterion, lut))
         if st.session_state.get("solver-strategy") == "sensitivity" and cached_table(
                 current_spec(name, method, criterion)) is None:
             st.caption("The sensitivity strategy needs a sweep for this method and criterion (Sensitivity tab).")

@@ -8,11 +8,13 @@ from core import experiment, runs
 from core.allocate import drop_curves, predicted_drop
 from core.config import FinetuneConfig, PruneConfig
 from core.errors import PruneLabError
+from core.graph import kept_channels
 from core.importance import REGISTRY
 from dashboard import cache, jobs
+from dashboard.components import hardware as hardware_ui
 from dashboard.components.charts import estimate_bars
 from dashboard.components.format import human
-from dashboard.components.sliders import ratio_sliders
+from dashboard.components.sliders import ratio_sliders, slider_key
 from dashboard.components.solver import solver_panel
 from dashboard.components.sweeps import cached_table, current_spec
 
@@ -50,6 +52,19 @@ def _estimates(base: dict, est: dict, prediction: dict | None) -> None:
         cols[4].caption("Run a sensitivity sweep for this method and criterion to see a predicted accuracy.")
 
 
+def _latency_estimate(name: str, lut, model_cost, ratios: dict[str, float]) -> None:
+    """The measured baseline latency minus what the width-latency table says each unit saves."""
+    metrics = cache.baseline(name).metrics
+    base_ms = metrics["latency_ms" if lut.batch == 1 else "latency_ms_batch32"]
+    units = {u.name: u for u in model_cost.units}
+    saved = sum(lut.saving(u, kept_channels(units[u], r)) for u, r in ratios.items())
+    est = max(base_ms - saved, 0.0)
+    st.metric(f"Latency at batch {lut.batch} (estimate from the width table)", f"{est:.3g} ms",
+              f"{100 * (est / base_ms - 1):+.1f}%", delta_color="inverse",
+              help="Baseline measured latency minus each unit's measured one-layer savings; the real figure "
+                   "comes with Apply and measure.")
+
+
 def _launch(name: str, config: PruneConfig, prediction: dict | None) -> None:
     spec, base = cache.spec(name), cache.baseline(name)
 
@@ -70,14 +85,21 @@ def render(name: str) -> None:
     criterion = c2.selectbox("Criterion", list(REGISTRY), key="criterion", format_func=lambda c: REGISTRY[c].label,
                              help="What ranks weights or channels for removal (lowest first).")
     model_cost = cache.cost_model(name, method)
-    solver_panel(name, method, criterion)
+    lut = None
+    if method == "channel":
+        hardware_ui.apply_solution(name, slider_key)  # before any widget it sets is drawn
+        lut = hardware_ui.panel(name)
+    solver_panel(name, method, criterion, lut)
     st.markdown("#### Ratio removed per " + ("coupled channel group" if method == "channel" else "layer"))
-    ratios = ratio_sliders(name, method, model_cost.units, focus=st.session_state.get("focus"))
+    ratios = ratio_sliders(name, method, model_cost.units, focus=st.session_state.get("focus"), table=lut,
+                           snap=method == "channel" and st.session_state.get("hw-aware", False))
     prediction = _prediction(name, method, criterion, ratios)
 
     base_est, est = model_cost.estimate({}), model_cost.estimate(ratios)
     st.markdown("#### Estimate")
     _estimates(base_est, est, prediction)
+    if lut is not None:
+        _latency_estimate(name, lut, model_cost, ratios)
     st.plotly_chart(estimate_bars(base_est, est), width="stretch", key="estimate-chart")
     st.caption("Estimates come from layer shapes and channel coupling (exact for conv, linear and norm layers); "
                "nothing is pruned until you apply. Latency and accuracy are only shown once measured.")

@@ -1,0 +1,76 @@
+"""Hardware-aware controls of the Tune page: measure the width-latency table, snap or mark widths."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import hardware
+from core.allocate import Target, allocate
+from core.hardware import LatencyTable
+from dashboard import cache, jobs
+
+
+def table(name: str, batch: int) -> LatencyTable | None:
+    """The measured table of this model at `batch`, if one is on disk (nothing is measured here)."""
+    return hardware.cached(cache.spec(name), batch)
+
+
+def _build(name: str, batch: int) -> None:
+    spec, units = cache.spec(name), list(cache.cost_model(name, "channel").units)
+    jobs.start("lut", lambda progress: hardware.load_or_build(
+        spec, units, batch, progress=lambda d, t: progress("timing layer widths", d, t)).round_to())
+
+
+def panel(name: str) -> LatencyTable | None:
+    """Toggle, batch choice and table status; returns the measured table (or None)."""
+    c1, c2, c3 = st.columns([1.3, 0.8, 2.4])
+    c1.toggle("Hardware-aware widths", key="hw-aware",
+              help="Sliders offer only widths this CPU runtime is fast at (measured, not assumed).")
+    batch = c2.selectbox("Latency batch", [1, 32], key="hw-batch")
+    _, error = jobs.panel("lut")
+    if error:
+        st.error(f"Timing the layer widths failed: {error}")
+    measured = table(name, batch)
+    if measured is None:
+        c3.button("Measure each layer's latency by width (about 15 s)", key="build-lut",
+                  disabled=jobs.running("lut"), on_click=_build, args=(name, batch))
+    else:
+        c3.caption(f"Measured ({measured.runtime}): this CPU runs channels in blocks of {measured.round_to()}; "
+                   "slider labels say whether a width is fast.")
+    return measured
+
+
+def solve_in_background(name: str, strategy: str, target: Target, bounds, sweep_table, scores,
+                        lut: LatencyTable) -> None:
+    """Hardware-aware solving builds and times candidate models (tens of seconds): a background job."""
+    spec, cm = cache.spec(name), cache.cost_model(name, "channel")
+    base = cache.baseline(name)
+    base_ms = base.metrics["latency_ms" if lut.batch == 1 else "latency_ms_batch32"]
+
+    def work(progress) -> dict:
+        def solve(hw_table):
+            return allocate(strategy, cm, target, bounds, sweep_table, scores, base_ms, hw_table)
+
+        chosen, report = hardware.choose_by_measurement(spec, solve, lut, base.onnx,
+                                                        lambda d, t: progress("timing candidates", d, t))
+        return {"ratios": chosen.ratios, "met": chosen.met, "report": report}
+
+    jobs.start("hw-solve", work)
+
+
+def apply_solution(name: str, slider_key) -> None:
+    """Before the sliders are drawn: put a finished hardware-aware solution into them (once)."""
+    result, error = jobs.panel("hw-solve")
+    if error:
+        st.session_state["solver-message"] = ("error", error)
+    if not result or st.session_state.get("hw-applied") is result:
+        return
+    st.session_state["hw-applied"] = result
+    st.session_state["hw-aware"] = True
+    for unit, ratio in result["ratios"].items():
+        st.session_state[slider_key(name, "channel", unit, hw=True)] = ratio
+    best = max((r for r in result["report"] if "speedup" in r), key=lambda r: r["speedup"], default=None)
+    detail = f" — measured {best['speedup']:.2f}x faster than the baseline" if best else ""
+    verdict = "met" if result["met"] else "NOT met"
+    st.session_state["solver-message"] = ("success" if result["met"] else "warning",
+                                          f"hardware-aware allocation: target {verdict}{detail}. Sliders filled.")
