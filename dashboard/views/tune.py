@@ -44,7 +44,8 @@ def _estimates(base: dict, est: dict, prediction: dict | None) -> None:
              ("flops", "FLOPs / image", ""), ("size_bytes", "fp32 size", "B")]
     for col, (key, label, unit) in zip(cols[:4], shown, strict=True):
         pct = 100 * (est[key] / base[key] - 1) if base[key] else 0.0
-        col.metric(f"{label} (estimate)", human(est[key], unit), f"{pct:+.1f}%", delta_color="inverse")
+        col.metric(f"{label} (estimate)", human(est[key], unit), f"{pct:+.1f}%" if abs(pct) >= 0.05 else None,
+                   delta_color="inverse")
     if prediction:
         cols[4].metric("Accuracy (predicted)", f"{100 * prediction['accuracy']:.2f}%",
                        f"{-100 * prediction['drop']:+.2f} pts", help=prediction["method"])
@@ -59,8 +60,9 @@ def _latency_estimate(name: str, lut, model_cost, ratios: dict[str, float]) -> N
     units = {u.name: u for u in model_cost.units}
     saved = sum(lut.saving(u, kept_channels(units[u], r)) for u, r in ratios.items())
     est = max(base_ms - saved, 0.0)
+    pct = 100 * (est / base_ms - 1)
     st.metric(f"Latency at batch {lut.batch} (estimate from the width table)", f"{est:.3g} ms",
-              f"{100 * (est / base_ms - 1):+.1f}%", delta_color="inverse",
+              f"{pct:+.1f}%" if abs(pct) >= 0.05 else None, delta_color="inverse",
               help="Baseline measured latency minus each unit's measured one-layer savings; the real figure "
                    "comes with Apply and measure.")
 
