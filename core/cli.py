@@ -158,15 +158,20 @@ def _ratios_from_file(path: str) -> tuple[dict[str, float], str | None]:
 
 def _run_and_write(spec, config, outdir: Path, threads: int) -> None:
     from core.experiment import run
+    from core.hardware import cached
 
     with _progress() as progress:
-        out = run(spec, config, progress, threads=threads)
+        out = run(spec, config, progress, threads=threads, hardware=cached(spec, batch=1))
     try:
         paths = out.write(outdir)
     except OSError as e:
         raise PruneLabError(f"cannot write results into {outdir}: {e}") from None
     print(_table({"baseline": out.baseline, "pruned": out.pruned}))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if alt := out.aligned_alternative:
+        print(f"note: snapping slow widths to fast ones runs {alt['speedup']:.2f}x faster at batch {alt['batch']} "
+              f"({alt['latency_ms']:.4f} vs {alt['config_latency_ms']:.4f} ms): ratios {alt['ratios']} "
+              "(recorded in metrics.json as aligned_alternative)")
 
 
 def cmd_prune(args: argparse.Namespace) -> None:

@@ -42,12 +42,15 @@ class RunOutput:
     removed: dict[str, int]
     finetune_losses: list[float] = field(default_factory=list)
     prediction: dict | None = None  # what was predicted before measuring (e.g. from a sensitivity sweep)
+    aligned_alternative: dict | None = None  # a nearby config of fast widths that measured faster
 
     def metrics_json(self) -> str:
         data = {"baseline": self.baseline, "pruned": self.pruned, "removed": self.removed,
                 "finetune_losses": self.finetune_losses}
         if self.prediction:
             data["prediction"] = self.prediction
+        if self.aligned_alternative:
+            data["aligned_alternative"] = self.aligned_alternative
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     def write(self, outdir: Path) -> dict[str, Path]:
@@ -108,6 +111,7 @@ def run(
     progress: StageProgress | None = None,
     base: Baseline | None = None,
     threads: int = 1,
+    hardware=None,
 ) -> RunOutput:
     """Prune a copy of spec.model per config, fine-tune, export, and measure it beside the baseline.
 
@@ -131,5 +135,38 @@ def run(
     say("measuring", 0, 1)
     metrics = {"baseline": dict(base.metrics), "pruned": _static(model, spec, onnx)}
     _add_latency(metrics, {"baseline": base.onnx, "pruned": onnx}, spec, threads)
+    out = RunOutput(config, model, onnx, metrics["baseline"], metrics["pruned"], result.removed, losses)
+    if hardware is not None and config.method == "channel":
+        say("checking aligned widths", 0, 1)
+        out.aligned_alternative = aligned_alternative(spec, config.ratios, onnx, hardware)
     say("done", 1, 1)
-    return RunOutput(config, model, onnx, metrics["baseline"], metrics["pruned"], result.removed, losses)
+    return out
+
+
+def aligned_alternative(spec: ModelSpec, ratios: dict[str, float], onnx: bytes, table) -> dict | None:
+    """If some unit keeps a width the runtime is slow at, time the config with each such width snapped down
+    to the nearest fast one (core.hardware) against this one; report it when it is faster (>3%)."""
+    import copy
+
+    from core.graph import channel_units, kept_channels
+    from core.prune.channel import apply_channel
+
+    units = {u.name: u for u in channel_units(spec.model, spec.example_input)}
+    snapped = {}
+    for name, unit in units.items():
+        kept = kept_channels(unit, ratios.get(name, 0.0))
+        fast = table.snap(name, kept) if name in table.widths else kept
+        snapped[name] = round((unit.size - fast) / unit.size, 6)
+    if all(abs(snapped[n] - ratios.get(n, 0.0)) < 1e-9 or kept_channels(units[n], snapped[n])
+           == kept_channels(units[n], ratios.get(n, 0.0)) for n in units):
+        return None  # every width is already fast
+    model = copy.deepcopy(spec.model)
+    apply_channel(model, {n: r for n, r in snapped.items() if r > 0}, spec.example_input)
+    alt_onnx, _ = export_onnx(model, spec.example_input)
+    timed = measure_interleaved({"config": onnx, "aligned": alt_onnx}, tuple(spec.example_input.shape[1:]),
+                                batch=table.batch, threads=table.threads)
+    if timed["aligned"].median_ms >= timed["config"].median_ms * 0.97:
+        return None
+    return {"ratios": {n: r for n, r in snapped.items() if r > 0}, "batch": table.batch,
+            "latency_ms": timed["aligned"].median_ms, "config_latency_ms": timed["config"].median_ms,
+            "speedup": timed["config"].median_ms / timed["aligned"].median_ms}

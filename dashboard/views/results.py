@@ -9,6 +9,7 @@ from core.runs import SavedRun
 from dashboard import cache
 from dashboard.components.charts import COMPARED, accuracy_bars, comparison_bars
 from dashboard.components.format import metric_row
+from dashboard.components.sliders import slider_key
 
 
 def pick_run(name: str, key: str) -> SavedRun | None:
@@ -38,6 +39,12 @@ def _table(base: dict, pruned: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "baseline", "pruned", "pruned / baseline"])
 
 
+def _load_ratios(name: str, method: str, ratios: dict[str, float]) -> None:
+    st.session_state["hw-aware"] = False  # plain sliders take any ratio
+    for unit in cache.cost_model(name, method).units:
+        st.session_state[slider_key(name, method, unit.name)] = round(ratios.get(unit.name, 0.0), 4)
+
+
 def render(name: str) -> None:
     run = pick_run(name, key="results-run")
     if run is None:
@@ -48,6 +55,12 @@ def render(name: str) -> None:
     c1.plotly_chart(comparison_bars(base, pruned), width="stretch", key="compare-chart")
     c2.plotly_chart(accuracy_bars(base, pruned), width="stretch", key="accuracy-chart")
     st.dataframe(_table(base, pruned), hide_index=True, width="stretch")
+    if alt := run.metrics.get("aligned_alternative"):
+        st.warning(f"Some kept widths are slow on this runtime: snapping them to the nearest fast widths measured "
+                   f"{alt['speedup']:.2f}x faster at batch {alt['batch']} ({alt['latency_ms']:.3g} vs "
+                   f"{alt['config_latency_ms']:.3g} ms).")
+        st.button("Load the aligned ratios into the Tune sliders", key="load-aligned", on_click=_load_ratios,
+                  args=(name, run.config.method, alt["ratios"]))
     if prediction := run.metrics.get("prediction"):
         c1, c2, c3 = st.columns(3)
         c1.metric("Predicted accuracy", f"{100 * prediction['accuracy']:.2f}%", help=prediction["method"])

@@ -67,11 +67,11 @@ def _latency_estimate(name: str, lut, model_cost, ratios: dict[str, float]) -> N
                    "comes with Apply and measure.")
 
 
-def _launch(name: str, config: PruneConfig, prediction: dict | None) -> None:
+def _launch(name: str, config: PruneConfig, prediction: dict | None, lut=None) -> None:
     spec, base = cache.spec(name), cache.baseline(name)
 
     def work(progress) -> str:
-        out = experiment.run(spec, config, progress, base=base)
+        out = experiment.run(spec, config, progress, base=base, hardware=lut)
         out.prediction = prediction
         run_dir = runs.new_run_dir(name, config.method)
         out.write(run_dir)
@@ -120,7 +120,7 @@ def render(name: str) -> None:
             config = PruneConfig(model=name, method=method, ratios={k: v for k, v in ratios.items() if v > 0},
                                  criterion=criterion, model_fingerprint=spec.fingerprint, seed=int(seed),
                                  finetune=FinetuneConfig(epochs=int(epochs), lr=float(lr)))
-            _launch(name, config, prediction)
+            _launch(name, config, prediction, lut)
         except PruneLabError as e:
             st.error(str(e))
     run_id, error = jobs.panel("job")

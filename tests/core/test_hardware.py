@@ -135,3 +135,43 @@ def test_choose_by_measurement_builds_times_and_picks_the_fastest(mlp_table):
     assert timed and chosen.met
     best = min(timed, key=lambda r: r["latency_ms"])
     assert chosen.ratios == best["ratios"]
+
+
+class _Timed:
+    def __init__(self, ms: float) -> None:
+        self.median_ms = ms
+
+
+def _fake_timer(config_ms: float, aligned_ms: float):
+    def timer(models, *args, **kwargs):
+        assert set(models) == {"config", "aligned"}
+        return {"config": _Timed(config_ms), "aligned": _Timed(aligned_ms)}
+    return timer
+
+
+def staircase_table(spec, block: int = 16) -> LatencyTable:
+    units = channel_units(spec.model, spec.example_input)
+    widths = {u.name: candidate_widths(u) for u in units}
+    return LatencyTable(1, 1, "synthetic", widths, {u: [float(-(-w // block)) for w in ws] for u, ws in widths.items()})
+
+
+def test_aligned_alternative_snaps_slow_widths_and_reports_only_when_faster(monkeypatch):
+    import core.experiment as experiment
+    from core.export import export_onnx
+
+    spec = get_spec("mnist-resnet")
+    table = staircase_table(spec)
+    units = {u.name: u for u in channel_units(spec.model, spec.example_input)}
+    onnx, _ = export_onnx(spec.model, spec.example_input)  # stands for the config's model; timing is faked
+    ratios = {"layer3.0.conv2": 0.3}  # keeps 45 of 64: slow on a 16-channel staircase
+    monkeypatch.setattr(experiment, "measure_interleaved", _fake_timer(2.0, 1.0))
+    alt = experiment.aligned_alternative(spec, ratios, onnx, table)
+    assert kept_channels(units["layer3.0.conv2"], alt["ratios"]["layer3.0.conv2"]) == 32
+    assert set(alt["ratios"]) == {"layer3.0.conv2"} and alt["speedup"] == 2.0
+    monkeypatch.setattr(experiment, "measure_interleaved", _fake_timer(1.0, 0.99))
+    assert experiment.aligned_alternative(spec, ratios, onnx, table) is None  # within 3%: not worth a warning
+
+    def never(*a, **k):
+        raise AssertionError("an aligned config must not be timed again")
+    monkeypatch.setattr(experiment, "measure_interleaved", never)
+    assert experiment.aligned_alternative(spec, {"layer3.0.conv2": 0.5}, onnx, table) is None  # 32 kept: fast
