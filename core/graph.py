@@ -137,3 +137,16 @@ def kept_channels(unit: Unit, ratio: float) -> int:
     per_head = unit.size // unit.heads
     removed = min(round(ratio * per_head), per_head - 1)
     return (per_head - removed) * unit.heads
+
+
+def layer_widths(model: nn.Module, units: list[Unit], ratios: dict[str, float]) -> list[dict]:
+    """Output width of every Conv2d/Linear before and after channel pruning at `ratios` (no cutting)."""
+    out_unit = {m.name: u for u in units for m in u.members if m.side == "out"}
+    rows = []
+    for name, module in model.named_modules():
+        if isinstance(module, PRUNABLE):
+            before = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+            unit = out_unit.get(name)
+            after = kept_channels(unit, ratios.get(unit.name, 0.0)) if unit else before
+            rows.append({"layer": name, "before": before, "after": after})
+    return rows

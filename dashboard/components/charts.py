@@ -108,3 +108,16 @@ def unit_cost_bars(costs) -> go.Figure:
     fig.update_layout(barmode="group", yaxis_title="% of the model", height=340,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.12, "x": 0})
     return fig
+
+
+def width_chart(rows: list[dict]) -> go.Figure:
+    """Every layer's output width before and after pruning (always available: no viewer needed)."""
+    layers = [r["layer"] for r in rows]
+    fig = go.Figure([
+        go.Bar(name="before", x=layers, y=[r["before"] for r in rows], marker_color="#9aa5b1"),
+        go.Bar(name="after", x=layers, y=[r["after"] for r in rows], marker_color="#2f80ed",
+               text=[r["after"] for r in rows], textposition="outside"),
+    ])
+    fig.update_layout(barmode="group", yaxis_title="output channels", height=360, xaxis_tickangle=-45,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.12, "x": 0})
+    return fig

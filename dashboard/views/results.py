@@ -5,9 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.graph import layer_widths
 from core.runs import SavedRun
 from dashboard import cache
-from dashboard.components.charts import COMPARED, accuracy_bars, comparison_bars
+from dashboard.components import netron
+from dashboard.components.charts import COMPARED, accuracy_bars, comparison_bars, width_chart
 from dashboard.components.format import metric_row
 from dashboard.components.sliders import slider_key
 
@@ -45,6 +47,19 @@ def _load_ratios(name: str, method: str, ratios: dict[str, float]) -> None:
         st.session_state[slider_key(name, method, unit.name)] = round(ratios.get(unit.name, 0.0), 4)
 
 
+def _graph(name: str, run: SavedRun) -> None:
+    """What changed in the network: every layer's width (always), and the exported graph in Netron."""
+    st.markdown("#### The pruned network")
+    spec = cache.spec(name)
+    units = list(cache.cost_model(name, "channel").units)
+    ratios = run.config.ratios if run.config.method == "channel" else {}
+    st.plotly_chart(width_chart(layer_widths(spec.model, units, ratios)), width="stretch", key="width-chart")
+    if run.config.method == "unstructured":
+        st.caption("Unstructured pruning keeps every width; its zeros sit inside the same tensors.")
+    if st.toggle("Show the exported graph in Netron", key="netron-on"):
+        netron.embed(run.path / "model.onnx")
+
+
 def render(name: str) -> None:
     run = pick_run(name, key="results-run")
     if run is None:
@@ -61,6 +76,7 @@ def render(name: str) -> None:
                    f"{alt['config_latency_ms']:.3g} ms).")
         st.button("Load the aligned ratios into the Tune sliders", key="load-aligned", on_click=_load_ratios,
                   args=(name, run.config.method, alt["ratios"]))
+    _graph(name, run)
     if prediction := run.metrics.get("prediction"):
         c1, c2, c3 = st.columns(3)
         c1.metric("Predicted accuracy", f"{100 * prediction['accuracy']:.2f}%", help=prediction["method"])

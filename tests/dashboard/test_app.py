@@ -103,6 +103,10 @@ def test_apply_produces_measured_comparison_and_downloads(monkeypatch, tmp_path)
     assert saved["pruned"]["params"] < saved["baseline"]["params"]
     bars = [s for s in chart_specs(at) if s["data"][0]["type"] == "bar" and len(s["data"]) == 2]
     assert bars and [d["name"] for d in bars[0]["data"]] == ["baseline", "pruned"]
+    # the width chart shows every layer before and after (fc3 holds the classes and keeps them)
+    widths = next(s for s in chart_specs(at) if [d.get("name") for d in s["data"]] == ["before", "after"])
+    assert widths["data"][0]["x"] == ["fc1", "fc2", "fc3"]
+    assert [bar["text"] for bar in widths["data"][1:]] == [["64", "32", "10"]]
     # the Export tab offers the same config that was saved, and the ONNX file
     labels = [d.label for d in at.get("download_button")]
     assert labels == ["config.json", "model.onnx", "metrics.json"]

@@ -1,7 +1,8 @@
 """One real-browser journey: the dashboard served by `prunelab dashboard`, driven in Debian's chromium
 through playwright (never `playwright install`): open it, move a layer slider and see the estimate
 change, apply (pruning, fine-tuning and measuring run in the background while the page polls), see the
-comparison and the downloads. Screenshots of each page go to tests/artifacts/."""
+comparison, the pruned graph in Netron and the downloads, all without a request leaving this machine.
+Screenshots of each page go to tests/artifacts/."""
 
 from __future__ import annotations
 
@@ -61,6 +62,9 @@ def test_browser_opens_app_moves_slider_applies_and_saves_screenshots(server):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        outside = []
+        page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(
+            ("http://127.0.0.1", "data:", "blob:", "about:")) else None)
         page.goto(server)
         expect(page.get_by_text("Test accuracy").first).to_be_visible(timeout=120_000)
         expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=60_000)  # the heatmap
@@ -84,10 +88,19 @@ def test_browser_opens_app_moves_slider_applies_and_saves_screenshots(server):
         page.get_by_role("tab", name="Results").click()
         expect(page.get_by_text("% of baseline (lower is better)")).to_be_visible(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "results-page.png"), full_page=True)
+
+        # the pruned graph: width chart always, Netron on request (consent pre-answered, nothing outside)
+        expect(page.get_by_text("The pruned network")).to_be_visible()
+        page.get_by_text("Show the exported graph in Netron").click()
+        viewer = page.frame_locator("iframe[title='st.iframe']").first.frame_locator("#netron")
+        expect(viewer.locator("svg#canvas g.node").first).to_be_attached(timeout=60_000)
+        assert viewer.locator("svg#canvas g.node").count() > 10
+        page.screenshot(path=str(ARTIFACTS / "netron.png"), full_page=True)
         page.get_by_role("tab", name="Export").click()
         expect(page.get_by_test_id("stDownloadButton").filter(has_text="model.onnx")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "export-page.png"), full_page=True)
         assert page.get_by_test_id("stException").count() == 0
         browser.close()
+    assert outside == [], f"the page reached outside this machine: {outside[:5]}"
     assert before != after
     assert (ARTIFACTS / "tune-page.png").stat().st_size > 10_000
