@@ -59,6 +59,18 @@ def _positive_int(text: str) -> int:
 
 
 @contextlib.contextmanager
+def _bar(desc: str):
+    """A progress(done, total) callback drawing one tqdm bar on stderr, closed on exit."""
+    from tqdm import tqdm
+
+    with tqdm(total=1, desc=desc, file=sys.stderr, leave=False) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+        yield progress
+
+
+@contextlib.contextmanager
 def _progress():
     """A StageProgress drawing one tqdm bar per stage on stderr; the bar is closed however the run ends,
     so an error message starts on a line of its own."""
@@ -237,7 +249,6 @@ def _grid(text: str) -> tuple[float, ...]:
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
 
     from core.models import load
     from core.sensitivity import SweepSpec, cache_path, sweep
@@ -247,10 +258,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> None:
     sweep_spec = SweepSpec(spec.name, spec.fingerprint, args.granularity, args.criterion, args.grid,
                            args.eval_samples, args.calibration_samples, args.seed)
     cached = cache_path(sweep_spec).exists() and not args.no_cache
-    with tqdm(total=1, desc="sensitivity", unit="eval", file=sys.stderr, leave=False) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    with _bar("sensitivity") as progress:
         table = sweep(spec, sweep_spec, progress, use_cache=not args.no_cache)
     try:
         table.to_csv(out, index=False)
@@ -342,22 +350,15 @@ def _baseline_at(spec, batch: int) -> tuple[bytes, float]:
 
 def _hardware_solve(spec, cost_model, solve, base_onnx: bytes, args: argparse.Namespace):
     """Hardware-aware: build (or load) the width-latency table, then pick the alignment by measuring."""
-    from tqdm import tqdm
 
     from core.hardware import choose_by_measurement, load_or_build
 
     if cost_model.method != "channel":
         raise PruneLabError("--hardware-aware needs a channel sensitivity table (masks do not change widths)")
-    with tqdm(total=1, desc="latency table", file=sys.stderr, leave=False) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    with _bar("latency table") as progress:
         table = load_or_build(spec, list(cost_model.units), args.latency_batch, progress=progress)
-    with tqdm(total=1, desc="measuring aligned candidates", file=sys.stderr, leave=False) as bar:
-        def progress2(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-        result, report = choose_by_measurement(spec, solve, table, base_onnx, progress2)
+    with _bar("measuring aligned candidates") as progress:
+        result, report = choose_by_measurement(spec, solve, table, base_onnx, progress)
     print(f"hardware-aware: the runtime's channel blocks measure {table.round_to()} wide "
           f"({table.runtime}); candidates, measured against the baseline:")
     for row in report:
