@@ -26,7 +26,7 @@ import pandas as pd
 
 from core.errors import PruneLabError
 from core.estimate import CostModel
-from core.graph import kept_channels
+from core.graph import kept_channels, ratio_for
 
 STRATEGIES = ("uniform", "global", "sensitivity")
 TARGETS = ("flops", "params", "size_mb", "latency_ms", "speedup")
@@ -138,8 +138,7 @@ class Budget:
         """Hardware-aware: the ratio of the fast width at or below the width `ratio` keeps."""
         if self.hardware is None:
             return ratio
-        full = self.units[unit].size
-        snapped = (full - self.hardware.snap(unit, self.kept(unit, ratio))) / full
+        snapped = ratio_for(self.units[unit], self.hardware.snap(unit, self.kept(unit, ratio)))
         low, high = bounds.range(unit)
         fits = [r for r in self.options(unit, bounds) if r >= snapped - 1e-9]
         return min(fits) if fits and low <= snapped <= high else min(max(snapped, low), high)

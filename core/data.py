@@ -75,8 +75,11 @@ def batches(
         yield x[idx], y[idx]
 
 
+def seeded_order(n: int, seed: int) -> torch.Tensor:
+    """A fixed permutation of range(n): the first k entries are the calibration subset of size k."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+
 def calibration_subset(x: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     """A fixed, seeded subset of n inputs (used to re-estimate BatchNorm statistics, score gradients, ...)."""
-    n = min(n, len(x))
-    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
-    return x[idx]
+    return x[seeded_order(len(x), seed)[:n]]

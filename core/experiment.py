@@ -148,18 +148,15 @@ def aligned_alternative(spec: ModelSpec, ratios: dict[str, float], onnx: bytes, 
     to the nearest fast one (core.hardware) against this one; report it when it is faster (>3%)."""
     import copy
 
-    from core.graph import channel_units, kept_channels
+    from core.graph import channel_units, kept_channels, ratio_for
     from core.prune.channel import apply_channel
 
     units = {u.name: u for u in channel_units(spec.model, spec.example_input)}
-    snapped = {}
-    for name, unit in units.items():
-        kept = kept_channels(unit, ratios.get(name, 0.0))
-        fast = table.snap(name, kept) if name in table.widths else kept
-        snapped[name] = round((unit.size - fast) / unit.size, 6)
-    if all(abs(snapped[n] - ratios.get(n, 0.0)) < 1e-9 or kept_channels(units[n], snapped[n])
-           == kept_channels(units[n], ratios.get(n, 0.0)) for n in units):
+    kept = {n: kept_channels(u, ratios.get(n, 0.0)) for n, u in units.items()}
+    fast = {n: table.snap(n, k) if n in table.widths else k for n, k in kept.items()}
+    if fast == kept:
         return None  # every width is already fast
+    snapped = {n: ratio_for(units[n], w) for n, w in fast.items()}
     model = copy.deepcopy(spec.model)
     apply_channel(model, {n: r for n, r in snapped.items() if r > 0}, spec.example_input)
     alt_onnx, _ = export_onnx(model, spec.example_input)

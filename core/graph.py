@@ -132,6 +132,11 @@ def units(model: nn.Module, example_input: torch.Tensor, method: str) -> list[Un
     return unstructured_units(model) if method == "unstructured" else channel_units(model, example_input)
 
 
+def ratio_for(unit: Unit, kept: int) -> float:
+    """The ratio at which `unit` keeps exactly `kept` channels (kept_channels's inverse on its grid)."""
+    return round((unit.size - kept) / unit.size, 6)
+
+
 def kept_channels(unit: Unit, ratio: float) -> int:
     """Channels a unit keeps at ratio: round(ratio * width) removed per head, at least one kept."""
     per_head = unit.size // unit.heads

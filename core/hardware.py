@@ -213,7 +213,7 @@ def _layer_times(shape: LayerShape, side: str, cand: list[int], batch: int, thre
     return np.array([res[w].median_ms for w in cand])
 
 
-def _cache_path(spec, batch: int, threads: int):
+def cache_path(spec, batch: int, threads: int):
     from core.runs import workspace
 
     return workspace() / "cache" / "latency" / f"{spec.name}-{_cache_key(spec.fingerprint, batch, threads)}.json"
@@ -221,14 +221,14 @@ def _cache_path(spec, batch: int, threads: int):
 
 def cached(spec, batch: int = 32, threads: int = 1) -> LatencyTable | None:
     """The table if it was measured before on this machine and runtime, else None (nothing is measured)."""
-    path = _cache_path(spec, batch, threads)
+    path = cache_path(spec, batch, threads)
     return LatencyTable(**json.loads(path.read_text())) if path.exists() else None
 
 
 def load_or_build(spec, units: list[Unit], batch: int = 32, threads: int = 1,
                   progress: Progress | None = None) -> LatencyTable:
     """The cached table of spec's model (built and saved on first use)."""
-    path = _cache_path(spec, batch, threads)
+    path = cache_path(spec, batch, threads)
     if path.exists():
         return LatencyTable(**json.loads(path.read_text()))
     table = build_table(spec.model, spec.example_input, units, batch, threads, progress)

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from core.data import seeded_order
 from core.errors import PruneLabError
 from core.estimate import build_cost_model
 from core.evaluate import evaluate
@@ -82,7 +83,7 @@ def cache_path(sweep: SweepSpec) -> Path:
 def subsets(spec: ModelSpec, sweep: SweepSpec) -> tuple[Calibration, torch.Tensor, torch.Tensor]:
     """Calibration images (the same ones core.prune.calibration picks) and disjoint evaluation images,
     both from the training split."""
-    order = torch.randperm(len(spec.split.train_x), generator=torch.Generator().manual_seed(sweep.seed))
+    order = seeded_order(len(spec.split.train_x), sweep.seed)  # calibration first, as core.prune picks it
     cal, rest = order[: sweep.calibration_samples], order[sweep.calibration_samples:]
     ev = rest[: sweep.eval_samples]
     if len(ev) == 0:

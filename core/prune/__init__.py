@@ -9,10 +9,10 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from core.config import PruneConfig
+from core.data import seeded_order
 from core.errors import PruneLabError
 from core.finetune import recalibrate_batchnorm
 from core.importance import Calibration, channel_scores, weight_scores
@@ -43,8 +43,7 @@ def check_config_matches(spec: ModelSpec, config: PruneConfig) -> None:
 def calibration(spec: ModelSpec, samples: int, seed: int) -> Calibration:
     """The fixed, seeded subset of training data used to score (gradients, activations) and to
     re-estimate BatchNorm statistics."""
-    idx = torch.randperm(len(spec.split.train_x), generator=torch.Generator().manual_seed(seed))[:samples]
-    # the same images core.data.calibration_subset picks for this seed
+    idx = seeded_order(len(spec.split.train_x), seed)[:samples]
     return Calibration(spec.split.train_x[idx], spec.split.train_y[idx])
 
 

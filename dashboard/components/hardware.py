@@ -11,8 +11,17 @@ from dashboard import cache, jobs
 
 
 def table(name: str, batch: int) -> LatencyTable | None:
-    """The measured table of this model at `batch`, if one is on disk (nothing is measured here)."""
-    return hardware.cached(cache.spec(name), batch)
+    """The measured table of this model at `batch`, if one is on disk (nothing is measured here). Every
+    Tune rerun asks for it, so the parsed table is kept in memory until the file changes."""
+    path = hardware.cache_path(cache.spec(name), batch, 1)
+    return _read(str(path), path.stat().st_mtime_ns) if path.exists() else None
+
+
+@st.cache_data(max_entries=16)
+def _read(path: str, mtime_ns: int) -> LatencyTable:
+    import json
+
+    return LatencyTable(**json.loads(open(path).read()))
 
 
 def _build(name: str, batch: int) -> None:

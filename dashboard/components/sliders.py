@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.graph import Unit, kept_channels
+from core.graph import Unit, kept_channels, ratio_for
 from core.hardware import LatencyTable
 
 MAX_RATIO = 0.95  # the config accepts anything below 1; 0.95 keeps at least 5% of every layer
@@ -28,7 +28,7 @@ def _set_all(keys: dict[str, str], source: str, units: dict[str, Unit], table: L
             st.session_state[key] = value
         else:  # hardware-aware: the fast width at or below what the ratio keeps
             unit = units[name]
-            st.session_state[key] = round((unit.size - table.snap(name, kept_channels(unit, value))) / unit.size, 6)
+            st.session_state[key] = ratio_for(unit, table.snap(name, kept_channels(unit, value)))
 
 
 def _label(unit: Unit, ratio: float, table: LatencyTable | None, what: str) -> str:

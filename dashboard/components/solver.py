@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.allocate import Bounds, Target, allocate
 from core.errors import PruneLabError
-from core.graph import kept_channels
+from core.graph import kept_channels, ratio_for
 from dashboard import cache
 from dashboard.components import hardware as hardware_ui
 from dashboard.components.sliders import MAX_RATIO, slider_key
@@ -46,7 +46,7 @@ def _solve(name: str, method: str, criterion: str, lut) -> None:
     for unit, ratio in result.ratios.items():
         if snapped:  # the sliders offer fast widths only: take the fast width at or below the solution's
             kept = lut.snap(unit, kept_channels(units[unit], ratio))
-            state[slider_key(name, method, unit, hw=True)] = round((units[unit].size - kept) / units[unit].size, 6)
+            state[slider_key(name, method, unit, hw=True)] = ratio_for(units[unit], kept)
         else:
             state[slider_key(name, method, unit)] = min(MAX_RATIO, ratio)  # the solver works in steps of 0.01
     verdict = "met" if result.met else "NOT met within the bounds (closest shown)"

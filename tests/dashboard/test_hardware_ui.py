@@ -17,7 +17,7 @@ def write_staircase_table(model: str, batch: int = 1, block: int = 16) -> Latenc
     widths = {u.name: candidate_widths(u) for u in units}
     table = LatencyTable(batch, 1, "synthetic", widths,
                          {u: [float(-(-w // block)) for w in ws] for u, ws in widths.items()})
-    path = hw._cache_path(spec, batch, 1)
+    path = hw.cache_path(spec, batch, 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(table.to_json())
     return table
