@@ -46,7 +46,7 @@ def accuracies() -> list[str]:
     rows = ["| model | test accuracy | required |", "|---|---|---|"]
     from sample_models import SAMPLES
 
-    for name in available():
+    for name in available(trained_only=True):
         spec = load(name)
         acc = evaluate(spec.model, spec.split.test_x, spec.split.test_y)["accuracy"]
         rows.append(f"| {name} | {acc:.4f} | {SAMPLES[name].min_accuracy} |")
@@ -125,7 +125,7 @@ def batchnorm_effect() -> list[str]:
 
 def estimate_speed() -> list[str]:
     rows = ["| model | method | units | estimate per slider move (µs, median of 200) |", "|---|---|---|---|"]
-    for name in available():
+    for name in available(trained_only=True):
         spec = load(name)
         for method in ("channel", "unstructured"):
             cm = build_cost_model(spec.model, spec.example_input, method)

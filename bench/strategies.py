@@ -71,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--factors", type=float, nargs="+", default=[2.0, 3.0])
-    parser.add_argument("--models", nargs="+", default=available())
+    parser.add_argument("--models", nargs="+", default=available(trained_only=True))
     args = parser.parse_args()
     results, timings = [], []
     for name in args.models:

@@ -24,6 +24,8 @@ METRIC_ROWS = [  # (key, label, format) for the human-readable summary
     ("flops", "FLOPs (batch 1)", "{:,.0f}"),
     ("latency_ms", "ORT latency b1 median (ms)", "{:.4f}"),
     ("latency_ms_batch32", "ORT latency b32 median (ms)", "{:.3f}"),
+    ("torch_latency_ms", "torch latency b1 median (ms)", "{:.4f}"),
+    ("torch_latency_ms_batch32", "torch latency b32 median (ms)", "{:.3f}"),
     ("accuracy", "test accuracy", "{:.4f}"),
 ]
 
@@ -124,7 +126,7 @@ def _out_dir(text: str) -> Path:
 def _table(columns: dict[str, dict]) -> str:
     lines = [f"{'':30}" + "".join(f"{c:>18}" for c in columns)]
     for key, label, fmt in METRIC_ROWS:
-        cells = [fmt.format(m[key]) if key in m else "-" for m in columns.values()]
+        cells = [fmt.format(m[key]) if m.get(key) is not None else "n/a" for m in columns.values()]
         lines.append(f"{label:30}" + "".join(f"{c:>18}" for c in cells))
     return "\n".join(lines)
 
@@ -283,7 +285,6 @@ def cmd_allocate(args: argparse.Namespace) -> None:
     from core.config import PruneConfig
     from core.estimate import build_cost_model
     from core.models import load
-    from core.sensitivity import read_table
 
     kind, value = next((k, v) for k, v in (("flops", args.target_flops), ("params", args.target_params),
                                           ("size_mb", args.target_size_mb), ("latency_ms", args.target_latency_ms),
@@ -292,11 +293,10 @@ def cmd_allocate(args: argparse.Namespace) -> None:
     target = Target(kind, value)
     out = _out_file(args.out)
     spec = load(args.model)
-    table = read_table(args.sensitivity, spec.name)
-    method, criterion = table["granularity"].iloc[0], table["criterion"].iloc[0]
+    table, method, criterion = _allocation_inputs(spec, args)
     cost_model = build_cost_model(spec.model, spec.example_input, method)
     units = [u.name for u in cost_model.units]
-    stale = sorted(set(table["unit"]) - set(units))
+    stale = sorted(set(table["unit"]) - set(units)) if table is not None else []
     if stale:
         raise PruneLabError(f"{args.sensitivity} names units {spec.name} does not have: {', '.join(stale[:5])}")
     bounds = Bounds(low={u: args.min_ratio for u in units}, high={u: args.max_ratio for u in units},
@@ -328,6 +328,20 @@ def cmd_allocate(args: argparse.Namespace) -> None:
         raise PruneLabError("the target cannot be met within the given bounds; the closest config was written")
 
 
+def _allocation_inputs(spec, args: argparse.Namespace):
+    """(sensitivity table or None, method, criterion): from --sensitivity's CSV, or from --method and
+    --criterion for the strategies that need no sweep (uniform, global)."""
+    from core.sensitivity import read_table
+
+    if args.sensitivity:
+        table = read_table(args.sensitivity, spec.name)
+        return table, table["granularity"].iloc[0], table["criterion"].iloc[0]
+    if args.strategy == "sensitivity":
+        raise PruneLabError("the sensitivity strategy needs --sensitivity FILE.csv (from `prunelab sensitivity`); "
+                            "or choose --strategy uniform or global")
+    return None, args.method, args.criterion
+
+
 def _global_scores(spec, method: str, criterion: str, args: argparse.Namespace) -> dict:
     from core.importance import channel_scores, weight_scores
     from core.prune import calibration
@@ -341,11 +355,10 @@ def _global_scores(spec, method: str, criterion: str, args: argparse.Namespace) 
 def _baseline_at(spec, batch: int) -> tuple[bytes, float]:
     """The base model's ONNX file and its measured median latency (ms) at `batch`."""
     from core.export import export_onnx
-    from core.latency import measure_interleaved
+    from core.latency import measure_cached
 
     onnx, _ = export_onnx(spec.model, spec.example_input)
-    lat = measure_interleaved({"base": onnx}, tuple(spec.example_input.shape[1:]), batch=batch)["base"]
-    return onnx, lat.median_ms
+    return onnx, measure_cached(onnx, tuple(spec.example_input.shape[1:]), batch=batch).median_ms
 
 
 def _hardware_solve(spec, cost_model, solve, base_onnx: bytes, args: argparse.Namespace):
@@ -368,6 +381,10 @@ def _hardware_solve(spec, cost_model, solve, base_onnx: bytes, args: argparse.Na
     return result
 
 
+def _fmt_acc(accuracy: float | None) -> str:
+    return "n/a" if accuracy is None else f"{accuracy:.4f}"
+
+
 def cmd_deploy(args: argparse.Namespace) -> None:
     """Measure every deployable form of a run folder's model; write model.int8.onnx and deploy.json."""
     from core.deploy import deploy_folder
@@ -380,7 +397,7 @@ def cmd_deploy(args: argparse.Namespace) -> None:
     print(f"{'form':36}{'bytes':>12}{'vs dense':>10}{'ms (b' + str(args.batch) + ')':>12}{'accuracy':>10}  runs")
     for r in report.rows:
         ms = f"{r['latency_ms']:.4f}" if r["latency_ms"] is not None else "-"
-        print(f"{r['form']:36}{r['bytes']:>12,}{r['size_vs_dense']:>10.3f}{ms:>12}{r['accuracy']:>10.4f}  "
+        print(f"{r['form']:36}{r['bytes']:>12,}{r['size_vs_dense']:>10.3f}{ms:>12}{_fmt_acc(r['accuracy']):>10}  "
               f"{r['runs_as']}")
     print(f"wrote {folder / 'model.int8.onnx'} and {folder / 'deploy.json'}")
 
@@ -447,7 +464,12 @@ def build_parser() -> Parser:
 
     al = sub.add_parser("allocate", help="choose per-layer ratios for a budget; write a config")
     al.add_argument("model")
-    al.add_argument("--sensitivity", required=True, help="CSV written by `prunelab sensitivity`")
+    al.add_argument("--sensitivity", help="CSV written by `prunelab sensitivity` (needed by the sensitivity "
+                    "strategy; it also fixes method and criterion)")
+    al.add_argument("--method", choices=["unstructured", "channel"], default="channel",
+                    help="without --sensitivity: what the ratios prune")
+    al.add_argument("--criterion", choices=list(CRITERIA), default="l1",
+                    help="without --sensitivity: what ranks channels/weights")
     tg = al.add_mutually_exclusive_group(required=True)
     tg.add_argument("--target-flops", type=float, help="F: F times fewer FLOPs")
     tg.add_argument("--target-params", type=float, help="F: F times fewer parameters")

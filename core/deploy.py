@@ -131,18 +131,23 @@ class Deployment:
     batch: int
 
 
-def variants(onnx_bytes: bytes, baseline_onnx: bytes, x_test: np.ndarray, y_test: np.ndarray,
+def variants(onnx_bytes: bytes, baseline_onnx: bytes, x_test: np.ndarray | None, y_test: np.ndarray | None,
              calibration: np.ndarray, input_shape: tuple[int, ...], batch: int = 1) -> Deployment:
     """Every deployable form of a pruned model beside the baseline's dense ONNX: bytes, onnxruntime
-    latency (median, interleaved, at `batch`; None where it cannot run as such) and test accuracy."""
+    latency (median, interleaved, at `batch`; None where it cannot run as such) and test accuracy (None
+    for a model without data)."""
     from core.latency import measure_interleaved
 
     int8 = quantize_int8(onnx_bytes, calibration)
     tensors = initializers(onnx_bytes)
     sparse, sparse8 = encode_sparse(tensors), encode_sparse(tensors, int8=True)
     timed = measure_interleaved({"base": baseline_onnx, "dense": onnx_bytes, "int8": int8}, input_shape, batch=batch)
-    dense_acc = onnx_accuracy(onnx_bytes, x_test, y_test)
-    sparse8_acc = onnx_accuracy(with_initializers(onnx_bytes, decode_sparse(sparse8)), x_test, y_test)
+
+    def accuracy(model: bytes) -> float | None:
+        return None if x_test is None else onnx_accuracy(model, x_test, y_test)
+
+    dense_acc = accuracy(onnx_bytes)
+    sparse8_acc = accuracy(with_initializers(onnx_bytes, decode_sparse(sparse8)))
 
     def row(form: str, size: int, latency: str | None, accuracy: float | None, runs: str) -> dict:
         ms = timed[latency].median_ms if latency else None
@@ -151,14 +156,12 @@ def variants(onnx_bytes: bytes, baseline_onnx: bytes, x_test: np.ndarray, y_test
                 "runs_as": runs}
 
     return Deployment([
-        row("baseline dense ONNX", len(baseline_onnx), "base", onnx_accuracy(baseline_onnx, x_test, y_test),
-            "as is"),
+        row("baseline dense ONNX", len(baseline_onnx), "base", accuracy(baseline_onnx), "as is"),
         row("pruned dense ONNX", len(onnx_bytes), "dense", dense_acc, "as is: zeros are computed like any weight"),
         row("gzip of it", len(gzip.compress(onnx_bytes, 9)), None, dense_acc, "after decompression: no speed-up"),
         row("sparse encoding (bitmask + fp32)", len(sparse), None, dense_acc,
             "after decoding to dense: no sparse kernels in onnxruntime CPU"),
-        row("int8 ONNX (static, per-channel)", len(int8), "int8", onnx_accuracy(int8, x_test, y_test),
-            "as is: int8 kernels"),
+        row("int8 ONNX (static, per-channel)", len(int8), "int8", accuracy(int8), "as is: int8 kernels"),
         row("sparse + int8 encoding", len(sparse8), None, sparse8_acc, "after decoding to dense fp32"),
     ], int8, batch)
 
@@ -180,7 +183,8 @@ def deploy_folder(folder, batch: int = 1) -> Deployment:
     run = read_run(folder)
     spec = load(run.config.model)
     base_onnx, _ = export_onnx(spec.model, spec.example_input)
-    report = variants(run.onnx_bytes(), base_onnx, spec.split.test_x.numpy(), spec.split.test_y.numpy(),
+    test = (spec.split.test_x.numpy(), spec.split.test_y.numpy()) if spec.has_data else (None, None)
+    report = variants(run.onnx_bytes(), base_onnx, *test,
                       calibration(spec, 256, run.config.seed).x.numpy(), tuple(spec.example_input.shape[1:]), batch)
     write_atomic(folder / "model.int8.onnx", report.int8_onnx)
     write_atomic(folder / "deploy.json", (json.dumps({"batch": batch, "rows": report.rows}, indent=2) + "\n").encode())

@@ -20,9 +20,9 @@ from core.evaluate import evaluate
 from core.export import deployable, export_onnx
 from core.files import write_atomic
 from core.finetune import Recipe, fit
-from core.latency import measure_interleaved
+from core.latency import measure_cached, measure_interleaved, measure_torch
 from core.metrics import static_metrics
-from core.models import ModelSpec
+from core.models import ModelSpec, require_data
 from core.prune import apply, check_config_matches
 
 # progress(stage, done, total): stage is a short human label ("fine-tuning"), done/total its steps
@@ -66,29 +66,56 @@ class RunOutput:
 def _static(model: nn.Module, spec: ModelSpec, onnx: bytes) -> dict:
     """Size, FLOPs and accuracy of a deployable model, and its ONNX file size."""
     metrics: dict = static_metrics(model, spec.example_input)
-    metrics.update(evaluate(model, spec.split.test_x, spec.split.test_y))
+    if spec.has_data:
+        metrics.update(evaluate(model, spec.split.test_x, spec.split.test_y))
+    else:  # a reference architecture with random weights: accuracy is not available, not zero
+        metrics.update(accuracy=None, loss=None)
     metrics["onnx_bytes"] = len(onnx)
     return metrics
 
 
-def _add_latency(metrics: dict[str, dict], onnx: dict[str, bytes], spec: ModelSpec, threads: int) -> None:
-    """Time the ONNX models in interleaved rounds (see core.latency) and record median and p90 per batch."""
+def default_batches(spec: ModelSpec) -> tuple[int, ...]:
+    """Batch sizes latency is measured at unless the user picks: 1 and 32 for the sample models; 1 for
+    the 224x224 reference zoo, where one batch of 32 takes seconds on a CPU thread."""
+    return LATENCY_BATCHES if spec.has_data else (1,)
+
+
+def _suffix(batch: int) -> str:
+    return "" if batch == 1 else f"_batch{batch}"
+
+
+def _record(metrics: dict, timed: dict, prefix: str, batch: int) -> None:
+    for key, lat in timed.items():
+        metrics[key][f"{prefix}latency_ms{_suffix(batch)}"] = round(lat.median_ms, 5)
+        metrics[key][f"{prefix}latency_p90_ms{_suffix(batch)}"] = round(lat.p90_ms, 5)
+
+
+def _add_latency(metrics: dict[str, dict], onnx: dict[str, bytes], torch_models: dict[str, nn.Module],
+                 spec: ModelSpec, threads: int, batches: tuple[int, ...]) -> None:
+    """Time the ONNX models in interleaved rounds (see core.latency) and record median and p90 per batch;
+    the same for the torch models (eager PyTorch, for comparison)."""
     shape = tuple(spec.example_input.shape[1:])
-    for batch in LATENCY_BATCHES:
-        suffix = "" if batch == 1 else f"_batch{batch}"
-        for key, lat in measure_interleaved(onnx, shape, batch=batch, threads=threads).items():
-            metrics[key][f"latency_ms{suffix}"] = round(lat.median_ms, 5)
-            metrics[key][f"latency_p90_ms{suffix}"] = round(lat.p90_ms, 5)
+    for batch in batches:
+        _record(metrics, measure_interleaved(onnx, shape, batch=batch, threads=threads), "", batch)
+        _record(metrics, measure_torch(torch_models, shape, batch=batch, threads=threads), "torch_", batch)
     for m in metrics.values():
         m["latency_threads"] = threads
+        m["latency_batches"] = list(batches)
         m["runtime"] = f"onnxruntime {onnxruntime.__version__} CPU, torch {torch.__version__}"
 
 
-def measure(model: nn.Module, spec: ModelSpec, onnx: bytes, threads: int = 1) -> dict:
-    """Every metric of one deployable model: size, FLOPs, accuracy, onnxruntime latency."""
-    metrics = {"model": _static(model, spec, onnx)}
-    _add_latency(metrics, {"model": onnx}, spec, threads)
-    return metrics["model"]
+def measure(model: nn.Module, spec: ModelSpec, onnx: bytes, threads: int = 1,
+            batches: tuple[int, ...] | None = None) -> dict:
+    """Every metric of one deployable model: size, FLOPs, accuracy, onnxruntime latency (cached per
+    exported file, see core.latency.measure_cached) and eager-torch latency for comparison."""
+    metrics = _static(model, spec, onnx)
+    shape = tuple(spec.example_input.shape[1:])
+    for batch in batches or default_batches(spec):
+        _record({"m": metrics}, {"m": measure_cached(onnx, shape, batch, threads)}, "", batch)
+        _record({"m": metrics}, measure_torch({"m": model}, shape, batch=batch, threads=threads), "torch_", batch)
+    metrics.update(latency_threads=threads, latency_batches=list(batches or default_batches(spec)),
+                   runtime=f"onnxruntime {onnxruntime.__version__} CPU, torch {torch.__version__}")
+    return metrics
 
 
 @dataclass(frozen=True)
@@ -99,10 +126,10 @@ class Baseline:
     onnx: bytes
 
 
-def baseline(spec: ModelSpec, threads: int = 1) -> Baseline:
+def baseline(spec: ModelSpec, threads: int = 1, batches: tuple[int, ...] | None = None) -> Baseline:
     """Metrics of the unpruned base model, exported and timed like any pruned one."""
     onnx, _ = export_onnx(spec.model, spec.example_input)
-    return Baseline(measure(spec.model, spec, onnx, threads), onnx)
+    return Baseline(measure(spec.model, spec, onnx, threads, batches), onnx)
 
 
 def run(
@@ -112,6 +139,7 @@ def run(
     base: Baseline | None = None,
     threads: int = 1,
     hardware=None,
+    batches: tuple[int, ...] | None = None,
 ) -> RunOutput:
     """Prune a copy of spec.model per config, fine-tune, export, and measure it beside the baseline.
 
@@ -120,8 +148,11 @@ def run(
     """
     say = progress or (lambda stage, done, total: None)
     check_config_matches(spec, config)  # before any slow work
+    if config.finetune.epochs:
+        require_data(spec, "fine-tuning")
     say("measuring baseline", 0, 1)
-    base = base or baseline(spec, threads)
+    batches = batches or default_batches(spec)
+    base = base or baseline(spec, threads, batches)
     say("pruning", 0, 1)
     result = apply(spec, config)
     losses: list[float] = []
@@ -134,7 +165,8 @@ def run(
     onnx, _ = export_onnx(model, spec.example_input)
     say("measuring", 0, 1)
     metrics = {"baseline": dict(base.metrics), "pruned": _static(model, spec, onnx)}
-    _add_latency(metrics, {"baseline": base.onnx, "pruned": onnx}, spec, threads)
+    _add_latency(metrics, {"baseline": base.onnx, "pruned": onnx}, {"baseline": spec.model, "pruned": model}, spec,
+                 threads, batches)
     out = RunOutput(config, model, onnx, metrics["baseline"], metrics["pruned"], result.removed, losses)
     if hardware is not None and config.method == "channel":
         say("checking aligned widths", 0, 1)

@@ -96,10 +96,15 @@ def layer_onnx(shape: LayerShape, cin: int, cout: int) -> bytes:
     return model.SerializeToString()
 
 
+MAX_CANDIDATES = 48  # per unit: keeps a ResNet-50 table to minutes, not hours
+
+
 def candidate_widths(unit: Unit) -> list[int]:
-    """Widths measured for a unit: every width up to 64 channels, then a step that keeps tables small;
-    always multiples of the head count (attention) and always the full width."""
-    step = 1 if unit.size <= 64 else 4 if unit.size <= 256 else 8
+    """Widths measured for a unit: every width up to 64 channels; above, a power-of-two step (at least 4)
+    that keeps at most MAX_CANDIDATES widths — 4 up to 192 channels, 16 at 512, 64 at 2048 (on this
+    CPU's 16-channel blocks those coarse widths are all fast ones). Always multiples of the head count
+    (attention) and always the full width."""
+    step = 1 if unit.size <= 64 else max(4, 1 << math.ceil(math.log2(unit.size / MAX_CANDIDATES)))
     step = math.lcm(step, unit.heads)
     return sorted({*range(step, unit.size + 1, step), unit.size})
 

@@ -2,15 +2,26 @@
 
 The thread count is pinned (default 1, the least noisy on a shared machine) and reported with the
 figures, since latency without it means little. Models compared with each other are timed in
-interleaved rounds, so a busy spell on the machine hits all of them alike.
+interleaved rounds, so a busy spell on the machine hits all of them alike. Eager torch is timed the
+same way for comparison; a single artefact's figures are cached by its bytes (measure_cached).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
+
+from core.files import write_atomic
 
 
 @dataclass(frozen=True)
@@ -38,10 +49,40 @@ def session(onnx_bytes: bytes, threads: int = 1):
     return ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
 
 
-def _time_one(sess, feed: dict) -> float:
-    t0 = time.perf_counter()
-    sess.run(None, feed)
-    return (time.perf_counter() - t0) * 1e3
+def _timer(run: Callable[[], object]) -> Callable[[], float]:
+    def timed() -> float:
+        t0 = time.perf_counter()
+        run()
+        return (time.perf_counter() - t0) * 1e3  # ms
+
+    return timed
+
+
+def _interleave(runners: dict, warmup: int, rounds: int, round_ms: float) -> dict[str, list[float]]:
+    """Run every runner in alternating rounds (order reversed every other round), each for about round_ms
+    milliseconds (at least 5 runs) per round; returns every timed run's ms per runner."""
+    timers = {k: _timer(r) for k, r in runners.items()}
+    per_round = {}
+    for k, t in timers.items():
+        warm = [t() for _ in range(warmup)]
+        per_round[k] = max(5, min(2000, int(round_ms / max(np.median(warm), 1e-3))))
+    times: dict[str, list[float]] = {k: [] for k in timers}
+    order = list(timers)
+    for r in range(rounds):
+        for k in order if r % 2 == 0 else order[::-1]:
+            times[k].extend(timers[k]() for _ in range(per_round[k]))
+    return times
+
+
+def _stats(times: dict[str, list[float]], batch: int, threads: int, warmup: int, runtime: str) -> dict[str, Latency]:
+    return {k: Latency(float(np.median(t)), float(np.percentile(t, 90)), batch, threads, warmup, len(t), runtime)
+            for k, t in times.items()}
+
+
+def _inputs(keys, input_shape: tuple[int, ...] | dict, batch: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    shapes = input_shape if isinstance(input_shape, dict) else dict.fromkeys(keys, input_shape)
+    return {k: rng.standard_normal((batch, *shapes[k])).astype(np.float32) for k in keys}
 
 
 def measure_interleaved(
@@ -60,24 +101,59 @@ def measure_interleaved(
     milliseconds each (at least 5 runs); medians and p90s are over all timed runs of a model.
     input_shape (without the batch dimension) is shared, or given per model as a dict.
     """
-    rng = np.random.default_rng(0)
-    shapes = input_shape if isinstance(input_shape, dict) else dict.fromkeys(onnx_models, input_shape)
     sessions = {k: session(v, threads) for k, v in onnx_models.items()}
-    feeds = {k: {s.get_inputs()[0].name: rng.standard_normal((batch, *shapes[k])).astype(np.float32)}
-             for k, s in sessions.items()}
-    per_round = {}
-    for k, s in sessions.items():
-        warm = [_time_one(s, feeds[k]) for _ in range(warmup)]
-        per_round[k] = max(5, min(2000, int(round_ms / max(np.median(warm), 1e-3))))
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    order = list(sessions)
-    for r in range(rounds):
-        for k in order if r % 2 == 0 else order[::-1]:
-            times[k].extend(_time_one(sessions[k], feeds[k]) for _ in range(per_round[k]))
-    return {
-        k: Latency(float(np.median(t)), float(np.percentile(t, 90)), batch, threads, warmup, len(t))
-        for k, t in times.items()
-    }
+    inputs = _inputs(sessions, input_shape, batch)
+    runners = {k: partial(s.run, None, {s.get_inputs()[0].name: inputs[k]}) for k, s in sessions.items()}
+    return _stats(_interleave(runners, warmup, rounds, round_ms), batch, threads, warmup, "onnxruntime-cpu")
+
+
+def measure_torch(
+    models: dict[str, nn.Module],
+    input_shape: tuple[int, ...],
+    batch: int = 1,
+    threads: int = 1,
+    warmup: int = 10,
+    rounds: int = 10,
+    round_ms: float = 30.0,
+) -> dict[str, Latency]:
+    """The same interleaved timing in eager PyTorch (eval mode, no autograd, `threads` intra-op threads),
+    for comparison with the runtime a model is deployed on."""
+    inputs = {k: torch.from_numpy(v) for k, v in _inputs(models, input_shape, batch).items()}
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            runners = {k: partial(m.eval(), inputs[k]) for k, m in models.items()}
+            times = _interleave(runners, warmup, rounds, round_ms)
+    finally:
+        torch.set_num_threads(before)
+    return _stats(times, batch, threads, warmup, f"torch-{torch.__version__}-cpu")
+
+
+def _cache_file(onnx_bytes: bytes, input_shape: tuple[int, ...], batch: int, threads: int) -> Path:
+    import onnxruntime
+
+    from core.runs import workspace
+
+    cpu = platform.processor() or platform.machine()
+    key = json.dumps([hashlib.sha256(onnx_bytes).hexdigest(), list(input_shape), batch, threads,
+                      onnxruntime.__version__, cpu, "v1"])
+    return workspace() / "cache" / "onnx-latency" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+
+
+def measure_cached(onnx_bytes: bytes, input_shape: tuple[int, ...], batch: int = 1, threads: int = 1) -> Latency:
+    """Latency of one exported artefact, measured once per (file contents, input shape, batch, threads,
+    runtime version, CPU) and then read from the workspace cache. For figures shown on their own (a
+    baseline); models compared with each other are timed together with measure_interleaved instead."""
+    path = _cache_file(onnx_bytes, input_shape, batch, threads)
+    if path.exists():
+        try:
+            return Latency(**json.loads(path.read_text()))
+        except (ValueError, TypeError):
+            pass  # a damaged cache entry is measured again
+    lat = measure_interleaved({"m": onnx_bytes}, input_shape, batch=batch, threads=threads)["m"]
+    write_atomic(path, json.dumps(lat.to_dict()).encode())
+    return lat
 
 
 def _module_of(node, modules: set[str]) -> str | None:

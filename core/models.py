@@ -1,7 +1,8 @@
 """Model registry: builds a named model with its trained weights, example input and data.
 
-For now the registry holds the bundled sample models; every entry yields the same ModelSpec, so the rest
-of the engine never needs to know where a model came from.
+The registry holds the bundled sample models (trained weights and data) and the reference zoo (224x224
+architectures with seeded random weights and no data). Every entry yields the same ModelSpec, so the rest
+of the engine never needs to know where a model came from; what needs data asks `require_data` first.
 """
 
 from __future__ import annotations
@@ -26,16 +27,28 @@ class ModelSpec:
     name: str
     model: nn.Module
     example_input: torch.Tensor  # batch of one, on the CPU
-    split: Split
+    split: Split | None  # None: no data (reference zoo) — no accuracy, fine-tuning or sensitivity sweeps
     summary: str
     fingerprint: str  # identifies the base weights; configs carry it so they are not replayed elsewhere
 
+    @property
+    def has_data(self) -> bool:
+        return self.split is not None
 
-def available() -> list[str]:
-    """Names that load() accepts."""
-    from sample_models import SAMPLES
 
-    return sorted(SAMPLES)
+def require_data(spec: ModelSpec, what: str) -> Split:
+    """spec's data, or a clear error saying that `what` needs data this model does not have."""
+    if spec.split is None:
+        raise PruneLabError(f"{what} needs labelled data, and {spec.name} has none (random weights for size and "
+                            "latency work); accuracy is not available for it")
+    return spec.split
+
+
+def available(trained_only: bool = False) -> list[str]:
+    """Names that load() accepts: the trained samples, then (unless trained_only) the reference zoo."""
+    from sample_models import SAMPLES, ZOO
+
+    return sorted(SAMPLES) + ([] if trained_only else list(ZOO))
 
 
 def fingerprint(model: nn.Module) -> str:
@@ -50,8 +63,10 @@ def fingerprint(model: nn.Module) -> str:
 
 def load(name: str) -> ModelSpec:
     """Build the named model and load its weights (weights-only: no pickled code runs)."""
-    from sample_models import SAMPLES
+    from sample_models import SAMPLES, ZOO
 
+    if name in ZOO:
+        return _reference(ZOO[name])
     if name not in SAMPLES:
         raise PruneLabError(f"unknown model {name!r}; available: {', '.join(available())}")
     sample = SAMPLES[name]
@@ -73,3 +88,19 @@ def load(name: str) -> ModelSpec:
         summary=sample.summary,
         fingerprint=fingerprint(model),
     )
+
+
+def _reference(ref) -> ModelSpec:
+    """A zoo architecture with weights drawn from a fixed seed (the global RNG is left as it was), its
+    BatchNorm statistics estimated on 8 seeded noise images: freshly initialised statistics (mean 0,
+    variance 1) let activations blow up or vanish through 50 layers, which makes outputs — and the ONNX
+    export check that compares them — meaningless."""
+    from core.finetune import recalibrate_batchnorm
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ref.seed)
+        model = ref.build()
+        with torch.no_grad():
+            recalibrate_batchnorm(model, torch.randn(8, *ref.input_shape), batch_size=8)
+        model.eval()
+    return ModelSpec(ref.name, model, torch.zeros(1, *ref.input_shape), None, ref.summary, fingerprint(model))

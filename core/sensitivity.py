@@ -37,7 +37,7 @@ from core.files import write_atomic
 from core.finetune import recalibrate_batchnorm
 from core.graph import channel_groups, dependency_graph, kept_channels, query_projections
 from core.importance import Calibration, channel_scores, weight_scores
-from core.models import ModelSpec
+from core.models import ModelSpec, require_data
 from core.prune.unstructured import mask_from_scores
 
 SWEEP_VERSION = 1  # bump when the way figures are computed changes: old cache entries stop matching
@@ -83,12 +83,13 @@ def cache_path(sweep: SweepSpec) -> Path:
 def subsets(spec: ModelSpec, sweep: SweepSpec) -> tuple[Calibration, torch.Tensor, torch.Tensor]:
     """Calibration images (the same ones core.prune.calibration picks) and disjoint evaluation images,
     both from the training split."""
-    order = seeded_order(len(spec.split.train_x), sweep.seed)  # calibration first, as core.prune picks it
+    split = require_data(spec, "a sensitivity sweep")
+    order = seeded_order(len(split.train_x), sweep.seed)  # calibration first, as core.prune picks it
     cal, rest = order[: sweep.calibration_samples], order[sweep.calibration_samples:]
     ev = rest[: sweep.eval_samples]
     if len(ev) == 0:
         raise PruneLabError("no training images left for evaluation after the calibration subset")
-    x, y = spec.split.train_x, spec.split.train_y
+    x, y = split.train_x, split.train_y
     return Calibration(x[cal], y[cal]), x[ev], y[ev]
 
 

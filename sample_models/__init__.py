@@ -1,4 +1,5 @@
-"""Bundled sample models: architectures, trained weights (weights/*.pt) and the script that trains them."""
+"""Bundled sample models: architectures, trained weights (weights/*.pt) and the script that trains them;
+and a zoo of reference architectures at 224x224 with random weights, for size and latency work."""
 
 from __future__ import annotations
 
@@ -42,5 +43,35 @@ SAMPLES: dict[str, Sample] = {
                "MLP 64-128-64-10 on scikit-learn's 8x8 digits"),
         Sample("mnist-vit", MnistViT, "mnist", (1, 28, 28), 0.90, 40, 2e-3,
                "Vision transformer, 4 blocks x 4 heads, hand-written q/k/v attention"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference architecture without trained weights or data: built from a fixed seed, so its weights
+    (and fingerprint) are the same on every machine. Size, FLOPs and latency are real; accuracy is not
+    available, and fine-tuning and sensitivity sweeps need data it does not have."""
+
+    name: str
+    builder: str  # a function of sample_models.zoo
+    input_shape: tuple[int, ...]
+    summary: str
+    seed: int = 0
+
+    def build(self) -> nn.Module:
+        from sample_models import zoo
+
+        return getattr(zoo, self.builder)()
+
+
+_RGB = (3, 224, 224)
+ZOO: dict[str, Reference] = {
+    r.name: r
+    for r in (
+        Reference("resnet18", "resnet18", _RGB, "ResNet-18 (torchvision layout), 224x224, random weights"),
+        Reference("resnet50", "resnet50", _RGB, "ResNet-50 v1.5 (torchvision layout), 224x224, random weights"),
+        Reference("mobilenetv2", "mobilenetv2", _RGB, "MobileNetV2 1.0 (torchvision layout), 224x224, random weights"),
+        Reference("vit-s16", "vit_s16", _RGB, "ViT-S/16 (12 blocks x 6 heads, dim 384), 224x224, random weights"),
     )
 }

@@ -7,7 +7,7 @@ import torch
 
 from core.models import ModelSpec, available, load
 
-SAMPLE_NAMES = available()
+SAMPLE_NAMES = available(trained_only=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

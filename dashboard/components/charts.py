@@ -14,6 +14,8 @@ COMPARED = [
     ("flops", "FLOPs", "per image"),
     ("latency_ms", "latency b1 (median)", "ms"),
     ("latency_ms_batch32", "latency b32 (median)", "ms"),
+    ("torch_latency_ms", "eager torch b1 (median)", "ms"),
+    ("torch_latency_ms_batch32", "eager torch b32 (median)", "ms"),
 ]
 
 
@@ -59,7 +61,13 @@ def comparison_bars(base: dict, pruned: dict) -> go.Figure:
 
 
 def accuracy_bars(base: dict, pruned: dict) -> go.Figure:
-    """Test accuracy before and after, on a zoomed axis so a one-point drop is visible."""
+    """Test accuracy before and after, on a zoomed axis so a one-point drop is visible (an empty chart
+    saying so when the model has no data)."""
+    if base.get("accuracy") is None or pruned.get("accuracy") is None:
+        fig = go.Figure()
+        fig.add_annotation(text="accuracy n/a<br>(no data set)", showarrow=False, font={"size": 16})
+        fig.update_layout(height=380, xaxis={"visible": False}, yaxis={"visible": False})
+        return fig
     vals = [100 * base["accuracy"], 100 * pruned["accuracy"]]
     fig = go.Figure(go.Bar(x=["baseline", "pruned"], y=vals, marker_color=["#9aa5b1", "#2f80ed"],
                            text=[f"{v:.2f}%" for v in vals], textposition="outside"))

@@ -24,9 +24,19 @@ def metric_row(m: dict, base: dict | None = None) -> None:
     cols[0].metric("Parameters", human(m["params"]), delta("params"), delta_color="inverse")
     cols[1].metric("fp32 size", human(m["size_bytes"], "B"), delta("size_bytes"), delta_color="inverse")
     cols[2].metric("FLOPs / image", human(m["flops"]), delta("flops"), delta_color="inverse")
-    cols[3].metric("Latency b1 (median)", f"{m['latency_ms']:.3g} ms", delta("latency_ms"), delta_color="inverse",
-                   help=f"p90 {m['latency_p90_ms']:.3g} ms")
-    cols[4].metric("Latency b32 (median)", f"{m['latency_ms_batch32']:.3g} ms", delta("latency_ms_batch32"),
-                   delta_color="inverse", help=f"p90 {m['latency_p90_ms_batch32']:.3g} ms")
+    for col, batch in zip(cols[3:5], m.get("latency_batches", [1, 32]), strict=False):
+        key = latency_key(batch)
+        col.metric(f"Latency b{batch} (median)", f"{m[key]:.3g} ms", delta(key), delta_color="inverse",
+                   help=f"onnxruntime; p90 {m[latency_key(batch, 'p90')]:.3g} ms. Eager torch: "
+                        f"{m.get('torch_' + key, float('nan')):.3g} ms.")
+    if m.get("accuracy") is None:
+        cols[5].metric("Test accuracy", "n/a", help="This model has no data set (random weights): not measured.")
+        return
     acc_delta = None if not base else f"{100 * (m['accuracy'] - base['accuracy']):+.2f} pts"
     cols[5].metric("Test accuracy", f"{100 * m['accuracy']:.2f}%", acc_delta)
+
+
+def latency_key(batch: int, stat: str = "median") -> str:
+    """The metrics key of onnxruntime latency at a batch size ("latency_ms", "latency_p90_ms_batch32")."""
+    name = "latency_ms" if stat == "median" else "latency_p90_ms"
+    return name if batch == 1 else f"{name}_batch{batch}"

@@ -8,6 +8,7 @@ from core import hardware
 from core.allocate import Target, allocate
 from core.hardware import LatencyTable
 from dashboard import cache, jobs
+from dashboard.components.format import latency_key
 
 
 def table(name: str, batch: int) -> LatencyTable | None:
@@ -35,7 +36,7 @@ def panel(name: str) -> LatencyTable | None:
     c1, c2, c3 = st.columns([1.3, 0.8, 2.4])
     c1.toggle("Hardware-aware widths", key="hw-aware",
               help="Sliders offer only widths this CPU runtime is fast at (measured, not assumed).")
-    batch = c2.selectbox("Latency batch", [1, 32], key="hw-batch")
+    batch = c2.selectbox("Latency batch", cache.baseline(name).metrics["latency_batches"], key="hw-batch")
     _, error = jobs.panel("lut")
     if error:
         st.error(f"Timing the layer widths failed: {error}")
@@ -54,7 +55,7 @@ def solve_in_background(name: str, strategy: str, target: Target, bounds, sweep_
     """Hardware-aware solving builds and times candidate models (tens of seconds): a background job."""
     spec, cm = cache.spec(name), cache.cost_model(name, "channel")
     base = cache.baseline(name)
-    base_ms = base.metrics["latency_ms" if lut.batch == 1 else "latency_ms_batch32"]
+    base_ms = base.metrics[latency_key(lut.batch)]
 
     def work(progress) -> dict:
         def solve(hw_table):

@@ -15,8 +15,10 @@ def render(name: str) -> None:
     st.subheader(f"{name} — {spec.summary}")
     base = cache.baseline(name).metrics
     metric_row(base)
-    st.caption(f"Measured: test accuracy on {len(spec.split.test_y):,} held-out images; latency in "
-               f"{base['runtime']} with {base['latency_threads']} thread(s), median of repeated runs after warm-up.")
+    data = (f"test accuracy on {len(spec.split.test_y):,} held-out images" if spec.has_data else
+            "no data set (random weights, for size and latency work): accuracy n/a")
+    st.caption(f"Measured: {data}; latency in {base['runtime']} with {base['latency_threads']} thread(s), median "
+               "of repeated runs after warm-up.")
 
     st.markdown("#### Importance: which channels carry weight")
     c1, c2, c3 = st.columns([2, 1, 1])

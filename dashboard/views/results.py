@@ -30,14 +30,15 @@ def pick_run(name: str, key: str) -> SavedRun | None:
 
 
 def _label(run: SavedRun) -> str:
-    acc = run.metrics["pruned"]["accuracy"]
-    return f"{run.run_id} · {run.config.finetune.epochs} ep · acc {100 * acc:.2f}%"
+    acc = run.metrics["pruned"].get("accuracy")
+    return f"{run.run_id} · {run.config.finetune.epochs} ep · acc " + ("n/a" if acc is None else f"{100 * acc:.2f}%")
 
 
 def _table(base: dict, pruned: dict) -> pd.DataFrame:
     rows = [(label + (f" ({unit})" if unit else ""), base[k], pruned[k], pruned[k] / base[k] if base[k] else None)
             for k, label, unit in COMPARED if k in base and k in pruned]
-    rows.append(("test accuracy", base["accuracy"], pruned["accuracy"], pruned["accuracy"] / base["accuracy"]))
+    if base.get("accuracy") is not None:
+        rows.append(("test accuracy", base["accuracy"], pruned["accuracy"], pruned["accuracy"] / base["accuracy"]))
     return pd.DataFrame(rows, columns=["metric", "baseline", "pruned", "pruned / baseline"])
 
 
@@ -77,7 +78,7 @@ def render(name: str) -> None:
         st.button("Load the aligned ratios into the Tune sliders", key="load-aligned", on_click=_load_ratios,
                   args=(name, run.config.method, alt["ratios"]))
     _graph(name, run)
-    if prediction := run.metrics.get("prediction"):
+    if (prediction := run.metrics.get("prediction")) and pruned.get("accuracy") is not None:
         c1, c2, c3 = st.columns(3)
         c1.metric("Predicted accuracy", f"{100 * prediction['accuracy']:.2f}%", help=prediction["method"])
         c2.metric("Measured accuracy", f"{100 * pruned['accuracy']:.2f}%",
@@ -85,5 +86,5 @@ def render(name: str) -> None:
         c3.caption(f"Fine-tuning epochs: {run.config.finetune.epochs}. The prediction ignores fine-tuning and "
                    "interactions between layers.")
     st.caption(f"All figures measured: latency in {pruned['runtime']}, {pruned['latency_threads']} thread(s), "
-               "median and p90 over repeated runs after warm-up. Method: "
+               "median and p90 over repeated runs after warm-up (eager torch timed alike, for comparison). Method: "
                f"{run.config.method}, criterion {run.config.criterion}, seed {run.config.seed}.")

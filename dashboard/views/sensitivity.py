@@ -33,6 +33,10 @@ def _launch(name: str) -> None:
 
 
 def render(name: str) -> None:
+    if not cache.spec(name).has_data:
+        st.info(f"{name} has no data set (random weights, for size and latency work): sensitivity sweeps measure "
+                "accuracy and are not available for it. The Tune tab's estimates and hardware-aware widths are.")
+        return
     _controls()
     sweep_spec = current_spec(name)
     _, error = jobs.panel("sweep")

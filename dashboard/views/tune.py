@@ -13,7 +13,7 @@ from core.importance import REGISTRY
 from dashboard import cache, jobs
 from dashboard.components import hardware as hardware_ui
 from dashboard.components.charts import estimate_bars
-from dashboard.components.format import human
+from dashboard.components.format import human, latency_key
 from dashboard.components.sliders import ratio_sliders, slider_key
 from dashboard.components.solver import solver_panel
 from dashboard.components.sweeps import cached_table, current_spec
@@ -27,6 +27,8 @@ METHOD_HELP = (
 
 def _prediction(name: str, method: str, criterion: str, ratios: dict[str, float]) -> dict | None:
     """Test accuracy predicted from the sensitivity sweep (if one is cached for this method/criterion)."""
+    if not cache.spec(name).has_data:
+        return None
     sweep_spec = current_spec(name, method, criterion)
     table = cached_table(sweep_spec)
     if table is None:
@@ -38,7 +40,7 @@ def _prediction(name: str, method: str, criterion: str, ratios: dict[str, float]
                       "before fine-tuning"}
 
 
-def _estimates(base: dict, est: dict, prediction: dict | None) -> None:
+def _estimates(base: dict, est: dict, prediction: dict | None, has_data: bool) -> None:
     cols = st.columns(5)
     shown = [("params", "Parameters", ""), ("nonzero_params", "Non-zero params", ""),
              ("flops", "FLOPs / image", ""), ("size_bytes", "fp32 size", "B")]
@@ -49,14 +51,16 @@ def _estimates(base: dict, est: dict, prediction: dict | None) -> None:
     if prediction:
         cols[4].metric("Accuracy (predicted)", f"{100 * prediction['accuracy']:.2f}%",
                        f"{-100 * prediction['drop']:+.2f} pts", help=prediction["method"])
-    else:
+    elif has_data:
         cols[4].caption("Run a sensitivity sweep for this method and criterion to see a predicted accuracy.")
+    else:
+        cols[4].caption("Accuracy n/a: this model has no data set (random weights).")
 
 
 def _latency_estimate(name: str, lut, model_cost, ratios: dict[str, float]) -> None:
     """The measured baseline latency minus what the width-latency table says each unit saves."""
     metrics = cache.baseline(name).metrics
-    base_ms = metrics["latency_ms" if lut.batch == 1 else "latency_ms_batch32"]
+    base_ms = metrics[latency_key(lut.batch)]
     units = {u.name: u for u in model_cost.units}
     saved = sum(lut.saving(u, kept_channels(units[u], r)) for u, r in ratios.items())
     est = max(base_ms - saved, 0.0)
@@ -99,7 +103,7 @@ def render(name: str) -> None:
 
     base_est, est = model_cost.estimate({}), model_cost.estimate(ratios)
     st.markdown("#### Estimate")
-    _estimates(base_est, est, prediction)
+    _estimates(base_est, est, prediction, spec.has_data)
     if lut is not None:
         _latency_estimate(name, lut, model_cost, ratios)
     st.plotly_chart(estimate_bars(base_est, est), width="stretch", key="estimate-chart")
@@ -111,8 +115,10 @@ def render(name: str) -> None:
 
     st.markdown("#### Apply, fine-tune, measure")
     c1, c2, c3 = st.columns(3)
-    epochs = c1.number_input("Fine-tune epochs", 0, 20, 1, key="epochs",
-                             help="SGD with momentum, warm-up then cosine decay; 0 skips fine-tuning.")
+    epochs = c1.number_input("Fine-tune epochs", 0, 20, 1 if spec.has_data else 0, key="epochs",
+                             disabled=not spec.has_data,
+                             help="SGD with momentum, warm-up then cosine decay; 0 skips fine-tuning."
+                             + ("" if spec.has_data else " Not available: this model has no data set."))
     lr = c2.number_input("Peak learning rate", 0.0001, 1.0, 0.01, format="%.4f", key="lr")
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
     if st.button("Apply and measure", type="primary", key="apply", disabled=jobs.running("job")):
