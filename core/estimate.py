@@ -4,7 +4,9 @@ A CostModel is built once per model and method: each module's own parameters, bu
 which unit (slider) shrinks its output and input channels. A convolution's or linear's parameters and
 FLOPs are proportional to (kept outputs x kept inputs), a norm layer's to its kept channels, so the
 estimate for conv/linear/norm layers is exact; FLOPs of inline attention matmuls are scaled by the
-kept share of their projections' width, which is an estimate.
+kept share of their projections' width, which is an estimate. Mask methods (unstructured, N:M, block)
+thin out weights without shrinking anything; heads shrink q/k/v outputs and the output projection's
+inputs like a channel group; removed blocks take every module inside them away.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from core.config import MASK_METHODS
 from core.graph import Unit, kept_channels, units
 from core.metrics import count_nonzero, flops_by_module
 
@@ -50,7 +53,7 @@ class CostModel:
         """Per unit, the params and FLOPs of the layers whose outputs it cuts (what its pruning acts on)."""
         costs = {u.name: {"params": 0, "flops": 0} for u in self.units}
         for lc in self.layers:
-            unit = lc.out_unit if self.method == "channel" else lc.name
+            unit = lc.name if self.method in MASK_METHODS else lc.out_unit
             if unit in costs:
                 costs[unit]["params"] += lc.params
                 costs[unit]["flops"] += lc.flops
@@ -58,9 +61,21 @@ class CostModel:
 
     def estimate(self, ratios: dict[str, float]) -> dict[str, int]:
         """params, nonzero_params, size_bytes, flops and sparse_flops if ratios were applied."""
-        if self.method == "unstructured":
+        if self.method in MASK_METHODS:
             return self._unstructured(ratios)
+        if self.method == "layer":
+            return self._blocks({u for u, r in ratios.items() if r >= 0.5})
         return self._channel(ratios)
+
+    def _blocks(self, removed: set[str]) -> dict[str, int]:
+        """Every module inside a removed block (and its inline FLOPs) is gone; the rest stays."""
+        def gone(name: str) -> bool:
+            return any(name == b or name.startswith((f"{b}.", f"{b}:")) for b in removed)
+
+        kept = [lc for lc in self.layers if not gone(lc.name)]
+        params, flops = sum(lc.params for lc in kept), sum(lc.flops for lc in kept)
+        return {"params": params, "nonzero_params": params, "size_bytes": 4 * (params + sum(lc.buffers for lc in kept)),
+                "flops": flops, "sparse_flops": flops}
 
     def _unstructured(self, ratios: dict[str, float]) -> dict[str, int]:
         params = sum(lc.params for lc in self.layers)

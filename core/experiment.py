@@ -15,15 +15,15 @@ import onnxruntime
 import torch
 from torch import nn
 
+from core import schedule
 from core.config import PruneConfig
 from core.evaluate import evaluate
 from core.export import deployable, export_onnx
 from core.files import write_atomic
-from core.finetune import Recipe, fit
 from core.latency import measure_cached, measure_interleaved, measure_torch
 from core.metrics import static_metrics
-from core.models import ModelSpec, require_data
-from core.prune import apply, check_config_matches
+from core.models import ModelSpec, initial_state, require_data
+from core.prune import check_config_matches
 
 # progress(stage, done, total): stage is a short human label ("fine-tuning"), done/total its steps
 StageProgress = Callable[[str, int, int], None]
@@ -43,10 +43,11 @@ class RunOutput:
     finetune_losses: list[float] = field(default_factory=list)
     prediction: dict | None = None  # what was predicted before measuring (e.g. from a sensitivity sweep)
     aligned_alternative: dict | None = None  # a nearby config of fast widths that measured faster
+    trajectory: list[dict] = field(default_factory=list)  # core.schedule's measurements per step
 
     def metrics_json(self) -> str:
         data = {"baseline": self.baseline, "pruned": self.pruned, "removed": self.removed,
-                "finetune_losses": self.finetune_losses}
+                "finetune_losses": self.finetune_losses, "trajectory": self.trajectory}
         if self.prediction:
             data["prediction"] = self.prediction
         if self.aligned_alternative:
@@ -150,24 +151,21 @@ def run(
     check_config_matches(spec, config)  # before any slow work
     if config.finetune.epochs:
         require_data(spec, "fine-tuning")
+    if config.finetune.rewind:
+        initial_state(spec)  # fails now, not after the baseline, if the initial weights are unknown
     say("measuring baseline", 0, 1)
     batches = batches or default_batches(spec)
     base = base or baseline(spec, threads, batches)
-    say("pruning", 0, 1)
-    result = apply(spec, config)
-    losses: list[float] = []
-    if config.finetune.epochs:
-        recipe = Recipe(epochs=config.finetune.epochs, lr=config.finetune.lr, batch_size=config.finetune.batch_size)
-        losses = fit(result.model, spec.split.train_x, spec.split.train_y, recipe, seed=config.seed,
-                     progress=lambda d, t, info: say("fine-tuning", d, t))
+    trained = schedule.train(spec, config, say)
     say("exporting ONNX", 0, 1)
-    model = deployable(result.model)
+    model = deployable(trained.model)
     onnx, _ = export_onnx(model, spec.example_input)
     say("measuring", 0, 1)
     metrics = {"baseline": dict(base.metrics), "pruned": _static(model, spec, onnx)}
     _add_latency(metrics, {"baseline": base.onnx, "pruned": onnx}, {"baseline": spec.model, "pruned": model}, spec,
                  threads, batches)
-    out = RunOutput(config, model, onnx, metrics["baseline"], metrics["pruned"], result.removed, losses)
+    out = RunOutput(config, model, onnx, metrics["baseline"], metrics["pruned"], trained.removed, trained.losses,
+                    trajectory=trained.trajectory)
     if hardware is not None and config.method == "channel":
         say("checking aligned widths", 0, 1)
         out.aligned_alternative = aligned_alternative(spec, config.ratios, onnx, hardware)

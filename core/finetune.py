@@ -14,6 +14,26 @@ from core.data import batches
 
 # progress(done_steps, total_steps, info) — info carries e.g. {"epoch": 1, "loss": 0.12}
 Progress = Callable[[int, int, dict], None]
+# on_step(done_steps, total_steps): called after every optimiser step (e.g. to update pruning masks)
+StepHook = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """Knowledge distillation (Hinton et al. 2015): the loss adds alpha * T^2 * KL(teacher || student) on
+    temperature-T softmaxes to (1 - alpha) * cross-entropy on the labels. The teacher is only read."""
+
+    model: nn.Module
+    temperature: float = 4.0
+    alpha: float = 0.5
+
+    def loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.model(x)
+        t = self.temperature
+        soft = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(target / t, -1), log_target=True,
+                        reduction="batchmean") * t * t
+        return self.alpha * soft + (1 - self.alpha) * F.cross_entropy(logits, y)
 
 
 @dataclass(frozen=True)
@@ -67,41 +87,50 @@ def fit(
     *,
     seed: int = 0,
     progress: Progress | None = None,
+    steps: int | None = None,
+    teacher: Teacher | None = None,
+    on_step: StepHook | None = None,
 ) -> list[float]:
-    """Train model in place on (x, y) with recipe; returns the mean training loss of each epoch.
+    """Train model in place on (x, y) with recipe; returns the mean training loss of each epoch (or part
+    epoch). `steps` overrides the length: that many optimiser steps (a share of an epoch, or several),
+    the learning-rate schedule stretched over them — how a schedule splits its epoch budget into rounds.
 
     Pruning masks installed by torch.nn.utils.prune stay in force: the forward pass multiplies the
     trainable weight_orig by the fixed mask, so pruned weights stay zero.
     """
+    total = steps if steps is not None else -(-len(x) // recipe.batch_size) * recipe.epochs
     with torch.random.fork_rng(devices=[]):  # seed augmentation/dropout without touching the caller's RNG
         torch.manual_seed(seed)
-        return _fit(model, x, y, recipe, seed, progress)
+        return _fit(model, x, y, recipe, seed, total, progress, teacher, on_step)
 
 
-def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, seed: int,
-         progress: Progress | None) -> list[float]:
+def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, seed: int, total: int,
+         progress: Progress | None, teacher: Teacher | None, on_step: StepHook | None) -> list[float]:
     opt = _optimizer(model, recipe)
-    steps_per_epoch = -(-len(x) // recipe.batch_size)
-    total = steps_per_epoch * recipe.epochs
     warmup = int(total * recipe.warmup_fraction)
-    step, epoch_losses = 0, []
+    step, epoch, epoch_losses = 0, 0, []
     model.train()
-    for epoch in range(recipe.epochs):
-        running = 0.0
+    while step < total:
+        running, seen = 0.0, 0
         for xb, yb in batches(x, y, recipe.batch_size, shuffle=True, seed=seed * 1000 + epoch):
+            if step == total:
+                break
             for group in opt.param_groups:
                 group["lr"] = recipe.lr * _lr_factor(step, total, warmup)
             if recipe.augment and xb.dim() == 4:
                 xb = random_shift(xb)
-            loss = F.cross_entropy(model(xb), yb)
+            logits = model(xb)
+            loss = teacher.loss(logits, xb, yb) if teacher else F.cross_entropy(logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            running += loss.item() * len(xb)
-            step += 1
+            running, seen, step = running + loss.item() * len(xb), seen + len(xb), step + 1
+            if on_step:
+                on_step(step, total)
             if progress:
                 progress(step, total, {"epoch": epoch + 1, "loss": loss.item()})
-        epoch_losses.append(running / len(x))
+        epoch_losses.append(running / max(seen, 1))
+        epoch += 1
     model.eval()
     return epoch_losses
 

@@ -127,9 +127,51 @@ def channel_units(model: nn.Module, example_input: torch.Tensor, graph=None) -> 
     return [unit for unit, _ in channel_groups(model, example_input, graph)]
 
 
+def neuron_units(model: nn.Module, example_input: torch.Tensor, graph=None) -> list[Unit]:
+    """Hidden units of Linear layers: the channel groups cut by exactly one Linear's outputs and no
+    attention head (an MLP's hidden layer: fc1's outputs with fc2's inputs). Residual streams (cut by
+    several layers' outputs) and attention projections are other methods' business."""
+    modules = dict(model.named_modules())
+    found = []
+    for unit in channel_units(model, example_input, graph):
+        outs = {m.name for m in unit.members if m.side == "out" and isinstance(modules.get(m.name), PRUNABLE)}
+        if unit.heads == 1 and len(outs) == 1 and isinstance(modules[next(iter(outs))], nn.Linear):
+            found.append(unit)
+    return found
+
+
+def head_units(model: nn.Module) -> list[Unit]:
+    """One unit per attention module (core.prune.heads): its size is the head count; cutting heads
+    shrinks the q/k/v projections' outputs and the output projection's inputs alike."""
+    from core.prune.heads import PROJECTIONS, attention_modules
+
+    found = []
+    for name, heads in attention_modules(model).items():
+        *qkv, out = PROJECTIONS
+        members = tuple(Member(f"{name}.{p}", "out") for p in qkv) + (Member(f"{name}.{out}", "in"),)
+        found.append(Unit(name, heads, members))
+    return found
+
+
+def block_units(model: nn.Module, example_input: torch.Tensor) -> list[Unit]:
+    """One unit per removable residual block (core.prune.layers); ratio 1 removes it."""
+    from core.prune.layers import removable_blocks
+
+    return [Unit(name, 1, (Member(name, "out"),)) for name in removable_blocks(model, example_input)]
+
+
 def units(model: nn.Module, example_input: torch.Tensor, method: str) -> list[Unit]:
-    """The sliders of a method: layers (unstructured) or coupled channel groups (channel)."""
-    return unstructured_units(model) if method == "unstructured" else channel_units(model, example_input)
+    """The sliders of a method: layers (unstructured, nm, block), coupled channel groups (channel),
+    hidden units (neuron), attention modules (head) or removable blocks (layer)."""
+    if method in ("unstructured", "nm", "block"):
+        return unstructured_units(model)
+    if method == "neuron":
+        return neuron_units(model, example_input)
+    if method == "head":
+        return head_units(model)
+    if method == "layer":
+        return block_units(model, example_input)
+    return channel_units(model, example_input)
 
 
 def ratio_for(unit: Unit, kept: int) -> float:

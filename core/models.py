@@ -104,3 +104,18 @@ def _reference(ref) -> ModelSpec:
             recalibrate_batchnorm(model, torch.randn(8, *ref.input_shape), batch_size=8)
         model.eval()
     return ModelSpec(ref.name, model, torch.zeros(1, *ref.input_shape), None, ref.summary, fingerprint(model))
+
+
+TRAINING_SEED = 0  # sample_models.train's default: the seed the committed weights were trained from
+
+
+def initial_state(spec: ModelSpec) -> dict[str, torch.Tensor]:
+    """The weights a sample model had before training (rebuilt from the seed it was trained with), for
+    lottery-ticket rewinding; models without a known initialisation raise a clear error."""
+    from sample_models import SAMPLES
+
+    if spec.name not in SAMPLES:
+        raise PruneLabError(f"rewinding needs the initial weights of {spec.name}, which are not known")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TRAINING_SEED)
+        return SAMPLES[spec.name].build().state_dict()

@@ -260,9 +260,8 @@ def scores_frame(scores: dict[str, torch.Tensor]) -> pd.DataFrame:
     module has fewer heads than the widest one."""
     width = max((len(s) for s in scores.values()), default=0)
     rows = [s.tolist() + [math.nan] * (width - len(s)) for s in scores.values()]
-    frame = pd.DataFrame(rows, index=pd.Index(list(scores), name="module"),
-                         columns=pd.RangeIndex(width, name="head"), dtype=float)
-    return frame
+    return pd.DataFrame(rows, index=pd.Index(list(scores), name="module"),
+                        columns=pd.RangeIndex(width, name="head"), dtype=float)
 
 
 def head_grid(model: nn.Module, calib: Calibration) -> pd.DataFrame:

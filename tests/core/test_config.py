@@ -8,13 +8,13 @@ import json
 
 import pytest
 
-from core.config import CONFIG_VERSION, FinetuneConfig, PruneConfig, check_ratio
+from core.config import CONFIG_VERSION, FinetuneConfig, Pattern, PruneConfig, Schedule, check_ratio
 from core.errors import PruneLabError
 from core.prune import apply, check_config_matches
 from tests.conftest import get_spec
 
 KEYS = {"model", "method", "ratios", "criterion", "model_fingerprint", "finetune", "calibration_samples", "seed",
-        "version"}
+        "schedule", "pattern", "remove_blocks", "version"}
 
 
 def _configs() -> list[PruneConfig]:
@@ -22,7 +22,12 @@ def _configs() -> list[PruneConfig]:
         PruneConfig(model="digits-mlp", method="channel", ratios={"fc2": 0.25, "fc1": 0.5}),
         PruneConfig(model="mnist-resnet", method="unstructured", ratios={"stem.0": 0.1, "layer1.0.conv1": 0.9},
                     criterion="l2", model_fingerprint="0123456789abcdef", seed=7, calibration_samples=64,
-                    finetune=FinetuneConfig(epochs=3, lr=0.05, batch_size=32)),
+                    finetune=FinetuneConfig(epochs=3, lr=0.05, batch_size=32, distill=True, rewind=True),
+                    schedule=Schedule("iterative", steps=4, curve="linear")),
+        PruneConfig(model="mnist-resnet", method="block", ratios={"layer1.0.conv1": 0.5},
+                    pattern=Pattern(block=(8, 8)), schedule=Schedule("dynamic", update_every=5),
+                    finetune=FinetuneConfig(epochs=2)),
+        PruneConfig(model="mnist-resnet", method="layer", ratios={}, remove_blocks=("layer3.1", "layer1.1")),
     ]
 
 
@@ -32,7 +37,7 @@ def _valid_dict(**changes) -> dict:
     return data
 
 
-@pytest.mark.parametrize("config", _configs(), ids=["channel", "unstructured+finetune"])
+@pytest.mark.parametrize("config", _configs(), ids=["channel", "unstructured+finetune", "block-dynamic", "layer"])
 def test_round_trips(config, tmp_path):
     assert PruneConfig.from_json(config.to_json()) == config
     assert PruneConfig.from_dict(config.to_dict()) == config
@@ -43,8 +48,9 @@ def test_round_trips(config, tmp_path):
     assert isinstance(loaded.finetune, FinetuneConfig)
     assert loaded.finetune == config.finetune
     assert set(config.to_dict()) == KEYS
-    assert set(config.to_dict()["finetune"]) == {"epochs", "lr", "batch_size"}
-    assert config.to_dict()["version"] == CONFIG_VERSION == 1
+    assert set(config.to_dict()["finetune"]) == {"epochs", "lr", "batch_size", "distill", "temperature", "alpha",
+                                                 "rewind"}
+    assert config.to_dict()["version"] == CONFIG_VERSION == 2
     text = config.to_json()
     assert text.endswith("\n") and json.loads(text) == config.to_dict()
     assert list(json.loads(text)) == sorted(KEYS)  # stable, diff-friendly key order
@@ -66,7 +72,7 @@ def test_config_is_frozen():
 
 
 @pytest.mark.parametrize("text, message", [
-    (json.dumps(_valid_dict(version=2)), "version 2 is not supported"),
+    (json.dumps(_valid_dict(version=3)), "version 3 is not supported"),
     (json.dumps({k: v for k, v in _valid_dict().items() if k != "version"}), "no 'version' field"),
     (json.dumps(_valid_dict(colour="red")), "unknown field(s): colour"),
     (json.dumps(_valid_dict(finetune={"epochs": 1, "momentum": 0.9})), "finetune has unknown field(s): momentum"),
@@ -82,7 +88,7 @@ def test_config_is_frozen():
     (json.dumps(_valid_dict(seed=-1)), "seed must be a non-negative integer"),
     (json.dumps(_valid_dict(calibration_samples=1.5)), "calibration_samples must be a positive integer"),
     ('{"version": 1, "model": "digits-mlp", "method": "channel", "ratios": {"fc1": NaN}}', "got nan"),
-], ids=["version-2", "no-version", "unknown-field", "unknown-finetune-field", "truncated", "empty", "list",
+], ids=["version-3", "no-version", "unknown-field", "unknown-finetune-field", "truncated", "empty", "list",
         "string", "null", "missing-model", "bad-method", "bad-criterion", "ratios-list", "negative-seed",
         "float-calibration", "nan-literal"])
 def test_bad_config_text_is_refused_with_a_precise_message(text, message):
@@ -96,8 +102,8 @@ def test_version_checked_before_fields():
     """A future version with fields this PruneLab does not know is refused for its version, not its fields."""
     with pytest.raises(PruneLabError, match="version 99 is not supported"):
         PruneConfig.from_dict({"version": 99, "sparsity_schedule": "cubic"})
-    with pytest.raises(PruneLabError, match="version 2"):
-        PruneConfig(model="digits-mlp", method="channel", ratios={}, version=2)
+    with pytest.raises(PruneLabError, match="version 3"):
+        PruneConfig(model="digits-mlp", method="channel", ratios={}, version=3)
 
 
 def test_unreadable_files(tmp_path):
@@ -175,3 +181,44 @@ def test_check_config_matches():
         apply(spec, wrong)  # apply checks before pruning
     with pytest.raises(PruneLabError, match="not 'digits-mlp'"):
         apply(spec, dataclasses.replace(good, model="mnist-vit"))
+
+
+def test_version_1_files_read_as_the_version_2_config_they_equal():
+    v1 = {"version": 1, "model": "digits-mlp", "method": "channel", "ratios": {"fc1": 0.5}, "criterion": "l1",
+          "model_fingerprint": "", "finetune": {"epochs": 1, "lr": 0.01, "batch_size": 64},
+          "calibration_samples": 512, "seed": 0}
+    config = PruneConfig.from_dict(v1)
+    assert config == PruneConfig("digits-mlp", "channel", {"fc1": 0.5}, finetune=FinetuneConfig(epochs=1))
+    assert config.version == 2 and config.schedule == Schedule() and config.pattern == Pattern()
+    assert PruneConfig.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"method": "nm", "ratios": {"fc1": 0.75}}, "removes exactly 0.5"),
+    ({"method": "layer", "ratios": {"fc1": 0.5}}, "takes the blocks to remove in remove_blocks"),
+    ({"remove_blocks": ["fc1"]}, "remove_blocks is for the layer method"),
+    ({"schedule": {"kind": "dynamic"}, "finetune": {"epochs": 2}}, "use it with unstructured or block"),
+    ({"method": "nm", "ratios": {"fc1": 0.5}, "schedule": {"kind": "iterative"}, "finetune": {"epochs": 2}},
+     "nothing to grow"),
+    ({"schedule": {"kind": "iterative"}}, "give at least one epoch"),
+    ({"finetune": {"epochs": 1, "rewind": True}}, "use it with a mask method"),
+    ({"finetune": {"distill": True}}, "give at least one fine-tuning epoch"),
+    ({"finetune": {"epochs": 1, "alpha": 1.5}}, "alpha must be in [0, 1]"),
+    ({"finetune": {"epochs": 1, "temperature": 0}}, "temperature must be in (0, 100]"),
+    ({"schedule": {"kind": "gradual"}}, "unknown schedule 'gradual'"),
+    ({"schedule": {"curve": "exp"}}, "unknown schedule curve"),
+    ({"schedule": {"steps": 0}}, "steps must be an integer"),
+    ({"pattern": {"n": 4, "m": 4}}, "0 < N < M"),
+    ({"pattern": {"block": [1, 1]}}, "block must be [rows, cols]"),
+    ({"pattern": {"block": [4]}}, "block must be [rows, cols]"),
+])
+def test_method_options_that_cannot_work_are_refused(changes, message):
+    with pytest.raises(PruneLabError) as info:
+        PruneConfig.from_dict(_valid_dict(**changes))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_schedule_curves():
+    assert [Schedule(curve="linear").fraction(t) for t in (0, 0.5, 1)] == [0, 0.5, 1]
+    assert Schedule(curve="cubic").fraction(0.5) == pytest.approx(0.875)  # AGP: most of the cut early
+    assert Schedule().fraction(2) == 1 and Schedule().fraction(-1) == 0
