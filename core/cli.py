@@ -14,6 +14,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from core.config import METHODS
 from core.errors import PruneLabError
 from core.importance import REGISTRY as CRITERIA
 
@@ -149,7 +150,7 @@ def cmd_layers(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(rows))
     else:
-        unit = "weights" if args.method == "unstructured" else "channels"
+        unit = {"channel": "channels", "neuron": "units", "head": "heads", "layer": "block"}.get(args.method, "weights")
         for r in rows:
             print(f"{r['name']:32} {r['size']:>8} {unit}  coupled: {', '.join(r['coupled']) or '-'}")
 
@@ -189,34 +190,58 @@ def _run_and_write(spec, config, outdir: Path, threads: int) -> None:
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
-    from core.config import FinetuneConfig, PruneConfig
-    from core.graph import units
+    from core.config import FinetuneConfig, Pattern, PruneConfig, Schedule
     from core.models import load
+    from core.plan import plan
 
     outdir = _out_dir(args.out)
     spec = load(args.model)
-    method = args.method
+    method, blocks = args.method, ()
     if args.config:
         ratios, file_method = _ratios_from_file(args.config)
         if file_method and method and file_method != method:
             raise PruneLabError(f"{args.config} is a {file_method} config but --method is {method}")
         method = method or file_method
     if method is None:
-        raise PruneLabError("--method is required (unstructured or channel)")
+        raise PruneLabError(f"--method is required ({', '.join(METHODS)})")
+    if args.ratio is None and not args.config and method != "nm":
+        raise PruneLabError("give --ratio R or --config FILE")
+    pattern = Pattern(*args.nm, block=args.block)
     if not args.config:
-        ratios = {u.name: args.ratio for u in units(spec.model, spec.example_input, method)}
-    config = PruneConfig(model=spec.name, method=method, ratios=ratios, criterion=args.criterion,
-                         model_fingerprint=spec.fingerprint, seed=args.seed,
-                         finetune=FinetuneConfig(epochs=args.finetune_epochs, lr=args.lr))
+        ratios, blocks = plan(spec, method, args.ratio, criterion=args.criterion, pattern=pattern, scope=args.scope,
+                              rank=args.rank, seed=args.seed)
+    config = PruneConfig(
+        model=spec.name, method=method, ratios=ratios, criterion=args.criterion, model_fingerprint=spec.fingerprint,
+        seed=args.seed, pattern=pattern, remove_blocks=blocks,
+        schedule=Schedule(args.schedule, args.steps, args.curve, args.update_every),
+        finetune=FinetuneConfig(epochs=args.finetune_epochs, lr=args.lr, distill=args.distill,
+                                temperature=args.temperature, alpha=args.alpha, rewind=args.rewind))
     _check_layers(spec, config)
     _run_and_write(spec, config, outdir, args.threads)
+
+
+def _nm(text: str) -> tuple[int, int]:
+    """argparse type: N:M, e.g. 2:4."""
+    n, sep, m = text.partition(":")
+    if not sep or not n.strip().isdigit() or not m.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected N:M such as 2:4, got {text!r}")
+    return int(n), int(m)
+
+
+def _block(text: str) -> tuple[int, int]:
+    """argparse type: ROWSxCOLS, e.g. 4x1."""
+    rows, sep, cols = text.lower().partition("x")
+    if not sep or not rows.strip().isdigit() or not cols.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected ROWSxCOLS such as 4x1, got {text!r}")
+    return int(rows), int(cols)
 
 
 def _check_layers(spec, config) -> None:
     """Refuse ratios for layers the model does not have, naming them."""
     from core.graph import units
 
-    unknown = sorted(set(config.ratios) - {u.name for u in units(spec.model, spec.example_input, config.method)})
+    known = {u.name for u in units(spec.model, spec.example_input, config.method)}
+    unknown = sorted((set(config.ratios) | set(config.remove_blocks)) - known)
     if unknown:
         raise PruneLabError(f"{spec.name} has no {config.method} layer(s) named {', '.join(unknown)} "
                             f"(see: prunelab layers {spec.name} --method {config.method})")
@@ -427,19 +452,36 @@ def build_parser() -> Parser:
 
     ly = sub.add_parser("layers", help="list the prunable layers / channel groups (the keys of a config)")
     ly.add_argument("model")
-    ly.add_argument("--method", choices=["unstructured", "channel"], default="channel")
+    ly.add_argument("--method", choices=METHODS, default="channel")
     ly.add_argument("--json", action="store_true")
 
     pr = sub.add_parser("prune", help="prune a model, fine-tune, export and measure")
     pr.add_argument("model")
-    pr.add_argument("--method", choices=["unstructured", "channel"])
-    group = pr.add_mutually_exclusive_group(required=True)
-    group.add_argument("--ratio", type=_ratio, help="fraction removed from every layer, 0 <= R < 1")
+    pr.add_argument("--method", choices=METHODS)
+    group = pr.add_mutually_exclusive_group()
+    group.add_argument("--ratio", type=_ratio, help="fraction removed, 0 <= R < 1: of each layer's weights, of each "
+                       "channel group, hidden-unit group or attention module's heads, or of the removable blocks")
     group.add_argument("--config", help="per-layer ratios from a JSON {layer: ratio} or a PruneLab config (only its "
                        "ratios and method are used; `prunelab apply` replays a whole config)")
     pr.add_argument("--criterion", choices=list(CRITERIA), default="l1",
                     help="what ranks weights/channels for removal (docs/user-guide.md lists them)")
-    pr.add_argument("--finetune-epochs", type=int, default=0, help="0 = no fine-tuning")
+    pr.add_argument("--scope", choices=["layer", "global"], default="layer",
+                    help="unstructured: R of every layer, or one threshold across layers (total R)")
+    pr.add_argument("--nm", type=_nm, default=(2, 4), metavar="N:M", help="nm method: keep N of every M (2:4)")
+    pr.add_argument("--block", type=_block, default=(4, 1), metavar="RxC", help="block method: block shape (4x1)")
+    pr.add_argument("--rank", choices=["cosine", "sensitivity"], default="cosine",
+                    help="layer method: rank blocks by how little they change their input, or by accuracy lost")
+    pr.add_argument("--schedule", choices=["oneshot", "iterative", "dynamic"], default="oneshot")
+    pr.add_argument("--steps", type=_positive_int, default=3, help="iterative: prune/fine-tune rounds")
+    pr.add_argument("--curve", choices=["cubic", "linear"], default="cubic", help="iterative/dynamic ratio curve")
+    pr.add_argument("--update-every", type=_positive_int, default=10, help="dynamic: optimiser steps per mask update")
+    pr.add_argument("--finetune-epochs", type=int, default=0,
+                    help="the schedule's whole fine-tuning budget in epochs (0 = none)")
+    pr.add_argument("--distill", action="store_true", help="distil from the unpruned model while fine-tuning")
+    pr.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
+    pr.add_argument("--alpha", type=float, default=0.5, help="weight of the distillation loss (0..1)")
+    pr.add_argument("--rewind", action="store_true",
+                    help="lottery ticket: reset surviving weights to their initial values, then train (masks only)")
     pr.add_argument("--lr", type=float, default=0.01, help="peak fine-tuning learning rate")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--out", required=True, help="directory for config.json, model.onnx, metrics.json")

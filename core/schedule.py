@@ -32,7 +32,7 @@ from core.metrics import static_metrics
 from core.models import ModelSpec, initial_state, require_data
 from core.prune import calibration, check_config_matches, prune_step
 from core.prune.patterns import block_mask
-from core.prune.unstructured import mask_from_scores
+from core.prune.unstructured import mask_from_scores, refresh_masked
 
 StageProgress = Callable[[str, int, int], None]
 PRUNE_UNTIL = 0.75  # dynamic: share of the optimiser steps over which sparsity grows
@@ -141,6 +141,7 @@ def rewind(model: nn.Module, initial: dict[str, torch.Tensor]) -> None:
         if source not in initial or initial[source].shape != value.shape:
             raise PruneLabError(f"cannot rewind {key}: the initial weights do not have it in this shape")
         value.copy_(initial[source])
+    refresh_masked(model)  # the masked `weight` attributes are recomputed at the next forward; do it now
 
 
 def _dynamic(spec: ModelSpec, config: PruneConfig, say: StageProgress) -> Trained:
