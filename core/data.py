@@ -80,6 +80,16 @@ def seeded_order(n: int, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 
+def random_inputs(example: torch.Tensor, batch: int, generator: torch.Generator) -> torch.Tensor:
+    """A batch of random inputs shaped like `example` (batch of one): standard-normal floats for images,
+    or token ids between 1 and the largest id in `example` for integer inputs (0 is padding), so every
+    id drawn is one the model's embedding table has."""
+    shape = (batch, *example.shape[1:])
+    if example.is_floating_point():
+        return torch.randn(shape, generator=generator, dtype=example.dtype)
+    return torch.randint(1, int(example.max()) + 1, shape, generator=generator, dtype=example.dtype)
+
+
 def calibration_subset(x: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     """A fixed, seeded subset of n inputs (used to re-estimate BatchNorm statistics, score gradients, ...)."""
     return x[seeded_order(len(x), seed)[:n]]

@@ -71,6 +71,8 @@ def _static(model: nn.Module, spec: ModelSpec, onnx: bytes) -> dict:
         metrics.update(evaluate(model, spec.split.test_x, spec.split.test_y))
     else:  # a reference architecture with random weights: accuracy is not available, not zero
         metrics.update(accuracy=None, loss=None)
+    if spec.metric is not None:  # e.g. embedding fidelity of a sentence encoder
+        metrics.update(spec.metric(model))
     metrics["onnx_bytes"] = len(onnx)
     return metrics
 
@@ -98,7 +100,8 @@ def _add_latency(metrics: dict[str, dict], onnx: dict[str, bytes], torch_models:
     shape = tuple(spec.example_input.shape[1:])
     for batch in batches:
         _record(metrics, measure_interleaved(onnx, shape, batch=batch, threads=threads), "", batch)
-        _record(metrics, measure_torch(torch_models, shape, batch=batch, threads=threads), "torch_", batch)
+        _record(metrics, measure_torch(torch_models, shape, batch=batch, threads=threads,
+                                       integer=not spec.example_input.is_floating_point()), "torch_", batch)
     for m in metrics.values():
         m["latency_threads"] = threads
         m["latency_batches"] = list(batches)
@@ -113,7 +116,9 @@ def measure(model: nn.Module, spec: ModelSpec, onnx: bytes, threads: int = 1,
     shape = tuple(spec.example_input.shape[1:])
     for batch in batches or default_batches(spec):
         _record({"m": metrics}, {"m": measure_cached(onnx, shape, batch, threads)}, "", batch)
-        _record({"m": metrics}, measure_torch({"m": model}, shape, batch=batch, threads=threads), "torch_", batch)
+        torch_lat = measure_torch({"m": model}, shape, batch=batch, threads=threads,
+                                  integer=not spec.example_input.is_floating_point())
+        _record({"m": metrics}, torch_lat, "torch_", batch)
     metrics.update(latency_threads=threads, latency_batches=list(batches or default_batches(spec)),
                    runtime=f"onnxruntime {onnxruntime.__version__} CPU, torch {torch.__version__}")
     return metrics

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.data import random_inputs
 from core.errors import PruneLabError
 from core.files import write_atomic
 from core.prune.unstructured import make_permanent, refresh_masked
@@ -65,7 +66,7 @@ def check_onnx(onnx_bytes: bytes, model: nn.Module, example_input: torch.Tensor)
     gen = torch.Generator().manual_seed(0)
     worst = 0.0
     for batch in CHECK_BATCHES:
-        x = torch.randn((batch, *example_input.shape[1:]), generator=gen)
+        x = random_inputs(example_input, batch, gen)
         with torch.no_grad():
             expected = model(x).numpy()
         got = sess.run(None, {INPUT_NAME: x.numpy()})[0]

@@ -79,9 +79,12 @@ def _stats(times: dict[str, list[float]], batch: int, threads: int, warmup: int,
             for k, t in times.items()}
 
 
-def _inputs(keys, input_shape: tuple[int, ...] | dict, batch: int) -> dict[str, np.ndarray]:
+def _inputs(keys, input_shape: tuple[int, ...] | dict, batch: int, integer: bool = False) -> dict[str, np.ndarray]:
+    """Random float32 inputs, or int64 token ids in 1..999 (valid in any vocabulary worth timing)."""
     rng = np.random.default_rng(0)
     shapes = input_shape if isinstance(input_shape, dict) else dict.fromkeys(keys, input_shape)
+    if integer:
+        return {k: rng.integers(1, 1000, (batch, *shapes[k])).astype(np.int64) for k in keys}
     return {k: rng.standard_normal((batch, *shapes[k])).astype(np.float32) for k in keys}
 
 
@@ -102,7 +105,8 @@ def measure_interleaved(
     input_shape (without the batch dimension) is shared, or given per model as a dict.
     """
     sessions = {k: session(v, threads) for k, v in onnx_models.items()}
-    inputs = _inputs(sessions, input_shape, batch)
+    integer = any("int" in s.get_inputs()[0].type for s in sessions.values())
+    inputs = _inputs(sessions, input_shape, batch, integer)
     runners = {k: partial(s.run, None, {s.get_inputs()[0].name: inputs[k]}) for k, s in sessions.items()}
     return _stats(_interleave(runners, warmup, rounds, round_ms), batch, threads, warmup, "onnxruntime-cpu")
 
@@ -115,10 +119,11 @@ def measure_torch(
     warmup: int = 10,
     rounds: int = 10,
     round_ms: float = 30.0,
+    integer: bool = False,
 ) -> dict[str, Latency]:
     """The same interleaved timing in eager PyTorch (eval mode, no autograd, `threads` intra-op threads),
-    for comparison with the runtime a model is deployed on."""
-    inputs = {k: torch.from_numpy(v) for k, v in _inputs(models, input_shape, batch).items()}
+    for comparison with the runtime a model is deployed on. integer: the model takes token ids."""
+    inputs = {k: torch.from_numpy(v) for k, v in _inputs(models, input_shape, batch, integer).items()}
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

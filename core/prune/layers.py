@@ -130,6 +130,14 @@ def block_scores(model: nn.Module, blocks: list[str], x: Tensor, batch_size: int
     return {b: min(2.0, max(0.0, 1.0 - total[b] / count[b])) for b in blocks}
 
 
+class PassThrough(nn.Identity):
+    """What a removed block becomes: returns its first input unchanged and ignores the rest (a
+    transformer layer is also handed its attention mask)."""
+
+    def forward(self, x: Tensor, *args: object, **kwargs: object) -> Tensor:
+        return x
+
+
 def remove_blocks(model: nn.Module, names: list[str], example_input: Tensor | None = None) -> int:
     """Replace each named block by nn.Identity() in place; returns how many were removed.
 
@@ -149,7 +157,7 @@ def remove_blocks(model: nn.Module, names: list[str], example_input: Tensor | No
                             f"{', '.join(map(repr, refused))}; removable: {', '.join(allowed) or 'none'}")
     unique = list(dict.fromkeys(names))
     for name in unique:
-        model.set_submodule(name, nn.Identity())
+        model.set_submodule(name, PassThrough())
     return len(unique)
 
 
