@@ -23,12 +23,19 @@ METRIC_ROWS = [  # (key, label, format) for the human-readable summary
     ("nonzero_params", "non-zero parameters", "{:,.0f}"),
     ("size_bytes", "fp32 size (bytes)", "{:,.0f}"),
     ("flops", "FLOPs (batch 1)", "{:,.0f}"),
-    ("latency_ms", "ORT latency b1 median (ms)", "{:.4f}"),
-    ("latency_ms_batch32", "ORT latency b32 median (ms)", "{:.3f}"),
-    ("torch_latency_ms", "torch latency b1 median (ms)", "{:.4f}"),
-    ("torch_latency_ms_batch32", "torch latency b32 median (ms)", "{:.3f}"),
     ("accuracy", "test accuracy", "{:.4f}"),
+    ("fidelity", "embedding fidelity", "{:.4f}"),
 ]
+
+
+def _latency_rows(batches: list[int]) -> list[tuple[str, str, str]]:
+    """Median latency rows, onnxruntime then eager torch, for each batch size measured."""
+    rows = []
+    for prefix, runtime in (("", "ORT"), ("torch_", "torch")):
+        for b in batches:
+            key = f"{prefix}latency_ms" + ("" if b == 1 else f"_batch{b}")
+            rows.append((key, f"{runtime} latency b{b} median (ms)", "{:.4f}"))
+    return rows
 
 
 class Parser(argparse.ArgumentParser):
@@ -126,7 +133,11 @@ def _out_dir(text: str) -> Path:
 
 def _table(columns: dict[str, dict]) -> str:
     lines = [f"{'':30}" + "".join(f"{c:>18}" for c in columns)]
-    for key, label, fmt in METRIC_ROWS:
+    first = next(iter(columns.values()))
+    rows = METRIC_ROWS[:4] + _latency_rows(first.get("latency_batches", [1, 32])) + METRIC_ROWS[4:]
+    for key, label, fmt in rows:
+        if key == "fidelity" and all(key not in m for m in columns.values()):
+            continue
         cells = [fmt.format(m[key]) if m.get(key) is not None else "n/a" for m in columns.values()]
         lines.append(f"{label:30}" + "".join(f"{c:>18}" for c in cells))
     return "\n".join(lines)
@@ -136,7 +147,7 @@ def cmd_baseline(args: argparse.Namespace) -> None:
     from core.experiment import baseline
     from core.models import load
 
-    metrics = baseline(load(args.model), threads=args.threads).metrics
+    metrics = baseline(load(args.model), threads=args.threads, batches=args.latency_batches).metrics
     print(json.dumps(metrics, sort_keys=True) if args.json else _table({args.model: metrics}))
 
 
@@ -171,12 +182,12 @@ def _ratios_from_file(path: str) -> tuple[dict[str, float], str | None]:
     return data, None
 
 
-def _run_and_write(spec, config, outdir: Path, threads: int) -> None:
+def _run_and_write(spec, config, outdir: Path, threads: int, batches: tuple[int, ...] | None = None) -> None:
     from core.experiment import run
     from core.hardware import cached
 
     with _progress() as progress:
-        out = run(spec, config, progress, threads=threads, hardware=cached(spec, batch=1))
+        out = run(spec, config, progress, threads=threads, hardware=cached(spec, batch=1), batches=batches)
     try:
         paths = out.write(outdir)
     except OSError as e:
@@ -217,7 +228,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
         finetune=FinetuneConfig(epochs=args.finetune_epochs, lr=args.lr, distill=args.distill,
                                 temperature=args.temperature, alpha=args.alpha, rewind=args.rewind))
     _check_layers(spec, config)
-    _run_and_write(spec, config, outdir, args.threads)
+    _run_and_write(spec, config, outdir, args.threads, args.latency_batches)
 
 
 def _nm(text: str) -> tuple[int, int]:
@@ -261,7 +272,18 @@ def cmd_apply(args: argparse.Namespace) -> None:
     spec = load(config.model)
     check_config_matches(spec, config)
     _check_layers(spec, config)
-    _run_and_write(spec, config, outdir, args.threads)
+    _run_and_write(spec, config, outdir, args.threads, args.latency_batches)
+
+
+def _batches(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated positive batch sizes, e.g. 1,32."""
+    try:
+        values = tuple(dict.fromkeys(int(t) for t in text.split(",") if t.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated batch sizes, got {text!r}") from None
+    if not values or any(v < 1 or v > 4096 for v in values):
+        raise argparse.ArgumentTypeError(f"batch sizes must be 1..4096, got {text!r}")
+    return values
 
 
 def _grid(text: str) -> tuple[float, ...]:
@@ -542,6 +564,8 @@ def build_parser() -> Parser:
 
     for s in (b, pr, ap):
         s.add_argument("--threads", type=_positive_int, default=1, help="onnxruntime threads for latency (default 1)")
+        s.add_argument("--latency-batches", type=_batches, default=None, metavar="B1,B2",
+                       help="batch sizes latency is measured at (default 1,32; 1 for the 224x224 zoo)")
     return p
 
 

@@ -26,10 +26,8 @@ from torch.nn.utils import prune
 from core.config import MASK_METHODS, PruneConfig
 from core.errors import PruneLabError
 from core.evaluate import evaluate
-from core.export import deployable
 from core.finetune import Recipe, Teacher, fit
 from core.graph import kept_channels, ratio_for, units
-from core.importance import weight_scores
 from core.metrics import static_metrics
 from core.models import ModelSpec, initial_state, require_data
 from core.prune import calibration, check_config_matches, prune_step
@@ -59,8 +57,6 @@ def train(spec: ModelSpec, config: PruneConfig, progress: StageProgress | None =
     say = progress or (lambda stage, done, total: None)
     if config.schedule.kind == "dynamic":
         return _dynamic(spec, config, say)
-    if config.schedule.kind == "iterative" and config.method in MASK_METHODS and not config.finetune.rewind:
-        return _masked_rounds(spec, config, say)
     return _rounds(spec, config, say)
 
 
@@ -160,41 +156,6 @@ def _install_empty_masks(model: nn.Module, config: PruneConfig) -> dict[str, nn.
     return layers
 
 
-def _masked_rounds(spec: ModelSpec, config: PruneConfig, say: StageProgress) -> Trained:
-    """Iterative mask pruning inside one training run: round k's masks (ratios x curve at k/K, ranked by
-    the config's criterion on the current weights) are set at step (k-1)/K of the budget, and one
-    learning-rate schedule spans all rounds — fine-tuning between rounds continues with the same
-    optimiser instead of restarting its warm-up every round."""
-    rounds, total = config.schedule.steps, _budget(spec, config)
-    calib = calibration(spec, config.calibration_samples, config.seed)
-    model = copy.deepcopy(spec.model)
-    layers = _install_empty_masks(model, config)
-    trajectory = [_point(model, spec, 0, 0.0, "baseline")]
-    starts = {round(k * total / rounds): k + 1 for k in range(1, rounds)}  # optimiser step -> round
-
-    def prune_round(k: int) -> None:
-        fraction = config.schedule.fraction(k / rounds)
-        plain = deployable(model)  # scores on the masked weights as they are now, outside autograd
-        scores = weight_scores(plain, config.criterion, calib, config.seed)
-        _update_masks(layers, config, fraction, scores)
-        trajectory.append(_point(model, spec, k, fraction, "pruned"))
-
-    def on_step(step: int, _total: int) -> None:
-        if step in starts:
-            trajectory.append(_point(model, spec, starts[step] - 1, trajectory[-1]["fraction"], "fine-tuned"))
-            prune_round(starts[step])
-            model.train()
-
-    say(f"pruning (round 1/{rounds})", 0, rounds)
-    prune_round(1)
-    losses = fit(model, spec.split.train_x, spec.split.train_y, _recipe(config), seed=config.seed, steps=total,
-                 teacher=_teacher(spec, config), on_step=on_step,
-                 progress=lambda d, t, info: say(f"fine-tuning between {rounds} pruning rounds", d, t))
-    trajectory.append(_point(model, spec, rounds, 1.0, "fine-tuned"))
-    removed = {n: int((m.weight_mask == 0).sum()) for n, m in layers.items()}
-    return Trained(model.eval(), removed, losses, trajectory)
-
-
 def _dynamic(spec: ModelSpec, config: PruneConfig, say: StageProgress) -> Trained:
     """Gradual magnitude pruning during fine-tuning; masks installed empty and updated in place."""
     model = copy.deepcopy(spec.model)
@@ -224,11 +185,11 @@ def _dynamic(spec: ModelSpec, config: PruneConfig, say: StageProgress) -> Traine
 
 @torch.no_grad()
 def _update_masks(layers: dict[str, nn.Module], config: PruneConfig, fraction: float,
-                  scores: dict[str, torch.Tensor] | None = None) -> None:
-    """Recompute each layer's mask at ratio * fraction from scores (default: the current masked weights'
-    magnitudes); weights already pruned score lowest, so sparsity only grows."""
+                  ) -> None:
+    """Recompute each layer's mask at ratio * fraction from the current masked weights' magnitudes;
+    weights already pruned score lowest, so sparsity only grows."""
     for name, module in layers.items():
-        current = scores[name] if scores is not None else (module.weight_orig * module.weight_mask).abs()
+        current = (module.weight_orig * module.weight_mask).abs()
         scores_now = torch.where(module.weight_mask == 0, -torch.inf, current)
         ratio = config.ratios[name] * fraction
         mask = (block_mask(scores_now, ratio, config.pattern.block) if config.method == "block"

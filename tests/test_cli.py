@@ -350,3 +350,15 @@ def test_layers_unstructured_json_and_text(capsys):
     text = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in text] == ["fc1", "fc2"]
     assert "coupled: fc2" in text[0]
+
+
+def test_latency_batches_are_chosen_by_the_user_and_torch_is_timed_beside():
+    code, out, err = _call("baseline", "digits-mlp", "--latency-batches", "1,8", "--json")
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert metrics["latency_batches"] == [1, 8]
+    for key in ("latency_ms", "latency_ms_batch8", "torch_latency_ms", "torch_latency_ms_batch8"):
+        assert metrics[key] > 0, key
+    assert "latency_ms_batch32" not in metrics
+    code, _, err = _call("baseline", "digits-mlp", "--latency-batches", "0,x")
+    assert code == 2 and "comma-separated batch sizes" in err

@@ -123,7 +123,7 @@ def test_iterative_schedule_alternates_and_reaches_the_final_ratio():
     assert zeros == sorted(zeros) and len(set(zeros)) == 4  # sparsity grows every round
     oneshot = schedule.train(spec, PruneConfig(spec.name, "unstructured", ratios))
     assert count_nonzero(deployable(trained.model)) == count_nonzero(deployable(oneshot.model))
-    assert len(trained.losses) == 2  # one training run of the whole budget (2 epochs) spans the rounds
+    assert len(trained.losses) >= 4  # fine-tuned in every round (part epochs count as one each)
 
 
 def test_iterative_channel_pruning_converts_to_what_is_left():
