@@ -1,0 +1,106 @@
+"""The decision guide of the source document ("Choosing your pruning strategy") as code: a situation in,
+a granularity, criterion, schedule and starting ratio out, each with the guide's reason in one line.
+
+The guide's questions and answers (pruning-overview.txt):
+- bottleneck: memory -> aggressive weight/neuron pruning; speed -> filter/block pruning; hardware
+  constraints -> structured pruning;
+- accuracy loss: none affordable -> iterative or dynamic pruning; 2-5% tolerable -> aggressive one-shot;
+- hardware: GPUs -> unstructured is okay; mobile/embedded -> structured is critical; specialised -> block;
+- model: CNN -> filter pruning; transformer -> attention heads + layers; MLP -> neuron or weight pruning.
+Where answers pull apart, hardware decides first (what the target can run), then the bottleneck, and the
+model family picks the structured unit that fits it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from core.errors import PruneLabError
+
+BOTTLENECKS = ("memory", "speed", "hardware")
+LOSSES = ("none", "small", "tolerable")  # none: no loss affordable; small: under 2%; tolerable: 2-5%
+HARDWARE = ("cpu", "gpu", "mobile", "specialized")
+FAMILIES = ("cnn", "transformer", "mlp")
+
+_STRUCTURED = {"cnn": ("channel", "filter pruning is natural for CNNs"),
+               "transformer": ("head", "attention heads (then layers) are the natural units of a transformer"),
+               "mlp": ("neuron", "hidden neurons are the natural units of an MLP")}
+_RATIO = {"none": 0.3, "small": 0.5, "tolerable": 0.7}  # "prune conservatively first", aggressive if loss is ok
+
+
+@dataclass(frozen=True)
+class Situation:
+    bottleneck: str
+    accuracy_loss: str
+    hardware: str
+    family: str
+
+    def __post_init__(self) -> None:
+        for value, allowed, what in ((self.bottleneck, BOTTLENECKS, "bottleneck"), (self.accuracy_loss, LOSSES,
+                                     "accuracy loss"), (self.hardware, HARDWARE, "hardware"),
+                                     (self.family, FAMILIES, "model family")):
+            if value not in allowed:
+                raise PruneLabError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    method: str
+    criterion: str
+    schedule: str
+    ratio: float
+    reason: str  # one line: why this method and schedule
+    also: str = ""  # a second step worth trying, if the guide names one
+
+
+def recommend(s: Situation) -> Recommendation:
+    """What the guide recommends for s (see the module docstring for the order of the rules)."""
+    method, why = _method(s)
+    schedule, when = _schedule(s, method)
+    criterion = "taylor" if method == "head" else "l1"
+    also = "then remove whole layers (--method layer)" if s.family == "transformer" and method == "head" else ""
+    return Recommendation(method, criterion, schedule, _RATIO[s.accuracy_loss], f"{why}; {when}", also)
+
+
+def _method(s: Situation) -> tuple[str, str]:
+    if s.hardware == "specialized":
+        return "block", "specialised hardware runs block-sparse weights"
+    if s.hardware == "mobile":
+        method, why = _STRUCTURED[s.family]
+        return method, f"mobile/embedded targets need structured pruning: {why}"
+    if s.bottleneck == "hardware":
+        method, why = _STRUCTURED[s.family]
+        return method, f"hardware constraints call for structured pruning: {why}"
+    if s.bottleneck == "speed":
+        if s.hardware == "gpu" and s.family != "cnn":
+            return "nm", "for speed on GPUs, 2:4 semi-structured sparsity runs on sparse tensor cores"
+        method, why = _STRUCTURED[s.family]
+        return method, f"speed comes from removing whole units: {why}"
+    if s.family == "mlp":
+        return "neuron", "memory: neuron pruning shrinks every layer of an MLP"
+    return "unstructured", "memory: aggressive weight pruning (store it sparse or int8)" + (
+        "; GPUs handle unstructured sparsity" if s.hardware == "gpu" else "")
+
+
+def _schedule(s: Situation, method: str) -> tuple[str, str]:
+    if s.accuracy_loss == "tolerable":
+        return "oneshot", "2-5% loss is tolerable: aggressive one-shot pruning, then fine-tune"
+    if method in ("unstructured", "block"):
+        return "dynamic", "no loss affordable: prune gradually during training (dynamic)"
+    if method == "nm":
+        return "oneshot", "N:M sparsity is fixed at 1 - N/M: prune once, then fine-tune longer"
+    return "iterative", "no loss affordable: prune a little, fine-tune, repeat (iterative)"
+
+
+def detect_family(model: nn.Module) -> str:
+    """transformer if it has attention (hand-written q/k/v or nn.MultiheadAttention), cnn if it has
+    convolutions, else mlp."""
+    from core.prune.heads import attention_modules
+
+    if attention_modules(model) or any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
+        return "transformer"
+    if any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
+        return "cnn"
+    return "mlp"
