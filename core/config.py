@@ -83,7 +83,7 @@ class Schedule:
     """When pruning happens. oneshot: prune, then fine-tune. iterative: `steps` rounds of pruning a
     little more (to the final ratio along `curve`) and fine-tuning for epochs/steps each. dynamic:
     gradual magnitude pruning during fine-tuning, masks recomputed every `update_every` optimiser
-    steps along the cubic curve (Zhu & Gupta 2017), mask methods only."""
+    steps along `curve` (cubic by default, as in Zhu & Gupta 2017), mask methods only."""
 
     kind: str = "oneshot"
     steps: int = 3

@@ -155,9 +155,12 @@ def head_units(model: nn.Module) -> list[Unit]:
 
 def block_units(model: nn.Module, example_input: torch.Tensor) -> list[Unit]:
     """One unit per removable residual block (core.prune.layers); ratio 1 removes it."""
+    import copy
+
     from core.prune.layers import removable_blocks
 
-    return [Unit(name, 1, (Member(name, "out"),)) for name in removable_blocks(model, example_input)]
+    # on a copy: finding blocks runs a hooked forward pass, and `model` may be shared (a cached model)
+    return [Unit(name, 1, (Member(name, "out"),)) for name in removable_blocks(copy.deepcopy(model), example_input)]
 
 
 def units(model: nn.Module, example_input: torch.Tensor, method: str) -> list[Unit]:

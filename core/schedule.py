@@ -6,7 +6,7 @@
   evenly across rounds, so every schedule trains for the same number of steps;
 - dynamic: gradual magnitude pruning *during* fine-tuning (Zhu & Gupta 2017): masks start empty and are
   recomputed from the current weights every `update_every` optimiser steps, the sparsity following the
-  cubic curve until 75% of the steps, the last quarter fine-tuning at the final sparsity.
+  schedule curve (cubic by default) until 75% of the steps, the last quarter fine-tuning at the final sparsity.
 Options: distillation from the unpruned model (core.finetune.Teacher) and lottery-ticket rewind
 (surviving weights reset to their initial values after each pruning step, then trained again).
 Structural methods convert "ratio of the original unit" into "ratio of what is left" at every round.
@@ -195,3 +195,4 @@ def _update_masks(layers: dict[str, nn.Module], config: PruneConfig, fraction: f
         mask = (block_mask(scores_now, ratio, config.pattern.block) if config.method == "block"
                 else mask_from_scores(scores_now, ratio))
         module.weight_mask.copy_(mask.to(module.weight_mask.dtype))
+        module.weight = module.weight_orig * module.weight_mask  # what forward computes next: counts read it now

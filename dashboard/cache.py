@@ -6,17 +6,22 @@ deep copies), and cached dicts are treated as read-only by the pages.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import experiment, importance, latency, models, runs
+from core import experiment, importance, latency, models, plan, runs
+from core.config import Pattern
 from core.estimate import CostModel, build_cost_model
 from core.metrics import layer_summary
 from core.models import ModelSpec
 from core.prune import calibration
+from core.prune import head_scores as score_heads
+from core.prune.heads import scores_frame
+from core.prune.layers import block_scores as score_blocks
 
 
 @st.cache_resource(show_spinner="Loading the model…")
@@ -84,6 +89,35 @@ def raw_scores(name: str, method: str, criterion: str, samples: int, seed: int) 
     scores = (importance.weight_scores(s.model, criterion, calib, seed) if method == "unstructured"
               else importance.channel_scores(s.model, s.example_input, criterion, calib, seed))
     return {k: v.numpy() for k, v in scores.items()}
+
+
+@st.cache_data(show_spinner="Scoring attention heads…")
+def head_scores(name: str, criterion: str, samples: int = 512, seed: int = 0) -> pd.DataFrame:
+    """Layers x heads importance table (core.prune.heads.scores_frame); scored on a copy, since the
+    taylor criterion hooks gates into the model while it runs."""
+    s = spec(name)
+    return scores_frame(score_heads(copy.deepcopy(s.model), criterion, calibration(s, samples, seed), seed))
+
+
+@st.cache_data(show_spinner="Measuring how much each block changes its input…")
+def block_scores(name: str, samples: int = 512, seed: int = 0) -> dict[str, float]:
+    """1 - cosine similarity of each removable block's input and output (lower = safer to remove), in
+    module order; measured on a copy (hooks)."""
+    s = spec(name)
+    blocks = [u.name for u in cost_model(name, "layer").units]
+    return score_blocks(copy.deepcopy(s.model), blocks, calibration(s, samples, seed).x) if blocks else {}
+
+
+@st.cache_data(show_spinner="Finding one global threshold…")
+def global_ratios(name: str, ratio: float, criterion: str, samples: int = 512, seed: int = 0) -> dict[str, float]:
+    """Per-layer shares under one importance threshold over all weights (core.plan.global_ratios)."""
+    return plan.global_ratios(spec(name), ratio, criterion, samples, seed)
+
+
+@st.cache_data
+def nm_layers(name: str) -> list[str]:
+    """The layers that can hold an N:M pattern (more than one input channel per group)."""
+    return list(plan.nm_ratios(spec(name), Pattern(), None))
 
 
 def saved_runs(name: str) -> list[runs.SavedRun]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 # (metric key, label, unit) in the order the comparison charts show them
@@ -128,4 +129,56 @@ def width_chart(rows: list[dict]) -> go.Figure:
     ])
     fig.update_layout(barmode="group", yaxis_title="output channels", height=360, xaxis_tickangle=-45,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.12, "x": 0})
+    return fig
+
+
+PHASES = {"baseline": ("#9aa5b1", "diamond"), "pruned": ("#f2994a", "x"), "fine-tuned": ("#2f80ed", "circle")}
+
+
+def trajectory_chart(points: list[dict], mask: bool) -> go.Figure:
+    """A schedule's measurements in order: test accuracy against the share of the baseline's non-zero
+    parameters (mask methods) or parameters (structural methods), one marker per point, coloured by phase
+    (baseline, pruned, fine-tuned); hover gives the step, the share of the final ratio and FLOPs.
+    Without accuracy (no data set) the y axis shows the FLOPs share instead."""
+    base = points[0]
+    size = "nonzero_params" if mask else "params"
+    has_acc = all(p.get("accuracy") is not None for p in points)
+
+    def x(p: dict) -> float:
+        return 100 * p[size] / base[size]
+
+    def y(p: dict) -> float:
+        return 100 * p["accuracy"] if has_acc else 100 * p["flops"] / base["flops"]
+
+    size_label, y_label = "non-zero params" if mask else "params", "test accuracy" if has_acc else "FLOPs"
+    fig = go.Figure(go.Scatter(x=[x(p) for p in points], y=[y(p) for p in points], mode="lines",
+                               line={"color": "#d0d5db", "width": 1}, hoverinfo="skip", showlegend=False))
+    for phase, (color, symbol) in PHASES.items():
+        shown = [p for p in points if p["phase"] == phase]
+        if not shown:
+            continue
+        hover = (f"step %{{customdata[0]}} · {phase}<br>%{{customdata[1]:.0f}}% of the final ratio<br>"
+                 f"{size_label} %{{x:.1f}}% · FLOPs %{{customdata[2]:.1f}}% of baseline<br>"
+                 f"{y_label} %{{y:.2f}}%<extra></extra>")
+        fig.add_trace(go.Scatter(
+            x=[x(p) for p in shown], y=[y(p) for p in shown], mode="markers", name=phase, hovertemplate=hover,
+            marker={"color": color, "symbol": symbol, "size": 11},
+            customdata=[[p["step"], 100 * p["fraction"], 100 * p["flops"] / base["flops"]] for p in shown],
+        ))
+    fig.update_layout(
+        height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.12, "x": 0},
+        xaxis={"title": f"{size_label} (% of baseline)", "autorange": "reversed"},
+        yaxis_title="test accuracy %" if has_acc else "FLOPs (% of baseline)",
+    )
+    return fig
+
+
+def head_heatmap(frame: pd.DataFrame) -> go.Figure:
+    """Attention modules x heads importance (core.prune.heads.scores_frame): low = pruned first."""
+    fig = go.Figure(go.Heatmap(
+        z=frame.to_numpy(), x=[f"head {h}" for h in frame.columns], y=list(frame.index), colorscale="Viridis",
+        colorbar={"title": "score"}, hovertemplate="%{y}<br>%{x}<br>score %{z:.4g}<extra></extra>",
+    ))
+    fig.update_layout(height=120 + 30 * len(frame.index), margin={"l": 10, "r": 10, "t": 30, "b": 40},
+                      yaxis={"autorange": "reversed"})
     return fig

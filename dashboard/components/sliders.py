@@ -1,4 +1,4 @@
-"""Per-layer ratio sliders: widgets in, a {unit name: ratio} dict out.
+"""Per-unit ratio sliders: widgets in, a {unit name: ratio} dict out.
 
 Slider keys carry the model and method, so switching either never mixes settings; the "all layers"
 slider writes its value into every layer slider through a callback (before the rerun draws them).
@@ -15,10 +15,17 @@ from core.hardware import LatencyTable
 
 MAX_RATIO = 0.95  # the config accepts anything below 1; 0.95 keeps at least 5% of every layer
 STEP = 0.01
+WHAT = {"channel": "channels", "neuron": "units", "head": "heads"}  # what a unit's size counts (else weights)
+ALL_LABEL = {"neuron": "All hidden layers", "head": "All attention modules"}
 
 
 def slider_key(model: str, method: str, unit: str, hw: bool = False) -> str:
     return f"ratio{'-hw' if hw else ''}|{model}|{method}|{unit}"
+
+
+def all_key(model: str, method: str, hw: bool = False) -> str:
+    """The key of the slider that moves every unit's slider at once."""
+    return f"ratio-all{'-hw' if hw else ''}|{model}|{method}"
 
 
 def _set_all(keys: dict[str, str], source: str, units: dict[str, Unit], table: LatencyTable | None) -> None:
@@ -32,6 +39,8 @@ def _set_all(keys: dict[str, str], source: str, units: dict[str, Unit], table: L
 
 
 def _label(unit: Unit, ratio: float, table: LatencyTable | None, what: str) -> str:
+    if what == "heads":
+        return f"{unit.name} · keeps {kept_channels(unit, ratio)} of {unit.size} heads"
     if table is None or unit.name not in table.widths:
         return unit.label
     kept = kept_channels(unit, ratio)
@@ -49,14 +58,14 @@ def ratio_sliders(model: str, method: str, units: tuple[Unit, ...], columns: int
     snap = snap and table is not None
     by_name = {u.name: u for u in units}
     keys = {u.name: slider_key(model, method, u.name, hw=snap) for u in units}
-    global_key = f"ratio-all{'-hw' if snap else ''}|{model}|{method}"
+    global_key = all_key(model, method, hw=snap)
     st.session_state.setdefault(global_key, 0.0)
     for key in keys.values():
         st.session_state.setdefault(key, 0.0)  # set here, not as value=: the callback also writes them
-    st.slider("All layers", 0.0, MAX_RATIO, step=STEP, key=global_key, on_change=_set_all,
+    st.slider(ALL_LABEL.get(method, "All layers"), 0.0, MAX_RATIO, step=STEP, key=global_key, on_change=_set_all,
               args=(keys, global_key, by_name, table if snap else None),
-              help="Moves every layer slider below to this value; then fine-tune layers one by one.")
-    what = "weights" if method == "unstructured" else "channels"
+              help="Moves every slider below to this value; then fine-tune them one by one.")
+    what = WHAT.get(method, "weights")
 
     def draw(unit: Unit) -> float:
         key = keys[unit.name]

@@ -1,12 +1,15 @@
-"""Model page: baseline measurements, the layer table, and the channel-importance heatmap."""
+"""Model page: baseline measurements, the layer table, the channel-importance heatmap and, for models
+with attention, the heads' importance."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from core.importance import REGISTRY, NotApplicable
+from core.prune import HEAD_CRITERIA
+from core.prune.heads import attention_modules
 from dashboard import cache
-from dashboard.components.charts import importance_heatmap
+from dashboard.components.charts import head_heatmap, importance_heatmap
 from dashboard.components.format import metric_row
 
 
@@ -45,5 +48,20 @@ def render(name: str) -> None:
         st.caption(f"{REGISTRY[criterion].label}{data}. Each row is scaled so its strongest channel is 1; dark "
                    "cells are what pruning by this criterion removes first.")
 
+    if attention_modules(spec.model):
+        _heads(name, spec.has_data)
+
     st.markdown("#### Layers")
     st.dataframe(cache.layers(name), hide_index=True, width="stretch")
+
+
+def _heads(name: str, has_data: bool) -> None:
+    """Attention modules x heads importance, by a selectable head criterion."""
+    st.markdown("#### Importance: which attention heads carry weight")
+    default = HEAD_CRITERIA.index("taylor" if has_data else "l1")  # taylor on noise inputs means little
+    column, _ = st.columns([1, 3])
+    criterion = column.selectbox("Head criterion", HEAD_CRITERIA, index=default, key="head-criterion",
+                                 help="taylor: |dL/dgate| of a gate on each head's output (Michel et al. 2019); "
+                                      "l1/l2: norm of the head's q/k/v rows and output-projection columns; random.")
+    st.plotly_chart(head_heatmap(cache.head_scores(name, criterion)), width="stretch", key="head-heatmap")
+    st.caption("Raw scores (not scaled per row): head pruning removes each module's lowest-scoring heads first.")

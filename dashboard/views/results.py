@@ -5,11 +5,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.config import MASK_METHODS, PruneConfig
 from core.graph import layer_widths
 from core.runs import SavedRun
 from dashboard import cache
 from dashboard.components import netron
-from dashboard.components.charts import COMPARED, accuracy_bars, comparison_bars, width_chart
+from dashboard.components.charts import COMPARED, accuracy_bars, comparison_bars, trajectory_chart, width_chart
 from dashboard.components.format import metric_row
 from dashboard.components.sliders import slider_key
 
@@ -53,12 +54,47 @@ def _graph(name: str, run: SavedRun) -> None:
     st.markdown("#### The pruned network")
     spec = cache.spec(name)
     units = list(cache.cost_model(name, "channel").units)
-    ratios = run.config.ratios if run.config.method == "channel" else {}
+    method = run.config.method
+    ratios = run.config.ratios if method in ("channel", "neuron") else {}  # neuron units are channel groups
     st.plotly_chart(width_chart(layer_widths(spec.model, units, ratios)), width="stretch", key="width-chart")
-    if run.config.method == "unstructured":
-        st.caption("Unstructured pruning keeps every width; its zeros sit inside the same tensors.")
+    if method in MASK_METHODS:
+        st.caption("Mask methods keep every width; their zeros sit inside the same tensors.")
+    elif method == "head":
+        removed = ", ".join(f"{m}: {n}" for m, n in run.metrics.get("removed", {}).items())
+        st.caption(f"Heads removed per attention module — {removed or 'none'} (q/k/v and the output projection "
+                   "shrink with them; the chart shows channel widths only).")
+    elif method == "layer":
+        st.caption(f"Blocks removed (now identities): {', '.join(run.config.remove_blocks) or 'none'}.")
     if st.toggle("Show the exported graph in Netron", key="netron-on"):
         netron.embed(run.path / "model.onnx")
+
+
+def schedule_text(config: PruneConfig) -> str:
+    """The schedule and fine-tuning options of a config in words, for captions."""
+    sched, ft = config.schedule, config.finetune
+    text = {"oneshot": "one-shot",
+            "iterative": f"iterative, {sched.steps} steps along the {sched.curve} curve",
+            "dynamic": f"dynamic, masks updated every {sched.update_every} optimiser steps along the {sched.curve} "
+                       "curve",
+            }[sched.kind]
+    text += f"; {ft.epochs} fine-tuning epoch{'s' if ft.epochs != 1 else ''}"
+    if ft.distill:
+        text += f", distilled (T {ft.temperature:g}, alpha {ft.alpha:g})"
+    if ft.rewind:
+        text += ", lottery-ticket rewind"
+    return text
+
+
+def _trajectory(run: SavedRun) -> None:
+    """The schedule's measurements step by step, when there is more than before and after."""
+    points = run.metrics.get("trajectory") or []
+    if len(points) <= 2:
+        return
+    st.markdown("#### Along the schedule")
+    mask = run.config.method in MASK_METHODS
+    st.plotly_chart(trajectory_chart(points, mask), width="stretch", key="trajectory-chart")
+    st.caption(f"Measured after every pruning step and fine-tuning round ({schedule_text(run.config)}); test "
+               f"accuracy against the {'non-zero ' if mask else ''}parameters left.")
 
 
 def render(name: str) -> None:
@@ -77,6 +113,7 @@ def render(name: str) -> None:
                    f"{alt['config_latency_ms']:.3g} ms).")
         st.button("Load the aligned ratios into the Tune sliders", key="load-aligned", on_click=_load_ratios,
                   args=(name, run.config.method, alt["ratios"]))
+    _trajectory(run)
     _graph(name, run)
     if (prediction := run.metrics.get("prediction")) and pruned.get("accuracy") is not None:
         c1, c2, c3 = st.columns(3)
@@ -85,6 +122,8 @@ def render(name: str) -> None:
                   f"{100 * (pruned['accuracy'] - prediction['accuracy']):+.2f} pts vs predicted")
         c3.caption(f"Fine-tuning epochs: {run.config.finetune.epochs}. The prediction ignores fine-tuning and "
                    "interactions between layers.")
+    config = run.config
+    ranked = "blocks chosen on the Tune tab" if config.method == "layer" else f"criterion {config.criterion}"
     st.caption(f"All figures measured: latency in {pruned['runtime']}, {pruned['latency_threads']} thread(s), "
                "median and p90 over repeated runs after warm-up (eager torch timed alike, for comparison). Method: "
-               f"{run.config.method}, criterion {run.config.criterion}, seed {run.config.seed}.")
+               f"{config.method}, {ranked}, seed {config.seed}; schedule: {schedule_text(config)}.")

@@ -1,4 +1,4 @@
-"""Tune page: method, per-layer ratio sliders with live estimates, then apply + fine-tune + measure."""
+"""Tune page: method and its controls with live estimates, schedule and fine-tuning, then apply + measure."""
 
 from __future__ import annotations
 
@@ -6,28 +6,29 @@ import streamlit as st
 
 from core import experiment, runs
 from core.allocate import drop_curves, predicted_drop
-from core.config import FinetuneConfig, PruneConfig
+from core.config import MASK_METHODS, METHODS, FinetuneConfig, PruneConfig, Schedule
 from core.errors import PruneLabError
 from core.graph import kept_channels
 from core.importance import REGISTRY
+from core.prune import HEAD_CRITERIA
 from dashboard import cache, jobs
 from dashboard.components import hardware as hardware_ui
+from dashboard.components import methods
 from dashboard.components.charts import estimate_bars
 from dashboard.components.format import human, latency_key
-from dashboard.components.sliders import ratio_sliders, slider_key
+from dashboard.components.sliders import slider_key
 from dashboard.components.solver import solver_panel
 from dashboard.components.sweeps import cached_table, current_spec
+from dashboard.components.training import Training, options
 
-METHOD_HELP = (
-    "channel: removes whole filters/channels (with everything coupled to them) — the model really gets "
-    "smaller and faster. unstructured: zeroes individual small weights through masks — same dense size "
-    "and speed; only sparse formats or sparse kernels can profit."
-)
+SWEPT = ("channel", "unstructured")  # the granularities a sensitivity sweep measures (accuracy prediction)
+SOLVED = ("channel", "unstructured")  # the methods the budget solver fills sliders for
+DEFAULT_METHOD = "channel"
 
 
 def _prediction(name: str, method: str, criterion: str, ratios: dict[str, float]) -> dict | None:
     """Test accuracy predicted from the sensitivity sweep (if one is cached for this method/criterion)."""
-    if not cache.spec(name).has_data:
+    if not cache.spec(name).has_data or method not in SWEPT:
         return None
     sweep_spec = current_spec(name, method, criterion)
     table = cached_table(sweep_spec)
@@ -40,7 +41,7 @@ def _prediction(name: str, method: str, criterion: str, ratios: dict[str, float]
                       "before fine-tuning"}
 
 
-def _estimates(base: dict, est: dict, prediction: dict | None, has_data: bool) -> None:
+def _estimates(base: dict, est: dict, prediction: dict | None, has_data: bool, method: str) -> None:
     cols = st.columns(5)
     shown = [("params", "Parameters", ""), ("nonzero_params", "Non-zero params", ""),
              ("flops", "FLOPs / image", ""), ("size_bytes", "fp32 size", "B")]
@@ -51,8 +52,10 @@ def _estimates(base: dict, est: dict, prediction: dict | None, has_data: bool) -
     if prediction:
         cols[4].metric("Accuracy (predicted)", f"{100 * prediction['accuracy']:.2f}%",
                        f"{-100 * prediction['drop']:+.2f} pts", help=prediction["method"])
-    elif has_data:
+    elif has_data and method in SWEPT:
         cols[4].caption("Run a sensitivity sweep for this method and criterion to see a predicted accuracy.")
+    elif has_data:
+        cols[4].caption("Accuracy is measured by Apply (sensitivity sweeps cover channel and unstructured).")
     else:
         cols[4].caption("Accuracy n/a: this model has no data set (random weights).")
 
@@ -84,51 +87,65 @@ def _launch(name: str, config: PruneConfig, prediction: dict | None, lut=None) -
     jobs.start("job", work)
 
 
-def render(name: str) -> None:
-    spec = cache.spec(name)
-    c1, c2 = st.columns([2, 1])
-    method = c1.radio("Method", ["channel", "unstructured"], horizontal=True, key="method", help=METHOD_HELP)
-    criterion = c2.selectbox("Criterion", list(REGISTRY), key="criterion", format_func=lambda c: REGISTRY[c].label,
-                             help="What ranks weights or channels for removal (lowest first).")
-    model_cost = cache.cost_model(name, method)
-    lut = None
-    if method == "channel":
-        hardware_ui.apply_solution(name, slider_key)  # before any widget it sets is drawn
-        lut = hardware_ui.panel(name)
-    solver_panel(name, method, criterion, lut)
-    st.markdown("#### Ratio removed per " + ("coupled channel group" if method == "channel" else "layer"))
-    ratios = ratio_sliders(name, method, model_cost.units, focus=st.session_state.get("focus"), table=lut,
-                           snap=method == "channel" and st.session_state.get("hw-aware", False))
-    prediction = _prediction(name, method, criterion, ratios)
+def _method_and_criterion() -> tuple[str, str]:
+    """The method radio (a one-line help for each: all in its tooltip, the chosen one below it) and the
+    criteria that method can use."""
+    c1, c2 = st.columns([3, 1])
+    method = c1.radio("Method", METHODS, index=METHODS.index(DEFAULT_METHOD), horizontal=True, key="method",
+                      help="\n".join(f"- **{m}**: {methods.METHOD_HELP[m]}" for m in METHODS))
+    c1.caption(f"**{method}**: {methods.METHOD_HELP[method]}")
+    if method == "layer":
+        c2.caption("Blocks are ranked by how little they change their input (block influence).")
+        return method, "l1"  # unused by the layer method; any valid criterion
+    allowed = _criteria(method)
+    if st.session_state.get("criterion") not in allowed:
+        st.session_state["criterion"] = allowed[0]  # before the widget: it may only offer these
+    criterion = c2.selectbox("Criterion", allowed, key="criterion", format_func=lambda c: REGISTRY[c].label,
+                             help="What ranks weights, channels or heads for removal (lowest first).")
+    return method, criterion
 
+
+def _criteria(method: str) -> list[str]:
+    """Heads have their own criteria; mask methods need per-weight scores; channel groups take all."""
+    if method == "head":
+        return list(HEAD_CRITERIA)
+    if method in MASK_METHODS:
+        return [c for c, crit in REGISTRY.items() if crit.weights is not None]
+    return list(REGISTRY)
+
+
+def _estimate_section(name: str, method: str, criterion: str, choice: methods.Choice, lut) -> dict | None:
+    """Estimated costs of the choice (and predicted accuracy, where a sweep exists); returns the prediction."""
+    model_cost = cache.cost_model(name, method)
+    ratios = choice.estimate_ratios()
+    prediction = _prediction(name, method, criterion, ratios)
     base_est, est = model_cost.estimate({}), model_cost.estimate(ratios)
     st.markdown("#### Estimate")
-    _estimates(base_est, est, prediction, spec.has_data)
+    _estimates(base_est, est, prediction, cache.spec(name).has_data, method)
     if lut is not None:
         _latency_estimate(name, lut, model_cost, ratios)
     st.plotly_chart(estimate_bars(base_est, est), width="stretch", key="estimate-chart")
     st.caption("Estimates come from layer shapes and channel coupling (exact for conv, linear and norm layers); "
                "nothing is pruned until you apply. Latency and accuracy are only shown once measured.")
-    if method == "unstructured":
+    if method in MASK_METHODS:
         st.info("Masks zero weights but keep every tensor dense: file size, dense FLOPs and latency stay the "
                 "same. Sparse-effective FLOPs show what sparse kernels could skip at best.")
+    return prediction
 
-    st.markdown("#### Apply, fine-tune, measure")
-    c1, c2, c3 = st.columns(3)
-    epochs = c1.number_input("Fine-tune epochs", 0, 20, 1 if spec.has_data else 0, key="epochs",
-                             disabled=not spec.has_data,
-                             help="SGD with momentum, warm-up then cosine decay; 0 skips fine-tuning."
-                             + ("" if spec.has_data else " Not available: this model has no data set."))
-    lr = c2.number_input("Peak learning rate", 0.0001, 1.0, 0.01, format="%.4f", key="lr")
-    seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
-    if st.button("Apply and measure", type="primary", key="apply", disabled=jobs.running("job")):
-        try:
-            config = PruneConfig(model=name, method=method, ratios={k: v for k, v in ratios.items() if v > 0},
-                                 criterion=criterion, model_fingerprint=spec.fingerprint, seed=int(seed),
-                                 finetune=FinetuneConfig(epochs=int(epochs), lr=float(lr)))
+
+def _config(name: str, method: str, criterion: str, choice: methods.Choice, training: Training) -> PruneConfig:
+    """The run's PruneConfig; raises PruneLabError (with the reason) for a combination that cannot work."""
+    return PruneConfig(model=name, method=method, ratios={k: v for k, v in choice.ratios.items() if v > 0},
+                       criterion=criterion, model_fingerprint=cache.spec(name).fingerprint, seed=training.seed,
+                       finetune=FinetuneConfig(**training.finetune), schedule=Schedule(**training.schedule),
+                       pattern=choice.pattern, remove_blocks=choice.remove_blocks)
+
+
+def _apply(name: str, config: PruneConfig | None, prediction: dict | None, lut) -> None:
+    """The Apply button (disabled while a run is going or nothing valid is set) and the run's outcome."""
+    if st.button("Apply and measure", type="primary", key="apply", disabled=config is None or jobs.running("job")):
+        if config is not None and not jobs.running("job"):
             _launch(name, config, prediction, lut)
-        except PruneLabError as e:
-            st.error(str(e))
     run_id, error = jobs.panel("job")
     if error:
         st.error(f"The run failed: {error}")
@@ -136,3 +153,26 @@ def render(name: str) -> None:
         if st.session_state.get("announced") != run_id:  # select a new run once, then let the user choose
             st.session_state["announced"] = st.session_state["selected_run"] = run_id
         st.success(f"Run {run_id} measured and saved — open the Results and Export tabs.")
+
+
+def render(name: str) -> None:
+    method, criterion = _method_and_criterion()
+    units = cache.cost_model(name, method).units
+    lut = None
+    if method == "channel":
+        hardware_ui.apply_solution(name, slider_key)  # before any widget it sets is drawn
+        lut = hardware_ui.panel(name)
+    if method in SOLVED and units:
+        solver_panel(name, method, criterion, lut)
+    choice = methods.controls(name, method, criterion, units, lut)
+    prediction = _estimate_section(name, method, criterion, choice, lut) if choice is not None else None
+
+    st.markdown("#### Apply, fine-tune, measure")
+    training = options(cache.spec(name).has_data)
+    config = None
+    if choice is not None:
+        try:
+            config = _config(name, method, criterion, choice, training)
+        except PruneLabError as e:
+            st.error(str(e))
+    _apply(name, config, prediction, lut)

@@ -144,6 +144,7 @@ def test_dynamic_schedule_grows_masks_during_training():
     assert len(pruned) >= 5 and pruned[-1]["fraction"] == 1.0
     nonzero = [p["nonzero_params"] for p in pruned]
     assert nonzero == sorted(nonzero, reverse=True) and nonzero[0] > nonzero[-1]
+    assert nonzero[0] < count_params(spec.model)  # counted after this update's masks, not the previous ones
     oneshot = schedule.train(spec, PruneConfig(spec.name, "unstructured", ratios))
     assert count_nonzero(deployable(trained.model)) == count_nonzero(deployable(oneshot.model))
 

@@ -1,0 +1,84 @@
+"""Fine-tuning and schedule controls of the Tune page: widgets in, the config's training fields out.
+
+Nothing is validated here: the fields go into PruneConfig, which refuses combinations that cannot work
+(e.g. a dynamic schedule with channel pruning) with the reason, and the page shows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from core.config import SCHEDULES
+
+SCHEDULE_HELP = {
+    "oneshot": "prune once to the final ratios, then fine-tune",
+    "iterative": "prune a little more in each of several steps, fine-tuning in between",
+    "dynamic": "gradual magnitude pruning during fine-tuning (unstructured or block, l1/l2)",
+}
+
+
+@dataclass(frozen=True)
+class Training:
+    """The run's seed and the fields of its FinetuneConfig and Schedule."""
+
+    seed: int
+    finetune: dict[str, Any]
+    schedule: dict[str, Any]
+
+
+def options(has_data: bool) -> Training:
+    """Epochs, learning rate and seed, then schedule, distillation and rewind in an expander."""
+    c1, c2, c3 = st.columns(3)
+    epochs = c1.number_input("Fine-tune epochs", 0, 20, 1 if has_data else 0, key="epochs", disabled=not has_data,
+                             help="SGD with momentum, warm-up then cosine decay; 0 skips fine-tuning. The budget "
+                                  "of the whole schedule." + ("" if has_data else
+                                                              " Not available: this model has no data set."))
+    lr = c2.number_input("Peak learning rate", 0.0001, 1.0, 0.01, format="%.4f", key="lr")
+    seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
+    finetune: dict[str, Any] = {"epochs": int(epochs), "lr": float(lr)}
+    with st.expander("Schedule, distillation and rewind", expanded=False):
+        if not has_data:
+            st.caption("This model has no data set: no fine-tuning, so one-shot pruning only.")
+            return Training(int(seed), finetune, {"kind": "oneshot"})
+        schedule = _schedule()
+        finetune |= _teacher_and_rewind()
+    return Training(int(seed), finetune, schedule)
+
+
+def _schedule() -> dict[str, Any]:
+    """Kind, and only the settings that kind uses: steps (iterative), curve, update interval (dynamic)."""
+    kind = st.radio("Schedule", SCHEDULES, horizontal=True, key="schedule",
+                    captions=[SCHEDULE_HELP[k] for k in SCHEDULES])
+    fields: dict[str, Any] = {"kind": kind}
+    c1, c2, c3 = st.columns(3)
+    if kind == "iterative":
+        fields["steps"] = int(c1.number_input("Steps", 1, 100, 3, key="schedule-steps",
+                                              help="pruning rounds; the epochs are split evenly between them"))
+    if kind != "oneshot":
+        fields["curve"] = c2.radio("Curve", ["cubic", "linear"], horizontal=True, key="schedule-curve",
+                                   help="share of the final ratio reached over time: cubic cuts most early "
+                                        "(Zhu & Gupta), linear in equal increments")
+    if kind == "dynamic":
+        fields["update_every"] = int(c3.number_input("Update masks every", 1, 10_000, 10, key="schedule-every",
+                                                     help="optimiser steps between mask updates"))
+    return fields
+
+
+def _teacher_and_rewind() -> dict[str, Any]:
+    """Knowledge distillation from the unpruned model (temperature, alpha) and lottery-ticket rewind."""
+    c1, c2, c3, c4 = st.columns(4)
+    fields: dict[str, Any] = {
+        "distill": c1.checkbox("Distillation", key="distill",
+                               help="train toward the unpruned model's softened logits as well as the labels"),
+        "rewind": c4.checkbox("Lottery-ticket rewind", key="rewind",
+                              help="reset surviving weights to their initial values before training (mask methods)"),
+    }
+    if fields["distill"]:
+        fields["temperature"] = float(c2.number_input("Temperature", 0.5, 100.0, 4.0, 0.5, key="distill-temperature",
+                                                      help="softens both models' logits"))
+        fields["alpha"] = float(c3.slider("Alpha", 0.0, 1.0, 0.5, 0.05, key="distill-alpha",
+                                          help="weight of the distillation term; 1 − alpha weighs the labels"))
+    return fields
