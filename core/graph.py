@@ -7,11 +7,14 @@ coupled group becomes one "unit" (one slider), named after its first prunable la
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from core.errors import PruneLabError
 
 PRUNABLE = (nn.Conv2d, nn.Linear)
 
@@ -74,6 +77,24 @@ def query_projections(model: nn.Module) -> set[nn.Module]:
             and isinstance(getattr(m, "q", None), nn.Linear) and m.q in attention_heads(m)}
 
 
+# layers the engine understands: it prunes Conv2d/Linear and cuts the norms and embeddings coupled to them
+HANDLED = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.Embedding)
+
+
+def unsupported_layers(model: nn.Module) -> list[tuple[str, str]]:
+    """(name, type) of the layers with weights that PruneLab leaves alone, in module order: leaf modules
+    owning parameters that are none of HANDLED (LSTM/GRU/RNN, Conv1d/Conv3d, transposed convolutions, ...)
+    and nn.MultiheadAttention (its packed in-projection). Nothing prunes them; channel groups end at them
+    unless Torch-Pruning can cut their inputs along with the layer before (e.g. a Conv1d after a Linear)."""
+    found = []
+    for name, m in model.named_modules():
+        leaf = next(m.children(), None) is None
+        owns = next(m.parameters(recurse=False), None) is not None
+        if (leaf and owns and not isinstance(m, HANDLED)) or isinstance(m, nn.MultiheadAttention):
+            found.append((name, type(m).__name__))
+    return found
+
+
 def unstructured_units(model: nn.Module) -> list[Unit]:
     """Every Conv2d and Linear weight, in module order."""
     return [
@@ -88,9 +109,25 @@ def dependency_graph(model: nn.Module, example_input: torch.Tensor):
     import torch_pruning as tp
 
     # TP traces through autograd, and warns about bare parameters it handles fine (pos embeddings)
-    with torch.enable_grad(), warnings.catch_warnings():
+    with torch.enable_grad(), warnings.catch_warnings(), _tracing(model):
         warnings.simplefilter("ignore")
         return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+
+
+@contextlib.contextmanager
+def _tracing(model: nn.Module):
+    """Torch-Pruning failing on a layer it does not know (a GRU feeding on a Linear raises IndexError
+    inside get_all_groups) becomes one clear PruneLabError naming the layers PruneLab leaves alone."""
+    try:
+        yield
+    except PruneLabError:
+        raise
+    except Exception as e:
+        odd = ", ".join(f"{n} ({t})" for n, t in unsupported_layers(model)[:5])
+        raise PruneLabError(f"channel groups cannot be traced in this model (Torch-Pruning: {type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:200] if str(e) else ''})"
+                            + (f"; layers it may not handle: {odd}" if odd else "")
+                            + "; unstructured pruning still works") from e
 
 
 def channel_groups(model: nn.Module, example_input: torch.Tensor, graph=None) -> list[tuple[Unit, object]]:
@@ -105,7 +142,9 @@ def channel_groups(model: nn.Module, example_input: torch.Tensor, graph=None) ->
     heads = attention_heads(model)
     head = classifier(model, example_input)
     found = []
-    for group in graph.get_all_groups(ignored_layers=[head] if head else [], root_module_types=list(PRUNABLE)):
+    with _tracing(model):
+        groups = list(graph.get_all_groups(ignored_layers=[head] if head else [], root_module_types=list(PRUNABLE)))
+    for group in groups:
         members, n_heads = [], 1
         for dep, _ in group:
             target = dep.target.module

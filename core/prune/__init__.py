@@ -58,7 +58,8 @@ def calibration(spec: ModelSpec, samples: int, seed: int) -> Calibration:
     A model without data (reference zoo) gets seeded standard-normal inputs labelled with its own
     predictions instead: enough to exercise every criterion and keep BatchNorm statistics finite, and
     meaningless for accuracy — which such a model does not report."""
-    if spec.split is None and spec.sample_inputs is not None:  # real inputs, labelled by the model itself
+    no_training_data = spec.split is None or len(spec.split.train_x) == 0
+    if no_training_data and spec.sample_inputs is not None:  # real inputs, labelled by the model itself
         x = spec.sample_inputs[seeded_order(len(spec.sample_inputs), seed)[:samples]]
         with torch.no_grad():
             return Calibration(x, spec.model.eval()(x).argmax(1), batch_size=16)
