@@ -1,4 +1,4 @@
-"""The `prunelab` command: baseline, layers, prune, apply and dashboard, without a browser.
+"""The `prunelab` command: baseline, layers, prune, apply, experiments and dashboard, without a browser.
 
 Every user error ends in one line on stderr and exit status 2; long steps show progress bars on stderr,
 so stdout stays clean for --json.
@@ -182,16 +182,26 @@ def _ratios_from_file(path: str) -> tuple[dict[str, float], str | None]:
     return data, None
 
 
-def _run_and_write(spec, config, outdir: Path, threads: int, batches: tuple[int, ...] | None = None) -> None:
+def _warn(message: str) -> None:
+    print(f"prunelab: warning: {message}", file=sys.stderr)
+
+
+def _run_and_write(spec, config, outdir: Path, threads: int, batches: tuple[int, ...] | None = None,
+                   parent: str | None = None) -> None:
+    """Run, write the three files into outdir, and record the run in the experiment store (outdir is its
+    folder; running before, done or failed after)."""
     from core.experiment import run
     from core.hardware import cached
+    from core.runs import record
 
-    with _progress() as progress:
-        out = run(spec, config, progress, threads=threads, hardware=cached(spec, batch=1), batches=batches)
-    try:
-        paths = out.write(outdir)
-    except OSError as e:
-        raise PruneLabError(f"cannot write results into {outdir}: {e}") from None
+    with record(outdir, config, parent, warn=_warn) as finish:
+        with _progress() as progress:
+            out = run(spec, config, progress, threads=threads, hardware=cached(spec, batch=1), batches=batches)
+        try:
+            paths = out.write(outdir)
+        except OSError as e:
+            raise PruneLabError(f"cannot write results into {outdir}: {e}") from None
+        finish(json.loads(out.metrics_json()))
     print(_table({"baseline": out.baseline, "pruned": out.pruned}))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     if alt := out.aligned_alternative:
@@ -272,7 +282,20 @@ def cmd_apply(args: argparse.Namespace) -> None:
     spec = load(config.model)
     check_config_matches(spec, config)
     _check_layers(spec, config)
-    _run_and_write(spec, config, outdir, args.threads, args.latency_batches)
+    _run_and_write(spec, config, outdir, args.threads, args.latency_batches, _parent_run(Path(args.config)))
+
+
+def _parent_run(config_file: Path) -> str | None:
+    """The recorded experiment a config file comes from: the one whose run folder holds it as config.json."""
+    from core.store import Store
+
+    if config_file.name != "config.json":
+        return None
+    try:
+        return Store().id_for_folder(config_file.parent)
+    except (PruneLabError, OSError) as e:
+        _warn(f"cannot look up the config's run in the experiment store: {e}")
+        return None
 
 
 def _batches(text: str) -> tuple[int, ...]:
@@ -449,6 +472,68 @@ def cmd_deploy(args: argparse.Namespace) -> None:
     print(f"wrote {folder / 'model.int8.onnx'} and {folder / 'deploy.json'}")
 
 
+def _experiment_rows(experiments: list) -> str:
+    """The experiments list as a table: id, model, method, status, params, FLOPs, accuracy, created (UTC)."""
+    head = ("id", "model", "method", "status", "params", "FLOPs", "accuracy", "created (UTC)")
+    rows = [(e.id, e.model, e.method, e.status, _count(e.params), _count(e.flops), _fmt_acc(e.accuracy),
+             e.created_at[:16].replace("T", " ")) for e in experiments]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    right = {4, 5, 6}  # numbers align right
+    cells = [[c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+             for r in [head, *rows]]
+    return "\n".join("  ".join(r).rstrip() for r in cells)
+
+
+def _count(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _show(exp) -> str:
+    """An experiment for people: its fields, its config and its metrics table."""
+    fields = [("id", exp.id), ("model", exp.model), ("method", f"{exp.method} (criterion {exp.criterion})"),
+              ("status", exp.status), ("parent", exp.parent or "-"), ("folder", exp.folder or "- (replaced by a "
+              "later run)"), ("created", exp.created_at), ("finished", exp.finished_at or "-")]
+    if exp.error:
+        fields.append(("error", exp.error))
+    lines = [f"{k:9} {v}" for k, v in fields] + ["", "config:", exp.config.to_json().rstrip(), "", "metrics:"]
+    metrics = exp.metrics or {}
+    if "baseline" in metrics and "pruned" in metrics:
+        lines.append(_table({"baseline": metrics["baseline"], "pruned": metrics["pruned"]}))
+    else:
+        lines.append(json.dumps(metrics, indent=2, sort_keys=True) if metrics else f"none ({exp.status})")
+    return "\n".join(lines)
+
+
+def cmd_experiments(args: argparse.Namespace) -> None:
+    """list / show / export / delete recorded experiments (the store is synced with the run folders first)."""
+    from core.store import Store
+
+    store = Store()
+    store.sync()
+    if args.action == "list":
+        found = store.list(model=args.model, method=args.method, status=args.status)
+        if args.json:
+            print(json.dumps([e.to_dict(metrics=False) for e in found]))
+        else:
+            print(_experiment_rows(found) if found else f"no experiments recorded in {store.path}")
+    elif args.action == "show":
+        exp = store.get(args.id)
+        print(json.dumps(exp.to_dict()) if args.json else _show(exp))
+    elif args.action == "export":
+        print("wrote " + ", ".join(str(p) for p in store.export(args.id, Path(args.out))))
+    elif args.action == "delete":
+        _delete(store, args)
+
+
+def _delete(store, args: argparse.Namespace) -> None:
+    exp = store.get(args.id)
+    what = "its record only" if args.keep_files or exp.folder is None else f"its folder {exp.folder}"
+    if not args.yes:
+        raise PruneLabError(f"delete removes experiment {exp.id} and {what}; add --yes to confirm")
+    removed = store.delete(exp.id, keep_files=args.keep_files)
+    print(f"deleted experiment {exp.id}" + (f" and its folder {removed}" if removed else " (files kept)"))
+
+
 def cmd_dashboard(args: argparse.Namespace) -> None:
     from core.models import available
 
@@ -466,6 +551,8 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
 
 def build_parser() -> Parser:
     p = Parser(prog="prunelab", description="Explore neural-network pruning trade-offs, measured.")
+    p.add_argument("--home", metavar="DIR", help="workspace for runs, caches and the experiment store "
+                   "(sets PRUNELAB_HOME; default $PRUNELAB_HOME or ~/.prunelab)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     b = sub.add_parser("baseline", help="measure the unpruned model")
@@ -557,6 +644,8 @@ def build_parser() -> Parser:
     dp.add_argument("--batch", type=_positive_int, default=1)
     dp.add_argument("--json", action="store_true")
 
+    _experiments_parser(sub)
+
     d = sub.add_parser("dashboard", help="launch the web dashboard")
     d.add_argument("--model", default="mnist-resnet")
     d.add_argument("--port", type=int, default=8501)
@@ -569,15 +658,60 @@ def build_parser() -> Parser:
     return p
 
 
+def _experiments_parser(sub) -> None:
+    from core.store import STATUSES
+
+    ex = sub.add_parser("experiments", help="recorded runs: list, show, export, delete")
+    actions = ex.add_subparsers(dest="action", required=True, parser_class=Parser,
+                                metavar="{list,show,export,delete}")
+    ls = actions.add_parser("list", help="every recorded run, newest first")
+    ls.add_argument("--model")
+    ls.add_argument("--method", choices=METHODS)
+    ls.add_argument("--status", choices=STATUSES)
+    ls.add_argument("--json", action="store_true", help="print one JSON list (without metrics)")
+    sh = actions.add_parser("show", help="one run's config and metrics")
+    sh.add_argument("id")
+    sh.add_argument("--json", action="store_true")
+    exp = actions.add_parser("export", help="copy a run's config.json, model.onnx and metrics.json")
+    exp.add_argument("id")
+    exp.add_argument("--out", required=True, help="directory to copy into (not inside the workspace's runs)")
+    de = actions.add_parser("delete", help="remove a run's record and its folder under the workspace")
+    de.add_argument("id")
+    de.add_argument("--yes", action="store_true", help="really delete")
+    de.add_argument("--keep-files", action="store_true", help="forget the record, leave the folder")
+
+
 COMMANDS = {"baseline": cmd_baseline, "layers": cmd_layers, "prune": cmd_prune, "apply": cmd_apply,
             "sensitivity": cmd_sensitivity, "allocate": cmd_allocate, "deploy": cmd_deploy,
-            "dashboard": cmd_dashboard}
+            "experiments": cmd_experiments, "dashboard": cmd_dashboard}
+
+
+@contextlib.contextmanager
+def _home(home: str | None):
+    """--home DIR: PRUNELAB_HOME for this command (and the processes it starts); restored afterwards, so
+    main() called in-process leaves the environment as it found it."""
+    if home is None:
+        yield
+        return
+    path = Path(home).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise PruneLabError(f"--home {home} exists and is not a directory")
+    before = os.environ.get("PRUNELAB_HOME")
+    os.environ["PRUNELAB_HOME"] = str(path)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PRUNELAB_HOME", None)
+        else:
+            os.environ["PRUNELAB_HOME"] = before
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        COMMANDS[args.command](args)
+        with _home(args.home):
+            COMMANDS[args.command](args)
     except PruneLabError as e:
         print(f"prunelab: error: {e}", file=sys.stderr)
         return 2

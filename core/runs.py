@@ -1,13 +1,18 @@
 """Saved runs: every dashboard experiment is written to the workspace so a refresh or restart loses
 nothing. A run is a folder with the same three files the CLI writes (config.json, model.onnx,
 metrics.json). The workspace is $PRUNELAB_HOME, or ~/.prunelab by default.
+
+record() also enters a run in the experiment store (core.store: status, parent, numbers) while it happens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,3 +84,56 @@ def list_runs(model: str | None = None, folders: list[Path] | None = None) -> li
         if model is None or run.config.model == model:
             runs.append(run)
     return runs
+
+
+def _log_warning(message: str) -> None:
+    logging.getLogger(__name__).warning(message)
+
+
+@contextlib.contextmanager
+def record(run_dir: Path, config: PruneConfig, parent: str | None = None,
+           warn: Callable[[str], None] = _log_warning) -> Iterator[Callable[[dict], None]]:
+    """Record the run the block performs in the experiment store: 'running' on entry, 'done' when the block
+    calls the yielded finish(metrics) after writing the files, 'failed' (with the error) if it raises,
+    'interrupted' on Ctrl+C; a block that ends without calling finish() counts as failed.
+
+        with runs.record(run_dir, config) as finish:
+            out = experiment.run(spec, config)
+            out.write(run_dir)
+            finish(json.loads(out.metrics_json()))
+
+    The store is a record of the files, not a condition for writing them: if it cannot be opened or written,
+    warn() says so and the run goes on (a row left 'running' is repaired from the folder by Store.sync).
+    """
+    from core.store import Store
+
+    store, exp_id, finished = None, None, False
+    try:
+        store = Store()
+        exp_id = store.start(run_dir, config, parent)
+    except (PruneLabError, OSError) as e:
+        warn(f"not recorded in the experiment store: {e}")
+
+    def mark(step: str, *args: object) -> None:
+        """One store update; an error becomes a warning instead of stopping the run."""
+        if exp_id is not None:
+            try:
+                getattr(store, step)(exp_id, *args)
+            except (PruneLabError, OSError) as e:
+                warn(f"not recorded in the experiment store: {e}")
+
+    def finish(metrics: dict) -> None:
+        nonlocal finished
+        finished = True
+        mark("finish", metrics)
+
+    try:
+        yield finish
+    except Exception as e:
+        mark("fail", str(e) if isinstance(e, PruneLabError) else f"{type(e).__name__}: {e}")
+        raise
+    except BaseException:
+        mark("interrupt")
+        raise
+    if not finished:
+        mark("fail", "the run ended without results")
