@@ -145,17 +145,15 @@ def _table(columns: dict[str, dict]) -> str:
 
 def cmd_baseline(args: argparse.Namespace) -> None:
     from core.experiment import baseline
-    from core.models import load
 
-    metrics = baseline(load(args.model), threads=args.threads, batches=args.latency_batches).metrics
+    metrics = baseline(_load(args), threads=args.threads, batches=args.latency_batches).metrics
     print(json.dumps(metrics, sort_keys=True) if args.json else _table({args.model: metrics}))
 
 
 def cmd_layers(args: argparse.Namespace) -> None:
     from core.graph import units
-    from core.models import load
 
-    spec = load(args.model)
+    spec = _load(args)
     rows = [{"name": u.name, "size": u.size, "coupled": sorted({m.name for m in u.members} - {u.name})}
             for u in units(spec.model, spec.example_input, args.method)]
     if args.json:
@@ -212,11 +210,10 @@ def _run_and_write(spec, config, outdir: Path, threads: int, batches: tuple[int,
 
 def cmd_prune(args: argparse.Namespace) -> None:
     from core.config import FinetuneConfig, Pattern, PruneConfig, Schedule
-    from core.models import load
     from core.plan import plan
 
     outdir = _out_dir(args.out)
-    spec = load(args.model)
+    spec = _load(args)
     method, blocks = args.method, ()
     if args.config:
         ratios, file_method = _ratios_from_file(args.config)
@@ -272,14 +269,13 @@ def cmd_apply(args: argparse.Namespace) -> None:
     import dataclasses
 
     from core.config import PruneConfig
-    from core.models import load
     from core.prune import check_config_matches
 
     outdir = _out_dir(args.out)
     config = PruneConfig.load(args.config)
     if args.finetune_epochs is not None:
         config = dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, epochs=args.finetune_epochs))
-    spec = load(config.model)
+    spec = _load(args, config.model)
     check_config_matches(spec, config)
     _check_layers(spec, config)
     _run_and_write(spec, config, outdir, args.threads, args.latency_batches, _parent_run(Path(args.config)))
@@ -322,11 +318,10 @@ def _grid(text: str) -> tuple[float, ...]:
 
 def cmd_sensitivity(args: argparse.Namespace) -> None:
 
-    from core.models import load
     from core.sensitivity import SweepSpec, cache_path, sweep
 
     out = _out_file(args.out)
-    spec = load(args.model)
+    spec = _load(args)
     sweep_spec = SweepSpec(spec.name, spec.fingerprint, args.granularity, args.criterion, args.grid,
                            args.eval_samples, args.calibration_samples, args.seed)
     cached = cache_path(sweep_spec).exists() and not args.no_cache
@@ -354,7 +349,6 @@ def cmd_allocate(args: argparse.Namespace) -> None:
     from core.allocate import Bounds, Target, allocate
     from core.config import PruneConfig
     from core.estimate import build_cost_model
-    from core.models import load
 
     kind, value = next((k, v) for k, v in (("flops", args.target_flops), ("params", args.target_params),
                                           ("size_mb", args.target_size_mb), ("latency_ms", args.target_latency_ms),
@@ -362,7 +356,7 @@ def cmd_allocate(args: argparse.Namespace) -> None:
                        if v is not None)
     target = Target(kind, value)
     out = _out_file(args.out)
-    spec = load(args.model)
+    spec = _load(args)
     table, method, criterion = _allocation_inputs(spec, args)
     cost_model = build_cost_model(spec.model, spec.example_input, method)
     units = [u.name for u in cost_model.units]
@@ -458,9 +452,11 @@ def _fmt_acc(accuracy: float | None) -> str:
 def cmd_deploy(args: argparse.Namespace) -> None:
     """Measure every deployable form of a run folder's model; write model.int8.onnx and deploy.json."""
     from core.deploy import deploy_folder
+    from core.runs import read_run
 
     folder = Path(args.run)
-    report = deploy_folder(folder, args.batch)
+    spec = _load(args, read_run(folder).config.model) if (folder / "config.json").exists() else None
+    report = deploy_folder(folder, args.batch, spec)
     if args.json:
         print(json.dumps(report.rows))
         return
@@ -547,6 +543,26 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
             "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none"]
     print(f"PruneLab dashboard on http://{args.address}:{args.port} (Ctrl+C stops it)", file=sys.stderr)
     os.execv(sys.executable, argv)
+
+
+def _load(args: argparse.Namespace, name: str | None = None):
+    """The model named on the command line (or in a config), with --weights / --trust-pickle / --data."""
+    from core.models import load
+
+    if getattr(args, "trust_pickle", False):
+        print("prunelab: warning: --trust-pickle loads a pickle, which runs whatever code it carries",
+              file=sys.stderr)
+    return load(name or args.model, weights=getattr(args, "weights", None),
+                trust_pickle=getattr(args, "trust_pickle", False), data=getattr(args, "data", None))
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", metavar="FILE", help="a .pt/.pth/.safetensors state dict to load into the "
+                        "model (weights only: no pickled code runs)")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="allow loading a whole pickled model (.pt); a pickle runs code, only use files you trust")
+    parser.add_argument("--data", metavar="FILE.npz", help="evaluation data (arrays x, y; optional x_train, y_train) "
+                        "for a Hugging Face folder or a pickled model")
 
 
 def build_parser() -> Parser:
@@ -643,6 +659,9 @@ def build_parser() -> Parser:
     dp.add_argument("run", help="a folder written by prunelab prune/apply")
     dp.add_argument("--batch", type=_positive_int, default=1)
     dp.add_argument("--json", action="store_true")
+
+    for s_ in (b, ly, pr, ap, se, al, dp):
+        _model_options(s_)
 
     _experiments_parser(sub)
 

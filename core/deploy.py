@@ -166,7 +166,7 @@ def variants(onnx_bytes: bytes, baseline_onnx: bytes, x_test: np.ndarray | None,
     ], int8, batch)
 
 
-def deploy_folder(folder, batch: int = 1) -> Deployment:
+def deploy_folder(folder, batch: int = 1, spec=None) -> Deployment:
     """Measure every form of a run folder's model (see `variants`) and write model.int8.onnx and
     deploy.json next to it (each atomically)."""
     from pathlib import Path
@@ -181,7 +181,7 @@ def deploy_folder(folder, batch: int = 1) -> Deployment:
     if not (folder / "model.onnx").is_file():
         raise PruneLabError(f"{folder} has no model.onnx (a folder written by prunelab prune/apply)")
     run = read_run(folder)
-    spec = load(run.config.model)
+    spec = spec or load(run.config.model)  # a model loaded with options (weights, data) is passed in
     base_onnx, _ = export_onnx(spec.model, spec.example_input)
     test = (spec.split.test_x.numpy(), spec.split.test_y.numpy()) if spec.has_data else (None, None)
     report = variants(run.onnx_bytes(), base_onnx, *test,
