@@ -202,6 +202,11 @@ def _run_and_write(spec, config, outdir: Path, threads: int, batches: tuple[int,
         finish(json.loads(out.metrics_json()))
     print(_table({"baseline": out.baseline, "pruned": out.pruned}))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if out.clamped:
+        print(f"note: these ratios would have emptied {', '.join(out.clamped)}: one weight/channel/head was kept in "
+              "each (recorded in metrics.json as clamped)")
+    if error := out.pruned.get("onnx_error"):
+        print(f"note: no model.onnx: {error} (size, FLOPs, accuracy and torch latency above are measured in torch)")
     if alt := out.aligned_alternative:
         print(f"note: snapping slow widths to fast ones runs {alt['speedup']:.2f}x faster at batch {alt['batch']} "
               f"({alt['latency_ms']:.4f} vs {alt['config_latency_ms']:.4f} ms): ratios {alt['ratios']} "

@@ -82,7 +82,7 @@ class CostModel:
         flops = sum(lc.flops for lc in self.layers)
         zeroed, sparse = 0, 0.0
         for lc in self.layers:
-            cut = round(ratios.get(lc.name, 0.0) * lc.weight)
+            cut = min(round(ratios.get(lc.name, 0.0) * lc.weight), max(lc.weight - 1, 0))  # as the masks clamp
             zeroed += cut
             sparse += lc.flops * (1 - cut / lc.weight) if lc.weight else lc.flops
         return {

@@ -17,9 +17,11 @@ from torch import nn
 
 from core import schedule
 from core.config import PruneConfig
+from core.errors import PruneLabError
 from core.evaluate import evaluate
 from core.export import deployable, export_onnx
 from core.files import write_atomic
+from core.graph import emptied, units
 from core.latency import measure_cached, measure_interleaved, measure_torch
 from core.metrics import static_metrics
 from core.models import ModelSpec, initial_state, require_data
@@ -44,6 +46,7 @@ class RunOutput:
     prediction: dict | None = None  # what was predicted before measuring (e.g. from a sensitivity sweep)
     aligned_alternative: dict | None = None  # a nearby config of fast widths that measured faster
     trajectory: list[dict] = field(default_factory=list)  # core.schedule's measurements per step
+    clamped: list[str] = field(default_factory=list)  # units whose ratio would have emptied them: one kept
 
     def metrics_json(self) -> str:
         data = {"baseline": self.baseline, "pruned": self.pruned, "removed": self.removed,
@@ -52,21 +55,27 @@ class RunOutput:
             data["prediction"] = self.prediction
         if self.aligned_alternative:
             data["aligned_alternative"] = self.aligned_alternative
+        if self.clamped:
+            data["clamped"] = self.clamped
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     def write(self, outdir: Path) -> dict[str, Path]:
         """Write config.json, model.onnx and metrics.json into outdir, each atomically; metrics.json
         comes last, so a folder that has it is complete."""
-        paths = {n: Path(outdir) / n for n in ("config.json", "model.onnx", "metrics.json")}
+        names = ("config.json", "model.onnx", "metrics.json") if self.onnx else ("config.json", "metrics.json")
+        paths = {n: Path(outdir) / n for n in names}
         self.config.save(paths["config.json"])
-        write_atomic(paths["model.onnx"], self.onnx)
+        if self.onnx:  # empty when the export failed (metrics.json says why)
+            write_atomic(paths["model.onnx"], self.onnx)
         write_atomic(paths["metrics.json"], self.metrics_json().encode())
         return paths
 
 
-def _static(model: nn.Module, spec: ModelSpec, onnx: bytes) -> dict:
-    """Size, FLOPs and accuracy of a deployable model, and its ONNX file size."""
+def _static(model: nn.Module, spec: ModelSpec, onnx: bytes, onnx_error: str = "") -> dict:
+    """Size, FLOPs and accuracy of a deployable model, and its ONNX file size (or why there is none)."""
     metrics: dict = static_metrics(model, spec.example_input)
+    if not onnx:
+        metrics["onnx_error"] = onnx_error
     if spec.has_data:
         metrics.update(evaluate(model, spec.split.test_x, spec.split.test_y))
     else:  # a reference architecture with random weights: accuracy is not available, not zero
@@ -98,8 +107,10 @@ def _add_latency(metrics: dict[str, dict], onnx: dict[str, bytes], torch_models:
     """Time the ONNX models in interleaved rounds (see core.latency) and record median and p90 per batch;
     the same for the torch models (eager PyTorch, for comparison)."""
     shape = tuple(spec.example_input.shape[1:])
+    onnx = {k: v for k, v in onnx.items() if v}  # a model whose export failed has torch figures only
     for batch in batches:
-        _record(metrics, measure_interleaved(onnx, shape, batch=batch, threads=threads), "", batch)
+        if onnx:
+            _record(metrics, measure_interleaved(onnx, shape, batch=batch, threads=threads), "", batch)
         _record(metrics, measure_torch(torch_models, shape, batch=batch, threads=threads,
                                        integer=not spec.example_input.is_floating_point()), "torch_", batch)
     for m in metrics.values():
@@ -115,7 +126,8 @@ def measure(model: nn.Module, spec: ModelSpec, onnx: bytes, threads: int = 1,
     metrics = _static(model, spec, onnx)
     shape = tuple(spec.example_input.shape[1:])
     for batch in batches or default_batches(spec):
-        _record({"m": metrics}, {"m": measure_cached(onnx, shape, batch, threads)}, "", batch)
+        if onnx:
+            _record({"m": metrics}, {"m": measure_cached(onnx, shape, batch, threads)}, "", batch)
         torch_lat = measure_torch({"m": model}, shape, batch=batch, threads=threads,
                                   integer=not spec.example_input.is_floating_point())
         _record({"m": metrics}, torch_lat, "torch_", batch)
@@ -134,8 +146,20 @@ class Baseline:
 
 def baseline(spec: ModelSpec, threads: int = 1, batches: tuple[int, ...] | None = None) -> Baseline:
     """Metrics of the unpruned base model, exported and timed like any pruned one."""
-    onnx, _ = export_onnx(spec.model, spec.example_input)
-    return Baseline(measure(spec.model, spec, onnx, threads, batches), onnx)
+    onnx, error = try_export(spec.model, spec.example_input)
+    metrics = measure(spec.model, spec, onnx, threads, batches)
+    if error:
+        metrics["onnx_error"] = error
+    return Baseline(metrics, onnx)
+
+
+def try_export(model: nn.Module, example_input: torch.Tensor) -> tuple[bytes, str]:
+    """(ONNX bytes, "") or (b"", why the export failed): a model torch runs but the exporter cannot handle
+    still gets its torch measurements (size, FLOPs, accuracy, eager latency)."""
+    try:
+        return export_onnx(model, example_input)[0], ""
+    except PruneLabError as e:
+        return b"", str(e)
 
 
 def run(
@@ -164,14 +188,15 @@ def run(
     trained = schedule.train(spec, config, say)
     say("exporting ONNX", 0, 1)
     model = deployable(trained.model)
-    onnx, _ = export_onnx(model, spec.example_input)
+    onnx, onnx_error = try_export(model, spec.example_input)
     say("measuring", 0, 1)
-    metrics = {"baseline": dict(base.metrics), "pruned": _static(model, spec, onnx)}
+    metrics = {"baseline": dict(base.metrics), "pruned": _static(model, spec, onnx, onnx_error)}
     _add_latency(metrics, {"baseline": base.onnx, "pruned": onnx}, {"baseline": spec.model, "pruned": model}, spec,
                  threads, batches)
     out = RunOutput(config, model, onnx, metrics["baseline"], metrics["pruned"], trained.removed, trained.losses,
                     trajectory=trained.trajectory)
-    if hardware is not None and config.method == "channel":
+    out.clamped = emptied(units(spec.model, spec.example_input, config.method), config.ratios)
+    if hardware is not None and config.method == "channel" and onnx:
         say("checking aligned widths", 0, 1)
         out.aligned_alternative = aligned_alternative(spec, config.ratios, onnx, hardware)
     say("done", 1, 1)

@@ -228,6 +228,17 @@ def kept_channels(unit: Unit, ratio: float) -> int:
     return (per_head - removed) * unit.heads
 
 
+def emptied(found: list[Unit], ratios: dict[str, float]) -> list[str]:
+    """Units whose ratio, as asked, would remove all of them (every weight, channel of a head, or head):
+    the engine keeps one instead, and runs report these names so the clamp is never silent."""
+    out = []
+    for u in found:
+        per = u.size // u.heads
+        if ratios.get(u.name, 0.0) > 0 and round(ratios[u.name] * per) >= per:
+            out.append(u.name)
+    return out
+
+
 def layer_widths(model: nn.Module, units: list[Unit], ratios: dict[str, float]) -> list[dict]:
     """Output width of every Conv2d/Linear before and after channel pruning at `ratios` (no cutting)."""
     out_unit = {m.name: u for u in units for m in u.members if m.side == "out"}

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,9 +44,16 @@ class SavedRun:
         return (self.path / "model.onnx").read_bytes()
 
 
+def _safe(text: str, limit: int = 40) -> str:
+    """A folder-name-safe version of a model name (a user model's name is a path): letters, digits, dot,
+    dash and underscore only, no leading dots, at most `limit` characters — run folders stay in runs/."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).lstrip(".")[-limit:]
+    return cleaned or "model"
+
+
 def new_run_dir(model: str, method: str) -> Path:
     """A fresh, uniquely named folder for a run: <UTC time>-<model>-<method>[-n]."""
-    stem = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{model}-{method}"
+    stem = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{_safe(model)}-{_safe(method)}"
     runs = workspace() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     for n in range(1000):

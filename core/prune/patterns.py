@@ -93,7 +93,7 @@ def block_mask(scores: torch.Tensor, ratio: float, block: tuple[int, int] = (4, 
         raise PruneLabError(f"block masks need a weight with an input dimension, got shape {tuple(scores.shape)}")
     view = scores.reshape(scores.shape[0], -1)
     per_block = block_scores(view, block).flatten()
-    n_prune = round(ratio * per_block.numel())
+    n_prune = min(round(ratio * per_block.numel()), per_block.numel() - 1)  # at least one block stays
     keep = torch.ones_like(per_block)
     keep[torch.sort(per_block, stable=True).indices[:n_prune]] = 0
     grid = keep.view(-(-view.shape[0] // block[0]), -1)

@@ -18,7 +18,9 @@ from core.graph import PRUNABLE
 def mask_from_scores(scores: torch.Tensor, ratio: float) -> torch.Tensor:
     """Keep-mask (1 = keep) zeroing the round(ratio * n) lowest-scoring weights."""
     flat = scores.flatten()
-    n_prune = round(ratio * flat.numel())  # the same rounding as torch.nn.utils.prune
+    # torch.nn.utils.prune's rounding, but never the whole layer: an emptied layer would cut the network in
+    # two (core.graph.emptied reports the layers clamped this way)
+    n_prune = min(round(ratio * flat.numel()), flat.numel() - 1)
     mask = torch.ones_like(flat)
     if n_prune:
         mask[torch.topk(flat, k=n_prune, largest=False).indices] = 0
