@@ -219,9 +219,10 @@ def _layer_times(shape: LayerShape, side: str, cand: list[int], batch: int, thre
 
 
 def cache_path(spec, batch: int, threads: int):
-    from core.runs import workspace
+    from core.runs import safe_name, workspace
 
-    return workspace() / "cache" / "latency" / f"{spec.name}-{_cache_key(spec.fingerprint, batch, threads)}.json"
+    name = safe_name(spec.name)  # a user model's name is a path; the fingerprint in the key tells models apart
+    return workspace() / "cache" / "latency" / f"{name}-{_cache_key(spec.fingerprint, batch, threads)}.json"
 
 
 def cached(spec, batch: int = 32, threads: int = 1) -> LatencyTable | None:

@@ -44,7 +44,7 @@ class SavedRun:
         return (self.path / "model.onnx").read_bytes()
 
 
-def _safe(text: str, limit: int = 40) -> str:
+def safe_name(text: str, limit: int = 40) -> str:
     """A folder-name-safe version of a model name (a user model's name is a path): letters, digits, dot,
     dash and underscore only, no leading dots, at most `limit` characters — run folders stay in runs/."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).lstrip(".")[-limit:]
@@ -53,7 +53,7 @@ def _safe(text: str, limit: int = 40) -> str:
 
 def new_run_dir(model: str, method: str) -> Path:
     """A fresh, uniquely named folder for a run: <UTC time>-<model>-<method>[-n]."""
-    stem = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{_safe(model)}-{_safe(method)}"
+    stem = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{safe_name(model)}-{safe_name(method)}"
     runs = workspace() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     for n in range(1000):

@@ -75,9 +75,10 @@ class SweepSpec:
 
 
 def cache_path(sweep: SweepSpec) -> Path:
-    from core.runs import workspace
+    from core.runs import safe_name, workspace
 
-    return workspace() / "cache" / "sensitivity" / f"{sweep.model}-{sweep.granularity}-{sweep.key()}.csv"
+    # the key hashes the model name too; the readable prefix is made safe (a user model's name is a path)
+    return workspace() / "cache" / "sensitivity" / f"{safe_name(sweep.model)}-{sweep.granularity}-{sweep.key()}.csv"
 
 
 def subsets(spec: ModelSpec, sweep: SweepSpec) -> tuple[Calibration, torch.Tensor, torch.Tensor]:

@@ -1,8 +1,9 @@
 """PruneLab dashboard: `prunelab dashboard` (or `streamlit run dashboard/app.py`).
 
-Pick a model in the sidebar; Model shows what it is and which channels matter, Sensitivity what each
-layer costs in accuracy when pruned, Tune sets per-layer ratios (by hand or by the budget solver) with
-live estimates and runs the experiment, Results and Export show and hand out what was measured.
+Pick a model in the sidebar (or load your own there); Model shows what it is and which channels matter,
+Sensitivity what each layer costs in accuracy when pruned, Tune sets per-layer ratios (by hand or by the
+budget solver) with live estimates and runs the experiment, Results and Export show and hand out what was
+measured.
 Pages only draw; core computes; dashboard/cache.py owns what is shared between sessions.
 """
 
@@ -13,24 +14,16 @@ import os
 import streamlit as st
 
 from core.errors import PruneLabError
-from core.models import available
+from dashboard.components.own_model import pick_model
 from dashboard.views import export, model, results, sensitivity, tune
 
 DEFAULT_MODEL = "mnist-resnet"
 
 
-def _pick_model() -> str:
-    names = available()
-    wanted = os.environ.get("PRUNELAB_MODEL", DEFAULT_MODEL)
-    index = names.index(wanted) if wanted in names else 0
-    return st.sidebar.selectbox("Model", names, index=index, key="model",
-                                help="Bundled sample models with trained weights.")
-
-
 def main() -> None:
     st.set_page_config(page_title="PruneLab", page_icon="✂️", layout="wide")
     st.sidebar.title("✂️ PruneLab")
-    name = _pick_model()
+    name = pick_model(os.environ.get("PRUNELAB_MODEL", DEFAULT_MODEL))
     st.sidebar.caption("Explore pruning trade-offs: every number is measured, or labelled as an estimate.")
     tabs = st.tabs(["Model", "Sensitivity", "Tune", "Results", "Export"])
     for tab, view in zip(tabs, (model, sensitivity, tune, results, export), strict=True):

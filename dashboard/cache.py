@@ -2,11 +2,20 @@
 
 Cached objects are shared by all users: the model in a ModelSpec is never modified (the engine prunes
 deep copies), and cached dicts are treated as read-only by the pages.
+
+A user's own model (the sidebar's "Your own model…") is known to the pages by a handle, "user-<hash>" of
+what loads it (see `UserModel`); the handle maps to its load arguments in a registry shared by all
+sessions of this server process, so `spec(handle)` can load it like any registry name. Its ModelSpec is
+renamed to the handle: configs, runs, sweeps and cache files then name it consistently (and safely: a
+reference holds slashes, which must not end up in the workspace's file names).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +24,7 @@ import streamlit as st
 
 from core import experiment, importance, latency, models, plan, runs
 from core.config import Pattern
+from core.errors import PruneLabError
 from core.estimate import CostModel, build_cost_model
 from core.metrics import layer_summary
 from core.models import ModelSpec
@@ -23,10 +33,85 @@ from core.prune import head_scores as score_heads
 from core.prune.heads import scores_frame
 from core.prune.layers import block_scores as score_blocks
 
+USER_PREFIX = "user-"
+
+
+@dataclass(frozen=True)
+class UserModel:
+    """The arguments of core.models.load for a user's model: a reference (file.py:function, a pickled
+    model .pt, a Hugging Face folder, or a registry name with other weights), weights and data files."""
+
+    ref: str
+    weights: str | None = None
+    data: str | None = None
+    trust_pickle: bool = False
+
+    def handle(self) -> str:
+        """'user-' and a hash of the arguments and of the files' sizes and modification times, so a model
+        file edited on disk loads afresh instead of coming from the cache."""
+        stamps = [_stamp(p) for p in (_ref_path(self.ref), self.weights, self.data)]
+        text = json.dumps({**asdict(self), "stamps": stamps}, sort_keys=True)
+        return USER_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _ref_path(ref: str) -> str:
+    """The file or folder part of a reference ('f.py' of 'f.py:build')."""
+    path, _, func = ref.rpartition(":")
+    return path if path and func.isidentifier() else ref
+
+
+def _stamp(path: str | None) -> list[int] | None:
+    """Size and modification time of a file, or of a folder's newest entry; None if there is nothing."""
+    if not path:
+        return None
+    try:
+        p = Path(path)
+        stats = [p.stat(), *(c.stat() for c in p.iterdir())] if p.is_dir() else [p.stat()]
+    except OSError:
+        return None
+    return [sum(s.st_size for s in stats), max(s.st_mtime_ns for s in stats)]
+
+
+_USER_MODELS: dict[str, UserModel] = {}  # handle -> load arguments; one dict per server process
+
+
+def user_model(name: str) -> UserModel | None:
+    """The load arguments behind a handle (None for a registry name)."""
+    return _USER_MODELS.get(name)
+
+
+def load_user_model(args: UserModel) -> str:
+    """Register args under their handle and load the model (cached); return the handle. A model that fails
+    to load (PruneLabError, or any exception from the user's code) is not left registered."""
+    handle = args.handle()
+    known = handle in _USER_MODELS
+    _USER_MODELS[handle] = args
+    try:
+        spec(handle)
+    except BaseException:
+        if not known:
+            _USER_MODELS.pop(handle, None)
+        raise
+    return handle
+
+
+def display_name(name: str) -> str:
+    """What the sidebar and pages call a model: a user model by its reference, a registry model by name."""
+    args = user_model(name)
+    return name if args is None else args.ref
+
 
 @st.cache_resource(show_spinner="Loading the model…")
 def spec(name: str) -> ModelSpec:
-    return models.load(name)
+    """The model called `name`: a registry name, or a user model's handle (renamed to the handle)."""
+    args = user_model(name)
+    if args is None:
+        if name.startswith(USER_PREFIX):
+            raise PruneLabError(f"{name} is not loaded in this server session: load it again under "
+                                "“Your own model…” in the sidebar")
+        return models.load(name)
+    loaded = models.load(args.ref, weights=args.weights, trust_pickle=args.trust_pickle, data=args.data)
+    return replace(loaded, name=name)
 
 
 @st.cache_data(show_spinner="Measuring the baseline: ONNX export, accuracy, onnxruntime latency…")

@@ -143,3 +143,17 @@ def test_unknown_nested_types_are_refused_by_name():
             PruneConfig.from_dict({**PruneConfig("digits-mlp", "channel", {}).to_dict(), **bad})
 
 
+
+
+@pytest.mark.parametrize("name", ["/abs/dir/m.py:build", "../up/m.py:build", "sub/dir/m.py:build"])
+def test_cache_files_of_user_models_stay_in_the_workspace(name, tmp_path, monkeypatch):
+    import dataclasses
+
+    from core import hardware, sensitivity
+
+    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
+    spec = dataclasses.replace(get_spec("digits-mlp"), name=name)
+    cache = (tmp_path / "cache").resolve()
+    for path in (hardware.cache_path(spec, 1, 1),
+                 sensitivity.cache_path(sensitivity.SweepSpec(name, spec.fingerprint, "channel"))):
+        assert path.resolve().parent.parent == cache, path

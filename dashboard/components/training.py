@@ -6,12 +6,14 @@ Nothing is validated here: the fields go into PruneConfig, which refuses combina
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import streamlit as st
 
 from core.config import SCHEDULES
+from core.errors import PruneLabError
+from core.models import ModelSpec, require_data
 
 SCHEDULE_HELP = {
     "oneshot": "prune once to the final ratios, then fine-tune",
@@ -29,20 +31,33 @@ class Training:
     schedule: dict[str, Any]
 
 
-def options(has_data: bool) -> Training:
-    """Epochs, learning rate and seed, then schedule, distillation and rewind in an expander."""
+def missing_training_data(spec: ModelSpec, what: str = "fine-tuning", label: str | None = None) -> str | None:
+    """Why `what` cannot train spec's model (core.models.require_data's reason: no data at all, or an
+    empty training set), naming the model `label` (default its name), or None if it can."""
+    try:
+        require_data(replace(spec, name=label or spec.name), what)
+    except PruneLabError as e:
+        return str(e)
+    return None
+
+
+def options(spec: ModelSpec, label: str | None = None) -> Training:
+    """Epochs, learning rate and seed, then schedule, distillation and rewind in an expander; without
+    training data, fine-tuning is off and disabled (one-shot pruning only), and the reason is shown."""
+    missing = missing_training_data(spec, label=label)
+    if missing:  # the field is shared by all models: a value set for one with data would show, disabled
+        st.session_state["epochs"] = 0
     c1, c2, c3 = st.columns(3)
-    epochs = c1.number_input("Fine-tune epochs", 0, 20, 1 if has_data else 0, key="epochs", disabled=not has_data,
+    epochs = c1.number_input("Fine-tune epochs", 0, 20, "min" if missing else 1, key="epochs", disabled=bool(missing),
                              help="SGD with momentum, warm-up then cosine decay; 0 skips fine-tuning. The budget "
-                                  "of the whole schedule." + ("" if has_data else
-                                                              " Not available: this model has no data set."))
+                                  "of the whole schedule." + (f" Not available: {missing}." if missing else ""))
     lr = c2.number_input("Peak learning rate", 0.0001, 1.0, 0.01, format="%.4f", key="lr")
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
-    finetune: dict[str, Any] = {"epochs": int(epochs), "lr": float(lr)}
+    finetune: dict[str, Any] = {"epochs": 0 if missing else int(epochs), "lr": float(lr)}
+    if missing:
+        st.caption(f"No fine-tuning: {missing}. One-shot pruning only.")
+        return Training(int(seed), finetune, {"kind": "oneshot"})
     with st.expander("Schedule, distillation and rewind", expanded=False):
-        if not has_data:
-            st.caption("This model has no data set: no fine-tuning, so one-shot pruning only.")
-            return Training(int(seed), finetune, {"kind": "oneshot"})
         schedule = _schedule()
         finetune |= _teacher_and_rewind()
     return Training(int(seed), finetune, schedule)

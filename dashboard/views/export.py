@@ -4,26 +4,30 @@ saved run, and see what each deployable form costs (mask vs shrink vs deploy).""
 from __future__ import annotations
 
 import json
+import shlex
+from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
 
+from core.config import PruneConfig
 from core.deploy import deploy_folder
-from dashboard import jobs
+from dashboard import cache, jobs
 from dashboard.views.results import pick_run
 
 
-def _deployment(run) -> None:
+def _deployment(name: str, run) -> None:
     st.markdown("#### What each deployable form costs")
     report_path = run.path / "deploy.json"
     _, error = jobs.panel("deploy")
     if error:
         st.error(f"Measuring the deployable forms failed: {error}")
     if not report_path.exists():
+        spec = cache.spec(name)  # loaded here: a user model's handle means nothing to core.models.load
         st.caption("Dense ONNX, gzip, a sparse encoding, int8 ONNX (onnxruntime static quantisation) and sparse + "
                    "int8 — each measured for size, latency and accuracy.")
         st.button("Measure deployable forms (int8 included)", key="run-deploy", disabled=jobs.running("deploy"),
-                  on_click=lambda: jobs.start("deploy", lambda progress: deploy_folder(run.path).batch))
+                  on_click=lambda: jobs.start("deploy", lambda progress: deploy_folder(run.path, spec=spec).batch))
         return
     report = json.loads(report_path.read_text())
     table = pd.DataFrame(report["rows"]).rename(columns={
@@ -43,15 +47,29 @@ def render(name: str) -> None:
     run = pick_run(name, key="export-run")
     if run is None:
         return
+    config, command = _replay(name, run.config)
     c1, c2, c3 = st.columns(3)
-    c1.download_button("config.json", run.config.to_json(), file_name="config.json", mime="application/json",
+    c1.download_button("config.json", config.to_json(), file_name="config.json", mime="application/json",
                        key="dl-config", width="stretch")
     c2.download_button("model.onnx", run.onnx_bytes(), file_name="model.onnx", mime="application/octet-stream",
                        key="dl-onnx", width="stretch")
     c3.download_button("metrics.json", (run.path / "metrics.json").read_bytes(), file_name="metrics.json",
                        mime="application/json", key="dl-metrics", width="stretch")
     st.markdown("Replay this configuration without a browser (same pruned model, same measurements):")
-    st.code("prunelab apply config.json --out pruned/", language="bash")
+    st.code(command, language="bash")
     st.markdown(f"Saved in `{run.path}`")
-    st.json(run.config.to_dict(), expanded=False)
-    _deployment(run)
+    st.json(config.to_dict(), expanded=False)
+    _deployment(name, run)
+
+
+def _replay(name: str, config: PruneConfig) -> tuple[PruneConfig, str]:
+    """The config to hand out and the command that replays it. A user model's config names its reference
+    instead of the dashboard's handle (which the command line does not know), and the command passes the
+    files it was loaded with (paths as given: relative ones are relative to where the dashboard runs)."""
+    args = cache.user_model(name)
+    if args is None:
+        return config, "prunelab apply config.json --out pruned/"
+    flags = "".join(f" --{flag} {shlex.quote(path)}" for flag, path in (("weights", args.weights),
+                                                                        ("data", args.data)) if path)
+    flags += " --trust-pickle" if args.trust_pickle else ""
+    return replace(config, model=args.ref), f"prunelab apply config.json{flags} --out pruned/"

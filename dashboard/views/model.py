@@ -1,10 +1,13 @@
 """Model page: baseline measurements, the layer table, the channel-importance heatmap and, for models
-with attention, the heads' importance."""
+with attention, the heads' importance; for any model, the layers PruneLab leaves alone, and for a user's
+model loaded from a pickle, a standing reminder that its code ran."""
 
 from __future__ import annotations
 
 import streamlit as st
+from torch import nn
 
+from core.graph import unsupported_layers
 from core.importance import REGISTRY, NotApplicable
 from core.prune import HEAD_CRITERIA
 from core.prune.heads import attention_modules
@@ -12,10 +15,15 @@ from dashboard import cache
 from dashboard.components.charts import head_heatmap, importance_heatmap
 from dashboard.components.format import metric_row
 
+SHOWN_UNSUPPORTED = 12  # layers listed by name; the rest are counted
+
 
 def render(name: str) -> None:
     spec = cache.spec(name)
-    st.subheader(f"{name} — {spec.summary}")
+    shown = cache.display_name(name)
+    st.subheader(spec.summary if shown in spec.summary else f"{shown} — {spec.summary}")  # user models name it
+    _provenance(name)
+    _left_alone(spec.model)
     base = cache.baseline(name).metrics
     metric_row(base)
     data = (f"test accuracy on {len(spec.split.test_y):,} held-out images" if spec.has_data else
@@ -53,6 +61,25 @@ def render(name: str) -> None:
 
     st.markdown("#### Layers")
     st.dataframe(cache.layers(name), hide_index=True, width="stretch")
+
+
+def _provenance(name: str) -> None:
+    """For a user model loaded with trust_pickle: a warning that stays while the model is shown."""
+    args = cache.user_model(name)
+    if args is not None and args.trust_pickle:
+        st.warning(f"{args.ref} was loaded with “Trust this pickle”: unpickling ran the code the file carries, "
+                   "with this server's permissions. Keep using it only if you trust where the file came from.",
+                   icon="⚠️")
+
+
+def _left_alone(model: nn.Module) -> None:
+    """The layers with weights that no method prunes (core.graph.unsupported_layers), if there are any."""
+    found = unsupported_layers(model)
+    if not found:
+        return
+    shown = ", ".join(f"{n or '(model)'} ({t})" for n, t in found[:SHOWN_UNSUPPORTED])
+    more = f" and {len(found) - SHOWN_UNSUPPORTED} more" if len(found) > SHOWN_UNSUPPORTED else ""
+    st.info(f"left alone: {shown}{more} — no method prunes these layer types; they keep all their weights.")
 
 
 def _heads(name: str, has_data: bool) -> None:

@@ -10,6 +10,7 @@ from core.sensitivity import sweep
 from dashboard import cache, jobs
 from dashboard.components.charts import sensitivity_heatmap, unit_cost_bars
 from dashboard.components.sweeps import GRID_CHOICES, cached_table, current_spec
+from dashboard.components.training import missing_training_data
 
 
 def _controls() -> None:
@@ -33,9 +34,13 @@ def _launch(name: str) -> None:
 
 
 def render(name: str) -> None:
-    if not cache.spec(name).has_data:
+    spec = cache.spec(name)
+    if not spec.has_data:
         st.info(f"{name} has no data set (random weights, for size and latency work): sensitivity sweeps measure "
                 "accuracy and are not available for it. The Tune tab's estimates and hardware-aware widths are.")
+        return
+    if missing := missing_training_data(spec, "a sensitivity sweep", cache.display_name(name)):
+        st.info(f"{missing}. The Tune tab's estimates and hardware-aware widths work without it.")
         return
     _controls()
     sweep_spec = current_spec(name)

@@ -1,0 +1,120 @@
+"""The sidebar's model choice, with a last option that loads the user's own model.
+
+"Your own model…" opens a small form: a reference (file.py:build, a pickled model .pt or a Hugging Face
+folder, as core.user_models reads them), optional weights and .npz data (a path on this machine or an
+upload, saved by dashboard.uploads), a trust-pickle checkbox and Load. A loaded model is registered in
+dashboard.cache under a handle, listed in this session's choices by its reference and selected; while
+the form is open, or when loading fails, the pages keep showing the model chosen before.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
+
+from core.errors import PruneLabError
+from core.models import available
+from dashboard import cache, uploads
+
+Field = tuple[str, uploads.Upload | None]  # a file field: the typed path and the upload (None: none)
+
+OWN = "Your own model…"
+LOADED = "own-models"  # session key: handles of the user models loaded in this session, in order
+SHOWN = "model-shown"  # session key: the model the pages show (the last choice that was not OWN)
+PENDING = "model-pending"  # session key: a handle to select before the selectbox is drawn
+WEIGHT_TYPES = ["pt", "pth", "safetensors"]
+PICKLE_RISK = ("Loading a pickle runs whatever code it carries, with this server's permissions. Only tick this "
+               "for files whose source you trust.")
+REF_HELP = ("`path/to/file.py:build` — a function returning a dict (model, example_input, eval_loader, optional "
+            "train_loader and metric) or a ModelSpec; `path/to/model.pt` — a whole pickled model (needs trust "
+            "and .npz data); `path/to/folder` — a local Hugging Face classifier (needs .npz data). Paths are on "
+            "the machine running the dashboard.")
+
+
+def pick_model(default: str) -> str:
+    """Draw the model selectbox (and the own-model form when chosen); return the name the pages show."""
+    names = [*available(), *st.session_state.get(LOADED, []), OWN]
+    if pending := st.session_state.pop(PENDING, None):
+        st.session_state["model"] = pending
+    if st.session_state.get("model") not in names:
+        st.session_state["model"] = default if default in names else names[0]
+    choice = st.sidebar.selectbox("Model", names, key="model", format_func=cache.display_name,
+                                  help="Bundled sample models with trained weights, the reference zoo, models "
+                                       "you loaded, or your own.")
+    if choice != OWN:
+        st.session_state[SHOWN] = choice
+        _describe(choice)
+        return choice
+    shown = st.session_state.get(SHOWN) or (default if default in names else names[0])
+    st.sidebar.caption(f"The pages show **{cache.display_name(shown)}** until your model loads.")
+    _form()
+    return shown
+
+
+def _describe(name: str) -> None:
+    """A caption with the files a user model was loaded with."""
+    args = cache.user_model(name)
+    if args is None:
+        return
+    parts = [f"weights `{args.weights}`" if args.weights else "", f"data `{args.data}`" if args.data else "",
+             "pickle trusted" if args.trust_pickle else ""]
+    st.sidebar.caption(f"Your model `{args.ref}`" + "".join(f" · {p}" for p in parts if p))
+
+
+def _form() -> None:
+    """Reference, weights, data, trust and Load, in a bordered box of the sidebar."""
+    box = st.sidebar.container(border=True)
+    ref = box.text_input("Model reference", key="own-ref", placeholder="path/to/file.py:build", help=REF_HELP)
+    weights = _file_field(box, "Weights (optional)", "own-weights", WEIGHT_TYPES, "path/to/weights.safetensors")
+    data = _file_field(box, "Data (optional)", "own-data", ["npz"], "path/to/data.npz (x, y; x_train, y_train)")
+    trust = box.checkbox("Trust this pickle (runs its code)", key="own-trust",
+                         help="Needed for a whole pickled model (.pt) or weights saved as pickled objects.")
+    if trust:
+        box.warning(PICKLE_RISK, icon="⚠️")
+    if box.button("Load", key="own-load", type="primary"):
+        _load(box, ref, weights, data, trust)
+
+
+def _file_field(box: DeltaGenerator, label: str, key: str, types: list[str], placeholder: str) -> Field:
+    """A path text input and, below it, an uploader for the same file: (typed path, upload or None)."""
+    path = box.text_input(label, key=f"{key}-path", placeholder=placeholder)
+    upload = box.file_uploader("…or upload it", type=types,
+                               key=f"{key}-upload", max_upload_size=uploads.limit_mb(),
+                               help=f"At most {uploads.UPLOAD_LIMIT_BYTES / 2**20:.0f} MB; saved in the "
+                                    "workspace's uploads folder.")
+    return path, upload
+
+
+def _file(field: Field, what: str) -> str | None:
+    """The file a field names: its typed path, or its upload saved under the workspace (not both)."""
+    path, upload = _clean(field[0]), field[1]
+    if path and upload is not None:
+        raise PruneLabError(f"{what}: give a path or an upload, not both")
+    return str(uploads.save(upload)) if upload is not None else (path or None)
+
+
+def _clean(text: str) -> str:
+    """Typed text without surrounding blanks or one pair of quotes (as pasted from a shell)."""
+    text = text.strip()
+    quoted = len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""
+    return text[1:-1].strip() if quoted else text
+
+
+def _load(box: DeltaGenerator, ref: str, weights: Field, data: Field, trust: bool) -> None:
+    """Load the model and select it; on failure show why in the form and keep the current model."""
+    try:
+        if not _clean(ref):
+            raise PruneLabError("enter a model reference: path/to/file.py:build, a pickled model .pt or a "
+                                "Hugging Face model folder")
+        args = cache.UserModel(_clean(ref), _file(weights, "weights"), _file(data, "data"), trust)
+        handle = cache.load_user_model(args)
+    except PruneLabError as e:
+        hint = " In this form: tick “Trust this pickle”." if "--trust-pickle" in str(e) and not trust else ""
+        box.error(f"{e}{hint}")
+        return
+    except Exception as e:  # a bug in the user's code that core did not wrap: show it, keep the app
+        box.error(f"loading failed: {type(e).__name__}: {e}")
+        return
+    st.session_state[LOADED] = [*(h for h in st.session_state.get(LOADED, []) if h != handle), handle]
+    st.session_state[PENDING] = handle
+    st.rerun()
