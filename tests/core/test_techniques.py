@@ -4,6 +4,8 @@ exports to ONNX (onnxruntime checked against torch by export_onnx). Estimates eq
 
 from __future__ import annotations
 
+import math
+
 import onnx
 import pytest
 import torch
@@ -60,12 +62,30 @@ def test_each_granularity_makes_its_change_and_exports(method, name, base_nodes)
         assert abs(count_nonzero(model) - estimate["nonzero_params"]) <= slack
     else:
         assert measured["params"] < count_params(spec.model)
+    _three_sgd_steps(trained.model, spec)  # fine-tuning still works (masks, if any, keep their zeros)
+    if method in ("unstructured", "block", "nm"):
+        assert count_nonzero(deployable(trained.model)) <= count_nonzero(model)
     data, worst = export_onnx(model, spec.example_input)  # raises if onnxruntime disagrees with torch
     assert worst <= 1e-4
     if method in ("head", "layer"):
         assert _nodes(data) < base_nodes[name] if method == "layer" else len(data) < len(
             export_onnx(spec.model, spec.example_input)[0])
     assert model(spec.example_input.repeat(3, *[1] * (spec.example_input.dim() - 1))).shape[0] == 3
+
+
+def _three_sgd_steps(model: torch.nn.Module, spec) -> None:
+    x, y = spec.split.train_x[:32], spec.split.train_y[:32]
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    model.train()
+    losses = []
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    model.eval()
+    assert all(math.isfinite(v) for v in losses) and losses[-1] != losses[0]
 
 
 def test_nm_pattern_holds_in_every_group_after_fine_tuning():
