@@ -26,10 +26,18 @@ def metric_row(m: dict, base: dict | None = None) -> None:
     cols[2].metric("FLOPs / image", human(m["flops"]), delta("flops"), delta_color="inverse")
     for col, batch in zip(cols[3:5], m.get("latency_batches", [1, 32]), strict=False):
         key = latency_key(batch)
+        torch_ms = f"Eager torch: {m['torch_' + key]:.3g} ms." if "torch_" + key in m else ""
+        if key not in m:  # no ONNX file to time (the export failed): torch's figure only
+            col.metric(f"Latency b{batch} (torch)", f"{m.get('torch_' + key, float('nan')):.3g} ms",
+                       help="No onnxruntime figure: " + m.get("onnx_error", "not measured"))
+            continue
         col.metric(f"Latency b{batch} (median)", f"{m[key]:.3g} ms", delta(key), delta_color="inverse",
-                   help=f"onnxruntime; p90 {m[latency_key(batch, 'p90')]:.3g} ms. Eager torch: "
-                        f"{m.get('torch_' + key, float('nan')):.3g} ms.")
+                   help=f"onnxruntime; p90 {m[latency_key(batch, 'p90')]:.3g} ms. {torch_ms}")
     if m.get("accuracy") is None:
+        if "fidelity" in m:
+            cols[5].metric("Embedding fidelity", f"{m['fidelity']:.4f}",
+                           help="Mean cosine similarity of sentence embeddings to the unpruned model's.")
+            return
         cols[5].metric("Test accuracy", "n/a", help="This model has no data set (random weights): not measured.")
         return
     acc_delta = None if not base else f"{100 * (m['accuracy'] - base['accuracy']):+.2f} pts"

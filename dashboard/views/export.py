@@ -51,8 +51,11 @@ def render(name: str) -> None:
     c1, c2, c3 = st.columns(3)
     c1.download_button("config.json", config.to_json(), file_name="config.json", mime="application/json",
                        key="dl-config", width="stretch")
-    c2.download_button("model.onnx", run.onnx_bytes(), file_name="model.onnx", mime="application/octet-stream",
-                       key="dl-onnx", width="stretch")
+    if (run.path / "model.onnx").exists():
+        c2.download_button("model.onnx", run.onnx_bytes(), file_name="model.onnx", mime="application/octet-stream",
+                           key="dl-onnx", width="stretch")
+    else:  # the exporter could not handle this model; metrics.json says why
+        c2.warning(f"No model.onnx: {run.metrics['pruned'].get('onnx_error', 'export failed')}")
     c3.download_button("metrics.json", (run.path / "metrics.json").read_bytes(), file_name="metrics.json",
                        mime="application/json", key="dl-metrics", width="stretch")
     st.markdown("Replay this configuration without a browser (same pruned model, same measurements):")

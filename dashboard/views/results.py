@@ -40,6 +40,8 @@ def _table(base: dict, pruned: dict) -> pd.DataFrame:
             for k, label, unit in COMPARED if k in base and k in pruned]
     if base.get("accuracy") is not None:
         rows.append(("test accuracy", base["accuracy"], pruned["accuracy"], pruned["accuracy"] / base["accuracy"]))
+    if base.get("fidelity") is not None:
+        rows.append(("embedding fidelity", base["fidelity"], pruned["fidelity"], pruned["fidelity"] / base["fidelity"]))
     return pd.DataFrame(rows, columns=["metric", "baseline", "pruned", "pruned / baseline"])
 
 
@@ -65,7 +67,9 @@ def _graph(name: str, run: SavedRun) -> None:
                    "shrink with them; the chart shows channel widths only).")
     elif method == "layer":
         st.caption(f"Blocks removed (now identities): {', '.join(run.config.remove_blocks) or 'none'}.")
-    if st.toggle("Show the exported graph in Netron", key="netron-on"):
+    if error := run.metrics["pruned"].get("onnx_error"):
+        st.info(f"No exported graph: {error}. The figures above are measured in torch.")
+    elif st.toggle("Show the exported graph in Netron", key="netron-on"):
         netron.embed(run.path / "model.onnx")
 
 
@@ -107,6 +111,9 @@ def render(name: str) -> None:
     c1.plotly_chart(comparison_bars(base, pruned), width="stretch", key="compare-chart")
     c2.plotly_chart(accuracy_bars(base, pruned), width="stretch", key="accuracy-chart")
     st.dataframe(_table(base, pruned), hide_index=True, width="stretch")
+    if clamped := run.metrics.get("clamped"):
+        st.warning(f"These ratios would have emptied {', '.join(clamped)}: one weight, channel or head was kept in "
+                   "each.")
     if alt := run.metrics.get("aligned_alternative"):
         st.warning(f"Some kept widths are slow on this runtime: snapping them to the nearest fast widths measured "
                    f"{alt['speedup']:.2f}x faster at batch {alt['batch']} ({alt['latency_ms']:.3g} vs "
