@@ -146,7 +146,8 @@ def test_block_mask_prunes_whole_blocks(shape, block, ratio):
     assert mask.shape == scores.shape
     rows, cols = shape[0], int(np.prod(shape[1:]))
     n_blocks = math.ceil(rows / block[0]) * math.ceil(cols / block[1])
-    assert _assert_all_or_nothing(mask, block) == round(ratio * n_blocks)
+    # at least one block always stays: an emptied layer would cut the network (core.graph.emptied reports it)
+    assert _assert_all_or_nothing(mask, block) == min(round(ratio * n_blocks), n_blocks - 1)
     if ratio == 0:
         assert torch.equal(mask, torch.ones_like(scores))
 
