@@ -159,6 +159,13 @@ def try_export(model: nn.Module, example_input: torch.Tensor) -> tuple[bytes, st
     try:
         return export_onnx(model, example_input)[0], ""
     except PruneLabError as e:
+        if "SystemError" not in str(e):
+            return b"", str(e)
+    # CPython 3.11 can fail to compile the exporter's generated code while another thread compiles too
+    # (two dashboard sessions exporting at once): a SystemError, not the model's fault — try once more
+    try:
+        return export_onnx(model, example_input)[0], ""
+    except PruneLabError as e:
         return b"", str(e)
 
 

@@ -281,16 +281,18 @@ class Store:
         src, dest = _owned(exp.folder), Path(dest_dir)
         if _within(dest.resolve(), _runs_root(), or_equal=True):
             raise PruneLabError(f"will not export into {dest}: it is inside the run folders {_runs_root()}")
-        missing = [n for n in RUN_FILES if not (src / n).is_file()]
+        # a run whose ONNX export failed has no model.onnx (its metrics.json says why): the rest is exported
+        names = [n for n in RUN_FILES if n != "model.onnx" or "onnx_error" not in (exp.metrics or {}).get("pruned", {})]
+        missing = [n for n in names if not (src / n).is_file()]
         if missing:
             raise PruneLabError(f"experiment {exp_id}: {src} lacks {', '.join(missing)}")
         try:
             dest.mkdir(parents=True, exist_ok=True)
-            for name in RUN_FILES:
+            for name in names:
                 _copy_atomic(src / name, dest / name)
         except OSError as e:
             raise PruneLabError(f"cannot export into {dest}: {e}") from None
-        return [dest / n for n in RUN_FILES]
+        return [dest / n for n in names]
 
     # --- repair ------------------------------------------------------------------------------------------
 

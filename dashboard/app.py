@@ -3,7 +3,7 @@
 Pick a model in the sidebar (or load your own there); Model shows what it is and which channels matter,
 Sensitivity what each layer costs in accuracy when pruned, Tune sets per-layer ratios (by hand or by the
 budget solver) with live estimates and runs the experiment, Results and Export show and hand out what was
-measured.
+measured, Experiments lists, compares and manages every recorded run.
 Pages only draw; core computes; dashboard/cache.py owns what is shared between sessions.
 """
 
@@ -15,7 +15,7 @@ import streamlit as st
 
 from core.errors import PruneLabError
 from dashboard.components.own_model import pick_model
-from dashboard.views import export, model, results, sensitivity, tune
+from dashboard.views import experiments, export, model, results, sensitivity, tune
 
 DEFAULT_MODEL = "mnist-resnet"
 
@@ -25,8 +25,8 @@ def main() -> None:
     st.sidebar.title("✂️ PruneLab")
     name = pick_model(os.environ.get("PRUNELAB_MODEL", DEFAULT_MODEL))
     st.sidebar.caption("Explore pruning trade-offs: every number is measured, or labelled as an estimate.")
-    tabs = st.tabs(["Model", "Sensitivity", "Tune", "Results", "Export"])
-    for tab, view in zip(tabs, (model, sensitivity, tune, results, export), strict=True):
+    tabs = st.tabs(["Model", "Sensitivity", "Tune", "Results", "Export", "Experiments"])
+    for tab, view in zip(tabs, (model, sensitivity, tune, results, export, experiments), strict=True):
         with tab:
             try:
                 view.render(name)

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from dashboard.components.heat import MAX_COLS, group_table, heat_height, score_grid
+
 # (metric key, label, unit) in the order the comparison charts show them
 COMPARED = [
     ("size_bytes", "fp32 size", "bytes"),
@@ -20,26 +22,31 @@ COMPARED = [
 ]
 
 
-def importance_heatmap(scores: dict[str, np.ndarray], sort: bool = True) -> go.Figure:
+def importance_heatmap(scores: dict[str, np.ndarray], sort: bool = True, grouped: bool = False,
+                       max_cols: int = MAX_COLS) -> go.Figure:
     """Layers x channels heatmap of importance scores (each row scaled to max 1).
 
     Rows are padded with gaps to the widest layer; sorting puts each row's strongest channel first,
-    which makes it easy to see how much of a layer carries little weight.
+    which makes it easy to see how much of a layer carries little weight. Rows wider than max_cols are
+    binned (each column the mean of an equal share of the row's channels); grouped: one row per stage or
+    block, the mean of its units' binned rows. The height follows the row count.
     """
-    names = list(scores)
-    width = max((len(s) for s in scores.values()), default=0)
-    z = np.full((len(names), width), np.nan)
-    for i, s in enumerate(scores.values()):
-        z[i, : len(s)] = np.sort(s)[::-1] if sort else s
-    fig = go.Figure(go.Heatmap(
-        z=z, y=names, colorscale="Viridis", zmin=0, zmax=1, colorbar={"title": "score / max"},
-        hovertemplate="%{y}<br>channel " + ("rank" if sort else "#") + " %{x}<br>score %{z:.3f}<extra></extra>",
-    ))
-    fig.update_layout(
-        height=120 + 22 * len(names), margin={"l": 10, "r": 10, "t": 30, "b": 40},
-        xaxis_title="channel (sorted by score)" if sort else "channel index",
-        yaxis={"autorange": "reversed"}, clickmode="event+select",
-    )
+    grid = score_grid(scores, sort, max_cols, grouped)
+    heat: dict = {"z": grid.z, "x": grid.x, "y": grid.rows, "colorscale": "Viridis", "zmin": 0, "zmax": 1,
+                  "colorbar": {"title": "score / max"}}
+    if grid.counts is not None:
+        heat["customdata"] = np.array([[n] * len(grid.x) for n in grid.counts])
+        heat["hovertemplate"] = "%{y} (mean of %{customdata} units)<br>%{x:.0f}% of channels<br>score %{z:.3f}"
+    elif grid.spans is not None:
+        heat["customdata"] = grid.spans
+        heat["hovertemplate"] = ("%{y}<br>channels %{customdata[0]}–%{customdata[1]} of %{customdata[2]}"
+                                 + (" (by rank)" if sort else "") + "<br>mean score %{z:.3f}")
+    else:
+        heat["hovertemplate"] = "%{y}<br>channel " + ("rank" if sort else "#") + " %{x}<br>score %{z:.3f}"
+    heat["hovertemplate"] += "<extra></extra>"
+    fig = go.Figure(go.Heatmap(**heat))
+    fig.update_layout(height=heat_height(len(grid.rows)), margin={"l": 10, "r": 10, "t": 30, "b": 40},
+                      xaxis_title=grid.x_title, yaxis={"autorange": "reversed"}, clickmode="event+select")
     return fig
 
 
@@ -91,18 +98,23 @@ def estimate_bars(base: dict, est: dict) -> go.Figure:
     return fig
 
 
-def sensitivity_heatmap(table, column: str = "accuracy_drop") -> go.Figure:
-    """Units x ratios heatmap of the sweep: accuracy drop (points) or loss increase; hover shows all."""
+def sensitivity_heatmap(table, column: str = "accuracy_drop", grouped: bool = False) -> go.Figure:
+    """Units x ratios heatmap of the sweep: accuracy drop (points) or loss increase; hover shows all.
+    grouped: one row per stage or block, the mean over its units. The height follows the row count."""
+    if grouped:
+        table = group_table(table, [column, "accuracy"])
     pivot = table.pivot(index="unit", columns="ratio", values=column).reindex(table["unit"].unique())
     acc = table.pivot(index="unit", columns="ratio", values="accuracy").reindex(pivot.index)
     scale = 100 if column == "accuracy_drop" else 1
     title = "accuracy drop (points)" if column == "accuracy_drop" else "loss increase"
+    mean = "mean " if grouped else ""
     fig = go.Figure(go.Heatmap(
         z=pivot.to_numpy() * scale, x=[f"{r:g}" for r in pivot.columns], y=list(pivot.index),
         customdata=acc.to_numpy(), colorscale="Reds", zmin=0, colorbar={"title": title},
-        hovertemplate="%{y}<br>ratio %{x}<br>" + title + " %{z:.3g}<br>accuracy %{customdata:.4f}<extra></extra>",
+        hovertemplate="%{y}<br>ratio %{x}<br>" + mean + title + " %{z:.3g}<br>" + mean
+                      + "accuracy %{customdata:.4f}<extra></extra>",
     ))
-    fig.update_layout(height=140 + 24 * len(pivot.index), margin={"l": 10, "r": 10, "t": 30, "b": 40},
+    fig.update_layout(height=heat_height(len(pivot.index)) + 20, margin={"l": 10, "r": 10, "t": 30, "b": 40},
                       xaxis_title="ratio removed", yaxis={"autorange": "reversed"}, clickmode="event+select")
     return fig
 

@@ -18,6 +18,7 @@ from core.graph import Unit
 from core.hardware import LatencyTable
 from core.prune.layers import rank_blocks
 from dashboard import cache
+from dashboard.components.slider_groups import FLAT_MAX, grouped_sliders
 from dashboard.components.sliders import MAX_RATIO, all_key, ratio_sliders, slider_key
 
 METHOD_HELP = {
@@ -69,7 +70,8 @@ def controls(name: str, method: str, criterion: str, units: tuple[Unit, ...],
         _scope(name, criterion)
     st.markdown(f"#### Ratio removed per {UNIT_HEADING.get(method, 'layer')}")
     snap = method == "channel" and st.session_state.get("hw-aware", False)
-    ratios = ratio_sliders(name, method, units, focus=st.session_state.get("focus"), table=lut, snap=snap)
+    layout = grouped_sliders if len(units) > FLAT_MAX else ratio_sliders
+    ratios = layout(name, method, units, focus=st.session_state.get("focus"), table=lut, snap=snap)
     return Choice(ratios, pattern=pattern)
 
 

@@ -1,22 +1,32 @@
 """Per-unit ratio sliders: widgets in, a {unit name: ratio} dict out.
 
 Slider keys carry the model and method, so switching either never mixes settings; the "all layers"
-slider writes its value into every layer slider through a callback (before the rerun draws them).
+slider writes its value into every unlocked layer slider through a callback (before the rerun draws them).
 With a measured width-latency table the labels say whether a unit's kept width is fast, and in
-hardware-aware mode each slider offers only the fast widths.
+hardware-aware mode each slider offers only the fast widths. Locked units (components.locks) are drawn
+disabled and keep their value. Unit sliders keep their value while they are not drawn (a search filter on
+big models, another method), so every call returns every unit's ratio.
+
+`ratio_sliders` draws the flat layout of small models; components.slider_groups the grouped one of big
+models, from the same pieces.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import streamlit as st
 
 from core.graph import Unit, kept_channels, ratio_for
 from core.hardware import LatencyTable
+from dashboard.components.locks import locked_units
 
 MAX_RATIO = 0.95  # the config accepts anything below 1; 0.95 keeps at least 5% of every layer
 STEP = 0.01
 WHAT = {"channel": "channels", "neuron": "units", "head": "heads"}  # what a unit's size counts (else weights)
 ALL_LABEL = {"neuron": "All hidden layers", "head": "All attention modules"}
+
+Draw = Callable[[Unit], float]
 
 
 def slider_key(model: str, method: str, unit: str, hw: bool = False) -> str:
@@ -28,14 +38,26 @@ def all_key(model: str, method: str, hw: bool = False) -> str:
     return f"ratio-all{'-hw' if hw else ''}|{model}|{method}"
 
 
-def _set_all(keys: dict[str, str], source: str, units: dict[str, Unit], table: LatencyTable | None) -> None:
-    value = st.session_state[source]
-    for name, key in keys.items():
-        if table is None:
-            st.session_state[key] = value
-        else:  # hardware-aware: the fast width at or below what the ratio keeps
-            unit = units[name]
-            st.session_state[key] = ratio_for(unit, table.snap(name, kept_channels(unit, value)))
+def shown_ratio(unit: Unit, value: float, table: LatencyTable | None) -> float:
+    """What a unit's slider takes for `value`: the value, or (hardware-aware) the ratio of the fast width at
+    or below what the value keeps."""
+    if table is None:
+        return value
+    return ratio_for(unit, table.snap(unit.name, kept_channels(unit, value)))
+
+
+def set_ratios(keys: dict[str, str], units: dict[str, Unit], names: list[str], value: float,
+               table: LatencyTable | None) -> None:
+    """Write `value` into the sliders of `names` (call from a callback: before they are drawn)."""
+    for name in names:
+        st.session_state[keys[name]] = shown_ratio(units[name], value, table)
+
+
+def _set_all(keys: dict[str, str], source: str, units: dict[str, Unit], table: LatencyTable | None,
+             model: str, method: str) -> None:
+    """on_change of the "all layers" slider: every unlocked unit takes its value."""
+    held = locked_units(model, method, list(keys))
+    set_ratios(keys, units, [n for n in keys if n not in held], st.session_state[source], table)
 
 
 def _label(unit: Unit, ratio: float, table: LatencyTable | None, what: str) -> str:
@@ -49,22 +71,28 @@ def _label(unit: Unit, ratio: float, table: LatencyTable | None, what: str) -> s
     return f"{unit.label} · keeps {kept} {what} — slow width: {table.snap(unit.name, kept)} runs as fast"
 
 
-def ratio_sliders(model: str, method: str, units: tuple[Unit, ...], columns: int = 3, focus: str | None = None,
-                  table: LatencyTable | None = None, snap: bool = False) -> dict[str, float]:
-    """Draw a global slider and one slider per unit (the focused one first, framed); return the ratios.
-
-    table: a measured width-latency table (labels then say whether each width is fast); snap: offer only
-    fast widths (hardware-aware mode)."""
-    snap = snap and table is not None
-    by_name = {u.name: u for u in units}
+def unit_keys(model: str, method: str, units: tuple[Unit, ...], snap: bool) -> dict[str, str]:
+    """Every unit's slider key, each given a value (0) if it has none yet. The value is set here, not as
+    the widget's value=: callbacks also write it."""
     keys = {u.name: slider_key(model, method, u.name, hw=snap) for u in units}
-    global_key = all_key(model, method, hw=snap)
-    st.session_state.setdefault(global_key, 0.0)
     for key in keys.values():
-        st.session_state.setdefault(key, 0.0)  # set here, not as value=: the callback also writes them
+        st.session_state.setdefault(key, 0.0)
+    return keys
+
+
+def all_slider(model: str, method: str, units: tuple[Unit, ...], keys: dict[str, str],
+               table: LatencyTable | None) -> None:
+    """The slider that moves every unlocked unit's slider (table: hardware-aware snapping, or None)."""
+    global_key = all_key(model, method, hw=table is not None)
+    st.session_state.setdefault(global_key, 0.0)
     st.slider(ALL_LABEL.get(method, "All layers"), 0.0, MAX_RATIO, step=STEP, key=global_key, on_change=_set_all,
-              args=(keys, global_key, by_name, table if snap else None),
-              help="Moves every slider below to this value; then fine-tune them one by one.")
+              args=(keys, global_key, {u.name: u for u in units}, table, model, method),
+              help="Moves every slider below to this value (locked units keep theirs); then fine-tune them one "
+                   "by one.")
+
+
+def drawer(method: str, keys: dict[str, str], held: set[str], table: LatencyTable | None, snap: bool) -> Draw:
+    """A function drawing one unit's slider (disabled when locked) and returning its value."""
     what = WHAT.get(method, "weights")
 
     def draw(unit: Unit) -> float:
@@ -72,21 +100,44 @@ def ratio_sliders(model: str, method: str, units: tuple[Unit, ...], columns: int
         coupled = sorted({m.name for m in unit.members} - {unit.name})
         help_text = f"{unit.size:,} {what}" + (f"; cut together with: {', '.join(coupled)}" if coupled else "")
         label = _label(unit, st.session_state[key], table if method == "channel" else None, what)
+        locked = unit.name in held
+        label += " · locked" if locked else ""
         if snap:
             options = table.ratios_for(unit.name)
             if st.session_state[key] not in options:
                 st.session_state[key] = options[0]
-            return st.select_slider(label, options=options, key=key, help=help_text,
+            return st.select_slider(label, options=options, key=key, help=help_text, disabled=locked,
+                                    persist_state="session",
                                     format_func=lambda r, u=unit: f"{r:.2f} ({kept_channels(u, r)} kept)")
-        return st.slider(label, 0.0, MAX_RATIO, step=STEP, key=key, help=help_text)
+        return st.slider(label, 0.0, MAX_RATIO, step=STEP, key=key, help=help_text, disabled=locked,
+                         persist_state="session")
 
-    ratios = {}
-    if focus in by_name:
-        with st.container(border=True):
-            st.caption(f"Selected in a chart: {focus}")
-            ratios[focus] = draw(by_name[focus])
+    return draw
+
+
+def draw_focus(units: tuple[Unit, ...], focus: str | None, draw: Draw) -> dict[str, float]:
+    """The unit selected in a chart, framed, before the others ({} if there is none)."""
+    by_name = {u.name: u for u in units}
+    if focus not in by_name:
+        return {}
+    with st.container(border=True):
+        st.caption(f"Selected in a chart: {focus}")
+        return {focus: draw(by_name[focus])}
+
+
+def ratio_sliders(model: str, method: str, units: tuple[Unit, ...], columns: int = 3, focus: str | None = None,
+                  table: LatencyTable | None = None, snap: bool = False) -> dict[str, float]:
+    """Draw a global slider and one slider per unit (the focused one first, framed); return the ratios.
+
+    table: a measured width-latency table (labels then say whether each width is fast); snap: offer only
+    fast widths (hardware-aware mode)."""
+    snap = snap and table is not None
+    keys = unit_keys(model, method, units, snap)
+    all_slider(model, method, units, keys, table if snap else None)
+    draw = drawer(method, keys, locked_units(model, method, list(keys)), table, snap)
+    ratios = draw_focus(units, focus, draw)
     cols = st.columns(columns)
-    for i, unit in enumerate(u for u in units if u.name != focus):
+    for i, unit in enumerate(u for u in units if u.name not in ratios):
         with cols[i % columns]:
             ratios[unit.name] = draw(unit)
     return {u.name: ratios[u.name] for u in units}

@@ -14,6 +14,8 @@ from core.prune.heads import attention_modules
 from dashboard import cache
 from dashboard.components.charts import head_heatmap, importance_heatmap
 from dashboard.components.format import metric_row
+from dashboard.components.heat import MAX_COLS
+from dashboard.components.heat_controls import grouped_view, handle_pick
 
 SHOWN_UNSUPPORTED = 12  # layers listed by name; the rest are counted
 
@@ -46,21 +48,29 @@ def render(name: str) -> None:
     except NotApplicable as e:
         st.info(str(e))
     else:
-        event = st.plotly_chart(importance_heatmap(scores, sort=sort), width="stretch", key="heatmap",
-                                on_select="rerun", selection_mode="points")
-        points = (event.get("selection") or {}).get("points") if event else None
-        if points:
-            st.session_state["focus"] = points[0]["y"]
-            st.success(f"{points[0]['y']} is now first among the sliders on the Tune tab.")
+        grouped = grouped_view(len(scores), "heat-detail")
+        event = st.plotly_chart(importance_heatmap(scores, sort=sort, grouped=grouped), width="stretch",
+                                key="heatmap", on_select="rerun", selection_mode="points")
+        handle_pick(event, grouped, "heatmap")
         data = " on 512 seeded training images" if REGISTRY[criterion].uses_data else ""
         st.caption(f"{REGISTRY[criterion].label}{data}. Each row is scaled so its strongest channel is 1; dark "
-                   "cells are what pruning by this criterion removes first.")
+                   "cells are what pruning by this criterion removes first." + _binned_note(scores, grouped))
 
     if attention_modules(spec.model):
         _heads(name, spec.has_data)
 
     st.markdown("#### Layers")
     st.dataframe(cache.layers(name), hide_index=True, width="stretch")
+
+
+def _binned_note(scores: dict, grouped: bool) -> str:
+    """What a binned or grouped heatmap shows, in a sentence (nothing for the exact view)."""
+    binned = max((len(v) for v in scores.values()), default=0) > MAX_COLS
+    note = (f" Wide layers are binned: each column is the mean of an equal share of the layer's channels "
+            f"({MAX_COLS} columns)." if binned else "")
+    if grouped:
+        note += " Rows are stages or blocks (the mean of their units); click one to see its sliders on Tune."
+    return note
 
 
 def _provenance(name: str) -> None:

@@ -22,6 +22,9 @@ def pick_run(name: str, key: str) -> SavedRun | None:
         st.info("No runs yet for this model: set ratios on the Tune tab and press “Apply and measure”.")
         return None
     ids = [r.run_id for r in saved]
+    announced = st.session_state.get("announced")  # a run this session just made: show it once, then let go
+    if announced in ids and st.session_state.get(f"{key}:announced") != announced:
+        st.session_state[key] = st.session_state[f"{key}:announced"] = announced
     wanted = st.session_state.get("selected_run")
     index = ids.index(wanted) if wanted in ids else 0
     chosen = st.selectbox("Run", ids, index=index, key=key,

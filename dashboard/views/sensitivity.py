@@ -9,6 +9,7 @@ from core.importance import REGISTRY
 from core.sensitivity import sweep
 from dashboard import cache, jobs
 from dashboard.components.charts import sensitivity_heatmap, unit_cost_bars
+from dashboard.components.heat_controls import grouped_view, handle_pick
 from dashboard.components.sweeps import GRID_CHOICES, cached_table, current_spec
 from dashboard.components.training import missing_training_data
 
@@ -60,12 +61,10 @@ def render(name: str) -> None:
                f"(baseline accuracy there {table['base_accuracy'].iloc[0]:.4f}); read from the cache.")
     metric = st.radio("Show", ["accuracy drop", "loss increase"], horizontal=True, key="sens-metric")
     column = "accuracy_drop" if metric == "accuracy drop" else "loss_increase"
-    event = st.plotly_chart(sensitivity_heatmap(table, column), width="stretch", key="sens-heatmap",
+    grouped = grouped_view(table["unit"].nunique(), "sens-detail")
+    event = st.plotly_chart(sensitivity_heatmap(table, column, grouped), width="stretch", key="sens-heatmap",
                             on_select="rerun", selection_mode="points")
-    points = (event.get("selection") or {}).get("points") if event else None
-    if points:
-        st.session_state["focus"] = points[0]["y"]
-        st.success(f"{points[0]['y']} is now first among the sliders on the Tune tab.")
+    handle_pick(event, grouped, "sens-heatmap")
     st.markdown("#### What pruning each buys")
     st.plotly_chart(unit_cost_bars(cache.unit_costs(name, sweep_spec.granularity)), width="stretch",
                     key="unit-costs")

@@ -1,4 +1,5 @@
-"""Tune page: method and its controls with live estimates, schedule and fine-tuning, then apply + measure."""
+"""Tune page: which pruning to use (the decision guide), method and its controls with live estimates,
+schedule and fine-tuning, then apply + measure."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from core.importance import REGISTRY
 from core.prune import HEAD_CRITERIA
 from dashboard import cache, jobs
 from dashboard.components import hardware as hardware_ui
-from dashboard.components import methods
+from dashboard.components import locks, methods, strategy_helper
 from dashboard.components.charts import estimate_bars
 from dashboard.components.format import human, latency_key
 from dashboard.components.sliders import slider_key
@@ -22,7 +23,7 @@ from dashboard.components.sweeps import cached_table, current_spec
 from dashboard.components.training import Training, options
 
 SWEPT = ("channel", "unstructured")  # the granularities a sensitivity sweep measures (accuracy prediction)
-SOLVED = ("channel", "unstructured")  # the methods the budget solver fills sliders for
+SOLVED = locks.SOLVER_METHODS  # the methods the budget solver fills sliders for
 DEFAULT_METHOD = "channel"
 
 
@@ -156,6 +157,7 @@ def _apply(name: str, config: PruneConfig | None, prediction: dict | None, lut) 
 
 
 def render(name: str) -> None:
+    strategy_helper.helper(name)
     method, criterion = _method_and_criterion()
     units = cache.cost_model(name, method).units
     lut = None
@@ -163,6 +165,7 @@ def render(name: str) -> None:
         hardware_ui.apply_solution(name, slider_key)  # before any widget it sets is drawn
         lut = hardware_ui.panel(name)
     if method in SOLVED and units:
+        locks.restore(name, method)  # before the solver's "Locked" multiselect is drawn
         solver_panel(name, method, criterion, lut)
     choice = methods.controls(name, method, criterion, units, lut)
     prediction = _estimate_section(name, method, criterion, choice, lut) if choice is not None else None

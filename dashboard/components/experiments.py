@@ -1,0 +1,96 @@
+"""Tables of the Experiments tab, built from core.store records: the experiment list, a config diff and two
+experiments' headline numbers side by side. Pure functions of their data (no Streamlit calls)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from core.store import Experiment
+
+# (column of the store, label) of the headline numbers, as the list and the comparison show them
+NUMBERS = (("params", "params"), ("flops", "FLOPs"), ("size_bytes", "size (bytes)"),
+           ("latency_ms", "latency b1 (ms)"), ("accuracy", "accuracy"))
+
+
+def fidelity(exp: Experiment) -> float | None:
+    """The pruned model's embedding fidelity (models measured by fidelity instead of accuracy), or None."""
+    pruned = (exp.metrics or {}).get("pruned")
+    value = pruned.get("fidelity") if isinstance(pruned, dict) else None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def matches(exp: Experiment, text: str) -> bool:
+    """Whether the id contains text (case-insensitive; empty text matches everything)."""
+    return text.strip().lower() in exp.id.lower()
+
+
+def table(experiments: list[Experiment]) -> pd.DataFrame:
+    """One row per experiment: id, method, criterion, status, the numbers, created (UTC); a fidelity column
+    only when some experiment reports one."""
+    with_fidelity = any(fidelity(e) is not None for e in experiments)
+    rows = []
+    for e in experiments:
+        row: dict[str, Any] = {"id": e.id, "method": e.method, "criterion": e.criterion, "status": e.status}
+        row |= {label: getattr(e, key) for key, label in NUMBERS}
+        if with_fidelity:
+            row["fidelity"] = fidelity(e)
+        row["created"] = e.created_at[:19].replace("T", " ")
+        rows.append(row)
+    columns = ["id", "method", "criterion", "status", *(label for _, label in NUMBERS),
+               *(["fidelity"] if with_fidelity else []), "created"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def shown(value: Any) -> str:
+    """A config value as text (the diff's columns mix numbers, flags and lists)."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower() if isinstance(value, bool) else "—"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def diff_frame(rows: list[dict[str, Any]], a: str, b: str, changed_only: bool) -> pd.DataFrame:
+    """core.store diff rows as a table: kind, name, the value in a and in b (headers "A: <id>", "B: <id>")."""
+    kept = [r for r in rows if r["changed"] or not changed_only]
+    ca, cb = column(a, "A"), column(b, "B")
+    return pd.DataFrame([{"kind": r["kind"], "name": r["name"], ca: shown(r["a"]), cb: shown(r["b"]),
+                          "changed": r["changed"]} for r in kept],
+                        columns=["kind", "name", ca, cb, "changed"])
+
+
+def column(exp_id: str, side: str) -> str:
+    """The header of one side of a comparison ("A: <id>"): distinct even if both sides are the same run."""
+    return f"{side}: {exp_id}"
+
+
+def highlight_changed(frame: pd.DataFrame) -> Any:
+    """The diff table styled: changed rows on a yellow background (a pandas Styler, which st.dataframe draws)."""
+    def row_style(row: pd.Series) -> list[str]:
+        return ["background-color: #fff3bf" if row["changed"] else ""] * len(row)
+
+    return frame.style.apply(row_style, axis=1)
+
+
+def side_by_side(a: Experiment, b: Experiment) -> pd.DataFrame:
+    """Status and headline numbers of two experiments (A and B), with B / A for the numbers both have."""
+    keys = [*NUMBERS, *([("fidelity", "fidelity")] if fidelity(a) is not None or fidelity(b) is not None else [])]
+    ca, cb = column(a.id, "A"), column(b.id, "B")
+    rows = [{"metric": "status", ca: a.status, cb: b.status, "B / A": ""}]
+    for key, label in keys:
+        va, vb = (fidelity(e) if key == "fidelity" else getattr(e, key) for e in (a, b))
+        ratio = vb / va if va and vb is not None else None
+        rows.append({"metric": label, ca: _number(va), cb: _number(vb),
+                     "B / A": "" if ratio is None else f"{ratio:.3f}"})
+    return pd.DataFrame(rows, columns=["metric", ca, cb, "B / A"])
+
+
+def _number(value: float | int | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"

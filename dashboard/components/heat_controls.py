@@ -1,0 +1,39 @@
+"""The controls shared by the Model and Sensitivity heatmaps: group means or full detail on big models, and
+what a click on a row does (a unit: first among the Tune sliders; a group: the Tune search shows it)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.components.heat import GROUP_ROWS
+from dashboard.components.slider_groups import SEARCH_KEY
+
+
+def grouped_view(rows: int, key: str) -> bool:
+    """For more than GROUP_ROWS rows, a toggle for full detail (off: one row per stage or block); True when
+    the heatmap should show group means."""
+    if rows <= GROUP_ROWS:
+        return False
+    detail = st.toggle(f"Full detail ({rows} rows)", value=False, key=key,
+                       help="Off: one row per stage or block (the mean of its units), to see where the weight "
+                            "sits at a glance. On: every row.")
+    return not detail
+
+
+def handle_pick(event, grouped: bool, source: str) -> None:
+    """A clicked row: a unit becomes the Tune tab's focused slider; a group (grouped view) becomes the Tune
+    tab's search, once per click (so the search can then be edited)."""
+    points = (event.get("selection") or {}).get("points") if event else None
+    memory = f"picked|{source}"
+    if not points:
+        st.session_state.pop(memory, None)
+        return
+    row = points[0]["y"]
+    if not grouped:
+        st.session_state["focus"] = row
+        st.success(f"{row} is now first among the sliders on the Tune tab.")
+        return
+    if st.session_state.get(memory) != row:
+        st.session_state[memory] = row
+        st.session_state[SEARCH_KEY] = row
+    st.success(f"The Tune tab's search now shows the {row} group's sliders.")

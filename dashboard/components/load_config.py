@@ -1,0 +1,131 @@
+"""Loading a config into the Tune page: a recorded experiment's ("Load into Tune") or an uploaded config.json.
+
+A config is checked against the model shown (core.prune.check_config_matches: same model, same weights; every
+unit or block it names must be one the model has, core.graph.units) before anything changes; then the method
+radio, the criterion, the method's sliders (or N:M / block shape, or the layer method's block checkboxes) are
+set through their session-state keys. Callbacks do it (they run before the widgets are drawn) and leave a
+(kind, text) message in session state for the page to show; a rejected config changes no widget.
+
+Fine-tuning, schedule and seed stay as they are on Tune (their widgets belong to components.training): the
+message says what the config used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import streamlit as st
+
+from core.config import PruneConfig
+from core.errors import PruneLabError
+from core.prune import check_config_matches
+from core.store import Store
+from dashboard import cache
+from dashboard.components.sliders import MAX_RATIO, slider_key
+
+RATIO_METHODS = ("unstructured", "block", "channel", "neuron", "head")  # one slider per unit
+MAX_CONFIG_BYTES = 1_000_000  # a config is a few kB; anything far larger is not one (the uploader says 1 MB too)
+LOAD_MESSAGE = "exp-load-message"  # session key: outcome of "Load into Tune"
+IMPORT_MESSAGE = "exp-import-message"  # session key: outcome of the last uploaded config
+
+
+def checked(name: str, config: PruneConfig) -> PruneConfig:
+    """config, if it fits model `name`: PruneLabError (the engine's one line) if it is for another model or
+    other weights, or names units the model does not have. A user model's config may name it by its reference
+    (as Export hands it out): it is renamed to the dashboard's handle."""
+    if config.model != name and config.model == cache.display_name(name):
+        config = replace(config, model=name)
+    spec = cache.spec(name)
+    check_config_matches(spec, config)
+    known = {u.name for u in cache.cost_model(name, config.method).units}  # core.graph.units, cached
+    unknown = sorted((set(config.ratios) | set(config.remove_blocks)) - known)
+    if unknown:
+        raise PruneLabError(f"{cache.display_name(name)} has no {config.method} layer(s) named "
+                            f"{', '.join(unknown)} (it has: {', '.join(sorted(known)) or 'none'})")
+    return config
+
+
+def tune_state(name: str, config: PruneConfig) -> tuple[dict[str, Any], list[str]]:
+    """The session-state values that show `config` on Tune, and notes on what could not be shown as is."""
+    state: dict[str, Any] = {"method": config.method}
+    if config.method != "layer":
+        state["criterion"] = config.criterion
+    units = [u.name for u in cache.cost_model(name, config.method).units]
+    notes: list[str] = []
+    if config.method in RATIO_METHODS:
+        capped = sorted(u for u, r in config.ratios.items() if r > MAX_RATIO)
+        state |= {slider_key(name, config.method, u): round(min(config.ratios.get(u, 0.0), MAX_RATIO), 4)
+                  for u in units}
+        if capped:
+            notes.append(f"capped at {MAX_RATIO} (the sliders' maximum): {', '.join(capped)}")
+    if config.method == "channel":
+        state["hw-aware"] = False  # plain sliders take any ratio
+    if config.method == "block":
+        state["block-rows"], state["block-cols"] = config.pattern.block
+    if config.method == "nm":
+        eligible = cache.nm_layers(name)
+        state |= {"nm-n": config.pattern.n, "nm-m": config.pattern.m,
+                  f"nm-layers|{name}": [u for u in eligible if config.ratios.get(u)]}
+        if skipped := sorted(u for u, r in config.ratios.items() if r and u not in eligible):
+            notes.append(f"left out (one input channel per group, no N:M choice): {', '.join(skipped)}")
+    if config.method == "layer":
+        state |= {f"drop|{name}|{b}": b in config.remove_blocks for b in units}
+    return state, notes
+
+
+def load(name: str, config: PruneConfig, source: str) -> str:
+    """Check config against model `name`, put it into Tune's session state, and return the success text.
+    Raises PruneLabError (nothing changed) if it does not fit."""
+    config = checked(name, config)
+    state, notes = tune_state(name, config)
+    st.session_state.update(state)
+    what = (f"{len(config.remove_blocks)} block(s) to remove" if config.method == "layer"
+            else f"{sum(1 for r in config.ratios.values() if r > 0)} non-zero ratio(s)")
+    ft = config.finetune
+    return (f"Loaded {source} into Tune: {config.method}, {what}" + "".join(f"; {n}" for n in notes)
+            + f". Open the Tune tab to review and apply. Fine-tuning is not loaded (this config: {ft.epochs} "
+              f"epoch(s), {config.schedule.kind} schedule, lr {ft.lr:g}, seed {config.seed}).")
+
+
+def import_bytes(name: str, data: bytes, filename: str = "config.json") -> str:
+    """Parse an uploaded config (PruneConfig.from_json) and load it into Tune; PruneLabError if unusable."""
+    if len(data) > MAX_CONFIG_BYTES:
+        raise PruneLabError(f"{filename} is {len(data):,} bytes: too large for a config (at most "
+                            f"{MAX_CONFIG_BYTES:,})")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise PruneLabError(f"{filename} is not UTF-8 text: is it a PruneLab config.json?") from None
+    return load(name, PruneConfig.from_json(text), filename)
+
+
+def _say(key: str, kind: str, text: str) -> None:
+    st.session_state[key] = (kind, text)
+
+
+def on_load(name: str, exp_id: str) -> None:
+    """on_click callback of "Load into Tune": the recorded experiment's config into the Tune widgets."""
+    try:
+        _say(LOAD_MESSAGE, "success", load(name, Store().get(exp_id).config, f"experiment {exp_id}"))
+    except PruneLabError as e:
+        _say(LOAD_MESSAGE, "error", f"Cannot load {exp_id}: {e}")
+
+
+def on_upload(name: str, key: str) -> None:
+    """on_change callback of the config uploader (key: its widget key): the file's config into Tune."""
+    upload = st.session_state.get(key)
+    if upload is None:  # the file was removed
+        st.session_state.pop(IMPORT_MESSAGE, None)
+        return
+    try:
+        _say(IMPORT_MESSAGE, "success", import_bytes(name, upload.getvalue(), upload.name))
+    except PruneLabError as e:
+        _say(IMPORT_MESSAGE, "error", f"Cannot load {upload.name}: {e}")
+
+
+def show(key: str) -> None:
+    """Draw the message a callback left under key (st.success / st.error), if any."""
+    kind, text = st.session_state.get(key, (None, None))
+    if kind:
+        getattr(st, kind)(text)

@@ -1,0 +1,32 @@
+"""The Pareto chart of the Experiments tab: accuracy against a cost, the front highlighted. A pure function of
+its data (no Streamlit calls), so it is easy to test."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from core.store import Experiment
+
+AXES = {"flops": "FLOPs / image", "size_bytes": "fp32 size (bytes)", "latency_ms": "latency b1 (median ms)"}
+HOVER = "%{customdata[0]}<br>%{customdata[1]}<br>%{x:,.4g} · accuracy %{y:.2f}%<extra></extra>"
+
+
+def _trace(points: list[Experiment], x: str, name: str, mode: str, marker: dict, **kw) -> go.Scatter:
+    return go.Scatter(x=[getattr(e, x) for e in points], y=[100 * e.accuracy for e in points], mode=mode, name=name,
+                      customdata=[[e.id, e.method] for e in points], hovertemplate=HOVER, marker=marker, **kw)
+
+
+def pareto_chart(points: list[Experiment], front: list[Experiment], x: str) -> go.Figure:
+    """Every point (done experiments with an accuracy and an x) in grey, the front (core.store.pareto_front,
+    sorted by x) in colour and joined by a line; hover gives id and method. x is one of AXES."""
+    on_front = {e.id for e in front}
+    others = [e for e in points if e.id not in on_front]
+    fig = go.Figure([
+        _trace(others, x, "dominated", "markers", {"color": "#9aa5b1", "size": 9}),
+        _trace(front, x, "Pareto front", "lines+markers", {"color": "#2f80ed", "size": 12, "symbol": "diamond"},
+               line={"color": "#2f80ed", "width": 2, "shape": "hv"}),
+    ])
+    fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis_title=f"{AXES[x]} (lower is better)", yaxis_title="test accuracy % (higher is better)",
+                      legend={"orientation": "h", "y": 1.12, "x": 0})
+    return fig

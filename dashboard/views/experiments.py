@@ -1,0 +1,172 @@
+"""Experiments page: every recorded experiment of the model (core.store), filtered; two compared; the Pareto
+front of accuracy against a cost; one experiment downloaded, loaded into Tune or deleted; a config file
+imported into Tune.
+
+The store is synced (run folders it has not seen imported, killed runs marked) and read on every rerun: it
+is a small SQLite file, and nothing read from it is cached, so the page never shows a stale list.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core.errors import PruneLabError
+from core.runs import workspace
+from core.store import RUN_FILES, STATUSES, Experiment, Store
+from dashboard.components import experiments as tables
+from dashboard.components import load_config
+from dashboard.components.pareto import AXES, pareto_chart
+
+ALL = "all"
+DELETE_MESSAGE = "exp-delete-message"  # session key: outcome of the last delete
+UPLOAD_KEY = "exp-import"
+MIME = {"config.json": "application/json", "model.onnx": "application/octet-stream",
+        "metrics.json": "application/json"}
+
+
+def _filtered(everything: list[Experiment]) -> list[Experiment]:
+    """Method, status and id-search filters over the model's experiments."""
+    c1, c2, c3 = st.columns([1, 1, 2])
+    with c1:
+        method = _pick("Method", [ALL, *sorted({e.method for e in everything})], "exp-method")
+    with c2:
+        status = _pick("Status", [ALL, *STATUSES], "exp-status")
+    text = c3.text_input("Search ids", key="exp-search", placeholder="part of an id")
+    return [e for e in everything if method in (ALL, e.method) and status in (ALL, e.status)
+            and tables.matches(e, text)]
+
+
+def _pick(label: str, options: list[str], key: str, index: int = 0) -> str:
+    """A selectbox that forgets a choice no longer offered (a deleted experiment, a filtered-out one)."""
+    if st.session_state.get(key) not in options:
+        st.session_state.pop(key, None)
+    return st.selectbox(label, options, index=min(index, len(options) - 1), key=key)
+
+
+def _compare(shown: list[Experiment], store: Store) -> None:
+    """Two experiments: their config diff (changed rows only, or all with changes highlighted), then numbers."""
+    st.markdown("#### Compare two experiments")
+    if len(shown) < 2:
+        st.caption("Comparing needs two experiments: widen the filters, or run another.")
+        return
+    ids = [e.id for e in shown]
+    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+    with c1:
+        a = _pick("A", ids, "exp-a", index=1)  # the list is newest first: A older, B newer by default
+    with c2:
+        b = _pick("B", [i for i in ids if i != a], "exp-b")
+    changed_only = c3.toggle("Changed only", value=True, key="exp-changed-only")
+    frame = tables.diff_frame(store.diff(a, b), a, b, changed_only)
+    if frame.empty:
+        st.info(f"{a} and {b} have the same config.")
+    else:
+        st.dataframe(frame if changed_only else tables.highlight_changed(frame), hide_index=True, width="stretch")
+    by_id = {e.id: e for e in shown}
+    st.dataframe(tables.side_by_side(by_id[a], by_id[b]), hide_index=True, width="stretch")
+
+
+def _pareto(name: str, store: Store) -> None:
+    """Accuracy against the chosen cost for every done experiment of the model, the front highlighted."""
+    st.markdown("#### Pareto front")
+    axis = st.selectbox("Cost", list(AXES), format_func=AXES.get, key="exp-pareto-x")
+    done = store.list(model=name, status="done")
+    points = [e for e in done if e.accuracy is not None and getattr(e, axis) is not None]
+    if points:
+        st.plotly_chart(pareto_chart(points, store.pareto(name, axis), axis), width="stretch", key="exp-pareto")
+        st.caption("The front: experiments no other one beats on both the cost (lower) and test accuracy (higher).")
+    else:
+        st.info("No finished experiment of this model has both a test accuracy and this cost to plot.")
+    if left_out := len(done) - len(points):
+        st.caption(f"{left_out} finished experiment(s) left out: no test accuracy (a model without test data "
+                   f"reports none) or no {AXES[axis]}.")
+
+
+def _inside_runs(folder: Path) -> bool:
+    """Whether a run folder lies inside <workspace>/runs (the store only hands out files from there)."""
+    return folder.resolve().is_relative_to((workspace() / "runs").resolve())
+
+
+def _downloads(exp: Experiment) -> None:
+    """Download buttons for a done experiment's files, read from its folder (only once asked for: a model file
+    can be large); a missing model.onnx says why."""
+    if not st.toggle("Download its files (config.json, model.onnx, metrics.json)", key="exp-downloads"):
+        return
+    if exp.status != "done" or exp.folder is None:
+        why = f"it is {exp.status}" if exp.status != "done" else "a later run replaced its files"
+        st.caption(f"Nothing to download: {why}.")
+        return
+    if not _inside_runs(exp.folder):
+        st.info(f"Its folder {exp.folder} is outside {workspace() / 'runs'}: PruneLab only hands out run files it "
+                "keeps there (copy them from the folder itself).")
+        return
+    present = [n for n in RUN_FILES if (exp.folder / n).is_file()]
+    for col, file in zip(st.columns(len(RUN_FILES)), present, strict=False):
+        col.download_button(file, (exp.folder / file).read_bytes(), file_name=file, mime=MIME[file],
+                            key=f"exp-dl-{file}", width="stretch")
+    if "model.onnx" not in present:
+        why = (exp.metrics or {}).get("pruned", {}).get("onnx_error") or f"it is missing from {exp.folder}"
+        st.warning(f"No model.onnx for this run: {why}. The config and measurements are still here.")
+    if missing := [n for n in RUN_FILES if n not in present and n != "model.onnx"]:
+        st.warning(f"{', '.join(missing)} missing from {exp.folder}.")
+
+
+def _delete(exp_id: str, confirm_key: str) -> None:
+    """on_click callback: remove the experiment's record and folder (the store refuses what it must not)."""
+    st.session_state.pop(confirm_key, None)
+    try:
+        folder = Store().delete(exp_id)
+    except PruneLabError as e:
+        st.session_state[DELETE_MESSAGE] = ("error", str(e))
+        return
+    where = f" and its folder {folder}" if folder else " (it had no files left)"
+    st.session_state[DELETE_MESSAGE] = ("success", f"Deleted {exp_id}{where}.")
+
+
+def _one(name: str, shown: list[Experiment]) -> None:
+    """One experiment: its files to download, Load into Tune, and delete behind a confirmation."""
+    st.markdown("#### One experiment: download, load into Tune, delete")
+    by_id = {e.id: e for e in shown}
+    exp = by_id[_pick("Experiment", list(by_id), "exp-selected")]
+    detail = f" · parent {exp.parent}" if exp.parent else ""
+    st.caption(f"{exp.status} · {exp.method}, criterion {exp.criterion}{detail} · folder {exp.folder or '—'}"
+               + (f" · {exp.error}" if exp.error else ""))
+    _downloads(exp)
+    st.button("Load into Tune", key="exp-load", on_click=load_config.on_load, args=(name, exp.id),
+              help="Sets the Tune tab's method, criterion and sliders (or blocks) to this experiment's config.")
+    load_config.show(load_config.LOAD_MESSAGE)
+    confirm_key = f"exp-delete-confirm|{exp.id}"
+    c1, c2 = st.columns([3, 1], vertical_alignment="center")
+    confirmed = c1.checkbox(f"Yes, delete {exp.id} and its run folder", key=confirm_key)
+    c2.button("Delete", key="exp-delete", disabled=not confirmed, on_click=_delete, args=(exp.id, confirm_key))
+    load_config.show(DELETE_MESSAGE)
+
+
+def _import(name: str) -> None:
+    """A config.json upload, checked against the model and loaded into Tune (see components.load_config)."""
+    st.markdown("#### Import a config file")
+    st.file_uploader("A PruneLab config.json (from Export, the CLI or another machine)", type=["json"],
+                     max_upload_size=1, key=UPLOAD_KEY, on_change=load_config.on_upload, args=(name, UPLOAD_KEY))
+    load_config.show(load_config.IMPORT_MESSAGE)
+
+
+def render(name: str) -> None:
+    """The Experiments tab of model `name` (the store synced first; the import works without experiments)."""
+    store = Store()
+    store.sync()
+    everything = store.list(model=name)
+    if everything:
+        shown = _filtered(everything)
+        st.dataframe(tables.table(shown), hide_index=True, width="stretch")
+        st.caption(f"{len(shown)} of {len(everything)} experiment(s) of this model, newest first; numbers of the "
+                   f"pruned model (size in bytes, fp32), created in UTC. Store: {store.path}")
+        _compare(shown, store)
+        _pareto(name, store)
+        if shown:
+            _one(name, shown)
+    else:
+        st.info("No experiments recorded for this model yet: runs from the Tune tab and the command line are "
+                "listed here.")
+        load_config.show(DELETE_MESSAGE)
+    _import(name)

@@ -1,0 +1,107 @@
+"""Two sessions of one dashboard process at once (two AppTest objects sharing st.cache_*, like two browser
+tabs): each prunes in the background at the same time, each sees its own run, and neither the shared cached
+model nor the cached baseline is changed by either."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import torch
+
+from core import models, runs
+from core.experiment import RunOutput
+from dashboard import cache
+from dashboard.components.format import human
+from tests.dashboard.test_app import open_app, wait_for_job
+
+MODEL = "digits-mlp"
+SELECTED = ("selected_run", "announced", "results-run", "export-run")  # session keys naming the shown run
+
+
+def _start(at, method: str, ratio: float) -> None:
+    """Set every slider of `method` to ratio, no fine-tuning, and press Apply (the run goes to the background)."""
+    at.radio(key="method").set_value(method).run()
+    at.slider(key=f"ratio-all|{MODEL}|{method}").set_value(ratio).run()
+    at.number_input(key="epochs").set_value(0).run()
+    at.button(key="apply").click().run()
+    assert at.session_state["job"] is not None, "the run did not start"
+
+
+def _results_show(at, run_id: str, method: str, params: int) -> None:
+    """The Results tab shows run_id: selected, its method in the caption, its parameter count."""
+    assert at.selectbox(key="results-run").value == run_id
+    assert at.session_state["selected_run"] == run_id
+    assert any(f"Method: {method}," in c.value for c in at.caption)
+    assert [m for m in at.metric if m.label == "Parameters"][-1].value == human(params)
+
+
+def test_two_sessions_prune_at_once_without_mixing_runs_or_touching_shared_caches(monkeypatch, tmp_path):
+    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
+    cache.spec.clear(MODEL)  # so the loads below count every load of the model in this process
+    loads = []
+    real_load = models.load
+    monkeypatch.setattr(models, "load", lambda *a, **kw: loads.append(a) or real_load(*a, **kw))
+    shared = cache.spec(MODEL)
+    weights = {k: v.clone() for k, v in shared.model.state_dict().items()}
+    base = cache.baseline(MODEL)
+
+    a, b = open_app(monkeypatch, MODEL, tmp_path), open_app(monkeypatch, MODEL, tmp_path)
+    _start(a, "channel", 0.5)
+    _start(b, "unstructured", 0.8)  # while a's run is going
+    for at in (a, b):  # both runs going at once; no rerun meanwhile (see the xfail test below for why)
+        at.session_state["job"]._thread.join(timeout=240)
+    wait_for_job(a)
+    wait_for_job(b)
+    a.run()
+    for at in (a, b):
+        assert not at.exception and not at.error, [e.value for e in at.exception]
+    run_a, run_b = a.session_state["job:done"], b.session_state["job:done"]
+    assert run_a != run_b
+
+    saved = {r.run_id: r for r in cache.saved_runs(MODEL)}
+    assert (saved[run_a].config.method, saved[run_b].config.method) == ("channel", "unstructured")
+    assert saved[run_a].config.ratios == {"fc1": 0.5, "fc2": 0.5}
+    assert saved[run_b].config.ratios == {"fc1": 0.8, "fc2": 0.8, "fc3": 0.8}
+    _results_show(a, run_a, "channel", saved[run_a].metrics["pruned"]["params"])
+    _results_show(b, run_b, "unstructured", saved[run_b].metrics["pruned"]["params"])
+    assert saved[run_a].metrics["pruned"]["params"] < saved[run_b].metrics["pruned"]["params"]  # masks keep size
+    for at, other in ((a, run_b), (b, run_a)):  # the other session's run is listed, never selected
+        assert other not in [at.session_state.get(k) for k in SELECTED]
+
+    assert len(loads) == 1, "each session loaded its own model instead of sharing the cached one"
+    assert cache.spec(MODEL) is shared
+    after = shared.model.state_dict()
+    assert after.keys() == weights.keys() and all(torch.equal(after[k], v) for k, v in weights.items())
+    again = cache.baseline(MODEL)
+    assert again.metrics == base.metrics and again.onnx == base.onnx
+
+
+def test_results_follow_a_run_whose_folder_appeared_before_it_was_announced(monkeypatch, tmp_path):
+    """A full rerun while a run's files are written but its job not yet reported (here forced; in the app: a job
+    ending between the Tune and Results sections of one script run) lists the new run before Tune announces
+    it; the announcement must still select it on Results."""
+    gate, real_write = threading.Event(), RunOutput.write
+
+    def write_then_wait(self, outdir):
+        paths = real_write(self, outdir)
+        gate.wait(120)
+        return paths
+
+    monkeypatch.setattr(RunOutput, "write", write_then_wait)
+    gate.set()
+    at = open_app(monkeypatch, MODEL, tmp_path)
+    _start(at, "channel", 0.25)
+    first = wait_for_job(at).session_state["job:done"]
+    gate.clear()
+    _start(at, "channel", 0.5)
+    deadline = time.monotonic() + 240
+    while len(runs.completed()) < 2:  # the second run's files are written; its job has not ended
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    at.run()
+    assert at.selectbox(key="results-run").value == first  # listed, not yet announced: the shown run stays
+    gate.set()
+    second = wait_for_job(at).session_state["job:done"]
+    assert at.session_state["announced"] == second
+    assert at.selectbox(key="results-run").value == second
