@@ -3,6 +3,8 @@ schedule and fine-tuning, then apply + measure."""
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
 from core import experiment, runs
@@ -79,10 +81,12 @@ def _launch(name: str, config: PruneConfig, prediction: dict | None, lut=None) -
     spec, base = cache.spec(name), cache.baseline(name)
 
     def work(progress) -> str:
-        out = experiment.run(spec, config, progress, base=base, hardware=lut)
-        out.prediction = prediction
-        run_dir = runs.new_run_dir(name, config.method)
-        out.write(run_dir)
+        run_dir = runs.new_run_dir(name, config.method)  # recorded as running now; complete once metrics.json is
+        with runs.record(run_dir, config) as finish:
+            out = experiment.run(spec, config, progress, base=base, hardware=lut)
+            out.prediction = prediction
+            out.write(run_dir)
+            finish(json.loads(out.metrics_json()))
         return run_dir.name
 
     jobs.start("job", work)

@@ -306,3 +306,19 @@ def test_layer_config_ticks_the_block_checkboxes(monkeypatch, tmp_path):
                                            "(it has: layer1.0, layer1.1, layer2.1, layer3.1)"]
     assert at.checkbox(key="drop|mnist-resnet|layer3.1").value is True  # unchanged
     assert not at.exception
+
+
+def test_a_dashboard_run_is_recorded_in_the_store_while_it_runs_and_when_done(monkeypatch, tmp_path):
+    """Tune's Apply records the run as running first, then done with its metrics: a restart (a new Store
+    object, as a new server process would open) finds it."""
+    from core.store import Store
+    from tests.dashboard.test_app import open_app, wait_for_job
+
+    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at.slider(key="ratio-all|digits-mlp|channel").set_value(0.5).run()
+    at.number_input(key="epochs").set_value(0).run()
+    at.button(key="apply").click().run()
+    wait_for_job(at)
+    (exp,) = Store().list(model="digits-mlp")
+    assert exp.status == "done" and exp.config.method == "channel" and exp.metrics["pruned"]["params"] < 17226
+    assert exp.folder is not None and (exp.folder / "metrics.json").exists()

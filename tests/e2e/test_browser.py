@@ -1,11 +1,13 @@
-"""One real-browser journey: the dashboard served by `prunelab dashboard`, driven in Debian's chromium
-through playwright (never `playwright install`): open it, move a layer slider and see the estimate
-change, apply (pruning, fine-tuning and measuring run in the background while the page polls), see the
-comparison, the pruned graph in Netron and the downloads, all without a request leaving this machine.
-Screenshots of each page go to tests/artifacts/."""
+"""The whole journey in a real browser: the dashboard served by `prunelab dashboard`, driven in Debian's chromium
+through playwright (never `playwright install`). Open the app on mnist-resnet, run a sensitivity sweep (progress
+visible) and see its heatmap, ask the solver for 2x fewer FLOPs, move one layer slider, apply with one epoch of
+fine-tuning, see the comparison and the pruned graph in Netron, download config.json and model.onnx (both
+verified), replay the config from the command line and get the same metrics — with no Streamlit exception on any
+page and no request leaving the machine. Screenshots of every page go to tests/artifacts/."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -14,10 +16,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
@@ -31,10 +35,15 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(tmp_path):
+def home(tmp_path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def server(home):
     """`prunelab dashboard` on a free port, bound to 127.0.0.1, with a private workspace."""
     port = free_port()
-    env = {**os.environ, "PRUNELAB_HOME": str(tmp_path)}
+    env = {**os.environ, "PRUNELAB_HOME": str(home)}
     proc = subprocess.Popen([sys.executable, "-m", "core.cli", "dashboard", "--model", "mnist-resnet",
                              "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -53,7 +62,77 @@ def server(tmp_path):
     proc.wait(timeout=20)
 
 
-def test_browser_opens_app_moves_slider_applies_and_saves_screenshots(server):
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    assert page.get_by_test_id("stException").count() == 0, f"a Streamlit exception on the {name} page"
+
+
+def sweep_and_solve(page, expect) -> None:
+    """Sensitivity sweep with its progress bar, the heatmap, then the solver for 2x fewer FLOPs."""
+    page.get_by_role("tab", name="Sensitivity").click()
+    page.get_by_role("button", name="Run sensitivity sweep").click()
+    expect(page.get_by_test_id("stProgress").first).to_be_visible(timeout=60_000)  # progress while it runs
+    shot(page, "sensitivity-running")
+    expect(page.get_by_text("accuracy drop").first).to_be_visible(timeout=300_000)
+    expect(page.locator("[data-testid='stPlotlyChart']:visible").first).to_be_visible(timeout=60_000)
+    shot(page, "sensitivity-page")
+    page.get_by_role("tab", name="Tune").click()
+    page.get_by_text("Budget solver: fill the sliders for a target").click()
+    page.get_by_role("button", name="Solve and fill the sliders").click()
+    expect(page.get_by_text("allocation: target met")).to_be_visible(timeout=60_000)
+
+
+def move_one_slider(page, expect) -> tuple[str, str]:
+    estimate = page.get_by_test_id("stMetric").filter(has_text="Parameters (estimate)")
+    expect(estimate).to_be_visible(timeout=60_000)
+    before = estimate.get_by_test_id("stMetricValue").inner_text()
+    slider = page.get_by_role("slider").nth(1)  # the first per-layer slider (0 is "All layers")
+    slider.focus()
+    for _ in range(5):  # five steps of 0.01
+        slider.press("ArrowRight")
+    expect(estimate.get_by_test_id("stMetricValue")).not_to_have_text(before, timeout=30_000)
+    return before, estimate.get_by_test_id("stMetricValue").inner_text()
+
+
+def download(page, label: str, folder: Path) -> Path:
+    with page.expect_download(timeout=60_000) as info:
+        page.get_by_test_id("stDownloadButton").filter(has_text=label).first.click()
+    path = folder / label
+    info.value.save_as(path)
+    return path
+
+
+def check_downloads(config_path: Path, onnx_path: Path, home: Path) -> dict:
+    """config.json is a PruneLab config for mnist-resnet; model.onnx runs in onnxruntime at two batch sizes."""
+    import onnxruntime
+
+    from core.config import PruneConfig
+    from core.runs import list_runs
+
+    config = PruneConfig.load(config_path)
+    assert config.model == "mnist-resnet" and config.method == "channel" and config.finetune.epochs == 1
+    sess = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    for batch in (1, 5):
+        out = sess.run(None, {sess.get_inputs()[0].name: np.zeros((batch, 1, 28, 28), np.float32)})[0]
+        assert out.shape == (batch, 10)
+    os.environ["PRUNELAB_HOME"], previous = str(home), os.environ.get("PRUNELAB_HOME")
+    try:
+        (run,) = [r for r in list_runs("mnist-resnet") if r.config == config]
+    finally:
+        os.environ["PRUNELAB_HOME"] = previous or ""
+    assert run.onnx_bytes() == onnx_path.read_bytes()
+    return run.metrics["pruned"]
+
+
+def replay(config_path: Path, home: Path, out: Path) -> dict:
+    env = {**os.environ, "PRUNELAB_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-m", "core.cli", "apply", str(config_path), "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return json.loads((out / "metrics.json").read_text())["pruned"]
+
+
+def test_the_whole_journey_in_a_real_browser(server, home, tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian chromium is missing: `make test` installs it (apt-get install chromium chromium-driver)")
     from playwright.sync_api import expect, sync_playwright
@@ -61,46 +140,42 @@ def test_browser_opens_app_moves_slider_applies_and_saves_screenshots(server):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         outside = []
         page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(
             ("http://127.0.0.1", "data:", "blob:", "about:")) else None)
         page.goto(server)
         expect(page.get_by_text("Test accuracy").first).to_be_visible(timeout=120_000)
         expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=60_000)  # the heatmap
-        page.screenshot(path=str(ARTIFACTS / "model-page.png"), full_page=True)
+        shot(page, "model-page")
 
-        page.get_by_role("tab", name="Tune").click()
-        estimate = page.get_by_test_id("stMetric").filter(has_text="Parameters (estimate)")
-        expect(estimate).to_be_visible(timeout=60_000)
-        before = estimate.get_by_test_id("stMetricValue").inner_text()
-        slider = page.get_by_role("slider").nth(1)  # the first per-layer slider (0 is "All layers")
-        slider.focus()
-        for _ in range(30):  # 30 steps of 0.01 -> 0.30
-            slider.press("ArrowRight")
-        expect(estimate.get_by_test_id("stMetricValue")).not_to_have_text(before, timeout=30_000)
-        after = estimate.get_by_test_id("stMetricValue").inner_text()
-        page.screenshot(path=str(ARTIFACTS / "tune-page.png"), full_page=True)
+        sweep_and_solve(page, expect)
+        before, after = move_one_slider(page, expect)
+        shot(page, "tune-page")
 
-        # apply runs in the background; the page polls it and announces the saved run
-        page.get_by_role("button", name="Apply and measure").click()
-        expect(page.get_by_text("measured and saved")).to_be_visible(timeout=240_000)
+        page.get_by_role("button", name="Apply and measure").click()  # one epoch of fine-tuning by default
+        expect(page.get_by_text("measured and saved")).to_be_visible(timeout=300_000)
         page.get_by_role("tab", name="Results").click()
         expect(page.get_by_text("% of baseline (lower is better)")).to_be_visible(timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / "results-page.png"), full_page=True)
-
-        # the pruned graph: width chart always, Netron on request (consent pre-answered, nothing outside)
-        expect(page.get_by_text("The pruned network")).to_be_visible()
+        shot(page, "results-page")
         page.get_by_text("Show the exported graph in Netron").click()
         viewer = page.frame_locator("iframe[title='st.iframe']").first.frame_locator("#netron")
         expect(viewer.locator("svg#canvas g.node").first).to_be_attached(timeout=60_000)
         assert viewer.locator("svg#canvas g.node").count() > 10
-        page.screenshot(path=str(ARTIFACTS / "netron.png"), full_page=True)
+        shot(page, "netron")
+
         page.get_by_role("tab", name="Export").click()
         expect(page.get_by_test_id("stDownloadButton").filter(has_text="model.onnx")).to_be_visible()
-        page.screenshot(path=str(ARTIFACTS / "export-page.png"), full_page=True)
-        assert page.get_by_test_id("stException").count() == 0
+        config_path = download(page, "config.json", tmp_path)
+        onnx_path = download(page, "model.onnx", tmp_path)
+        shot(page, "export-page")
+        page.get_by_role("tab", name="Experiments").click()
+        expect(page.get_by_text("Pareto").first).to_be_visible(timeout=60_000)
+        shot(page, "experiments-page")
         browser.close()
     assert outside == [], f"the page reached outside this machine: {outside[:5]}"
     assert before != after
-    assert (ARTIFACTS / "tune-page.png").stat().st_size > 10_000
+    measured = check_downloads(config_path, onnx_path, home)
+    replayed = replay(config_path, home, tmp_path / "replay")
+    for key in ("params", "flops", "size_bytes", "accuracy"):
+        assert replayed[key] == measured[key], key
