@@ -438,6 +438,15 @@ def test_kill_9_mid_run_loses_nothing(home):
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
     assert victim.returncode == -signal.SIGKILL
+    pruned_dir = (home / "runs" / "killed-prune").resolve()  # and `prunelab prune` itself, killed mid-run
+    victim2 = subprocess.Popen([*cli, "prune", "digits-mlp", "--method", "channel", "--ratio", "0.5",
+                                "--finetune-epochs", "20", "--out", pruned_dir], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        killed_prune = _wait_for_running(home / "experiments.db", pruned_dir)
+    finally:
+        victim2.send_signal(signal.SIGKILL)
+        victim2.wait(timeout=30)
 
     conn = sqlite3.connect(home / "experiments.db")
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
@@ -455,4 +464,5 @@ def test_kill_9_mid_run_loses_nothing(home):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert {e["id"]: e["status"] for e in json.loads(proc.stdout)} == {"first": "done", "second": "done",
-                                                                        killed: "interrupted"}
+                                                                        killed: "interrupted",
+                                                                        killed_prune: "interrupted"}
