@@ -24,7 +24,6 @@ import re
 import shutil
 import socket
 import sqlite3
-import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import Any
 
 from core.config import PruneConfig
 from core.errors import PruneLabError
+from core.files import write_atomic
 from core.runs import workspace
 
 SCHEMA_VERSION = 1
@@ -289,7 +289,7 @@ class Store:
         try:
             dest.mkdir(parents=True, exist_ok=True)
             for name in names:
-                _copy_atomic(src / name, dest / name)
+                write_atomic(dest / name, (src / name).read_bytes())
         except OSError as e:
             raise PruneLabError(f"cannot export into {dest}: {e}") from None
         return [dest / n for n in names]
@@ -486,20 +486,6 @@ def _to_trash(folder: Path) -> Path:
     except OSError as e:
         raise PruneLabError(f"cannot delete {folder}: {e}") from None
     return trash
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    """Copy src to dst through a temporary file and a rename, so dst is never half written."""
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
-            shutil.copyfileobj(inp, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _run_folders(root: Path) -> list[Path]:
