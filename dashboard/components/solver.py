@@ -24,7 +24,8 @@ def _solve(name: str, method: str, criterion: str, lut) -> None:
     try:
         cm = cache.cost_model(name, method)
         units = [u.name for u in cm.units]
-        locked = {u: state.get(slider_key(name, method, u), 0.0) for u in state.get("solver-locked", [])}
+        shown_hw = lut is not None and method == "channel" and state.get("hw-aware", False)  # which sliders show
+        locked = {u: state.get(slider_key(name, method, u, hw=shown_hw), 0.0) for u in state.get("solver-locked", [])}
         bounds = Bounds(low={u: state["solver-min"] for u in units}, high={u: state["solver-max"] for u in units},
                         locked=locked)
         sweep_spec = current_spec(name, method, criterion)
