@@ -78,8 +78,15 @@ def sweep_and_solve(page, expect) -> None:
     shot(page, "sensitivity-page")
     page.get_by_role("tab", name="Tune").click()
     page.get_by_text("Budget solver: fill the sliders for a target").click()
-    page.get_by_role("button", name="Solve and fill the sliders").click()
-    expect(page.get_by_text("allocation: target met")).to_be_visible(timeout=60_000)
+    solve = page.get_by_role("button", name="Solve and fill the sliders")
+    for attempt in range(3):  # a click landing while the page is still rerunning (tab switch) can be dropped
+        solve.click()
+        try:
+            expect(page.get_by_text("allocation: target met")).to_be_visible(timeout=30_000)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
 
 
 def move_one_slider(page, expect) -> tuple[str, str]:
