@@ -11,12 +11,8 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before anything imports huggingface_hub
 
-import contextlib  # noqa: E402
 import copy  # noqa: E402
-import io  # noqa: E402
-import logging  # noqa: E402
 import math  # noqa: E402
-import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -158,20 +154,10 @@ def test_load_is_strict(model: MiniLM) -> None:
 
 
 def _export(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    """torch.onnx dynamo export as core.export does it (weights in the file, dynamic batch), quietly."""
-    quiet = logging.getLogger("torch.onnx")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model, (example,), str(path), dynamo=True, external_data=False,
-                dynamic_shapes={"input_ids": {0: torch.export.Dim("batch", max=1024)}},
-                input_names=["input"], output_names=["logits"],
-            )
-    finally:
-        quiet.setLevel(level)
+    """The project's own export (weights in the file, dynamic batch, checked in onnxruntime on random token ids)."""
+    from core.export import export_onnx
+
+    export_onnx(model, example, path)
 
 
 def _onnx_error(path: Path, model: nn.Module, ids: torch.Tensor) -> float:
