@@ -280,10 +280,23 @@ def cmd_apply(args: argparse.Namespace) -> None:
     config = PruneConfig.load(args.config)
     if args.finetune_epochs is not None:
         config = dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, epochs=args.finetune_epochs))
-    spec = _load(args, config.model)
+    spec, config = _replay_model(args, config, args.config)
     check_config_matches(spec, config)
     _check_layers(spec, config)
     _run_and_write(spec, config, outdir, args.threads, args.latency_batches, _parent_run(Path(args.config)))
+
+
+def _replay_model(args: argparse.Namespace, config, source: str):
+    """(spec, config) for replaying `config` from `source`: its model only if the user allowed it (a registry
+    name, --model, or --trust-code; core.models.replay_reference), the config renamed to a --model given."""
+    import dataclasses
+
+    from core.models import replay_reference
+
+    spec = _load(args, replay_reference(config.model, source, args.model, args.trust_code))
+    if not config.model_fingerprint:
+        _warn(f"{source} has no model_fingerprint: the weights it is replayed onto are not checked")
+    return spec, dataclasses.replace(config, model=spec.name)
 
 
 def _parent_run(config_file: Path) -> str | None:
@@ -460,7 +473,7 @@ def cmd_deploy(args: argparse.Namespace) -> None:
     from core.runs import read_run
 
     folder = Path(args.run)
-    spec = _load(args, read_run(folder).config.model) if (folder / "config.json").exists() else None
+    spec = _replay_model(args, read_run(folder).config, str(folder))[0] if (folder / "config.json").exists() else None
     report = deploy_folder(folder, args.batch, spec)
     if args.json:
         print(json.dumps(report.rows))
@@ -570,6 +583,13 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                         "for a Hugging Face folder or a pickled model")
 
 
+def _replay_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", metavar="MODEL", help="the base model to replay onto, when the config names a "
+                        "file or folder: file.py:build, a pickled model or a Hugging Face folder (your choice runs)")
+    parser.add_argument("--trust-code", action="store_true", help="load the model file or folder the config "
+                        "names, running its code (only for configs whose source you trust)")
+
+
 def build_parser() -> Parser:
     p = Parser(prog="prunelab", description="Explore neural-network pruning trade-offs, measured.")
     p.add_argument("--home", metavar="DIR", help="workspace for runs, caches and the experiment store "
@@ -667,6 +687,8 @@ def build_parser() -> Parser:
 
     for s_ in (b, ly, pr, ap, se, al, dp):
         _model_options(s_)
+    for s_ in (ap, dp):
+        _replay_options(s_)
 
     _experiments_parser(sub)
 

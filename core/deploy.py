@@ -173,7 +173,7 @@ def deploy_folder(folder, batch: int = 1, spec=None) -> Deployment:
 
     from core.export import export_onnx
     from core.files import write_atomic
-    from core.models import load
+    from core.models import load, replay_reference
     from core.prune import calibration
     from core.runs import read_run
 
@@ -181,7 +181,8 @@ def deploy_folder(folder, batch: int = 1, spec=None) -> Deployment:
     if not (folder / "model.onnx").is_file():
         raise PruneLabError(f"{folder} has no model.onnx (a folder written by prunelab prune/apply)")
     run = read_run(folder)
-    spec = spec or load(run.config.model)  # a model loaded with options (weights, data) is passed in
+    # a model loaded with options (weights, data) is passed in; a file the folder names never runs unasked
+    spec = spec or load(replay_reference(run.config.model, str(folder)))
     base_onnx, _ = export_onnx(spec.model, spec.example_input)
     test = (spec.split.test_x.numpy(), spec.split.test_y.numpy()) if spec.has_data else (None, None)
     report = variants(run.onnx_bytes(), base_onnx, *test,

@@ -58,6 +58,32 @@ def available(trained_only: bool = False) -> list[str]:
     return sorted(SAMPLES) + ([] if trained_only else [*(["minilm"] if _has_minilm() else []), *ZOO])
 
 
+def is_registered(name: str) -> bool:
+    """Whether `name` is a bundled sample, the MiniLM sample or a zoo model: loading it runs only PruneLab's
+    own code. Any other name is a user's file or folder (core.user_models)."""
+    from sample_models import SAMPLES, ZOO
+
+    return name in ZOO or name in SAMPLES or name == "minilm"
+
+
+def replay_reference(named: str, source: str, given: str | None = None, trust_code: bool = False) -> str:
+    """The model to load when replaying `source` (a config file or run folder) that names model `named`.
+
+    Code runs only where the user asked for it: a registry name is safe; a file or folder named inside a
+    config is not the user's choice until they say so, by naming the model themselves (`given`, the CLI's
+    --model) or by trusting the config (--trust-code). Otherwise one line says what would run and how to
+    allow it, and nothing is imported."""
+    if given is not None:
+        return given
+    if is_registered(named) or trust_code:
+        return named
+    from core.user_models import describe_reference
+
+    raise PruneLabError(f"{source} names the model {named} ({describe_reference(named)}); PruneLab does not run a "
+                        f"model a config names: give it yourself with --model {named} (or pass --trust-code if "
+                        "you trust where the config came from)")
+
+
 def _has_minilm() -> bool:
     import importlib.util
 
@@ -83,8 +109,7 @@ def load(name: str, weights: str | None = None, trust_pickle: bool = False, data
     `trust_pickle` allows files that hold pickled objects (running their code)."""
     from sample_models import SAMPLES, ZOO
 
-    registered = name in ZOO or name in SAMPLES or name == "minilm"
-    if not registered:
+    if not is_registered(name):
         from core.user_models import load_user_model, looks_like_path
 
         if not looks_like_path(name):

@@ -140,6 +140,17 @@ def looks_like_path(ref: str) -> bool:
             or Path(ref).exists())
 
 
+def describe_reference(ref: str) -> str:
+    """What loading a user model reference would do, with its absolute path, for a refusal or a warning."""
+    path, func = _split_ref(ref)
+    where = path.expanduser().absolute()
+    if func is not None:
+        return f"loading it runs the Python file {where}"
+    if path.suffix in PICKLE_SUFFIXES:
+        return f"loading it unpickles {where}, which runs code"
+    return f"loading it reads the files in {where}"
+
+
 def load_user_model(ref: str, weights: str | None = None, trust_pickle: bool = False, data: str | None = None,
                     max_samples: int = 5000) -> ModelSpec:
     """A ModelSpec for a user's model reference (see the module docstring); every problem is one

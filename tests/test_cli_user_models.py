@@ -44,8 +44,12 @@ def test_prune_a_model_file_from_outside_the_repo_and_replay_it(factory, tmp_pat
     assert sess.run(None, {sess.get_inputs()[0].name: torch.zeros(3, 1, 8, 8).numpy()})[0].shape == (3, 10)
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == factory
-    replay = prunelab("apply", str(out / "config.json"), "--finetune-epochs", "0", "--latency-batches", "1",
-                      "--out", str(tmp_path / "replay"), home=tmp_path / "home")
+    # the config names a Python file: replaying it runs that file only when the user names it (or trusts it)
+    refused = prunelab("apply", str(out / "config.json"), "--finetune-epochs", "0", "--latency-batches", "1",
+                       "--out", str(tmp_path / "replay"), home=tmp_path / "home")
+    assert refused.returncode == 2 and "--model" in refused.stderr and not (tmp_path / "replay").exists()
+    replay = prunelab("apply", str(out / "config.json"), "--model", factory, "--finetune-epochs", "0",
+                      "--latency-batches", "1", "--out", str(tmp_path / "replay"), home=tmp_path / "home")
     assert replay.returncode == 0, replay.stderr
     again = json.loads((tmp_path / "replay" / "metrics.json").read_text())["pruned"]
     assert again["params"] == pruned["params"] and again["flops"] == pruned["flops"]
