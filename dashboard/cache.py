@@ -109,6 +109,8 @@ def spec(name: str) -> ModelSpec:
         if name.startswith(USER_PREFIX):
             raise PruneLabError(f"{name} is not loaded in this server session: load it again under "
                                 "“Your own model…” in the sidebar")
+        if not models.is_registered(name):  # a user's file runs only from the sidebar form, never by name
+            raise PruneLabError(f"unknown model {name!r}: load your own under “Your own model…” in the sidebar")
         return models.load(name)
     loaded = models.load(args.ref, weights=args.weights, trust_pickle=args.trust_pickle, data=args.data)
     return replace(loaded, name=name)

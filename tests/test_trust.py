@@ -109,3 +109,13 @@ def test_a_config_without_fingerprint_is_replayed_with_a_warning(tmp_path):
                     home=tmp_path / "home")
     assert done.returncode == 0, done.stderr
     assert "model_fingerprint" in done.stderr and "not checked" in done.stderr
+
+
+def test_the_dashboard_loads_no_model_by_a_name_it_was_handed(shared):
+    """Only the sidebar form registers a user's model; a bare reference reaching the model cache is refused."""
+    from core.errors import PruneLabError
+    from dashboard import cache
+
+    with pytest.raises(PruneLabError, match="Your own model"):
+        cache.spec(shared["refs"]["absolute"])
+    assert not shared["marker"].exists()
