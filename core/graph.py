@@ -240,13 +240,39 @@ def emptied(found: list[Unit], ratios: dict[str, float]) -> list[str]:
 
 
 def layer_widths(model: nn.Module, units: list[Unit], ratios: dict[str, float]) -> list[dict]:
-    """Output width of every Conv2d/Linear before and after channel pruning at `ratios` (no cutting)."""
+    """Widths before and after pruning `units` at `ratios` (no cutting), in module order: the output
+    channels of every Conv2d/Linear (kind "channels"), and for every attention module its head count
+    ("heads") and its query/key width per head ("head dim"). Units are channel groups (a head-split
+    group narrows every head) or attention modules (head units: whole heads go)."""
     out_unit = {m.name: u for u in units for m in u.members if m.side == "out"}
+    kept = {u.name: kept_channels(u, ratios.get(u.name, 0.0)) / u.size for u in units}  # share each unit keeps
+
+    def after(name: str, before: int) -> int:
+        unit = out_unit.get(name)
+        return round(before * kept[unit.name]) if unit else before
+
     rows = []
     for name, module in model.named_modules():
         if isinstance(module, PRUNABLE):
             before = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
-            unit = out_unit.get(name)
-            after = kept_channels(unit, ratios.get(unit.name, 0.0)) if unit else before
-            rows.append({"layer": name, "before": before, "after": after})
+            rows.append({"layer": name, "kind": "channels", "before": before, "after": after(name, before)})
+        elif (heads := _heads_and_width(module)) is not None:
+            n, width = heads
+            n_after = round(n * kept[name]) if name in kept else n
+            width_after = after(f"{name}.q", width) if hasattr(module, "q") else width
+            rows += [{"layer": f"{name} heads", "kind": "heads", "before": n, "after": n_after},
+                     {"layer": f"{name} head dim", "kind": "head dim", "before": width // n,
+                      "after": width_after // n_after}]
     return rows
+
+
+def _heads_and_width(module: nn.Module) -> tuple[int, int] | None:
+    """(heads, query width over all heads) of an attention module, hand-written (core.prune.heads) or
+    nn.MultiheadAttention; None for anything else."""
+    from core.prune.heads import is_attention
+
+    if isinstance(module, nn.MultiheadAttention):
+        return module.num_heads, module.embed_dim
+    if is_attention(module):
+        return module.num_heads, module.q.out_features
+    return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from dashboard.components.heat import MAX_COLS, group_table, heat_height, score_grid
 
@@ -132,15 +133,24 @@ def unit_cost_bars(costs) -> go.Figure:
 
 
 def width_chart(rows: list[dict]) -> go.Figure:
-    """Every layer's output width before and after pruning (always available: no viewer needed)."""
-    layers = [r["layer"] for r in rows]
-    fig = go.Figure([
-        go.Bar(name="before", x=layers, y=[r["before"] for r in rows], marker_color="#9aa5b1"),
-        go.Bar(name="after", x=layers, y=[r["after"] for r in rows], marker_color="#2f80ed",
-               text=[r["after"] for r in rows], textposition="outside"),
-    ])
-    fig.update_layout(barmode="group", yaxis_title="output channels", height=360, xaxis_tickangle=-45,
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": 1.12, "x": 0})
+    """Every layer's output width before and after pruning (always available: no viewer needed) and, for
+    models with attention, a second panel with each attention module's heads and head width
+    (core.graph.layer_widths rows)."""
+    channels = [r for r in rows if r.get("kind", "channels") == "channels"]
+    attention = [r for r in rows if r.get("kind", "channels") != "channels"]
+    panels = [(channels, "output channels")] + ([(attention, "heads / head dim")] if attention else [])
+    fig = make_subplots(rows=len(panels), cols=1, vertical_spacing=0.3 if attention else 0.1)
+    for i, (shown, title) in enumerate(panels, start=1):
+        layers = [r["layer"] for r in shown]
+        fig.add_trace(go.Bar(name="before", x=layers, y=[r["before"] for r in shown], marker_color="#9aa5b1",
+                             showlegend=i == 1, legendgroup="before"), row=i, col=1)
+        fig.add_trace(go.Bar(name="after", x=layers, y=[r["after"] for r in shown], marker_color="#2f80ed",
+                             text=[r["after"] for r in shown], textposition="outside", showlegend=i == 1,
+                             legendgroup="after"), row=i, col=1)
+        fig.update_yaxes(title_text=title, row=i, col=1)
+        fig.update_xaxes(tickangle=-45, row=i, col=1)
+    fig.update_layout(barmode="group", height=360 * len(panels), margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": 1.12 if not attention else 1.06, "x": 0})
     return fig
 
 

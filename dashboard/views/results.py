@@ -58,16 +58,17 @@ def _graph(name: str, run: SavedRun) -> None:
     """What changed in the network: every layer's width (always), and the exported graph in Netron."""
     st.markdown("#### The pruned network")
     spec = cache.spec(name)
-    units = list(cache.cost_model(name, "channel").units)
     method = run.config.method
-    ratios = run.config.ratios if method in ("channel", "neuron") else {}  # neuron units are channel groups
+    # neuron units are channel groups; head units are attention modules (whole heads go)
+    units = list(cache.cost_model(name, "head" if method == "head" else "channel").units)
+    ratios = run.config.ratios if method in ("channel", "neuron", "head") else {}
     st.plotly_chart(width_chart(layer_widths(spec.model, units, ratios)), width="stretch", key="width-chart")
     if method in MASK_METHODS:
         st.caption("Mask methods keep every width; their zeros sit inside the same tensors.")
     elif method == "head":
         removed = ", ".join(f"{m}: {n}" for m, n in run.metrics.get("removed", {}).items())
-        st.caption(f"Heads removed per attention module — {removed or 'none'} (q/k/v and the output projection "
-                   "shrink with them; the chart shows channel widths only).")
+        st.caption(f"Heads removed per attention module — {removed or 'none'}: q/k/v outputs and the output "
+                   "projection's inputs shrink with them; the lower panel shows heads and head widths.")
     elif method == "layer":
         st.caption(f"Blocks removed (now identities): {', '.join(run.config.remove_blocks) or 'none'}.")
     if error := run.metrics["pruned"].get("onnx_error"):
