@@ -35,7 +35,6 @@ import contextlib
 import hashlib
 import importlib.util
 import itertools
-import json
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core import preflight
 from core.data import Split
 from core.errors import PruneLabError
 from core.models import ModelSpec, fingerprint
@@ -52,6 +52,7 @@ from core.models import ModelSpec, fingerprint
 DICT_KEYS = ("model", "example_input", "eval_loader")  # required keys of a factory's dict
 OPTIONAL_KEYS = ("train_loader", "metric")
 PICKLE_SUFFIXES = (".pt", ".pth")
+NPZ_KEYS = ("x", "y", "x_train", "y_train")  # the arrays of an .npz data file (the only ones read)
 _imports = itertools.count()
 
 
@@ -398,9 +399,11 @@ def _summary(what: str, model: nn.Module, split: Split | None, metric) -> str:
 
 def _torch_load(path: Path, trust_pickle: bool) -> Any:
     """torch.load on the CPU: weights-only unless trust_pickle; corrupt files and pickles that need code to
-    load (without trust_pickle) are PruneLabErrors. Nothing in an untrusted file is executed."""
+    load (without trust_pickle) are PruneLabErrors. Nothing in an untrusted file is executed; nothing is read
+    before its declared size is checked (core.preflight)."""
     import pickle
 
+    preflight.weights_file(path)
     try:
         if trust_pickle:
             with _on_sys_path(path.resolve().parent):  # classes a pickled model names often live beside it
@@ -427,6 +430,7 @@ def read_state_dict(weights: str | Path, trust_pickle: bool = False) -> dict[str
         except ImportError:
             raise PruneLabError("reading .safetensors needs the safetensors package: .venv/bin/pip install "
                                 "safetensors") from None
+        preflight.weights_file(path)
         try:
             return load_file(str(path), device="cpu")
         except Exception as e:
@@ -496,11 +500,8 @@ HF_KINDS = {"ForImageClassification": "AutoModelForImageClassification",
 
 def _from_huggingface(ref: str, folder: Path, weights: str | None, trust_pickle: bool, data: str | None,
                       max_samples: int) -> ModelSpec:
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PruneLabError(f"cannot read {folder / 'config.json'}: {_short(e)}") from None
-    archs = config.get("architectures") if isinstance(config, dict) else None
+    config = preflight.hf_config(folder / "config.json")  # sizes and counts bounded before transformers reads it
+    archs = config.get("architectures")
     arch = next((a for a in archs or [] if isinstance(a, str) and a.endswith(tuple(HF_KINDS))), None)
     if arch is None:
         raise PruneLabError(f"{folder}: config.json names architectures {archs!r}; PruneLab loads image or sequence "
@@ -514,10 +515,18 @@ def _from_huggingface(ref: str, folder: Path, weights: str | None, trust_pickle:
         raise PruneLabError("Hugging Face models need the transformers package: .venv/bin/pip install "
                             "transformers") from None
     auto = getattr(transformers, next(v for k, v in HF_KINDS.items() if arch.endswith(k)))
+    for path in sorted(p for p in folder.iterdir() if p.suffix in preflight.WEIGHT_SUFFIXES and p.is_file()):
+        preflight.weights_file(path)
     bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()  # the CLI's stderr is for errors
     try:
-        model = auto.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False,
+        settings = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True,
+                                                           trust_remote_code=False)
+    except Exception as e:
+        raise PruneLabError(f"cannot read {folder / 'config.json'}: {_short(e)}") from None
+    preflight.model_params(auto, settings, folder / "config.json")
+    try:
+        model = auto.from_pretrained(str(folder), config=settings, local_files_only=True, trust_remote_code=False,
                                      use_safetensors=any(folder.glob("*.safetensors")))
     except Exception as e:
         raise PruneLabError(f"cannot load the Hugging Face model in {folder}: {_short(e)}") from None
@@ -538,15 +547,17 @@ def load_npz(data: str | Path, max_samples: int = 5000) -> Split:
         raise PruneLabError(f"data file {path} not found")
     if path.suffix != ".npz":
         raise PruneLabError(f"data file {path}: expected an .npz with arrays x and y (optionally x_train, y_train)")
+    preflight.npz_arrays(path, NPZ_KEYS)  # declared sizes first: numpy allocates each array whole
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+            held = sorted(f.files)
+            arrays = {k: f[k] for k in NPZ_KEYS if k in held}
     except Exception as e:
         raise PruneLabError(f"cannot read {path} (corrupt, or holding pickled objects?): {_short(e)}") from None
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing or ("x_train" in arrays) != ("y_train" in arrays):
         raise PruneLabError(f"data file {path} must hold arrays x and y, and optionally both x_train and y_train; "
-                            f"it holds {', '.join(sorted(arrays)) or 'nothing'}")
+                            f"it holds {', '.join(held) or 'nothing'}")
 
     def pair(xk: str, yk: str) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = arrays[xk][:max_samples], arrays[yk][:max_samples]
