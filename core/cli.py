@@ -166,12 +166,9 @@ def cmd_layers(args: argparse.Namespace) -> None:
 
 def _ratios_from_file(path: str) -> tuple[dict[str, float], str | None]:
     """Per-layer ratios from a PruneConfig file or a plain {"layer": ratio} JSON object."""
-    from core.config import PruneConfig
+    from core.config import PruneConfig, parse_json, read_json_file
 
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PruneLabError(f"cannot read {path}: {e}") from None
+    data = parse_json(read_json_file(path, "ratios file"), path)
     if isinstance(data, dict) and "version" in data:
         cfg = PruneConfig.from_dict(data)
         return cfg.ratios, cfg.method
@@ -214,10 +211,11 @@ def _run_and_write(spec, config, outdir: Path, threads: int, batches: tuple[int,
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
-    from core.config import FinetuneConfig, Pattern, PruneConfig, Schedule
+    from core.config import PruneConfig
     from core.plan import plan
 
     outdir = _out_dir(args.out)
+    settings = _settings(args)  # every option checked before the model loads
     spec = _load(args)
     method, blocks = args.method, ()
     if args.config:
@@ -229,18 +227,32 @@ def cmd_prune(args: argparse.Namespace) -> None:
         raise PruneLabError(f"--method is required ({', '.join(METHODS)})")
     if args.ratio is None and not args.config and method != "nm":
         raise PruneLabError("give --ratio R or --config FILE")
-    pattern = Pattern(*args.nm, block=args.block)
     if not args.config:
-        ratios, blocks = plan(spec, method, args.ratio, criterion=args.criterion, pattern=pattern, scope=args.scope,
-                              rank=args.rank, seed=args.seed)
-    config = PruneConfig(
-        model=spec.name, method=method, ratios=ratios, criterion=args.criterion, model_fingerprint=spec.fingerprint,
-        seed=args.seed, pattern=pattern, remove_blocks=blocks,
-        schedule=Schedule(args.schedule, args.steps, args.curve, args.update_every),
-        finetune=FinetuneConfig(epochs=args.finetune_epochs, lr=args.lr, distill=args.distill,
-                                temperature=args.temperature, alpha=args.alpha, rewind=args.rewind))
+        ratios, blocks = plan(spec, method, args.ratio, criterion=args.criterion, pattern=settings["pattern"],
+                              scope=args.scope, rank=args.rank, seed=args.seed)
+    config = PruneConfig(model=spec.name, method=method, ratios=ratios, criterion=args.criterion,
+                         model_fingerprint=spec.fingerprint, remove_blocks=blocks, **settings)
     _check_layers(spec, config)
     _run_and_write(spec, config, outdir, args.threads, args.latency_batches)
+
+
+def _check_ints(args: argparse.Namespace, *names: str) -> None:
+    """Integer options within core.config.LIMITS, checked before the model loads (the message has the range)."""
+    from core.config import check_int
+
+    for name in names:
+        check_int(name, getattr(args, name), "--" + name.replace("_", "-"))
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    """prune's seed, pattern, schedule and fine-tuning options as PruneConfig fields, each validated (with
+    its allowed range in the message) before any slow work."""
+    from core.config import FinetuneConfig, Pattern, Schedule, check_int
+
+    return dict(seed=check_int("seed", args.seed), pattern=Pattern(*args.nm, block=args.block),
+                schedule=Schedule(args.schedule, args.steps, args.curve, args.update_every),
+                finetune=FinetuneConfig(epochs=args.finetune_epochs, lr=args.lr, distill=args.distill,
+                                        temperature=args.temperature, alpha=args.alpha, rewind=args.rewind))
 
 
 def _nm(text: str) -> tuple[int, int]:
@@ -339,6 +351,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> None:
     from core.sensitivity import SweepSpec, cache_path, sweep
 
     out = _out_file(args.out)
+    _check_ints(args, "eval_samples", "calibration_samples", "seed")
     spec = _load(args)
     sweep_spec = SweepSpec(spec.name, spec.fingerprint, args.granularity, args.criterion, args.grid,
                            args.eval_samples, args.calibration_samples, args.seed)
@@ -374,6 +387,7 @@ def cmd_allocate(args: argparse.Namespace) -> None:
                        if v is not None)
     target = Target(kind, value)
     out = _out_file(args.out)
+    _check_ints(args, "calibration_samples", "seed")
     spec = _load(args)
     table, method, criterion = _allocation_inputs(spec, args)
     cost_model = build_cost_model(spec.model, spec.example_input, method)
@@ -753,17 +767,28 @@ def _home(home: str | None):
             os.environ["PRUNELAB_HOME"] = before
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail on the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         with _home(args.home):
             COMMANDS[args.command](args)
+            sys.stdout.flush()  # a closed pipe fails here, inside the handler below, not at interpreter exit
     except PruneLabError as e:
         print(f"prunelab: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("prunelab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`prunelab ... | head`): nothing more to say
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a command ended by a closed pipe
     except Exception as e:  # a bug, not a user error: one line unless asked for more
         if os.environ.get("PRUNELAB_DEBUG"):
             traceback.print_exc()

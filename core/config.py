@@ -29,6 +29,56 @@ SCHEDULES = ("oneshot", "iterative", "dynamic")
 CURVES = ("linear", "cubic")
 
 
+MAX_CONFIG_BYTES = 1_000_000  # a config is a few kB; a file far larger is not one (read no further)
+MAX_JSON_DEPTH = 64  # a config nests 3 levels; deeper JSON is refused before the parser recurses
+
+# Allowed ranges of every numeric setting, (low, high) inclusive, in one place: validation, the CLI and the
+# dashboard's widgets read them; each message names the range. Beyond them a value passes type checks but
+# cannot work: temperature 1e-300 makes logits / T overflow to NaN; seeds above 2**32 - 1 overflow numpy's
+# and torch's generators; sample counts and batch sizes beyond a million ask for memory no machine here has.
+LIMITS: dict[str, tuple[float, float]] = {
+    "epochs": (0, 1000),  # fine-tuning epochs
+    "lr": (1e-8, 10.0),  # peak learning rate
+    "batch_size": (1, 65_536),  # examples per optimiser step
+    "temperature": (0.1, 100.0),  # distillation softmax temperature; below ~0.1 logits / T overflow
+    "alpha": (0.0, 1.0),  # weight of the distillation term
+    "steps": (1, 100),  # iterative rounds
+    "update_every": (1, 1_000_000),  # optimiser steps between dynamic mask updates
+    "seed": (0, 2**32 - 1),  # numpy.random.default_rng / torch.manual_seed range shared by both
+    "calibration_samples": (1, 1_000_000),  # examples scored / used for BatchNorm statistics
+    "eval_samples": (1, 1_000_000),  # examples each sensitivity point is evaluated on
+}
+
+
+def check_int(name: str, value: Any, what: str | None = None) -> int:
+    """An integer setting within LIMITS[name]; the message names the range."""
+    low, high = LIMITS[name]
+    if not _is_int(value) or not low <= value <= high:
+        raise PruneLabError(f"{what or name} must be an integer from {fmt_limit(low)} to {fmt_limit(high)}, got "
+                            f"{_short(value)}")
+    return value
+
+
+def check_number(name: str, value: Any, what: str | None = None) -> float:
+    """A finite number within LIMITS[name]; the message names the range."""
+    low, high = LIMITS[name]
+    if not _is_number(value) or not low <= value <= high:
+        raise PruneLabError(f"{what or name} must be a number from {fmt_limit(low)} to {fmt_limit(high)}, got "
+                            f"{_short(value)}")
+
+
+def fmt_limit(value: float) -> str:
+    """A limit as people write it: whole numbers in full (4294967295, not 4.29497e+09), others short (1e-08)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+    return float(value)
+
+
+def _short(value: Any) -> str:
+    """A value for a message: at most 40 characters (a 5,000-digit integer is not printed whole)."""
+    text = repr(value) if not _is_int(value) or abs(value) < 10**30 else f"an integer of {len(str(abs(value)))} digits"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -61,19 +111,14 @@ class FinetuneConfig:
     rewind: bool = False  # lottery ticket: reset surviving weights to their initial values before training
 
     def __post_init__(self) -> None:
-        if not _is_int(self.epochs) or not 0 <= self.epochs <= 1000:
-            raise PruneLabError(f"finetune epochs must be an integer from 0 to 1000, got {self.epochs!r}")
-        if not _is_number(self.lr) or not 0 < self.lr <= 10:
-            raise PruneLabError(f"finetune lr must be a positive number up to 10, got {self.lr!r}")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            raise PruneLabError(f"finetune batch_size must be a positive integer, got {self.batch_size!r}")
+        for name in ("epochs", "batch_size"):
+            check_int(name, getattr(self, name), f"finetune {name}")
         for name in ("distill", "rewind"):
             if not isinstance(getattr(self, name), bool):
                 raise PruneLabError(f"finetune {name} must be true or false, got {getattr(self, name)!r}")
-        if not _is_number(self.temperature) or not 0 < self.temperature <= 100:
-            raise PruneLabError(f"distillation temperature must be in (0, 100], got {self.temperature!r}")
-        if not _is_number(self.alpha) or not 0 <= self.alpha <= 1:
-            raise PruneLabError(f"distillation alpha must be in [0, 1], got {self.alpha!r}")
+        check_number("lr", self.lr, "finetune lr")
+        check_number("temperature", self.temperature, "distillation temperature")
+        check_number("alpha", self.alpha, "distillation alpha")
         if (self.distill or self.rewind) and self.epochs == 0:
             raise PruneLabError("distillation and rewind train the model: give at least one fine-tuning epoch")
 
@@ -95,10 +140,8 @@ class Schedule:
             raise PruneLabError(f"unknown schedule {self.kind!r}; choose one of {', '.join(SCHEDULES)}")
         if self.curve not in CURVES:
             raise PruneLabError(f"unknown schedule curve {self.curve!r}; choose linear or cubic")
-        if not _is_int(self.steps) or not 1 <= self.steps <= 100:
-            raise PruneLabError(f"schedule steps must be an integer from 1 to 100, got {self.steps!r}")
-        if not _is_int(self.update_every) or self.update_every < 1:
-            raise PruneLabError(f"schedule update_every must be a positive integer, got {self.update_every!r}")
+        check_int("steps", self.steps, "schedule steps")
+        check_int("update_every", self.update_every, "schedule update_every")
 
     def fraction(self, t: float) -> float:
         """Share of the final ratio reached at progress t in [0, 1]: t (linear) or 1 - (1 - t)^3 (cubic)."""
@@ -165,11 +208,9 @@ class PruneConfig:
             elif not isinstance(value, cls):
                 raise PruneLabError(f"{name} must be an object like {example}, got {value!r}")
         self._check_method_options()
-        if not _is_int(self.seed) or self.seed < 0:
-            raise PruneLabError(f"seed must be a non-negative integer, got {self.seed!r}")
+        check_int("seed", self.seed)
         # at least one image: BatchNorm statistics re-estimated from nothing would be reset to 0/1
-        if not _is_int(self.calibration_samples) or self.calibration_samples < 1:
-            raise PruneLabError(f"calibration_samples must be a positive integer, got {self.calibration_samples!r}")
+        check_int("calibration_samples", self.calibration_samples)
 
     def _check_method_options(self) -> None:
         """Combinations that cannot work are refused here, with the reason, not deep inside a run."""
@@ -222,24 +263,85 @@ class PruneConfig:
 
     @classmethod
     def from_json(cls, text: str) -> PruneConfig:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise PruneLabError(f"config is not valid JSON: {e}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text, "config"))
 
     @classmethod
     def load(cls, path: str | Path) -> PruneConfig:
+        data = read_json_file(path, "config")
         try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise PruneLabError(f"cannot read config {path}: {e}") from None
-        return cls.from_json(text)
+            return read_config_bytes(data)
+        except PruneLabError as e:
+            raise PruneLabError(f"{path}: {e}") from None
 
     def save(self, path: str | Path) -> None:
         from core.files import write_atomic
 
         write_atomic(Path(path), self.to_json().encode())
+
+
+def read_json_file(path: str | Path, what: str = "JSON file") -> bytes:
+    """The bytes of a small JSON file: a regular file of at most MAX_CONFIG_BYTES, checked before reading
+    (a device such as /dev/zero, a fifo or a huge file is refused, not read until memory runs out)."""
+    path = Path(path)
+    try:
+        info = path.stat()
+        if not path.is_file():
+            raise PruneLabError(f"cannot read {what} {path}: not a regular file")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise PruneLabError(f"{what} {path} is too large ({info.st_size:,} bytes; at most {MAX_CONFIG_BYTES:,})")
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)  # the file may grow between stat and read
+    except OSError as e:
+        raise PruneLabError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise PruneLabError(f"{what} {path} is too large (more than {MAX_CONFIG_BYTES:,} bytes)")
+    return data
+
+
+def parse_json(text: str | bytes, what: str = "config") -> Any:
+    """JSON text (a UTF-8 byte order mark allowed, as editors on Windows write it) parsed, with every way it
+    can fail as one PruneLabError: not UTF-8, too large, nested deeper than a config ever is, integers too
+    long to convert, or invalid."""
+    if isinstance(text, bytes):
+        if len(text) > MAX_CONFIG_BYTES:
+            raise PruneLabError(f"{what} is too large ({len(text):,} bytes; at most {MAX_CONFIG_BYTES:,})")
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise PruneLabError(f"{what} is not UTF-8 text: is it a PruneLab config.json?") from None
+    text = text.removeprefix("\ufeff")
+    if _depth(text) > MAX_JSON_DEPTH:
+        raise PruneLabError(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep: not a PruneLab config")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PruneLabError(f"{what} is not valid JSON: {e}") from None
+    except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4,300 digits
+        raise PruneLabError(f"{what} cannot be read: {str(e).split(';')[0]}") from None
+
+
+def _depth(text: str) -> int:
+    """Deepest bracket nesting of JSON text, strings skipped (a linear scan, no recursion)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if escaped:
+            escaped = False
+        elif in_string:
+            escaped, in_string = ch == "\\", ch != '"'
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def read_config_bytes(data: bytes) -> PruneConfig:
+    """A config from a file's bytes, read the same way by the CLI and the dashboard's import."""
+    return PruneConfig.from_dict(parse_json(data, "config"))
 
 
 def _check_version(version: Any) -> None:

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.data import batches
+from core.errors import PruneLabError
 
 # progress(done_steps, total_steps, info) — info carries e.g. {"epoch": 1, "loss": 0.12}
 Progress = Callable[[int, int, dict], None]
@@ -121,6 +122,7 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, see
                 xb = random_shift(xb)
             logits = model(xb)
             loss = teacher.loss(logits, xb, yb) if teacher else F.cross_entropy(logits, yb)
+            _check_finite(loss, step, recipe)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -133,6 +135,14 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, see
         epoch += 1
     model.eval()
     return epoch_losses
+
+
+def _check_finite(loss: torch.Tensor, step: int, recipe: Recipe) -> None:
+    """Stop a fine-tune that diverged: a NaN or infinite loss means the weights already are or soon will be,
+    and a model of NaN weights must fail the run, not be measured and recorded as done."""
+    if not torch.isfinite(loss):
+        raise PruneLabError(f"fine-tuning diverged: the loss became {loss.item()} at step {step + 1} (peak learning "
+                            f"rate {recipe.lr:g}); try a lower learning rate")
 
 
 @torch.no_grad()

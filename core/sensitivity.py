@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from core.config import check_int
 from core.data import seeded_order
 from core.errors import PruneLabError
 from core.estimate import build_cost_model
@@ -66,8 +67,8 @@ class SweepSpec:
             raise PruneLabError(f"granularity must be unstructured or channel, got {self.granularity!r}")
         if not self.grid or any(not 0 < r < 1 for r in self.grid):
             raise PruneLabError(f"sensitivity ratios must lie strictly between 0 and 1, got {list(self.grid)}")
-        if self.eval_samples < 1 or self.calibration_samples < 1:
-            raise PruneLabError("eval_samples and calibration_samples must be at least 1")
+        for name in ("eval_samples", "calibration_samples", "seed"):
+            check_int(name, getattr(self, name))
 
     def key(self) -> str:
         text = json.dumps({**asdict(self), "version": SWEEP_VERSION}, sort_keys=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.config import PruneConfig
+from core.config import PruneConfig, read_config_bytes
 from core.errors import PruneLabError
 from core.prune import check_config_matches
 from core.store import Store
@@ -25,7 +25,6 @@ from dashboard import cache
 from dashboard.components.sliders import MAX_RATIO, slider_key
 
 RATIO_METHODS = ("unstructured", "block", "channel", "neuron", "head")  # one slider per unit
-MAX_CONFIG_BYTES = 1_000_000  # a config is a few kB; anything far larger is not one (the uploader says 1 MB too)
 LOAD_MESSAGE = "exp-load-message"  # session key: outcome of "Load into Tune"
 IMPORT_MESSAGE = "exp-import-message"  # session key: outcome of the last uploaded config
 
@@ -89,15 +88,9 @@ def load(name: str, config: PruneConfig, source: str) -> str:
 
 
 def import_bytes(name: str, data: bytes, filename: str = "config.json") -> str:
-    """Parse an uploaded config (PruneConfig.from_json) and load it into Tune; PruneLabError if unusable."""
-    if len(data) > MAX_CONFIG_BYTES:
-        raise PruneLabError(f"{filename} is {len(data):,} bytes: too large for a config (at most "
-                            f"{MAX_CONFIG_BYTES:,})")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise PruneLabError(f"{filename} is not UTF-8 text: is it a PruneLab config.json?") from None
-    return load(name, PruneConfig.from_json(text), filename)
+    """Parse an uploaded config exactly as the CLI reads a file (core.config.read_config_bytes: size, BOM,
+    nesting, huge numbers) and load it into Tune; PruneLabError if unusable."""
+    return load(name, read_config_bytes(data), filename)
 
 
 def _say(key: str, kind: str, text: str) -> None:

@@ -272,7 +272,20 @@ def _bad_cases() -> dict[str, tuple[str, str]]:
                       "ratio for 'fc1' must be at least 0 and below 1, got nan"),
         "not a config": ('["a", "list"]', "a config must be a JSON object"),
         "not text": ("\udcff", "is not UTF-8 text"),
+        "deeply nested": ("[" * 100_000 + "]" * 100_000, "nested more than 64 levels deep"),
+        "5,000 digits": ('{"version": 2, "seed": ' + "9" * 5000 + "}", "config cannot be read: Exceeds the limit"),
+        "temperature 1e-300": (json.dumps(_config(finetune={"temperature": 1e-300})),
+                               "distillation temperature must be a number from 0.1 to 100"),
+        "seed 2**200": (json.dumps(_config(seed=2**200)), "seed must be an integer from 0 to 4294967295"),
     }
+
+
+def test_a_config_with_a_byte_order_mark_loads_as_in_the_cli(monkeypatch, tmp_path):
+    """The CLI and the dashboard read config bytes with one function: a BOM is skipped by both."""
+    at = open_app(monkeypatch, MODEL, tmp_path)
+    at.file_uploader(key="exp-import").set_value(
+        ("bom.json", b"\xef\xbb\xbf" + json.dumps(_config()).encode(), "application/json")).run()
+    assert not at.error and at.session_state[slider_key(MODEL, "channel", "fc2")] == 0.6
 
 
 def test_bad_config_uploads_show_one_error_and_change_nothing(monkeypatch, tmp_path):
