@@ -15,6 +15,7 @@ import streamlit as st
 
 from core.errors import PruneLabError
 from dashboard.components.own_model import pick_model
+from dashboard.components.text import md
 from dashboard.views import experiments, export, model, results, sensitivity, tune
 
 DEFAULT_MODEL = "mnist-resnet"
@@ -31,7 +32,7 @@ def main() -> None:
             try:
                 view.render(name)
             except PruneLabError as e:
-                st.error(str(e))
+                st.error(md(e))
 
 
 main()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard.components.text import md
+
 
 def human(n: float, unit: str = "") -> str:
     """1234567 -> '1.23 M' (three significant digits, SI prefixes), for params, FLOPs and bytes."""
@@ -29,7 +31,7 @@ def metric_row(m: dict, base: dict | None = None) -> None:
         torch_ms = f"Eager torch: {m['torch_' + key]:.3g} ms." if "torch_" + key in m else ""
         if key not in m:  # no ONNX file to time (the export failed): torch's figure only
             col.metric(f"Latency b{batch} (torch)", f"{m.get('torch_' + key, float('nan')):.3g} ms",
-                       help="No onnxruntime figure: " + m.get("onnx_error", "not measured"))
+                       help="No onnxruntime figure: " + md(m.get("onnx_error", "not measured")))
             continue
         col.metric(f"Latency b{batch} (median)", f"{m[key]:.3g} ms", delta(key), delta_color="inverse",
                    help=f"onnxruntime; p90 {m[latency_key(batch, 'p90')]:.3g} ms. {torch_ms}")

@@ -9,6 +9,7 @@ from core.allocate import Target, allocate
 from core.hardware import LatencyTable
 from dashboard import cache, jobs
 from dashboard.components.format import latency_key
+from dashboard.components.text import md
 
 
 def table(name: str, batch: int) -> LatencyTable | None:
@@ -39,13 +40,13 @@ def panel(name: str) -> LatencyTable | None:
     batch = c2.selectbox("Latency batch", cache.baseline(name).metrics["latency_batches"], key="hw-batch")
     _, error = jobs.panel("lut")
     if error:
-        st.error(f"Timing the layer widths failed: {error}")
+        st.error(f"Timing the layer widths failed: {md(error)}")
     measured = table(name, batch)
     if measured is None:
         c3.button("Measure each layer's latency by width (about 15 s)", key="build-lut",
                   disabled=jobs.running("lut"), on_click=_build, args=(name, batch))
     else:
-        c3.caption(f"Measured ({measured.runtime}): this CPU runs channels in blocks of {measured.round_to()}; "
+        c3.caption(f"Measured ({md(measured.runtime)}): this CPU runs channels in blocks of {measured.round_to()}; "
                    "slider labels say whether a width is fast.")
     return measured
 

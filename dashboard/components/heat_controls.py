@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboard.components.heat import GROUP_ROWS
 from dashboard.components.slider_groups import SEARCH_KEY
+from dashboard.components.text import md
 
 
 def grouped_view(rows: int, key: str) -> bool:
@@ -31,9 +32,9 @@ def handle_pick(event, grouped: bool, source: str) -> None:
     row = points[0]["y"]
     if not grouped:
         st.session_state["focus"] = row
-        st.success(f"{row} is now first among the sliders on the Tune tab.")
+        st.success(f"{md(row)} is now first among the sliders on the Tune tab.")
         return
     if st.session_state.get(memory) != row:
         st.session_state[memory] = row
         st.session_state[SEARCH_KEY] = row
-    st.success(f"The Tune tab's search now shows the {row} group's sliders.")
+    st.success(f"The Tune tab's search now shows the {md(row)} group's sliders.")

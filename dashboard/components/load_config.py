@@ -23,6 +23,7 @@ from core.prune import check_config_matches
 from core.store import Store
 from dashboard import cache
 from dashboard.components.sliders import MAX_RATIO, slider_key
+from dashboard.components.text import md
 
 RATIO_METHODS = ("unstructured", "block", "channel", "neuron", "head")  # one slider per unit
 LOAD_MESSAGE = "exp-load-message"  # session key: outcome of "Load into Tune"
@@ -118,7 +119,8 @@ def on_upload(name: str, key: str) -> None:
 
 
 def show(key: str) -> None:
-    """Draw the message a callback left under key (st.success / st.error), if any."""
+    """Draw the message a callback left under key (st.success / st.error), if any: plain text, which quotes
+    config keys, file names and errors (shown as text, never as Markdown)."""
     kind, text = st.session_state.get(key, (None, None))
     if kind:
-        getattr(st, kind)(text)
+        getattr(st, kind)(md(text))

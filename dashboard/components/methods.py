@@ -20,6 +20,7 @@ from core.prune.layers import rank_blocks
 from dashboard import cache
 from dashboard.components.slider_groups import FLAT_MAX, grouped_sliders
 from dashboard.components.sliders import MAX_RATIO, all_key, ratio_sliders, slider_key
+from dashboard.components.text import md
 
 METHOD_HELP = {
     "unstructured": "zeroes single weights · mask: same dense size and speed",
@@ -85,7 +86,7 @@ def _scope(name: str, criterion: str) -> None:
                   on_click=_fill_global, args=(name, criterion))
         kind, text = st.session_state.get("global-message", (None, None))
         if kind:
-            getattr(st, kind)(text)
+            getattr(st, kind)(md(text))
 
 
 def _fill_global(name: str, criterion: str) -> None:
@@ -114,14 +115,14 @@ def _nm(name: str, units: tuple[Unit, ...]) -> Choice | None:
     try:
         pattern = Pattern(n, m)
     except PruneLabError as e:
-        st.error(str(e))
+        st.error(md(e))
         return None
     eligible = cache.nm_layers(name)
     layers = c3.multiselect("Layers with the pattern", eligible, default=eligible, key=f"nm-layers|{name}",
                             help="Layers with a single input channel per group have nothing to choose within.")
     share = round(1 - n / m, 6)
     skipped = [u.name for u in units if u.name not in eligible]
-    note = f" Cannot take it (one input channel): {', '.join(skipped)}." if skipped else ""
+    note = f" Cannot take it (one input channel): {md(', '.join(skipped))}." if skipped else ""
     st.caption(f"Each chosen layer keeps {n} of every {m} consecutive input weights: {share:.0%} zeroed. "
                f"2:4 is what NVIDIA sparse tensor cores run.{note}")
     return Choice(dict.fromkeys(layers, share), pattern=pattern)
@@ -135,7 +136,7 @@ def _block_shape() -> Pattern | None:
     try:
         return Pattern(block=(rows, cols))
     except PruneLabError as e:
-        st.error(str(e))
+        st.error(md(e))
         return None
 
 
@@ -149,7 +150,7 @@ def _layer(name: str) -> Choice:
     c2.button("Tick the N least important", key="drop-lowest", on_click=_tick_lowest, args=(name, keys, scores))
     cols = st.columns(min(4, len(scores)))
     for i, (block, score) in enumerate(scores.items()):
-        cols[i % len(cols)].checkbox(f"{block} · 1−cos {score:.3f}", key=keys[block],
+        cols[i % len(cols)].checkbox(f"{md(block)} · 1−cos {score:.3f}", key=keys[block],
                                      help="Block influence: 1 − cosine similarity of the block's input and output "
                                           "on the calibration images. Lower = the block changes little = safer to "
                                           "remove.")

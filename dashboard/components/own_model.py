@@ -15,6 +15,7 @@ from streamlit.delta_generator import DeltaGenerator
 from core.errors import PruneLabError
 from core.models import available
 from dashboard import cache, uploads
+from dashboard.components.text import md
 
 Field = tuple[str, uploads.Upload | None]  # a file field: the typed path and the upload (None: none)
 
@@ -46,7 +47,7 @@ def pick_model(default: str) -> str:
         _describe(choice)
         return choice
     shown = st.session_state.get(SHOWN) or (default if default in names else names[0])
-    st.sidebar.caption(f"The pages show **{cache.display_name(shown)}** until your model loads.")
+    st.sidebar.caption(f"The pages show **{md(cache.display_name(shown))}** until your model loads.")
     _form()
     return shown
 
@@ -56,9 +57,9 @@ def _describe(name: str) -> None:
     args = cache.user_model(name)
     if args is None:
         return
-    parts = [f"weights `{args.weights}`" if args.weights else "", f"data `{args.data}`" if args.data else "",
+    parts = [f"weights {md(args.weights)}" if args.weights else "", f"data {md(args.data)}" if args.data else "",
              "pickle trusted" if args.trust_pickle else ""]
-    st.sidebar.caption(f"Your model `{args.ref}`" + "".join(f" · {p}" for p in parts if p))
+    st.sidebar.caption(f"Your model {md(args.ref)}" + "".join(f" · {p}" for p in parts if p))
 
 
 def _form() -> None:
@@ -110,10 +111,10 @@ def _load(box: DeltaGenerator, ref: str, weights: Field, data: Field, trust: boo
         handle = cache.load_user_model(args)
     except PruneLabError as e:
         hint = " In this form: tick “Trust this pickle”." if "--trust-pickle" in str(e) and not trust else ""
-        box.error(f"{e}{hint}")
+        box.error(f"{md(e)}{hint}")
         return
     except Exception as e:  # a bug in the user's code that core did not wrap: show it, keep the app
-        box.error(f"loading failed: {type(e).__name__}: {e}")
+        box.error(f"loading failed: {type(e).__name__}: {md(e)}")
         return
     st.session_state[LOADED] = [*(h for h in st.session_state.get(LOADED, []) if h != handle), handle]
     st.session_state[PENDING] = handle

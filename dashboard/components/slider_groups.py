@@ -15,6 +15,7 @@ from core.hardware import LatencyTable
 from dashboard.components.groups import filter_names, group_names, mean_ratio, settable
 from dashboard.components.locks import lock_control, locked_units
 from dashboard.components.sliders import MAX_RATIO, STEP, Draw, all_slider, draw_focus, drawer, set_ratios, unit_keys
+from dashboard.components.text import md
 
 FLAT_MAX = 24  # up to this many units the sliders stay in one flat grid
 SEARCH_KEY = "unit-search"  # shared by all models and methods (a heatmap click on a group fills it)
@@ -60,7 +61,7 @@ def _bulk_row(model: str, method: str, keys: dict[str, str], units: tuple[Unit, 
     c4.button("Apply", key=f"bulk-apply|{model}|{method}", on_click=_bulk_set,
               args=(model, method, keys, {u.name: u for u in units}, table))
     if st.session_state.get(message):
-        st.caption(st.session_state[message])
+        st.caption(md(st.session_state[message]))
 
 
 def _groups(model: str, method: str, units: tuple[Unit, ...], shown: list[str], keys: dict[str, str],
@@ -74,7 +75,7 @@ def _groups(model: str, method: str, units: tuple[Unit, ...], shown: list[str], 
         drawn = [n for n in names if n in visible]
         if not drawn:
             continue
-        label = f"{group} · {len(names)} unit{'s' * (len(names) > 1)} · mean ratio {mean_ratio(values, names):.2f}"
+        label = f"{md(group)} · {len(names)} unit{'s' * (len(names) > 1)} · mean ratio {mean_ratio(values, names):.2f}"
         with st.expander(label, expanded=opened, key=f"group|{model}|{method}|{group}|{'open' * opened}"):
             cols = st.columns(columns)
             for i, name in enumerate(drawn):
@@ -100,7 +101,7 @@ def grouped_sliders(model: str, method: str, units: tuple[Unit, ...], columns: i
     _bulk_row(model, method, keys, units, table if snap else None)
     shown = filter_names(names, query)
     if query.strip():
-        st.caption(f"Showing {len(shown)} of {len(names)} units matching “{query.strip()}”.")
+        st.caption(f"Showing {len(shown)} of {len(names)} units matching “{md(query.strip())}”.")
     draw = drawer(method, keys, held, table, snap)
     drawn = draw_focus(units, focus, draw)
     drawn |= _groups(model, method, units, [n for n in shown if n not in drawn], keys, draw, bool(query.strip()),

@@ -20,6 +20,7 @@ import streamlit as st
 from core.graph import Unit, kept_channels, ratio_for
 from core.hardware import LatencyTable
 from dashboard.components.locks import locked_units
+from dashboard.components.text import md
 
 MAX_RATIO = 0.95  # the config accepts anything below 1; 0.95 keeps at least 5% of every layer
 STEP = 0.01
@@ -98,8 +99,8 @@ def drawer(method: str, keys: dict[str, str], held: set[str], table: LatencyTabl
     def draw(unit: Unit) -> float:
         key = keys[unit.name]
         coupled = sorted({m.name for m in unit.members} - {unit.name})
-        help_text = f"{unit.size:,} {what}" + (f"; cut together with: {', '.join(coupled)}" if coupled else "")
-        label = _label(unit, st.session_state[key], table if method == "channel" else None, what)
+        help_text = f"{unit.size:,} {what}" + (f"; cut together with: {md(', '.join(coupled))}" if coupled else "")
+        label = md(_label(unit, st.session_state[key], table if method == "channel" else None, what))
         locked = unit.name in held
         label += " · locked" if locked else ""
         if snap:
@@ -121,7 +122,7 @@ def draw_focus(units: tuple[Unit, ...], focus: str | None, draw: Draw) -> dict[s
     if focus not in by_name:
         return {}
     with st.container(border=True):
-        st.caption(f"Selected in a chart: {focus}")
+        st.caption(f"Selected in a chart: {md(focus)}")
         return {focus: draw(by_name[focus])}
 
 

@@ -11,6 +11,7 @@ from dashboard import cache
 from dashboard.components import hardware as hardware_ui
 from dashboard.components.sliders import MAX_RATIO, slider_key
 from dashboard.components.sweeps import cached_table, current_spec
+from dashboard.components.text import md
 
 TARGET_LABELS = {"flops": "FLOPs: x times fewer", "params": "Parameters: x times fewer",
                  "size_mb": "fp32 size at most (MB)", "latency_ms": "Latency b1 at most (ms, estimate)",
@@ -76,4 +77,4 @@ def solver_panel(name: str, method: str, criterion: str, lut=None) -> None:
             st.caption("The sensitivity strategy needs a sweep for this method and criterion (Sensitivity tab).")
         kind, text = st.session_state.get("solver-message", (None, None))
         if kind:
-            getattr(st, kind)(text)
+            getattr(st, kind)(md(text))

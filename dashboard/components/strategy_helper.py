@@ -17,6 +17,7 @@ from dashboard.cache_extra import model_family
 from dashboard.components.locks import locked_units
 from dashboard.components.methods import NO_UNITS
 from dashboard.components.sliders import MAX_RATIO, all_key, set_ratios, slider_key
+from dashboard.components.text import md
 from dashboard.components.training import missing_training_data
 
 LABELS = {
@@ -94,10 +95,10 @@ def helper(name: str) -> None:
         st.caption(f"Why: {rec.reason}." + (f" Also: {rec.also}." if rec.also else ""))
         units = cache.cost_model(name, rec.method).units
         if not units:
-            st.warning(f"{cache.display_name(name)} {NO_UNITS.get(rec.method, 'has nothing to prune this way')}: "
+            st.warning(f"{md(cache.display_name(name))} {NO_UNITS.get(rec.method, 'has nothing to prune this way')}: "
                        f"{rec.method} pruning cannot be applied to it. Check the model family, or answer differently.")
         st.button("Apply to Tune", key="strategy-apply", disabled=not units, on_click=_apply, args=(name, rec),
                   help="Sets the method, criterion, schedule and every unlocked slider of the method to the "
                        "recommended ratio.")
         if st.session_state.get(MESSAGE):
-            st.success(st.session_state.pop(MESSAGE))
+            st.success(md(st.session_state.pop(MESSAGE)))

@@ -14,6 +14,7 @@ import streamlit as st
 from core.config import SCHEDULES
 from core.errors import PruneLabError
 from core.models import ModelSpec, require_data
+from dashboard.components.text import md
 
 SCHEDULE_HELP = {
     "oneshot": "prune once to the final ratios, then fine-tune",
@@ -50,12 +51,12 @@ def options(spec: ModelSpec, label: str | None = None) -> Training:
     c1, c2, c3 = st.columns(3)
     epochs = c1.number_input("Fine-tune epochs", 0, 20, "min" if missing else 1, key="epochs", disabled=bool(missing),
                              help="SGD with momentum, warm-up then cosine decay; 0 skips fine-tuning. The budget "
-                                  "of the whole schedule." + (f" Not available: {missing}." if missing else ""))
+                                  "of the whole schedule." + (f" Not available: {md(missing)}." if missing else ""))
     lr = c2.number_input("Peak learning rate", 0.0001, 1.0, 0.01, format="%.4f", key="lr")
     seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
     finetune: dict[str, Any] = {"epochs": 0 if missing else int(epochs), "lr": float(lr)}
     if missing:
-        st.caption(f"No fine-tuning: {missing}. One-shot pruning only.")
+        st.caption(f"No fine-tuning: {md(missing)}. One-shot pruning only.")
         return Training(int(seed), finetune, {"kind": "oneshot"})
     with st.expander("Schedule, distillation and rewind", expanded=False):
         schedule = _schedule()

@@ -18,6 +18,7 @@ from core.store import RUN_FILES, STATUSES, Experiment, Store
 from dashboard.components import experiments as tables
 from dashboard.components import load_config
 from dashboard.components.pareto import AXES, pareto_chart
+from dashboard.components.text import md
 
 ALL = "all"
 DELETE_MESSAGE = "exp-delete-message"  # session key: outcome of the last delete
@@ -60,7 +61,7 @@ def _compare(shown: list[Experiment], store: Store) -> None:
     changed_only = c3.toggle("Changed only", value=True, key="exp-changed-only")
     frame = tables.diff_frame(store.diff(a, b), a, b, changed_only)
     if frame.empty:
-        st.info(f"{a} and {b} have the same config.")
+        st.info(f"{md(a)} and {md(b)} have the same config.")
     else:
         st.dataframe(frame if changed_only else tables.highlight_changed(frame), hide_index=True, width="stretch")
     by_id = {e.id: e for e in shown}
@@ -95,11 +96,11 @@ def _downloads(exp: Experiment) -> None:
         return
     if exp.status != "done" or exp.folder is None:
         why = f"it is {exp.status}" if exp.status != "done" else "a later run replaced its files"
-        st.caption(f"Nothing to download: {why}.")
+        st.caption(f"Nothing to download: {md(why)}.")
         return
     if not _inside_runs(exp.folder):
-        st.info(f"Its folder {exp.folder} is outside {workspace() / 'runs'}: PruneLab only hands out run files it "
-                "keeps there (copy them from the folder itself).")
+        st.info(f"Its folder {md(exp.folder)} is outside {md(workspace() / 'runs')}: PruneLab only hands out run "
+                "files it keeps there (copy them from the folder itself).")
         return
     present = [n for n in RUN_FILES if (exp.folder / n).is_file()]
     for col, file in zip(st.columns(len(RUN_FILES)), present, strict=False):
@@ -107,9 +108,9 @@ def _downloads(exp: Experiment) -> None:
                             key=f"exp-dl-{file}", width="stretch")
     if "model.onnx" not in present:
         why = (exp.metrics or {}).get("pruned", {}).get("onnx_error") or f"it is missing from {exp.folder}"
-        st.warning(f"No model.onnx for this run: {why}. The config and measurements are still here.")
+        st.warning(f"No model.onnx for this run: {md(why)}. The config and measurements are still here.")
     if missing := [n for n in RUN_FILES if n not in present and n != "model.onnx"]:
-        st.warning(f"{', '.join(missing)} missing from {exp.folder}.")
+        st.warning(f"{', '.join(missing)} missing from {md(exp.folder)}.")
 
 
 def _delete(exp_id: str, confirm_key: str) -> None:
@@ -130,15 +131,15 @@ def _one(name: str, shown: list[Experiment]) -> None:
     by_id = {e.id: e for e in shown}
     exp = by_id[_pick("Experiment", list(by_id), "exp-selected")]
     detail = f" · parent {exp.parent}" if exp.parent else ""
-    st.caption(f"{exp.status} · {exp.method}, criterion {exp.criterion}{detail} · folder {exp.folder or '—'}"
-               + (f" · {exp.error}" if exp.error else ""))
+    st.caption(md(f"{exp.status} · {exp.method}, criterion {exp.criterion}{detail} · folder {exp.folder or '—'}"
+                  + (f" · {exp.error}" if exp.error else "")))
     _downloads(exp)
     st.button("Load into Tune", key="exp-load", on_click=load_config.on_load, args=(name, exp.id),
               help="Sets the Tune tab's method, criterion and sliders (or blocks) to this experiment's config.")
     load_config.show(load_config.LOAD_MESSAGE)
     confirm_key = f"exp-delete-confirm|{exp.id}"
     c1, c2 = st.columns([3, 1], vertical_alignment="center")
-    confirmed = c1.checkbox(f"Yes, delete {exp.id} and its run folder", key=confirm_key)
+    confirmed = c1.checkbox(f"Yes, delete {md(exp.id)} and its run folder", key=confirm_key)
     c2.button("Delete", key="exp-delete", disabled=not confirmed, on_click=_delete, args=(exp.id, confirm_key))
     load_config.show(DELETE_MESSAGE)
 
@@ -160,7 +161,7 @@ def render(name: str) -> None:
         shown = _filtered(everything)
         st.dataframe(tables.table(shown), hide_index=True, width="stretch")
         st.caption(f"{len(shown)} of {len(everything)} experiment(s) of this model, newest first; numbers of the "
-                   f"pruned model (size in bytes, fp32), created in UTC. Store: {store.path}")
+                   f"pruned model (size in bytes, fp32), created in UTC. Store: {md(store.path)}")
         _compare(shown, store)
         _pareto(name, store)
         if shown:

@@ -13,6 +13,7 @@ import streamlit as st
 from core.config import PruneConfig
 from core.deploy import deploy_folder
 from dashboard import cache, jobs
+from dashboard.components.text import md
 from dashboard.views.results import pick_run
 
 
@@ -21,7 +22,7 @@ def _deployment(name: str, run) -> None:
     report_path = run.path / "deploy.json"
     _, error = jobs.panel("deploy")
     if error:
-        st.error(f"Measuring the deployable forms failed: {error}")
+        st.error(f"Measuring the deployable forms failed: {md(error)}")
     if not report_path.exists():
         spec = cache.spec(name)  # loaded here: a user model's handle means nothing to core.models.load
         st.caption("Dense ONNX, gzip, a sparse encoding, int8 ONNX (onnxruntime static quantisation) and sparse + "
@@ -55,12 +56,12 @@ def render(name: str) -> None:
         c2.download_button("model.onnx", run.onnx_bytes(), file_name="model.onnx", mime="application/octet-stream",
                            key="dl-onnx", width="stretch")
     else:  # the exporter could not handle this model; metrics.json says why
-        c2.warning(f"No model.onnx: {run.metrics['pruned'].get('onnx_error', 'export failed')}")
+        c2.warning(f"No model.onnx: {md(run.metrics['pruned'].get('onnx_error', 'export failed'))}")
     c3.download_button("metrics.json", (run.path / "metrics.json").read_bytes(), file_name="metrics.json",
                        mime="application/json", key="dl-metrics", width="stretch")
     st.markdown("Replay this configuration without a browser (same pruned model, same measurements):")
     st.code(command, language="bash")
-    st.markdown(f"Saved in `{run.path}`")
+    st.markdown(f"Saved in {md(run.path)}")
     st.json(config.to_dict(), expanded=False)
     _deployment(name, run)
 

@@ -16,6 +16,7 @@ from dashboard.components.charts import head_heatmap, importance_heatmap
 from dashboard.components.format import metric_row
 from dashboard.components.heat import MAX_COLS
 from dashboard.components.heat_controls import grouped_view, handle_pick
+from dashboard.components.text import md
 
 SHOWN_UNSUPPORTED = 12  # layers listed by name; the rest are counted
 
@@ -23,7 +24,7 @@ SHOWN_UNSUPPORTED = 12  # layers listed by name; the rest are counted
 def render(name: str) -> None:
     spec = cache.spec(name)
     shown = cache.display_name(name)
-    st.subheader(spec.summary if shown in spec.summary else f"{shown} — {spec.summary}")  # user models name it
+    st.subheader(md(spec.summary if shown in spec.summary else f"{shown} — {spec.summary}"))  # user models name it
     _provenance(name)
     _left_alone(spec.model)
     base = cache.baseline(name).metrics
@@ -46,7 +47,7 @@ def render(name: str) -> None:
     try:
         scores = cache.importance_scores(name, method, criterion)
     except NotApplicable as e:
-        st.info(str(e))
+        st.info(md(e))
     else:
         grouped = grouped_view(len(scores), "heat-detail")
         event = st.plotly_chart(importance_heatmap(scores, sort=sort, grouped=grouped), width="stretch",
@@ -77,7 +78,7 @@ def _provenance(name: str) -> None:
     """For a user model loaded with trust_pickle: a warning that stays while the model is shown."""
     args = cache.user_model(name)
     if args is not None and args.trust_pickle:
-        st.warning(f"{args.ref} was loaded with “Trust this pickle”: unpickling ran the code the file carries, "
+        st.warning(f"{md(args.ref)} was loaded with “Trust this pickle”: unpickling ran the code the file carries, "
                    "with this server's permissions. Keep using it only if you trust where the file came from.",
                    icon="⚠️")
 
@@ -89,7 +90,7 @@ def _left_alone(model: nn.Module) -> None:
         return
     shown = ", ".join(f"{n or '(model)'} ({t})" for n, t in found[:SHOWN_UNSUPPORTED])
     more = f" and {len(found) - SHOWN_UNSUPPORTED} more" if len(found) > SHOWN_UNSUPPORTED else ""
-    st.info(f"left alone: {shown}{more} — no method prunes these layer types; they keep all their weights.")
+    st.info(f"left alone: {md(shown)}{more} — no method prunes these layer types; they keep all their weights.")
 
 
 def _heads(name: str, has_data: bool) -> None:

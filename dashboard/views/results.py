@@ -13,6 +13,7 @@ from dashboard.components import netron
 from dashboard.components.charts import COMPARED, accuracy_bars, comparison_bars, trajectory_chart, width_chart
 from dashboard.components.format import metric_row
 from dashboard.components.sliders import slider_key
+from dashboard.components.text import md
 
 
 def pick_run(name: str, key: str) -> SavedRun | None:
@@ -67,12 +68,12 @@ def _graph(name: str, run: SavedRun) -> None:
         st.caption("Mask methods keep every width; their zeros sit inside the same tensors.")
     elif method == "head":
         removed = ", ".join(f"{m}: {n}" for m, n in run.metrics.get("removed", {}).items())
-        st.caption(f"Heads removed per attention module — {removed or 'none'}: q/k/v outputs and the output "
+        st.caption(f"Heads removed per attention module — {md(removed or 'none')}: q/k/v outputs and the output "
                    "projection's inputs shrink with them; the lower panel shows heads and head widths.")
     elif method == "layer":
-        st.caption(f"Blocks removed (now identities): {', '.join(run.config.remove_blocks) or 'none'}.")
+        st.caption(f"Blocks removed (now identities): {md(', '.join(run.config.remove_blocks) or 'none')}.")
     if error := run.metrics["pruned"].get("onnx_error"):
-        st.info(f"No exported graph: {error}. The figures above are measured in torch.")
+        st.info(f"No exported graph: {md(error)}. The figures above are measured in torch.")
     elif st.toggle("Show the exported graph in Netron", key="netron-on"):
         netron.embed(run.path / "model.onnx")
 
@@ -116,7 +117,7 @@ def render(name: str) -> None:
     c2.plotly_chart(accuracy_bars(base, pruned), width="stretch", key="accuracy-chart")
     st.dataframe(_table(base, pruned), hide_index=True, width="stretch")
     if clamped := run.metrics.get("clamped"):
-        st.warning(f"These ratios would have emptied {', '.join(clamped)}: one weight, channel or head was kept in "
+        st.warning(f"These ratios would have emptied {md(', '.join(clamped))}: one weight, channel or head was kept in "
                    "each.")
     if alt := run.metrics.get("aligned_alternative"):
         st.warning(f"Some kept widths are slow on this runtime: snapping them to the nearest fast widths measured "
@@ -128,13 +129,13 @@ def render(name: str) -> None:
     _graph(name, run)
     if (prediction := run.metrics.get("prediction")) and pruned.get("accuracy") is not None:
         c1, c2, c3 = st.columns(3)
-        c1.metric("Predicted accuracy", f"{100 * prediction['accuracy']:.2f}%", help=prediction["method"])
+        c1.metric("Predicted accuracy", f"{100 * prediction['accuracy']:.2f}%", help=md(prediction["method"]))
         c2.metric("Measured accuracy", f"{100 * pruned['accuracy']:.2f}%",
                   f"{100 * (pruned['accuracy'] - prediction['accuracy']):+.2f} pts vs predicted")
         c3.caption(f"Fine-tuning epochs: {run.config.finetune.epochs}. The prediction ignores fine-tuning and "
                    "interactions between layers.")
     config = run.config
     ranked = "blocks chosen on the Tune tab" if config.method == "layer" else f"criterion {config.criterion}"
-    st.caption(f"All figures measured: latency in {pruned['runtime']}, {pruned['latency_threads']} thread(s), "
+    st.caption(f"All figures measured: latency in {md(pruned['runtime'])}, {md(pruned['latency_threads'])} thread(s), "
                "median and p90 over repeated runs after warm-up (eager torch timed alike, for comparison). Method: "
                f"{config.method}, {ranked}, seed {config.seed}; schedule: {schedule_text(config)}.")

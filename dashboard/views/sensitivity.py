@@ -11,6 +11,7 @@ from dashboard import cache, jobs
 from dashboard.components.charts import sensitivity_heatmap, unit_cost_bars
 from dashboard.components.heat_controls import grouped_view, handle_pick
 from dashboard.components.sweeps import GRID_CHOICES, cached_table, current_spec
+from dashboard.components.text import md
 from dashboard.components.training import missing_training_data
 
 
@@ -41,13 +42,13 @@ def render(name: str) -> None:
                 "accuracy and are not available for it. The Tune tab's estimates and hardware-aware widths are.")
         return
     if missing := missing_training_data(spec, "a sensitivity sweep", cache.display_name(name)):
-        st.info(f"{missing}. The Tune tab's estimates and hardware-aware widths work without it.")
+        st.info(f"{md(missing)}. The Tune tab's estimates and hardware-aware widths work without it.")
         return
     _controls()
     sweep_spec = current_spec(name)
     _, error = jobs.panel("sweep")
     if error:
-        st.error(f"The sweep failed: {error}")
+        st.error(f"The sweep failed: {md(error)}")
     table = cached_table(sweep_spec)
     if table is None:
         what = "channel group" if sweep_spec.granularity == "channel" else "layer"

@@ -22,6 +22,7 @@ from dashboard.components.format import human, latency_key
 from dashboard.components.sliders import slider_key
 from dashboard.components.solver import solver_panel
 from dashboard.components.sweeps import cached_table, current_spec
+from dashboard.components.text import md
 from dashboard.components.training import Training, options
 
 SWEPT = ("channel", "unstructured")  # the granularities a sensitivity sweep measures (accuracy prediction)
@@ -153,7 +154,7 @@ def _apply(name: str, config: PruneConfig | None, prediction: dict | None, lut) 
             _launch(name, config, prediction, lut)
     run_id, error = jobs.panel("job")
     if error:
-        st.error(f"The run failed: {error}")
+        st.error(f"The run failed: {md(error)}")
     elif run_id:
         if st.session_state.get("announced") != run_id:  # select a new run once, then let the user choose
             st.session_state["announced"] = st.session_state["selected_run"] = run_id
@@ -181,5 +182,5 @@ def render(name: str) -> None:
         try:
             config = _config(name, method, criterion, choice, training)
         except PruneLabError as e:
-            st.error(str(e))
+            st.error(md(e))
     _apply(name, config, prediction, lut)

@@ -166,7 +166,6 @@ def test_planted_markdown_in_a_config_an_hf_config_and_a_layer_name_fetches_noth
             browser.close()
     finally:
         stop(proc)
-    print("DEBUG", shown, sink.paths, images)
     assert sink.paths == [], f"the page fetched from the planted host: {sink.paths}"
     assert images == 0
     for where, plant in plants.items():
