@@ -159,7 +159,8 @@ def unit_costs(name: str, method: str) -> pd.DataFrame:
         if unit is not None:
             times[unit] = times.get(unit, 0.0) + ms
     costs = cm.unit_costs()
-    total = {k: sum(c[k] for c in costs.values()) or 1 for k in ("params", "flops")}
+    model = cm.estimate({})  # shares of the whole model, as the latency share is (and as the chart says)
+    total = {k: model[k] or 1 for k in ("params", "flops")}
     all_ms = sum(layer_latency(name).values()) or 1.0
     return pd.DataFrame([{
         "unit": u, "params": c["params"], "flops": c["flops"], "latency_ms": times.get(u, 0.0),
