@@ -6,7 +6,10 @@ the viewer stays on this machine:
   never asks an outside service where the user is;
 - it is marked unpackaged (version 0.0.0), which turns off its Google Analytics telemetry and error
   reports, and a Content-Security-Policy limits every connection to the server itself;
-- the model is served from memory under /data/model.onnx and opened on load.
+- the model is served from memory under /data/model.onnx and opened on load;
+- only requests whose Host header is the address it serves (127.0.0.1:<port>) are answered, so a page that
+  points its own host name at 127.0.0.1 (DNS rebinding) is refused (403) instead of reading the model.
+It is embedded with st.iframe (streamlit.components.v1.html is deprecated, to be removed after 2026-06-01).
 Netron's code refuses to run 180 days after its build; past that date the viewer is not offered and
 the width chart stands alone.
 """
@@ -21,7 +24,6 @@ import urllib.parse
 from pathlib import Path
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 MAX_AGE_DAYS = 180  # Netron's own limit (browser.js)
 TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".png": "image/png",
@@ -60,7 +62,9 @@ def _handler(model: bytes) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             path = urllib.parse.urlparse(self.path).path
-            if path in ("/", "/index.html"):
+            if self.headers.get_all("Host") != [f"127.0.0.1:{self.server.server_address[1]}"]:
+                self._send(403, "text/plain", b"this server answers requests for 127.0.0.1 and its port only")
+            elif path in ("/", "/index.html"):
                 self._send(200, "text/html", _index())
             elif path == "/data/model.onnx":
                 self._send(200, "application/octet-stream", model)
@@ -103,6 +107,5 @@ def embed(model_path: Path, height: int = 700) -> None:
                 "update it (pip install -U netron) to see the graph. The width chart above needs nothing.")
         return
     port = serve(str(model_path), model_path.stat().st_mtime_ns)
-    components.html(f'<iframe id="netron" src="http://127.0.0.1:{port}/" '
-                    f'style="width:100%;height:{height - 10}px;border:0"></iframe>', height=height)
+    st.iframe(f"http://127.0.0.1:{port}/", height=height, alt="Netron graph of this run's model.onnx")
     st.caption(f"Netron serving this run's model.onnx on 127.0.0.1:{port}; nothing leaves this machine.")

@@ -166,7 +166,7 @@ def test_the_whole_journey_in_a_real_browser(server, home, tmp_path):
         expect(page.get_by_text("% of baseline (lower is better)")).to_be_visible(timeout=30_000)
         shot(page, "results-page")
         page.get_by_text("Show the exported graph in Netron").click()
-        viewer = page.frame_locator("iframe[title='st.iframe']").first.frame_locator("#netron")
+        viewer = page.frame_locator("iframe[title^='Netron graph']").first  # st.iframe, titled by its alt
         expect(viewer.locator("svg#canvas g.node").first).to_be_attached(timeout=60_000)
         assert viewer.locator("svg#canvas g.node").count() > 10
         shot(page, "netron")
