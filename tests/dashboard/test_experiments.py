@@ -20,6 +20,7 @@ from core.config import PruneConfig
 from core.experiment import RunOutput
 from core.store import Store
 from dashboard.components.sliders import slider_key
+from dashboard.components.text import md
 from tests.conftest import get_spec
 from tests.dashboard.test_app import chart_specs, open_app
 
@@ -299,7 +300,8 @@ def test_bad_config_uploads_show_one_error_and_change_nothing(monkeypatch, tmp_p
         data = text.encode("utf-8", "surrogateescape")
         at.file_uploader(key="exp-import").set_value((f"{case}.json", data, "application/json")).run()
         errors = [e.value for e in at.error]
-        assert len(errors) == 1 and message in errors[0] and errors[0].startswith(f"Cannot load {case}.json: "), case
+        shown = md(f"Cannot load {case}.json: ")  # the file name is shown as text (Markdown-escaped)
+        assert len(errors) == 1 and md(message) in errors[0] and errors[0].startswith(shown), case
         assert _tune_state(at) == before, case
         assert not at.exception, case
 
