@@ -119,16 +119,40 @@ def _out_file(text: str) -> Path:
     return path
 
 
-def _out_dir(text: str) -> Path:
-    """--out must be a directory we can write into or create; checked before any slow work, and not
-    created until there is something to write (a failed command leaves nothing behind)."""
+def _out_dir(text: str, force: bool = False) -> Path:
+    """--out must be a directory we can write into or create, and not hold another run (unless --force, which
+    moves that run aside when the run starts); checked before any slow work, and not created until there is
+    something to write. core.runs.record checks again under the folder's lock: this is the early answer."""
+    from core.run_folder import aside_path, holder, holds_run, in_use
+
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise PruneLabError(f"--out {text} exists and is not a directory")
     existing = next(p for p in (path, *path.absolute().parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK):
         raise PruneLabError(f"--out {text}: {existing} is not a writable directory")
+    if in_use(path):
+        raise PruneLabError(f"--out {path.absolute()} is in use by {holder(path)}; wait for it to end or choose "
+                            "another folder")
+    if holds_run(path) and not force:
+        name, status = _occupant(path)
+        raise PruneLabError(f"--out {path.absolute()} already holds run {name} ({status}); choose another folder, "
+                            f"or add --force to move it aside to {aside_path(path, name.replace(' ', '-')).name} "
+                            "and run here")
     return path
+
+
+def _occupant(path: Path) -> tuple[str, str]:
+    """(id, status) of the run in a folder, for messages; the store is only read."""
+    from core.runs import occupant
+    from core.store import Store
+
+    try:
+        store = Store()
+    except (PruneLabError, OSError):
+        store = None
+    name, status, _ = occupant(path, store)
+    return name, status
 
 
 def _table(columns: dict[str, dict]) -> str:
@@ -182,14 +206,15 @@ def _warn(message: str) -> None:
 
 
 def _run_and_write(spec, config, outdir: Path, threads: int, batches: tuple[int, ...] | None = None,
-                   parent: str | None = None) -> None:
+                   parent: str | None = None, force: bool = False) -> None:
     """Run, write the three files into outdir, and record the run in the experiment store (outdir is its
-    folder; running before, done or failed after)."""
+    folder, claimed first: see core.runs.record; running before, done or failed after). force moves a run
+    already in outdir aside. Files that cannot all be written fail the run with the reason."""
     from core.experiment import run
     from core.hardware import cached
     from core.runs import record
 
-    with record(outdir, config, parent, warn=_warn) as finish:
+    with record(outdir, config, parent, warn=_warn, replace=force) as finish:
         with _progress() as progress:
             out = run(spec, config, progress, threads=threads, hardware=cached(spec, batch=1), batches=batches)
         try:
@@ -214,7 +239,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
     from core.config import PruneConfig
     from core.plan import plan
 
-    outdir = _out_dir(args.out)
+    outdir = _out_dir(args.out, args.force)
     settings = _settings(args)  # every option checked before the model loads
     spec = _load(args)
     method, blocks = args.method, ()
@@ -233,7 +258,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
     config = PruneConfig(model=spec.name, method=method, ratios=ratios, criterion=args.criterion,
                          model_fingerprint=spec.fingerprint, remove_blocks=blocks, **settings)
     _check_layers(spec, config)
-    _run_and_write(spec, config, outdir, args.threads, args.latency_batches)
+    _run_and_write(spec, config, outdir, args.threads, args.latency_batches, force=args.force)
 
 
 def _check_ints(args: argparse.Namespace, *names: str) -> None:
@@ -288,14 +313,15 @@ def cmd_apply(args: argparse.Namespace) -> None:
     from core.config import PruneConfig
     from core.prune import check_config_matches
 
-    outdir = _out_dir(args.out)
+    outdir = _out_dir(args.out, args.force)
     config = PruneConfig.load(args.config)
     if args.finetune_epochs is not None:
         config = dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, epochs=args.finetune_epochs))
     spec, config = _replay_model(args, config, args.config)
     check_config_matches(spec, config)
     _check_layers(spec, config)
-    _run_and_write(spec, config, outdir, args.threads, args.latency_batches, _parent_run(Path(args.config)))
+    _run_and_write(spec, config, outdir, args.threads, args.latency_batches, _parent_run(Path(args.config)),
+                   force=args.force)
 
 
 def _replay_model(args: argparse.Namespace, config, source: str):
@@ -512,6 +538,15 @@ def _experiment_rows(experiments: list) -> str:
     return "\n".join("  ".join(r).rstrip() for r in cells)
 
 
+def _unreadable_rows(unreadable: list) -> str:
+    """Rows the store cannot read back: id, 'unreadable', the reason (delete removes one)."""
+    if not unreadable:
+        return ""
+    lines = [f"{u.id}  unreadable ({u.status or '?'}): {u.reason}" for u in unreadable]
+    return "\n".join(["", f"{len(unreadable)} record(s) cannot be read (`prunelab experiments delete ID --yes` "
+                            "removes one):", *lines])
+
+
 def _count(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
@@ -533,17 +568,24 @@ def _show(exp) -> str:
 
 
 def cmd_experiments(args: argparse.Namespace) -> None:
-    """list / show / export / delete recorded experiments (the store is synced with the run folders first)."""
+    """list / show / export / delete recorded experiments (the store is synced with the run folders first; a
+    store that cannot be written is shown as last saved, with a warning)."""
     from core.store import Store
 
     store = Store()
+    if store.notice:
+        _warn(store.notice)
     store.sync()
+    if store.read_only:
+        _warn(f"the experiment store {store.path} cannot be written ({store.read_only}): shown as last saved")
     if args.action == "list":
-        found = store.list(model=args.model, method=args.method, status=args.status)
+        found, unreadable = store.scan(model=args.model, method=args.method, status=args.status)
         if args.json:
-            print(json.dumps([e.to_dict(metrics=False) for e in found]))
+            print(json.dumps([e.to_dict(metrics=False) for e in found] + [u.to_dict() for u in unreadable]))
+        elif found or unreadable:
+            print("\n".join(filter(None, (_experiment_rows(found) if found else "", _unreadable_rows(unreadable)))))
         else:
-            print(_experiment_rows(found) if found else f"no experiments recorded in {store.path}")
+            print(f"no experiments recorded in {store.path}")
     elif args.action == "show":
         exp = store.get(args.id)
         print(json.dumps(exp.to_dict()) if args.json else _show(exp))
@@ -554,12 +596,13 @@ def cmd_experiments(args: argparse.Namespace) -> None:
 
 
 def _delete(store, args: argparse.Namespace) -> None:
-    exp = store.get(args.id)
-    what = "its record only" if args.keep_files or exp.folder is None else f"its folder {exp.folder}"
+    """Delete a record (and its folder), also one that cannot be read."""
+    folder = store.folder_of(args.id)
+    what = "its record only" if args.keep_files or folder is None else f"its folder {folder}"
     if not args.yes:
-        raise PruneLabError(f"delete removes experiment {exp.id} and {what}; add --yes to confirm")
-    removed = store.delete(exp.id, keep_files=args.keep_files)
-    print(f"deleted experiment {exp.id}" + (f" and its folder {removed}" if removed else " (files kept)"))
+        raise PruneLabError(f"delete removes experiment {args.id} and {what}; add --yes to confirm")
+    removed = store.delete(args.id, keep_files=args.keep_files)
+    print(f"deleted experiment {args.id}" + (f" and its folder {removed}" if removed else " (files kept)"))
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
@@ -649,11 +692,15 @@ def build_parser() -> Parser:
     pr.add_argument("--lr", type=float, default=0.01, help="peak fine-tuning learning rate")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--out", required=True, help="directory for config.json, model.onnx, metrics.json")
+    pr.add_argument("--force", action="store_true", help="if --out holds an earlier run, move it (and its "
+                    "record) aside to OUT.replaced-<its id> instead of refusing")
 
     ap = sub.add_parser("apply", help="replay a config onto its base model")
     ap.add_argument("config")
     ap.add_argument("--finetune-epochs", type=int, help="override the config's fine-tuning epochs")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--force", action="store_true", help="if --out holds an earlier run, move it (and its "
+                    "record) aside to OUT.replaced-<its id> instead of refusing")
 
     se = sub.add_parser("sensitivity", help="prune one layer/group at a time over a ratio grid; write a CSV")
     se.add_argument("model")

@@ -47,10 +47,13 @@ class RunOutput:
     aligned_alternative: dict | None = None  # a nearby config of fast widths that measured faster
     trajectory: list[dict] = field(default_factory=list)  # core.schedule's measurements per step
     clamped: list[str] = field(default_factory=list)  # units whose ratio would have emptied them: one kept
+    run: dict | None = None  # which run wrote these metrics (core.run_folder), set by write()
 
     def metrics_json(self) -> str:
         data = {"baseline": self.baseline, "pruned": self.pruned, "removed": self.removed,
                 "finetune_losses": self.finetune_losses, "trajectory": self.trajectory}
+        if self.run:
+            data["run"] = self.run
         if self.prediction:
             data["prediction"] = self.prediction
         if self.aligned_alternative:
@@ -61,7 +64,15 @@ class RunOutput:
 
     def write(self, outdir: Path) -> dict[str, Path]:
         """Write config.json, model.onnx and metrics.json into outdir, each atomically; metrics.json
-        comes last, so a folder that has it is complete."""
+        comes last, so a folder that has it is complete. In a folder claimed by core.runs.record, metrics.json
+        names the run that owns the folder (its uid and config hash), so the store takes it as that run's own;
+        a folder claimed by a run of another config is refused."""
+        from core.run_folder import config_sha256, read_identity
+
+        identity = read_identity(Path(outdir))
+        if identity is not None and identity.config_sha256 not in (None, config_sha256(self.config)):
+            raise PruneLabError(f"{outdir} belongs to run {identity.id or identity.uid[:8]}, of another config")
+        self.run = identity.stamp() if identity is not None and identity.config_sha256 else None
         names = ("config.json", "model.onnx", "metrics.json") if self.onnx else ("config.json", "metrics.json")
         paths = {n: Path(outdir) / n for n in names}
         self.config.save(paths["config.json"])

@@ -111,7 +111,13 @@ def dependency_graph(model: nn.Module, example_input: torch.Tensor):
     # TP traces through autograd, and warns about bare parameters it handles fine (pos embeddings)
     with torch.enable_grad(), warnings.catch_warnings(), _tracing(model):
         warnings.simplefilter("ignore")
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example_input, forward_fn=call)
+
+
+def call(model: nn.Module, example_input: torch.Tensor):
+    """How Torch-Pruning runs the model while tracing. Its default tries model(*example_inputs) inside a bare
+    `except:`, which swallows Ctrl+C (the run went on, and was recorded done) and traces an unbatched call."""
+    return model(example_input)
 
 
 @contextlib.contextmanager

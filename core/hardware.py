@@ -16,13 +16,14 @@ import math
 import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import onnxruntime
 import torch
 from torch import nn
 
-from core.files import write_atomic
+from core.files import write_cache
 from core.graph import Unit
 from core.latency import measure_interleaved
 
@@ -222,23 +223,30 @@ def cache_path(spec, batch: int, threads: int):
     from core.runs import safe_name, workspace
 
     name = safe_name(spec.name)  # a user model's name is a path; the fingerprint in the key tells models apart
-    return workspace() / "cache" / "latency" / f"{name}-{_cache_key(spec.fingerprint, batch, threads)}.json"
+    return workspace(create=False) / "cache" / "latency" / f"{name}-{_cache_key(spec.fingerprint, batch, threads)}.json"
 
 
 def cached(spec, batch: int = 32, threads: int = 1) -> LatencyTable | None:
     """The table if it was measured before on this machine and runtime, else None (nothing is measured)."""
-    path = cache_path(spec, batch, threads)
-    return LatencyTable(**json.loads(path.read_text())) if path.exists() else None
+    return _read(cache_path(spec, batch, threads))
+
+
+def _read(path: Path) -> LatencyTable | None:
+    """A cached table, or None if there is none or it is damaged (then it is measured again)."""
+    try:
+        return LatencyTable(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def load_or_build(spec, units: list[Unit], batch: int = 32, threads: int = 1,
                   progress: Progress | None = None) -> LatencyTable:
     """The cached table of spec's model (built and saved on first use)."""
     path = cache_path(spec, batch, threads)
-    if path.exists():
-        return LatencyTable(**json.loads(path.read_text()))
+    if (table := _read(path)) is not None:
+        return table
     table = build_table(spec.model, spec.example_input, units, batch, threads, progress)
-    write_atomic(path, table.to_json().encode())
+    write_cache(path, table.to_json().encode())  # best-effort: the table is returned either way
     return table
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.files import write_atomic
+from core.files import write_cache
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def _cache_file(onnx_bytes: bytes, input_shape: tuple[int, ...], batch: int, thr
     cpu = platform.processor() or platform.machine()
     key = json.dumps([hashlib.sha256(onnx_bytes).hexdigest(), list(input_shape), batch, threads,
                       onnxruntime.__version__, cpu, "v1"])
-    return workspace() / "cache" / "onnx-latency" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+    return workspace(create=False) / "cache" / "onnx-latency" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
 def measure_cached(onnx_bytes: bytes, input_shape: tuple[int, ...], batch: int = 1, threads: int = 1) -> Latency:
@@ -157,7 +157,7 @@ def measure_cached(onnx_bytes: bytes, input_shape: tuple[int, ...], batch: int =
         except (ValueError, TypeError):
             pass  # a damaged cache entry is measured again
     lat = measure_interleaved({"m": onnx_bytes}, input_shape, batch=batch, threads=threads)["m"]
-    write_atomic(path, json.dumps(lat.to_dict()).encode())
+    write_cache(path, json.dumps(lat.to_dict()).encode())  # best-effort: the measurement is returned either way
     return lat
 
 

@@ -34,7 +34,7 @@ from core.data import seeded_order
 from core.errors import PruneLabError
 from core.estimate import build_cost_model
 from core.evaluate import evaluate
-from core.files import write_atomic
+from core.files import cache_writable, write_cache
 from core.finetune import recalibrate_batchnorm
 from core.graph import channel_groups, dependency_graph, kept_channels, query_projections
 from core.importance import Calibration, channel_scores, weight_scores
@@ -79,7 +79,8 @@ def cache_path(sweep: SweepSpec) -> Path:
     from core.runs import safe_name, workspace
 
     # the key hashes the model name too; the readable prefix is made safe (a user model's name is a path)
-    return workspace() / "cache" / "sensitivity" / f"{safe_name(sweep.model)}-{sweep.granularity}-{sweep.key()}.csv"
+    name = f"{safe_name(sweep.model)}-{sweep.granularity}-{sweep.key()}.csv"
+    return workspace(create=False) / "cache" / "sensitivity" / name
 
 
 def subsets(spec: ModelSpec, sweep: SweepSpec) -> tuple[Calibration, torch.Tensor, torch.Tensor]:
@@ -102,20 +103,39 @@ def sweep(spec: ModelSpec, sweep_spec: SweepSpec, progress: Progress | None = No
         raise PruneLabError("the sweep was specified for another model or other weights")
     path = cache_path(sweep_spec)
     if use_cache and path.exists():
-        return read_table(path)
+        try:
+            return read_table(path)
+        except PruneLabError:
+            pass  # a damaged cache entry is measured again (and replaced)
+    keep = cache_writable(path)  # a workspace that cannot take the cache is said before the sweep, not after
     calib, ex, ey = subsets(spec, sweep_spec)
     runner = _channel_rows if sweep_spec.granularity == "channel" else _unstructured_rows
     rows = runner(spec, sweep_spec, calib, ex, ey, progress or (lambda done, total: None))
     table = pd.DataFrame(rows, columns=COLUMNS)
     buf = io.StringIO()
     table.to_csv(buf, index=False)
-    write_atomic(path, buf.getvalue().encode())
+    if keep:
+        write_cache(path, buf.getvalue().encode())  # best-effort: the table is returned either way
     return table
+
+
+MAX_TABLE_BYTES = 64 * 2**20  # a ResNet-50 sweep (53 groups x 9 ratios) is ~100 kB; far more is not a sweep
+
+
+def _check_table_file(path: Path) -> None:
+    """A sensitivity CSV must be a regular file of sane size, checked before pandas reads it (a device such as
+    /dev/zero would be read until memory runs out)."""
+    if path.exists() and not path.is_file():
+        raise PruneLabError(f"cannot read sensitivity table {path}: not a regular file")
+    if path.is_file() and path.stat().st_size > MAX_TABLE_BYTES:
+        raise PruneLabError(f"sensitivity table {path} is too large ({path.stat().st_size:,} bytes; at most "
+                            f"{MAX_TABLE_BYTES:,})")
 
 
 def read_table(path: str | Path, model: str | None = None) -> pd.DataFrame:
     """A sensitivity CSV written by sweep(); checks its columns (and, if given, that it is for model)."""
     text_columns = {"model": str, "granularity": str, "criterion": str, "unit": str}  # "0" stays a name
+    _check_table_file(Path(path))
     try:
         table = pd.read_csv(path, dtype=text_columns)
     except (OSError, ValueError) as e:

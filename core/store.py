@@ -4,10 +4,19 @@ A run's files stay in its folder (config.json, model.onnx, metrics.json; see cor
 folder cannot say by itself: that a run is still going, failed (and why) or was killed; which run it started
 from; and its numbers in columns that filter, sort and give a Pareto front without opening every file.
 
+A record is always its run's own: a row carries its run's uid, which the run also writes into its folder first
+(core.run_folder) and into its metrics.json; completing, importing and repairing only ever take metrics that
+carry the row's uid, so a run killed in a folder that held an earlier run never inherits the earlier run's
+numbers.
+
 Why these settings: WAL lets the dashboard read while the CLI writes; synchronous=FULL makes a committed row
 survive a power cut; every write is one BEGIN IMMEDIATE transaction, so a killed process leaves the last
-committed state and never half a change; the busy timeout makes a second writer wait instead of failing.
-Each operation opens its own short connection, so one Store can be shared between threads.
+committed state and never half a change; a writer waits for another (up to BUSY_TIMEOUT_S) in short steps, so
+Ctrl+C still stops it. Each operation opens its own short connection, so one Store can be shared between threads.
+
+It degrades instead of failing: a row that cannot be read is listed as unreadable (id and reason) beside the
+rest; a damaged database file is moved aside (nothing deleted), the rows still readable copied into a fresh
+one; a store that cannot be written (read-only or full disk) is still read (read_only says why).
 
 A row remembers the process that started it (pid, its start time from /proc, host): opening the store turns a
 'running' row whose process is gone into 'interrupted'. sync() also imports run folders under
@@ -18,12 +27,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import re
 import shutil
 import socket
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,17 +42,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core import run_folder
 from core.config import PruneConfig
 from core.errors import PruneLabError
 from core.files import write_atomic
+from core.processes import alive, process_start
+from core.run_folder import RUN_FILES
 from core.runs import workspace
 
-SCHEMA_VERSION = 1
+__all__ = ["PARETO_AXES", "RUN_FILES", "SCHEMA_VERSION", "STATUSES", "Experiment", "Store", "Unreadable"]
+
+SCHEMA_VERSION = 2  # 2 added run_uid
 STATUSES = ("running", "done", "failed", "interrupted")
 PARETO_AXES = ("flops", "size_bytes", "latency_ms")
 NUMBERS = ("params", "flops", "size_bytes", "latency_ms", "accuracy")  # copied from metrics["pruned"]
-RUN_FILES = ("config.json", "model.onnx", "metrics.json")  # metrics.json last: a folder that has it is complete
-BUSY_TIMEOUT_S = 30.0
+BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another one
+BUSY_STEP_MS = 50  # ... in steps this long, between which Ctrl+C is seen
+DAMAGED = ("SQLITE_NOTADB", "SQLITE_CORRUPT")  # error names (prefixes) of a damaged database file
+UNWRITABLE = ("SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_FULL", "SQLITE_PERM")
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
@@ -65,13 +83,25 @@ _SCHEMA = (
         accuracy REAL,
         pid INTEGER,
         host TEXT,
-        proc_start TEXT
+        proc_start TEXT,
+        run_uid TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS experiments_by_model ON experiments (model, method, status)",
     "CREATE INDEX IF NOT EXISTS experiments_by_created ON experiments (created_at)",
+    "CREATE INDEX IF NOT EXISTS experiments_by_uid ON experiments (run_uid)",
 )
+_MIGRATIONS = {1: ("ALTER TABLE experiments ADD COLUMN run_uid TEXT",)}  # from version -> statements to the next
 _COLUMNS = ("id", "model", "method", "criterion", "status", "parent", "config_json", "metrics_json", "folder",
-            "created_at", "finished_at", "error", *NUMBERS, "pid", "host", "proc_start")
+            "created_at", "finished_at", "error", *NUMBERS, "pid", "host", "proc_start", "run_uid")
+_log = logging.getLogger(__name__)
+
+
+class StoreError(PruneLabError):
+    """An SQLite error on the store, as one line; code is SQLite's error name (e.g. SQLITE_NOTADB)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -108,64 +138,184 @@ class Experiment:
         return data
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A row that cannot be read back (a config of a newer version, damaged metrics JSON, a value of the wrong
+    type...): its id, why, and its plain columns as text, so a list can name it instead of failing."""
+
+    id: str
+    reason: str
+    model: str | None
+    method: str | None
+    status: str | None
+    created_at: str | None
+    folder: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "model": self.model, "method": self.method, "status": self.status,
+                "created_at": self.created_at, "folder": self.folder, "unreadable": self.reason}
+
+
 class Store:
-    """The experiment store of the workspace (or of `path`); see the module docstring."""
+    """The experiment store of the workspace (or of `path`); see the module docstring.
+
+    recovered: where a damaged database file was moved when this Store opened it (None if it was not);
+    notice says so in a sentence. read_only: why the store cannot be written (None if it can); reads still work.
+    """
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else workspace() / "experiments.db"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.recovered: Path | None = None
+        self.notice: str | None = None
+        self.read_only: str | None = None
+        self._uri: str | None = None  # a read-only URI once the file cannot be written
+        with contextlib.suppress(OSError):  # a read-only parent that exists is fine: checked on opening
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self._open()
-        self._reap()
+        self._try_write(self._reap)
 
     # --- connections -------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         """A short-lived connection (autocommit: transactions are explicit); SQLite errors become one-line
-        PruneLabErrors naming the file."""
+        StoreErrors naming the file."""
         try:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            target = self._uri or str(self.path)
+            conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None, uri=self._uri is not None)
         except sqlite3.Error as e:
-            raise PruneLabError(f"cannot open the experiment store {self.path}: {e}") from None
+            raise _error(f"cannot open the experiment store {self.path}", e) from None
         try:
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA synchronous=FULL")
+            if self._uri is None:
+                conn.execute("PRAGMA synchronous=FULL")
             yield conn
         except sqlite3.Error as e:
-            raise PruneLabError(f"experiment store {self.path}: {e}") from None
+            raise _error(f"experiment store {self.path}", e) from None
         finally:
             conn.close()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction. BEGIN IMMEDIATE takes the write lock first (waiting up to the busy timeout),
-        so a read-then-write never fails half way; `with conn` commits, or rolls back on any exception."""
+        """One write transaction. BEGIN IMMEDIATE takes the write lock first, so a read-then-write never fails
+        half way; another writer is waited for in BUSY_STEP_MS steps (Python sees Ctrl+C between them, not
+        during SQLite's own wait); `with conn` commits, or rolls back on any exception."""
+        if self.read_only:
+            raise PruneLabError(f"the experiment store {self.path} cannot be written ({self.read_only})")
         with self._connect() as conn, conn:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_STEP_MS}")
+            deadline = time.monotonic() + BUSY_TIMEOUT_S
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as e:
+                    if getattr(e, "sqlite_errorname", "") != "SQLITE_BUSY" or time.monotonic() > deadline:
+                        raise
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             yield conn
 
+    def _try_write(self, step) -> Any:
+        """Run a repair step that writes; if the store cannot be written it becomes read-only (reads go on)."""
+        try:
+            return step()
+        except StoreError as e:
+            if not e.code.startswith(UNWRITABLE):
+                raise
+            self.read_only = str(e)
+            return []
+        except PruneLabError:
+            if self.read_only:
+                return []
+            raise
+
+    # --- opening: schema, damage, read-only ----------------------------------------------------------------
+
     def _open(self) -> None:
-        """WAL mode, then the schema: created if missing; a newer schema than this code knows is refused."""
+        """WAL mode and the schema (created or migrated; a newer one is refused); a damaged file is moved aside
+        and a fresh store started; a file that cannot be written is opened read-only."""
+        try:
+            self._prepare()
+        except StoreError as e:
+            if e.code.startswith(DAMAGED):
+                self._recover(str(e))
+            elif e.code.startswith(UNWRITABLE) and self.path.is_file():
+                self._open_read_only(e)
+            elif e.code.startswith(UNWRITABLE) and not os.access(self.path.parent, os.W_OK):
+                raise PruneLabError(f"cannot create the experiment store {self.path}: its folder is read-only") \
+                    from None
+            else:
+                raise
+
+    def _prepare(self) -> None:
         with self._connect() as conn:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")  # persistent: set once per file
-            if _schema_version(conn) == SCHEMA_VERSION:
-                return
-        with self._write() as conn:
+            wal = conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+            if problems != ["ok"]:
+                raise StoreError(f"experiment store {self.path}: damaged ({problems[0]})", "SQLITE_CORRUPT")
             found = _schema_version(conn)
+            if wal and found == SCHEMA_VERSION:
+                return
             if found is not None and found > SCHEMA_VERSION:
                 raise PruneLabError(f"the experiment store {self.path} has schema version {found}, written by a "
                                     f"newer PruneLab (this one reads up to {SCHEMA_VERSION}); upgrade PruneLab")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            if found is None:
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            if not wal:
+                conn.execute("PRAGMA journal_mode=WAL")  # persistent: set once per file
+        with self._write() as conn:
+            _create_or_migrate(conn)
+
+    def _open_read_only(self, error: StoreError) -> None:
+        """Read the store without writing (a read-only folder, a full disk): first as a normal read-only
+        connection, else as an immutable file (then what the last writer left in its WAL is not seen)."""
+        why = "its folder is read-only" if not os.access(self.path.parent, os.W_OK) else str(error)
+        for query in ("mode=ro", "immutable=1"):
+            self._uri = f"{self.path.absolute().as_uri()}?{query}"
+            try:
+                with self._connect() as conn:
+                    found = _schema_version(conn)
+                    conn.execute("SELECT id FROM experiments LIMIT 1").fetchall()
+            except StoreError:
+                continue
+            if found is not None and found > SCHEMA_VERSION:
+                raise PruneLabError(f"the experiment store {self.path} has schema version {found}, written by a "
+                                    f"newer PruneLab (this one reads up to {SCHEMA_VERSION}); upgrade PruneLab")
+            self.read_only = why
+            return
+        self._uri = None
+        raise PruneLabError(f"cannot open the experiment store {self.path}: {why}")
+
+    def _recover(self, reason: str) -> None:
+        """Move the damaged file (and its -wal, -shm) aside to <name>.corrupt-<UTC time>, start a fresh store,
+        copy into it the rows that can still be read. Another process may have done it meanwhile: checked again
+        under a lock on the folder."""
+        from core.store_recovery import move_aside, salvage
+
+        with run_folder.exclusive(self.path.with_name(self.path.name + ".recover.lock")):
+            try:
+                self._prepare()
+                return  # repaired by another process while we waited
+            except StoreError as e:
+                if not e.code.startswith(DAMAGED):
+                    raise
+            self.recovered = move_aside(self.path)
+            rows = salvage(self.recovered)
+            self._prepare()
+            with self._write() as conn:
+                for row in rows:
+                    names = [c for c in _COLUMNS if c in row]
+                    conn.execute(f"INSERT OR IGNORE INTO experiments ({', '.join(names)}) VALUES "
+                                 f"({', '.join('?' * len(names))})", [row[n] for n in names])
+        self.notice = (f"the experiment store {self.path} was damaged ({reason.split(': ', 1)[-1]}); it was moved "
+                       f"to {self.recovered} (nothing deleted) and a new store started with the {len(rows)} "
+                       f"record(s) still readable; run folders under {_runs_root()} are found again")
+        _log.warning(self.notice)
 
     # --- recording a run ---------------------------------------------------------------------------------
 
-    def start(self, run_dir: Path, config: PruneConfig, parent: str | None = None) -> str:
-        """Record a run about to write into run_dir as 'running', with this process's id; returns its id (the
-        folder's name, made unique). Rows that pointed at the same folder lose it: their files are replaced."""
+    def start(self, run_dir: Path, config: PruneConfig, parent: str | None = None, run_uid: str | None = None) -> str:
+        """Record a run about to write into run_dir as 'running', with this process's id and its run uid (see
+        core.run_folder); returns its id (the folder's name, made unique). Rows that still point at the folder
+        lose it (core.runs.record moves a run that is still there aside first, with its record)."""
         folder = str(Path(run_dir).resolve())
         pid = os.getpid()
         with self._write() as conn:
@@ -173,7 +323,8 @@ class Store:
             conn.execute("UPDATE experiments SET folder = NULL WHERE folder = ?", (folder,))
             _insert(conn, id=exp_id, model=config.model, method=config.method, criterion=config.criterion,
                     status="running", parent=parent, config_json=config.to_json(), folder=folder,
-                    created_at=_now(), pid=pid, host=socket.gethostname(), proc_start=_process_start(pid))
+                    created_at=_now(), pid=pid, host=socket.gethostname(), proc_start=process_start(pid),
+                    run_uid=run_uid)
         return exp_id
 
     def finish(self, exp_id: str, metrics: dict) -> None:
@@ -196,19 +347,69 @@ class Store:
             if cur.rowcount == 0:
                 raise _unknown(exp_id)
 
+    # --- the run in a folder -----------------------------------------------------------------------------
+
+    def occupant(self, folder: Path, uid: str | None = None) -> dict[str, Any] | None:
+        """The recorded run whose uid is uid, else the one whose folder this is: {"id", "status", "run_uid",
+        "folder"}; None if neither is recorded."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT id, status, run_uid, folder FROM experiments WHERE run_uid = ?",
+                               (uid,)).fetchone() if uid else None
+            row = row or conn.execute("SELECT id, status, run_uid, folder FROM experiments WHERE folder = ?",
+                                      (str(Path(folder).resolve()),)).fetchone()
+        return None if row is None else dict(row)
+
+    def give_uid(self, exp_id: str) -> str:
+        """The run uid of a row, given one now if it has none (a run recorded before uids existed)."""
+        with self._write() as conn:
+            row = conn.execute("SELECT run_uid FROM experiments WHERE id = ?", (exp_id,)).fetchone()
+            if row is None:
+                raise _unknown(exp_id)
+            if row["run_uid"]:
+                return row["run_uid"]
+            uid = uuid.uuid4().hex
+            conn.execute("UPDATE experiments SET run_uid = ? WHERE id = ?", (uid, exp_id))
+            return uid
+
+    def relocate(self, exp_id: str, folder: Path) -> None:
+        """Record that a run's files now live in folder (moved aside by a newer run, or found there)."""
+        with self._write() as conn:
+            if conn.execute("UPDATE experiments SET folder = ? WHERE id = ?",
+                            (str(Path(folder).resolve()), exp_id)).rowcount == 0:
+                raise _unknown(exp_id)
+
     # --- reading -----------------------------------------------------------------------------------------
 
     def get(self, exp_id: str) -> Experiment:
-        """One experiment by id; PruneLabError if there is none."""
+        """One experiment by id; PruneLabError if there is none or it cannot be read (saying why)."""
+        row = self._raw(exp_id)
+        try:
+            return _experiment(row)
+        except _BadRow as e:
+            raise PruneLabError(f"experiment {exp_id} cannot be read: {e} (`prunelab experiments delete {exp_id} "
+                                "--yes` removes the record)") from None
+
+    def folder_of(self, exp_id: str) -> Path | None:
+        """An experiment's folder as recorded (None if it has none), also for a row that cannot be read."""
+        folder = self._raw(exp_id)["folder"]
+        return Path(folder) if isinstance(folder, str) else None
+
+    def _raw(self, exp_id: str) -> sqlite3.Row:
         with self._connect() as conn:
             row = conn.execute("SELECT * FROM experiments WHERE id = ?", (exp_id,)).fetchone()
         if row is None:
             raise _unknown(exp_id)
-        return _experiment(row)
+        return row
 
     def list(self, model: str | None = None, method: str | None = None,
              status: str | None = None) -> list[Experiment]:
-        """Experiments matching every filter given, newest first."""
+        """Readable experiments matching every filter given, newest first (scan() also returns the others)."""
+        return self.scan(model, method, status)[0]
+
+    def scan(self, model: str | None = None, method: str | None = None,
+             status: str | None = None) -> tuple[list[Experiment], list[Unreadable]]:
+        """Experiments matching every filter given, newest first: those that read back, and those that do not
+        (each with its reason), so one bad row never hides the others."""
         if status is not None and status not in STATUSES:
             raise PruneLabError(f"unknown status {status!r}; choose one of {', '.join(STATUSES)}")
         filters = {k: v for k, v in (("model", model), ("method", method), ("status", status)) if v is not None}
@@ -216,14 +417,20 @@ class Store:
         with self._connect() as conn:
             rows = conn.execute(f"SELECT * FROM experiments WHERE {where} ORDER BY created_at DESC, rowid DESC",
                                 tuple(filters.values())).fetchall()
-        return [_experiment(r) for r in rows]
+        good, bad = [], []
+        for row in rows:
+            try:
+                good.append(_experiment(row))
+            except _BadRow as e:
+                bad.append(_unreadable(row, str(e)))
+        return good, bad
 
     def id_for_folder(self, folder: Path) -> str | None:
         """The experiment whose run folder this is, or None; a folder under <workspace>/runs not yet recorded
         is imported first (sync)."""
         key = Path(folder).resolve()
         found = self._folder_id(key)
-        if found is None and _within(key, _runs_root()):
+        if found is None and _within(key, _runs_root()) and not self.read_only:
             self.sync()
             found = self._folder_id(key)
         return found
@@ -249,6 +456,11 @@ class Store:
                   if e.accuracy is not None and getattr(e, x) is not None]
         return pareto_front(points, x)
 
+    def damaged_copies(self) -> list[Path]:
+        """Damaged store files moved aside earlier (kept until the user removes them), oldest first."""
+        return sorted(p for p in self.path.parent.glob(f"{self.path.name}.corrupt-*")
+                      if not p.name.endswith(("-wal", "-shm")))
+
     # --- files -------------------------------------------------------------------------------------------
 
     def delete(self, exp_id: str, keep_files: bool = False) -> Path | None:
@@ -257,12 +469,14 @@ class Store:
         Only folders that resolve inside <workspace>/runs are ever deleted: any other folder (a CLI --out, or a
         tampered row) is refused unless keep_files, which forgets the row and leaves the files. A running
         experiment is refused: its process is still writing. The folder is first renamed to a hidden name, so
-        a crash mid-way never leaves a half-deleted folder that looks like a run."""
-        exp = self.get(exp_id)
-        if exp.status == "running":
-            raise PruneLabError(f"experiment {exp_id} is still running (process {exp.pid} on {exp.host}); "
+        a crash mid-way never leaves a half-deleted folder that looks like a run. A row that cannot be read
+        can still be deleted."""
+        row = self._raw(exp_id)
+        if row["status"] == "running":
+            raise PruneLabError(f"experiment {exp_id} is still running (process {row['pid']} on {row['host']}); "
                                 "stop it before deleting")
-        folder = None if keep_files or exp.folder is None else _owned(exp.folder)
+        recorded = row["folder"] if isinstance(row["folder"], str) else None
+        folder = None if keep_files or recorded is None else _owned(Path(recorded))
         trash = _to_trash(folder) if folder is not None and folder.exists() else None
         with self._write() as conn:
             conn.execute("DELETE FROM experiments WHERE id = ?", (exp_id,))
@@ -298,18 +512,28 @@ class Store:
 
     def sync(self) -> dict[str, list[str]]:
         """Make the store agree with the processes and folders that exist; returns the ids touched per kind:
-        'interrupted' (running, but its process is gone), 'completed' (interrupted, but its folder holds
-        metrics.json: the process died after writing it), 'imported' (run folders not yet recorded: done if
-        complete, else interrupted; folders without a readable config.json are left alone)."""
-        return {"interrupted": self._reap(), "completed": self._complete(), "imported": self._import()}
+        'interrupted' (running, but its process is gone), 'completed' (interrupted, but its folder holds the
+        metrics.json its own run wrote: the process died after writing it), 'imported' (run folders not yet
+        recorded: done if complete, else interrupted; folders without a readable config.json, or whose run
+        still writes them, are left alone). A run moved aside whose record was not yet updated (its process
+        killed in between) is found again first. A store that cannot be written is left as it is."""
+        if self.read_only:
+            return {"interrupted": [], "completed": [], "imported": []}
+        report = {"interrupted": self._try_write(self._reap)}
+        self._try_write(self._restore)
+        report["completed"] = self._try_write(self._complete)
+        report["imported"] = self._try_write(self._import)
+        return report
 
     def _reap(self) -> list[str]:
         """'running' rows of this host whose process is gone become 'interrupted'."""
+        if self.read_only:
+            return []
         host = socket.gethostname()
         with self._connect() as conn:
             rows = conn.execute("SELECT id, pid, proc_start FROM experiments WHERE status = 'running' AND host = ?",
                                 (host,)).fetchall()
-        dead = [r["id"] for r in rows if r["pid"] is None or not _alive(r["pid"], r["proc_start"])]
+        dead = [r["id"] for r in rows if not isinstance(r["pid"], int) or not alive(r["pid"], r["proc_start"])]
         if dead:
             with self._write() as conn:
                 for exp_id in dead:
@@ -318,12 +542,32 @@ class Store:
                                  (_now(), "its process ended before the run finished", exp_id))
         return dead
 
-    def _complete(self) -> list[str]:
-        """Interrupted rows whose folder holds a readable metrics.json are done after all."""
+    def _restore(self) -> list[str]:
+        """Rows recorded as moved aside (<folder>.replaced-<id>) whose move never happened (the process was
+        killed between recording and moving): their files are still in the original folder, which holds their
+        identity; point the row back there."""
         with self._connect() as conn:
-            rows = conn.execute("SELECT id, folder FROM experiments WHERE status = 'interrupted' "
+            rows = conn.execute("SELECT id, folder, run_uid FROM experiments WHERE run_uid IS NOT NULL "
+                                "AND folder LIKE ?", (f"%{run_folder.REPLACED}%",)).fetchall()
+        back = {}
+        for r in rows:
+            original = run_folder.replaced_original(Path(r["folder"]))
+            if original is not None and not Path(r["folder"]).exists():
+                identity = run_folder.read_identity(original)
+                if identity is not None and identity.uid == r["run_uid"]:
+                    back[r["id"]] = original
+        for exp_id, original in back.items():
+            self.relocate(exp_id, original)
+        return list(back)
+
+    def _complete(self) -> list[str]:
+        """Interrupted rows whose folder holds the metrics.json their own run wrote (same run uid and config;
+        for a row recorded before uids, a metrics.json without one, newer than the row, beside the same config)
+        are done after all. Any other metrics.json is some other run's and is never taken."""
+        with self._connect() as conn:
+            rows = conn.execute("SELECT * FROM experiments WHERE status = 'interrupted' "
                                 "AND folder IS NOT NULL AND metrics_json IS NULL").fetchall()
-        found = {r["id"]: m for r in rows if (m := _read_metrics(Path(r["folder"]))) is not None}
+        found = {r["id"]: m for r in rows if (m := _own_metrics(r)) is not None}
         if found:
             with self._write() as conn:
                 for exp_id, (metrics, finished) in found.items():
@@ -331,24 +575,34 @@ class Store:
         return list(found)
 
     def _import(self) -> list[str]:
-        """Record run folders under <workspace>/runs that no row points at."""
+        """Record run folders under <workspace>/runs that no row points at (a folder whose run uid is already
+        recorded is that row's, moved: the row is pointed at it instead)."""
         root = _runs_root()
         with self._connect() as conn:
             known = {r["folder"] for r in conn.execute("SELECT folder FROM experiments WHERE folder IS NOT NULL")}
         found = [r for d in _run_folders(root) if str(d) not in known and (r := _folder_record(d)) is not None]
         imported = []
-        if found:
+        for record in found:
             with self._write() as conn:
-                for record in found:
-                    if conn.execute("SELECT 1 FROM experiments WHERE folder = ?", (record["folder"],)).fetchone():
-                        continue  # another process imported it meanwhile
-                    record["id"] = _free_id(conn, Path(record["folder"]).name)
-                    _insert(conn, **record)
-                    imported.append(record["id"])
+                if conn.execute("SELECT 1 FROM experiments WHERE folder = ?", (record["folder"],)).fetchone():
+                    continue  # another process imported it meanwhile
+                if _moved_here(conn, record):
+                    continue
+                record["id"] = _free_id(conn, Path(record["folder"]).name)
+                _insert(conn, **record)
+                imported.append(record["id"])
         return imported
 
 
 # --- rows ----------------------------------------------------------------------------------------------------
+
+
+class _BadRow(Exception):
+    """A row that cannot be turned into an Experiment (the message says why)."""
+
+
+def _error(where: str, e: sqlite3.Error) -> StoreError:
+    return StoreError(f"{where}: {e}", getattr(e, "sqlite_errorname", "") or "")
 
 
 def _schema_version(conn: sqlite3.Connection) -> int | None:
@@ -358,6 +612,27 @@ def _schema_version(conn: sqlite3.Connection) -> int | None:
     return row["v"]
 
 
+def _create_or_migrate(conn: sqlite3.Connection) -> None:
+    """Inside a write transaction: the schema of a new file, or the migrations from an older version."""
+    found = _schema_version(conn)
+    if found is not None and found > SCHEMA_VERSION:
+        raise PruneLabError("the experiment store was upgraded by a newer PruneLab meanwhile; upgrade PruneLab")
+    if found is None and conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'experiments'").fetchone() is None:
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        return
+    version = found or 1
+    while version < SCHEMA_VERSION:
+        for statement in _MIGRATIONS[version]:
+            conn.execute(statement)
+        version += 1
+    for statement in _SCHEMA:  # indexes added since
+        conn.execute(statement)
+    conn.execute("DELETE FROM schema_version")
+    conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+
 def _insert(conn: sqlite3.Connection, **values: Any) -> None:
     names = [c for c in _COLUMNS if c in values]
     conn.execute(f"INSERT INTO experiments ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
@@ -365,9 +640,10 @@ def _insert(conn: sqlite3.Connection, **values: Any) -> None:
 
 
 def _set_done(conn: sqlite3.Connection, exp_id: str, metrics: dict, finished_at: str) -> None:
+    """Done with these metrics; finished no earlier than created (a file's mtime may lag the row's clock)."""
     numbers = _numbers(metrics)
     cur = conn.execute(
-        f"UPDATE experiments SET status = 'done', metrics_json = ?, finished_at = ?, error = NULL, "
+        f"UPDATE experiments SET status = 'done', metrics_json = ?, finished_at = MAX(?, created_at), error = NULL, "
         f"{', '.join(f'{k} = ?' for k in NUMBERS)} WHERE id = ?",
         (json.dumps(metrics, sort_keys=True), finished_at, *(numbers[k] for k in NUMBERS), exp_id))
     if cur.rowcount == 0:
@@ -375,13 +651,51 @@ def _set_done(conn: sqlite3.Connection, exp_id: str, metrics: dict, finished_at:
 
 
 def _experiment(row: sqlite3.Row) -> Experiment:
+    """The row as an Experiment; _BadRow (saying why) if any of its values cannot be one."""
+    try:
+        config = PruneConfig.from_json(row["config_json"])
+    except (PruneLabError, TypeError, RecursionError) as e:
+        raise _BadRow(f"config: {e}") from None
+    metrics = None
+    if row["metrics_json"] is not None:
+        try:
+            metrics = json.loads(row["metrics_json"])
+        except (ValueError, TypeError, RecursionError) as e:
+            raise _BadRow(f"metrics are not readable JSON ({e})") from None
+        if not isinstance(metrics, dict):
+            raise _BadRow("metrics are not a JSON object")
+    _check_types(row)
     return Experiment(
         id=row["id"], model=row["model"], method=row["method"], criterion=row["criterion"], status=row["status"],
-        parent=row["parent"], config=PruneConfig.from_json(row["config_json"]),
-        metrics=None if row["metrics_json"] is None else json.loads(row["metrics_json"]),
+        parent=row["parent"], config=config, metrics=metrics,
         folder=None if row["folder"] is None else Path(row["folder"]), created_at=row["created_at"],
         finished_at=row["finished_at"], error=row["error"], **{k: row[k] for k in NUMBERS},
         pid=row["pid"], host=row["host"])
+
+
+def _check_types(row: sqlite3.Row) -> None:
+    for key in ("id", "model", "method", "criterion", "status", "created_at"):
+        if not isinstance(row[key], str):
+            raise _BadRow(f"{key} is not text ({row[key]!r})")
+    for key in ("parent", "folder", "finished_at", "error", "host"):
+        if row[key] is not None and not isinstance(row[key], str):
+            raise _BadRow(f"{key} is not text ({row[key]!r})")
+    for key in NUMBERS:
+        value = row[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise _BadRow(f"{key} is not a number ({value!r})")
+    if row["pid"] is not None and not isinstance(row["pid"], int):
+        raise _BadRow(f"pid is not a number ({row['pid']!r})")
+
+
+def _unreadable(row: sqlite3.Row, reason: str) -> Unreadable:
+    def text(key: str) -> str | None:
+        value = row[key]
+        return None if value is None else value if isinstance(value, str) else repr(value)
+
+    return Unreadable(id=text("id") or "?", reason=reason, model=text("model"), method=text("method"),
+                      status=text("status"), created_at=text("created_at"), folder=text("folder"))
 
 
 def _numbers(metrics: dict) -> dict[str, float | int | None]:
@@ -501,58 +815,72 @@ def _read_metrics(folder: Path) -> tuple[dict, str] | None:
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
         return (metrics, _mtime(path)) if isinstance(metrics, dict) else None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
+
+
+def _folder_config(folder: Path) -> PruneConfig | None:
+    try:
+        return PruneConfig.load(folder / "config.json")
+    except PruneLabError:
+        return None
+
+
+def _own_metrics(row: sqlite3.Row) -> tuple[dict, str] | None:
+    """(metrics, mtime) of the metrics.json in a row's folder if the row's own run wrote it, else None."""
+    folder = Path(row["folder"])
+    found = _read_metrics(folder)
+    try:
+        config = PruneConfig.from_json(row["config_json"])
+    except (PruneLabError, TypeError, RecursionError):
+        return None
+    if found is None:
+        return None
+    metrics, mtime = found
+    if row["run_uid"]:
+        return found if run_folder.belongs(metrics, row["run_uid"], config) else None
+    # a row recorded before run uids: only metrics without a uid, written after the row, beside its config
+    legacy = run_folder.owner(metrics) is None and mtime >= row["created_at"] and _folder_config(folder) == config
+    return found if legacy else None
 
 
 def _folder_record(folder: Path) -> dict[str, Any] | None:
-    """Row values for an unrecorded run folder: done with its metrics, or interrupted if it has none."""
-    try:
-        config = PruneConfig.load(folder / "config.json")
-        created = _mtime(folder / "config.json")
-    except (PruneLabError, OSError):
+    """Row values for an unrecorded run folder: done with its metrics if they are its own run's, else interrupted;
+    None if it has no readable config.json or its run is still writing it."""
+    config = _folder_config(folder)
+    if config is None:
         return None
-    record = dict(model=config.model, method=config.method, criterion=config.criterion, config_json=config.to_json(),
-                  folder=str(folder), created_at=created)
-    found = _read_metrics(folder)
-    if found is None:
-        return record | dict(status="interrupted", error="found without metrics.json (the run did not finish)")
-    metrics, finished = found
-    return record | dict(status="done", metrics_json=json.dumps(metrics, sort_keys=True), finished_at=finished,
-                         **_numbers(metrics))
-
-
-# --- processes -----------------------------------------------------------------------------------------------
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat from the state on (after the command name), or None if unreadable."""
+    if run_folder.in_use(folder):
+        return None  # its run is writing it, and records itself
+    identity = run_folder.read_identity(folder)
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        created = identity.started_at if identity is not None else _mtime(folder / "config.json")
     except OSError:
         return None
-    return text.rsplit(")", 1)[1].split()
+    record = dict(model=config.model, method=config.method, criterion=config.criterion, config_json=config.to_json(),
+                  folder=str(folder), created_at=created, run_uid=None if identity is None else identity.uid)
+    found = _read_metrics(folder)
+    if found is not None and identity is not None:
+        found = found if run_folder.belongs(found[0], identity.uid, config) else None
+    elif found is not None and (stamp := run_folder.owner(found[0])) is not None:
+        found = found if stamp.get("config_sha256") == run_folder.config_sha256(config) else None
+    if found is None:
+        return record | dict(status="interrupted", error="found without its own metrics.json (the run did not finish)")
+    metrics, finished = found
+    return record | dict(status="done", metrics_json=json.dumps(metrics, sort_keys=True),
+                         finished_at=max(finished, created), **_numbers(metrics))
 
 
-def _process_start(pid: int) -> str | None:
-    """When the process started (clock ticks since boot): with the pid, it tells a reused pid apart."""
-    stat = _proc_stat(pid)
-    return stat[19] if stat and len(stat) > 19 else None
-
-
-def _alive(pid: int, started: str | None) -> bool:
-    """Whether process pid (started at `started`, if known) still runs on this host; zombies are dead."""
-    stat = _proc_stat(pid)
-    if stat is not None:
-        return stat[0] != "Z" and (started is None or _process_start(pid) == started)
-    if os.name == "nt":
-        return True  # cannot tell without /proc (os.kill would terminate it): assume alive
-    if Path("/proc/self/stat").exists():
-        return False  # /proc works and has no such process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _moved_here(conn: sqlite3.Connection, record: dict[str, Any]) -> bool:
+    """If the folder's run uid is already recorded by a row whose folder no longer holds that run, the folder is
+    that row's, moved: point the row here (True). A copy of a recorded folder is imported without the uid."""
+    uid = record.get("run_uid")
+    row = conn.execute("SELECT id, folder FROM experiments WHERE run_uid = ?", (uid,)).fetchone() if uid else None
+    if row is None:
         return False
-    except PermissionError:
-        return True
+    there = run_folder.read_identity(Path(row["folder"])) if row["folder"] else None
+    if there is not None and there.uid == uid:
+        record["run_uid"] = None  # a copy: the original keeps the uid
+        return False
+    conn.execute("UPDATE experiments SET folder = ? WHERE id = ?", (record["folder"], row["id"]))
     return True

@@ -22,6 +22,7 @@ from core.cli import main
 from core.config import FinetuneConfig, PruneConfig, Schedule
 from core.errors import PruneLabError
 from core.files import write_atomic
+from core.run_folder import IDENTITY, read_identity
 from core.store import PARETO_AXES, SCHEMA_VERSION, Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,8 +229,9 @@ def test_database_settings_and_newer_schema_refused(home):
     with pytest.raises(PruneLabError, match="newer PruneLab"):
         Store()
     (home / "junk.db").write_bytes(b"not a database" * 100)
-    with pytest.raises(PruneLabError, match="junk.db"):
-        Store(home / "junk.db")
+    junk = Store(home / "junk.db")  # a file that is not a database is moved aside, not deleted or overwritten
+    assert junk.recovered == home / junk.recovered.name and junk.recovered.name.startswith("junk.db.corrupt-")
+    assert junk.recovered.read_bytes() == b"not a database" * 100 and junk.list() == []
 
 
 def test_a_new_store_and_a_new_process_see_everything(home):
@@ -304,11 +306,18 @@ def test_sync_imports_folders_and_completes_late_metrics(home):
     assert store.id_for_folder(complete) == "from-dashboard" and store.id_for_folder(home) is None
 
 
+def _write_metrics(folder: Path, metrics: dict) -> dict:
+    """metrics.json as RunOutput.write writes it into a claimed folder: naming the run that owns the folder."""
+    metrics = dict(metrics, run=read_identity(folder).stamp())
+    write_atomic(folder / "metrics.json", json.dumps(metrics).encode())
+    return metrics
+
+
 def test_record_helper(home):
     folder = home / "runs" / "r"
     with runs.record(folder, CHANNEL) as finish:
         assert Store().get("r").status == "running"
-        finish(_metrics(params=5))
+        finish(_write_metrics(folder, _metrics(params=5)))
     assert Store().get("r").params == 5
     with pytest.raises(ValueError), runs.record(home / "runs" / "bad", CHANNEL):
         raise ValueError("broken")
@@ -322,8 +331,104 @@ def test_record_helper(home):
     _sql(home, "UPDATE schema_version SET version = 99")  # the store cannot be used: the run still goes on
     warnings: list[str] = []
     with runs.record(home / "runs" / "unrecorded", CHANNEL, warn=warnings.append) as finish:
-        finish(_metrics())
+        finish(_write_metrics(home / "runs" / "unrecorded", _metrics()))
     assert len(warnings) == 1 and "newer PruneLab" in warnings[0]
+
+
+def test_a_run_into_a_folder_holding_a_run_is_refused_or_moves_it_aside_with_its_record(home):
+    store = Store()
+    old = _saved(store, "old", metrics=_metrics(params=111))  # recorded before run uids: no identity file
+    folder = home / "runs" / "old"
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(PruneLabError, match=r"already holds run old \(done\).*--force"), runs.record(folder, CHANNEL):
+        pytest.fail("the block must not run")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before and len(Store().list()) == 1
+    with runs.record(folder, CHANNEL, replace=True) as finish:
+        aside = home / "runs" / "old.replaced-old"
+        moved = Store().get(old)
+        assert moved.folder == aside.resolve() and moved.status == "done" and moved.params == 111
+        assert {n: (aside / n).read_bytes() for n in before} == before
+        assert read_identity(aside).uid == Store().occupant(aside)["run_uid"]  # given a uid, written with it
+        assert sorted(p.name for p in folder.iterdir()) == [IDENTITY, "config.json"]  # identity first, config
+        finish(_write_metrics(folder, _metrics(params=222)))
+    assert {e.id: (e.status, e.params) for e in Store().list()} == {"old": ("done", 111), "old-2": ("done", 222)}
+    assert Store().sync() == {"interrupted": [], "completed": [], "imported": []}  # nothing to repair or import
+
+
+def test_metrics_are_only_ever_taken_by_the_run_that_wrote_them(home):
+    store = Store()
+    folder = home / "runs" / "shared"
+    with pytest.raises(KeyboardInterrupt), runs.record(folder, CHANNEL) as finish:  # killed before its metrics
+        first = read_identity(folder)
+        raise KeyboardInterrupt
+    killed = Store().occupant(folder)["id"]
+    # metrics.json of another run (another uid), of this run with another config, and without a uid, older
+    other = PruneConfig("digits-mlp", "channel", {"fc1": 0.25})
+    for stamp in ({"uid": "someone-else", "config_sha256": first.config_sha256},
+                  {"uid": first.uid, "config_sha256": "another-config"}, None):
+        metrics = _metrics(params=999) | ({"run": stamp} if stamp else {})
+        write_atomic(folder / "metrics.json", json.dumps(metrics).encode())
+        assert store.sync()["completed"] == [] and store.get(killed).status == "interrupted"
+    write_atomic(folder / "metrics.json", json.dumps(_metrics(params=5) | {"run": first.stamp()}).encode())
+    assert store.sync()["completed"] == [killed]  # its own, written just before it was killed
+    done = store.get(killed)
+    assert (done.status, done.params) == ("done", 5) and done.finished_at >= done.created_at
+    # finish() refuses metrics.json that is not the run's own
+    with pytest.raises(PruneLabError, match="not this run's own"), runs.record(home / "runs" / "b", other) as finish:
+        write_atomic(home / "runs" / "b" / "metrics.json", json.dumps(_metrics() | {"run": first.stamp()}).encode())
+        finish(_metrics() | {"run": first.stamp()})
+    assert store.get("b").status == "failed" and store.get("b").metrics is None
+
+
+def test_a_legacy_row_never_takes_metrics_older_than_itself(home):
+    """A row recorded before run uids (schema 1) is completed only by a metrics.json newer than itself beside
+    its own config: the finding's case (a killed run, an older run's metrics.json in its folder) stays
+    interrupted."""
+    store = Store()
+    folder = home / "elsewhere" / "D"
+    CHANNEL.save(folder / "config.json")
+    write_atomic(folder / "metrics.json", json.dumps(_metrics(params=1)).encode())  # the older run's
+    os.utime(folder / "metrics.json", (1_000_000_000, 1_000_000_000))  # written in 2001
+    killed = store.start(folder, CHANNEL)
+    _sql(home, "UPDATE experiments SET pid = 1, proc_start = '0', run_uid = NULL WHERE id = ?", (killed,))
+    assert store.sync()["interrupted"] == [killed] and store.get(killed).status == "interrupted"
+    write_atomic(folder / "metrics.json", json.dumps(_metrics(params=2)).encode())  # written after it started
+    assert store.sync()["completed"] == [killed] and store.get(killed).params == 2
+
+
+def test_an_old_store_is_migrated_and_keeps_its_rows(home):
+    conn = sqlite3.connect(home.mkdir(parents=True) or home / "experiments.db")
+    conn.executescript("""
+        CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1);
+        CREATE TABLE experiments (id TEXT PRIMARY KEY, model TEXT NOT NULL, method TEXT NOT NULL,
+            criterion TEXT NOT NULL, status TEXT NOT NULL, parent TEXT, config_json TEXT NOT NULL,
+            metrics_json TEXT, folder TEXT UNIQUE, created_at TEXT NOT NULL, finished_at TEXT, error TEXT,
+            params INTEGER, flops INTEGER, size_bytes INTEGER, latency_ms REAL, accuracy REAL, pid INTEGER,
+            host TEXT, proc_start TEXT);""")
+    with conn:
+        conn.execute("INSERT INTO experiments (id, model, method, criterion, status, config_json, created_at, "
+                     "params) VALUES ('v1', 'digits-mlp', 'channel', 'l1', 'failed', ?, '2026-01-01', 7)",
+                     (CHANNEL.to_json(),))
+    conn.close()
+    store = Store()
+    assert store.get("v1").params == 7 and store.occupant(home / "x")is None
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_sync_finds_a_run_whose_move_aside_was_cut_short(home):
+    """Killed after its record was moved to <folder>.replaced-<id> but before its files were: the files are
+    still in the folder, with the run's identity, and sync points the record back. And a moved run folder under
+    the runs folder is its record's, not a new run."""
+    store = Store()
+    folder = home / "runs" / "cut"
+    with runs.record(folder, CHANNEL) as finish:
+        finish(_write_metrics(folder, _metrics(params=3)))
+    store.relocate("cut", home / "runs" / "cut.replaced-cut")
+    assert store.sync() == {"interrupted": [], "completed": [], "imported": []}
+    assert store.get("cut").folder == folder.resolve()
+    os.rename(folder, home / "runs" / "moved-by-hand")  # its identity goes with it
+    assert store.sync()["imported"] == [] and store.get("cut").folder == (home / "runs" / "moved-by-hand").resolve()
 
 
 # --- the command line ------------------------------------------------------------------------------------------
@@ -466,3 +571,86 @@ def test_kill_9_mid_run_loses_nothing(home):
     assert {e["id"]: e["status"] for e in json.loads(proc.stdout)} == {"first": "done", "second": "done",
                                                                         killed: "interrupted",
                                                                         killed_prune: "interrupted"}
+
+
+# --- a store that degrades gracefully ---------------------------------------------------------------------------
+
+
+BAD_ROWS = {  # id -> (column, value, a fragment of the reason shown)
+    "future-config": ("config_json", json.dumps({"version": 99, "model": "digits-mlp"}), "config version 99"),
+    "torn-metrics": ("metrics_json", '{"pruned": {"params": 1', "metrics"),
+    "odd-number": ("params", "many", "params"),
+    "odd-time": ("created_at", b"\xff\xfe", "created_at"),
+}
+
+
+def _with_bad_rows(home: Path) -> tuple[Store, str]:
+    store = Store()
+    good = _saved(store, "good", metrics=_metrics(params=4321))
+    for exp_id, (column, value, _) in BAD_ROWS.items():
+        _saved(store, exp_id)
+        _sql(home, f"UPDATE experiments SET {column} = ? WHERE id = ?", (value, exp_id))
+    return store, good
+
+
+def test_unreadable_rows_are_named_and_the_rest_shown(home, capsys):
+    store, good = _with_bad_rows(home)
+    experiments, unreadable = store.scan()
+    assert [e.id for e in experiments] == [good] == [e.id for e in store.list()]
+    assert {u.id: u.status for u in unreadable} == dict.fromkeys(BAD_ROWS, "done")
+    for u in unreadable:
+        assert BAD_ROWS[u.id][2] in u.reason, (u.id, u.reason)
+    assert [e.id for e in store.pareto("digits-mlp")] == [good]
+
+    code, out, err = _cli(capsys, "experiments", "list")
+    assert code == 0 and "Traceback" not in err, err
+    assert out.splitlines()[1].split()[:5] == ["good", "digits-mlp", "channel", "done", "4,321"]
+    for exp_id, (_, _, why) in BAD_ROWS.items():
+        line = next(line for line in out.splitlines() if line.split()[:1] == [exp_id])
+        assert "unreadable" in line and why in line, line
+    listed = {e["id"]: e for e in json.loads(_cli(capsys, "experiments", "list", "--json")[1])}
+    assert set(listed) == {good, *BAD_ROWS} and "unreadable" not in listed[good]
+    assert BAD_ROWS["future-config"][2] in listed["future-config"]["unreadable"]
+    assert _cli(capsys, "experiments", "show", good)[0] == 0
+    _one_line_error(_cli(capsys, "experiments", "show", "torn-metrics"), "torn-metrics", "cannot be read", "metrics")
+    code, out, _ = _cli(capsys, "experiments", "delete", "future-config", "--yes")  # a bad row can be removed
+    assert code == 0 and "future-config" not in {u.id for u in Store().scan()[1]}
+
+
+def test_a_corrupt_store_is_moved_aside_and_a_fresh_one_started(home, capsys):
+    store = Store()
+    kept = _saved(store, "kept", metrics=_metrics(params=777))  # a run folder under <workspace>/runs
+    garbage = b"this is not an SQLite database " * 300
+    for suffix in ("-wal", "-shm"):
+        Path(f"{store.path}{suffix}").unlink(missing_ok=True)
+    store.path.write_bytes(garbage)
+    code, out, err = _cli(capsys, "experiments", "list", "--json")
+    assert code == 0, err
+    (moved,) = home.glob("experiments.db.corrupt-*")
+    assert moved.read_bytes() == garbage  # nothing deleted
+    warning = [line for line in err.splitlines() if line.startswith("prunelab: warning: ")]
+    assert len(warning) == 1 and str(moved) in warning[0] and "Traceback" not in err, err
+    listed = json.loads(out)  # the fresh store found the run folders again
+    assert [(e["id"], e["status"], e["params"]) for e in listed] == [(kept, "done", 777)]
+    assert _cli(capsys, "experiments", "list")[0] == 0 and len(list(home.glob("experiments.db.corrupt-*"))) == 1
+
+
+def test_a_damaged_store_keeps_the_rows_it_can_still_read(home):
+    """A store whose pages are damaged (not garbage from the first byte) is moved aside too; the rows that can
+    still be read are copied into the fresh one."""
+    store = Store()
+    for i in range(300):  # enough rows for many pages
+        store.finish(store.start(home / "elsewhere" / f"r{i:03d}", CHANNEL), _metrics(params=i + 1))
+    with store._connect() as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(store.path.read_bytes())
+    middle = len(data) // 2 // 4096 * 4096
+    data[middle:middle + 4096] = b"\xff" * 4096  # one page in the middle destroyed
+    store.path.write_bytes(bytes(data))
+    fresh = Store()
+    assert fresh.recovered is not None and fresh.recovered.exists()
+    assert fresh.recovered.read_bytes() == bytes(data)
+    with sqlite3.connect(fresh.path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    saved = fresh.list()
+    assert 0 < len(saved) <= 300 and all(e.params == int(e.id[1:]) + 1 for e in saved)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from core.errors import PruneLabError
-from core.graph import attention_heads, channel_units, classifier, dependency_graph, kept_channels
+from core.graph import attention_heads, call, channel_units, classifier, dependency_graph, kept_channels
 
 
 def _tp_ratio(kept_per_head: int, per_head: int) -> float:
@@ -83,6 +83,7 @@ def apply_channel(
             in_channel_groups={},
             out_channel_groups={},
             channel_groups={},
+            forward_fn=call,  # not Torch-Pruning's default, which swallows Ctrl+C (see core.graph.call)
         )
         if isinstance(scorer, _Precomputed):
             scorer.graph = pruner.DG

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.store import Experiment
+from core.store import Experiment, Unreadable
 
 # (column of the store, label) of the headline numbers, as the list and the comparison show them
 NUMBERS = (("params", "params"), ("flops", "FLOPs"), ("size_bytes", "size (bytes)"),
@@ -42,6 +42,12 @@ def table(experiments: list[Experiment]) -> pd.DataFrame:
     columns = ["id", "method", "criterion", "status", *(label for _, label in NUMBERS),
                *(["fidelity"] if with_fidelity else []), "created"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def unreadable(rows: list[Unreadable]) -> pd.DataFrame:
+    """Records that cannot be read back: id, status, created, reason."""
+    return pd.DataFrame([{"id": u.id, "status": u.status, "created": (u.created_at or "")[:19].replace("T", " "),
+                          "reason": u.reason} for u in rows], columns=["id", "status", "created", "reason"])
 
 
 def shown(value: Any) -> str:

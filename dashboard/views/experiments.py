@@ -3,7 +3,9 @@ front of accuracy against a cost; one experiment downloaded, loaded into Tune or
 imported into Tune.
 
 The store is synced (run folders it has not seen imported, killed runs marked) and read on every rerun: it
-is a small SQLite file, and nothing read from it is cached, so the page never shows a stale list.
+is a small SQLite file, and nothing read from it is cached, so the page never shows a stale list. A damaged
+store degrades: unreadable records are listed by id and reason beside the rest, a damaged file moved aside is
+named, a store that cannot be written is shown as last saved.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import streamlit as st
 
 from core.errors import PruneLabError
 from core.runs import workspace
-from core.store import RUN_FILES, STATUSES, Experiment, Store
+from core.store import RUN_FILES, STATUSES, Experiment, Store, Unreadable
 from dashboard.components import experiments as tables
 from dashboard.components import load_config
 from dashboard.components.pareto import AXES, pareto_chart
@@ -152,16 +154,45 @@ def _import(name: str) -> None:
     load_config.show(load_config.IMPORT_MESSAGE)
 
 
+def _open_store() -> Store | None:
+    """The store, synced; what it could not do is said on the page (None if it cannot be opened at all)."""
+    try:
+        store = Store()
+    except PruneLabError as e:
+        st.error(f"The experiment store cannot be opened: {e}", icon=":material/error:")
+        return None
+    if store.notice:
+        st.warning(store.notice, icon=":material/warning:")
+    try:
+        store.sync()
+    except PruneLabError as e:
+        st.warning(f"The experiment store could not be brought up to date: {e}", icon=":material/warning:")
+    if store.read_only:
+        st.warning(f"The experiment store {store.path} cannot be written ({store.read_only}): shown as last saved; "
+                   "new runs are not recorded.", icon=":material/warning:")
+    if copies := store.damaged_copies():
+        st.caption("Damaged copies of the store kept (nothing was deleted): " + ", ".join(map(str, copies)))
+    return store
+
+
+def _unreadable(rows: list[Unreadable]) -> None:
+    """Records that cannot be read back, by id and reason (shown as a table: their text is data, not markup)."""
+    st.warning(f"{len(rows)} record(s) of this model cannot be read (listed below); the others are shown.",
+               icon=":material/warning:")
+    st.dataframe(tables.unreadable(rows), hide_index=True, width="stretch")
+
+
 def render(name: str) -> None:
     """The Experiments tab of model `name` (the store synced first; the import works without experiments)."""
-    store = Store()
-    store.sync()
-    everything = store.list(model=name)
+    store = _open_store()
+    everything, unreadable = store.scan(model=name) if store is not None else ([], [])
+    if unreadable:
+        _unreadable(unreadable)
     if everything:
         shown = _filtered(everything)
         st.dataframe(tables.table(shown), hide_index=True, width="stretch")
         st.caption(f"{len(shown)} of {len(everything)} experiment(s) of this model, newest first; numbers of the "
-                   f"pruned model (size in bytes, fp32), created in UTC. Store: {md(store.path)}")
+                   f"pruned model (size in bytes, fp32), created in UTC. Store: {store.path}")
         _compare(shown, store)
         _pareto(name, store)
         if shown:
