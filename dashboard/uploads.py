@@ -4,12 +4,21 @@ An upload's name comes from the browser, so it is never trusted: `safe_name` kee
 component's letters, digits, dots, dashes and underscores, drops leading dots and caps the length, and
 `save` prefixes it with a hash of the content, so every upload lands directly inside `folder()` and two
 different uploads never share a name (the same content uploaded twice is the same file).
+
+Uploads are kept for a retention of PRUNELAB_UPLOAD_DAYS days (default 7; `inf` keeps them): `clean`, run once
+when the dashboard server starts (dashboard/app.py), deletes the regular files directly inside `folder()` last
+written (or uploaded again) longer ago than that. It never follows a symlink — neither a link inside the
+folder nor a folder that is itself a link — and never enters a sub-folder: only what `save` writes goes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import math
+import os
 import re
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -20,6 +29,8 @@ from core.runs import workspace
 UPLOAD_LIMIT_BYTES = 200 * 1024 * 1024  # also dashboard/.streamlit/config.toml's server.maxUploadSize (MB)
 MAX_NAME = 80  # characters of the sanitised name, suffix included (the hash prefix comes on top)
 PREFIX_CHARS = 16  # hex digits of the content's sha256 in front of the name
+RETENTION_DAYS = 7.0  # default age (days since written or uploaded again) after which clean() deletes an upload
+RETENTION_ENV = "PRUNELAB_UPLOAD_DAYS"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -67,4 +78,34 @@ def save(upload: Upload) -> Path:
         raise PruneLabError(f"refusing to save the upload {upload.name!r} outside {root}")
     if not path.is_file() or path.stat().st_size != len(data):
         write_atomic(path, data)
+    else:
+        os.utime(path)  # uploaded again: its retention starts afresh
     return path
+
+
+def retention_days() -> float:
+    """Days an upload is kept: $PRUNELAB_UPLOAD_DAYS (a number >= 0, or inf), else RETENTION_DAYS."""
+    text = os.environ.get(RETENTION_ENV) or str(RETENTION_DAYS)
+    try:
+        days = float(text)
+    except ValueError:
+        days = math.nan
+    if not days >= 0:  # also NaN
+        raise PruneLabError(f"{RETENTION_ENV} must be a number of days >= 0 (or inf to keep uploads), got {text!r}")
+    return days
+
+
+def clean() -> list[Path]:
+    """Delete the uploads older than retention_days() and return their paths (see the module docstring)."""
+    cutoff = time.time() - retention_days() * 86_400  # seconds; -inf for inf: nothing is that old
+    root = folder()
+    if root.is_symlink() or not root.is_dir():
+        return []
+    removed = []
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                with contextlib.suppress(OSError):  # best effort: a file we may not delete stays
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
