@@ -59,6 +59,7 @@ def _cli(*args: str, home: Path) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_model_page_figures_hold_while_another_thread_runs_the_model(monkeypatch, tmp_path):
     spec = load("mnist-vit")
     with forward_passes_elsewhere(spec.model, shape=(1, 28, 28)):
