@@ -80,6 +80,11 @@ def user_model(name: str) -> UserModel | None:
     return _USER_MODELS.get(name)
 
 
+def is_loaded(args: UserModel) -> bool:
+    """Whether a model with these arguments (and unchanged files) already loaded in this server process."""
+    return args.handle() in _USER_MODELS
+
+
 def load_user_model(args: UserModel) -> str:
     """Register args under their handle and load the model (cached); return the handle. A model that fails
     to load (PruneLabError, or any exception from the user's code) is not left registered."""

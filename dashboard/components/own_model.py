@@ -14,7 +14,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from core.errors import PruneLabError
 from core.models import available
-from dashboard import cache, uploads
+from dashboard import cache, load_job, uploads
 from dashboard.components.text import md
 
 Field = tuple[str, uploads.Upload | None]  # a file field: the typed path and the upload (None: none)
@@ -43,6 +43,7 @@ def pick_model(default: str) -> str:
                                   help="Bundled sample models with trained weights, the reference zoo, models "
                                        "you loaded, or your own.")
     if choice != OWN:
+        load_job.abandon()  # a load left running behind a closed form would load for nobody
         st.session_state[SHOWN] = choice
         _describe(choice)
         return choice
@@ -74,6 +75,8 @@ def _form() -> None:
         box.warning(PICKLE_RISK, icon="⚠️")
     if box.button("Load", key="own-load", type="primary"):
         _load(box, ref, weights, data, trust)
+    elif (job := load_job.current()) is not None:  # started in an earlier run of this session: follow it on
+        _finish(box, job.args, job)
 
 
 def _file_field(box: DeltaGenerator, label: str, key: str, types: list[str], placeholder: str) -> Field:
@@ -102,14 +105,28 @@ def _clean(text: str) -> str:
 
 
 def _load(box: DeltaGenerator, ref: str, weights: Field, data: Field, trust: bool) -> None:
-    """Load the model and select it; on failure show why in the form and keep the current model."""
+    """Check-load the model in a separate process (dashboard.load_job), unless this server already loaded it,
+    then load and select it; on failure show why in the form and keep the current model."""
+    load_job.abandon()  # Load again: the form's current values replace a load still running
     try:
         if not _clean(ref):
             raise PruneLabError("enter a model reference: path/to/file.py:build, a pickled model .pt or a "
                                 "Hugging Face model folder")
         args = cache.UserModel(_clean(ref), _file(weights, "weights"), _file(data, "data"), trust)
+    except PruneLabError as e:
+        box.error(md(e))
+        return
+    _finish(box, args, None if cache.is_loaded(args) else load_job.start(args))
+
+
+def _finish(box: DeltaGenerator, args: cache.UserModel, job: load_job.LoadJob | None) -> None:
+    """Wait for the check-load (if any) while showing Cancel; then load the model here and select it."""
+    try:
+        if job is not None and not (outcome := load_job.follow(box, job)).ok:
+            raise PruneLabError(outcome.message)
         handle = cache.load_user_model(args)
     except PruneLabError as e:
+        trust = args.trust_pickle
         hint = " In this form: tick “Trust this pickle”." if "--trust-pickle" in str(e) and not trust else ""
         box.error(f"{md(e)}{hint}")
         return

@@ -202,3 +202,26 @@ def test_upload_over_the_limit_is_refused_and_nothing_is_written(monkeypatch, tm
     assert any("uploads are limited" in e.value for e in at.sidebar.error)
     assert not (tmp_path / "uploads").exists() or not any((tmp_path / "uploads").iterdir())
     assert at.sidebar.selectbox(key="model").value == OWN and metric(at, "Parameters")
+
+
+def test_a_factory_that_never_returns_is_stopped_at_the_time_limit(monkeypatch, tmp_path):
+    """Loading used to run the factory in the session's own thread: one that never returned left the form on
+    "Loading the model…" for ever, with no way out. Now it is check-loaded in a process stopped at the limit."""
+    from tests.test_probe import FOREVER, alive, pids_of
+
+    monkeypatch.setenv("PRUNELAB_LOAD_TIMEOUT_S", "3")
+    pidfile = tmp_path / "pids"
+    ref = f"{tmp_path / 'forever.py'}:build"
+    (tmp_path / "forever.py").write_text(textwrap.dedent(FOREVER.format(pids=str(pidfile))))
+    at = open_app(monkeypatch, "digits-mlp", tmp_path / "home")
+    params = metric(at, "Parameters")
+    at = choose_own(at)
+    at.sidebar.text_input(key="own-ref").input(ref)
+    at = at.sidebar.button(key="own-load").click().run(timeout=90)
+    assert not at.exception
+    errors = [e.value for e in at.sidebar.error]
+    assert len(errors) == 1 and "\n" not in errors[0], errors
+    assert "time limit of 3 s" in errors[0] and "PRUNELAB_LOAD_TIMEOUT_S" in errors[0]
+    assert not any(alive(pid) for pid in pids_of(pidfile, 0))  # the factory and the process it started
+    assert metric(at, "Parameters") == params  # the pages still show digits-mlp
+    assert at.sidebar.button(key="own-load")  # and the form can load again
