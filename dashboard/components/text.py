@@ -14,13 +14,16 @@ by tests/e2e/test_no_outside_requests.py, for every construct above).
   table or heading can form;
 - `_`, except inside a word (`patch_embed`), where CommonMark never reads it as emphasis;
 - both colons of a shortcode, icon or colour (`:name:`, `:material/x:`, `:red[`) and the `/` of
-  `:material/`: Streamlit looks for these in the source, and an escaped closing colon is what stops it;
+  `:material/`: Streamlit loads its emoji plugin only if the source holds an unescaped `:name:` and rewrites
+  `:material/` in the source, so escaped colons stop both (an element whose own, trusted text held a `:name:`
+  would load the plugin for its whole text: none of the dashboard's does);
 - a line's leading `-`, `+`, `=` or `1.`/`1)`, which would start a list or underline a heading.
 Some transformations act on the parsed text, where escapes are gone: bare URLs and e-mail addresses become
 links, `:material_home:` and `:streamlit:` become an icon and an image. There `md` puts an invisible WORD
 JOINER (U+2060) after the `:` of `://`, between `www` and its dot, after `@`, and after the first colon of those
 two icons: the page shows the same characters, nothing is clickable, but a copied URL holds the joiner.
-Left as they are: ` -> ` and ` -- ` (drawn as arrows and dashes) and everything ordinary (`layer1.0`,
+Left as they are: ` -> `, ` <- `, ` -- `, ` >= `, ` <= ` (drawn as arrows, a dash and signs, by the same late
+pass: the same meaning, and a joiner there would change a copied message) and everything ordinary (`layer1.0`,
 `digits_cnn.py:build`, `it has: fc1, fc2`), so messages read the same in tests and logs.
 
 Where a value reads better verbatim (a path, a command), st.code and st.text draw no Markdown at all.
