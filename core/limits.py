@@ -82,6 +82,10 @@ MAX_LABELS = Limit(
     "PRUNELAB_MAX_LABELS", 100_000, "labels",
     "num_labels (or id2label) in a Hugging Face config.json: transformers makes a dict entry per label before any "
     "tensor, so 10^12 labels ask for tens of GB; ImageNet-21k has 21,843")
+MAX_ZIP_ENTRIES = Limit(
+    "PRUNELAB_MAX_ZIP_ENTRIES", 100_000, "members",
+    "members of a zip (.pt/.pth/.bin saved by torch.save, .npz): zipfile builds a ~500-byte object per member "
+    "(measured) before any size in it can be read; torch.save writes one per tensor, and models have thousands")
 MAX_CONFIG = Limit(
     "PRUNELAB_MAX_CONFIG_MB", 16, "MB",
     "a Hugging Face config.json, read whole: the largest real ones (21k labels spelled out) are about 1 MB",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -26,11 +27,12 @@ from typing import Any
 import numpy as np
 
 from core.errors import PruneLabError
-from core.limits import MAX_CONFIG, MAX_DATA, MAX_LABELS, MAX_LAYERS, MAX_PARAMS, MAX_WEIGHTS
+from core.limits import MAX_CONFIG, MAX_DATA, MAX_LABELS, MAX_LAYERS, MAX_PARAMS, MAX_WEIGHTS, MAX_ZIP_ENTRIES
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")  # files a Hugging Face folder may load weights from
 COUNT_KEY = re.compile(r"(^|_)(layers?|depths?|blocks|experts)$")  # num_hidden_layers, n_layer, depths, ...
 LABEL_KEYS = ("id2label", "label2id")
+EOCD, ZIP64_LOCATOR = b"PK\x05\x06", b"PK\x06\x07"  # signatures of a zip's end records
 
 
 def weights_file(path: Path) -> None:
@@ -39,18 +41,41 @@ def weights_file(path: Path) -> None:
     if path.suffix == ".safetensors" or not zipfile.is_zipfile(path):
         return  # read as stored: what is on disk is what lands in memory
     try:
-        with zipfile.ZipFile(path) as z:
+        with _zip(path) as z:
             inflated = sum(info.file_size for info in z.infolist())
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise PruneLabError(f"cannot read {path} (corrupt or truncated?): {type(e).__name__}: {e}") from None
     MAX_WEIGHTS.check(inflated, f"weights file {path} would decompress to")
 
 
+def _zip(path: Path) -> zipfile.ZipFile:
+    """The zip at path, opened once the number of members its end record declares is within MAX_ZIP_ENTRIES."""
+    MAX_ZIP_ENTRIES.check(_zip_entries(path), f"{path} declares")
+    return zipfile.ZipFile(path)
+
+
+def _zip_entries(path: Path) -> int:
+    """How many members a zip's end-of-central-directory record declares (zip64's own record past 65,534),
+    read from the last 64 KB of the file; 0 when there is no such record (zipfile will then say so)."""
+    with path.open("rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        f.seek(max(0, end - 22 - 65535))  # the record (22 bytes) and the longest comment after it
+        tail = f.read()
+        at = tail.rfind(EOCD)
+        if at < 0:
+            return 0
+        count = int.from_bytes(tail[at + 10:at + 12], "little")
+        if count == 0xFFFF and at >= 20 and tail[at - 20:at - 16] == ZIP64_LOCATOR:
+            f.seek(int.from_bytes(tail[at - 12:at - 4], "little") + 32)  # total entries, 8 bytes at offset 32
+            count = int.from_bytes(f.read(8), "little")
+    return count
+
+
 def npz_arrays(path: Path, names: Iterable[str]) -> None:
     """Refuse an .npz whose arrays called `names` declare more than MAX_DATA together (from their headers)."""
     wanted, declared = set(names), {}
     try:
-        with zipfile.ZipFile(path) as z:
+        with _zip(path) as z:
             for info in z.infolist():
                 name = info.filename.removesuffix(".npy")
                 if name in wanted:

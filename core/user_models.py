@@ -557,7 +557,7 @@ def load_npz(data: str | Path, max_samples: int = 5000) -> Split:
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing or ("x_train" in arrays) != ("y_train" in arrays):
         raise PruneLabError(f"data file {path} must hold arrays x and y, and optionally both x_train and y_train; "
-                            f"it holds {', '.join(held) or 'nothing'}")
+                            f"it holds {_some(held, 8) or 'nothing'}")
 
     def pair(xk: str, yk: str) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = arrays[xk][:max_samples], arrays[yk][:max_samples]

@@ -275,3 +275,26 @@ def test_a_bad_override_is_one_line(monkeypatch):
     monkeypatch.setenv("PRUNELAB_MAX_WEIGHTS_MB", "lots")
     with pytest.raises(PruneLabError, match="PRUNELAB_MAX_WEIGHTS_MB.*positive whole number.*'lots'"):
         limits.MAX_WEIGHTS.value()
+
+
+@pytest.fixture(scope="module")
+def crowded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 9 MB zip of 100,001 empty members: zipfile builds a ~500-byte object per member (measured: 101 MB for
+    200,000), so a file at the weights limit could ask for ~20 GB before any size in it was read. Past 65,535
+    members the count lives in the zip64 record."""
+    path = tmp_path_factory.mktemp("crowded") / "crowded.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        for i in range(100_001):
+            z.writestr(f"m/{i}", b"")
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".npz"])
+def test_a_zip_with_too_many_members_is_refused_before_they_are_listed(crowded, tmp_path, suffix):
+    from core.user_models import load_npz
+
+    path = tmp_path / f"crowded{suffix}"
+    path.symlink_to(crowded)
+    with pytest.raises(PruneLabError, match=rf"crowded\{suffix}.*100,001 members.*PRUNELAB_MAX_ZIP_ENTRIES") as info:
+        read_state_dict(path) if suffix == ".pt" else load_npz(path)
+    assert "\n" not in str(info.value)
