@@ -150,7 +150,8 @@ def test_the_load_dies_with_the_process_that_started_it(forever, tmp_path):
     """A server killed with SIGKILL takes its check-load with it (the child asked the kernel for that)."""
     ref, pidfile = forever
     starter = subprocess.Popen([sys.executable, "-c", f"from core.probe import Probe; Probe({ref!r}); "
-                                                      "import time; time.sleep(600)"], cwd=ROOT)
+                                                      "import time; time.sleep(600)"], cwd=ROOT,
+                               env={**os.environ, "TMPDIR": str(tmp_path)})  # its probe folder: nobody removes it
     try:
         pids = pids_of(pidfile)
         os.kill(starter.pid, signal.SIGKILL)

@@ -2,9 +2,11 @@
 
 "Your own model…" opens a small form: a reference (file.py:build, a pickled model .pt or a Hugging Face
 folder, as core.user_models reads them), optional weights and .npz data (a path on this machine or an
-upload, saved by dashboard.uploads), a trust-pickle checkbox and Load. A loaded model is registered in
-dashboard.cache under a handle, listed in this session's choices by its reference and selected; while
-the form is open, or when loading fails, the pages keep showing the model chosen before.
+upload, saved by dashboard.uploads), a trust-pickle checkbox and Load. Load first check-loads the model in a
+separate process (dashboard.load_job: time limit, memory limit, Cancel; killed when the session ends), then
+loads it here. A loaded model is registered in dashboard.cache under a handle, listed in this session's
+choices by its reference and selected; while the form is open, or when loading fails, the pages keep showing
+the model chosen before.
 """
 
 from __future__ import annotations
