@@ -161,3 +161,15 @@ def test_a_diverging_fine_tune_fails_instead_of_yielding_nan_weights():
     x, y = torch.randn(32, 4) * 1e30, torch.randint(0, 3, (32,))
     with pytest.raises(PruneLabError, match="diverged"):
         fit(model, x, y, Recipe(epochs=1, lr=0.01, batch_size=16))
+
+
+def test_a_sensitivity_table_from_a_device_or_a_huge_file_is_refused_unread(tmp_path):
+    from core.sensitivity import read_table
+
+    with pytest.raises(PruneLabError, match="not a regular file"):
+        read_table("/dev/zero")
+    big = tmp_path / "sens.csv"
+    with big.open("wb") as f:
+        f.truncate(50 * 2**30)
+    with pytest.raises(PruneLabError, match="too large"):
+        read_table(big)
