@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -202,7 +203,7 @@ KINDS = ("markdown", "error", "caption", "checkbox", "expander", "radio", "metri
 def test_md_shows_every_markdown_construct_as_its_characters_in_streamlit(sink, tmp_path):
     """Images, links, autolinks, HTML, LaTeX, emoji, icons, colours, emphasis, headings, lists, tables,
     footnotes, escapes and entities, in every kind of element that renders Markdown."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     cases = [text.replace(CORPUS_HOST, f"http://127.0.0.1:{sink.port}") for text in CORPUS]
     (tmp_path / "cases.json").write_text(json.dumps(cases))
@@ -222,6 +223,7 @@ def test_md_shows_every_markdown_construct_as_its_characters_in_streamlit(sink, 
             for i, text in enumerate(cases):
                 for kind in KINDS:
                     box = page.locator(f".st-key-{kind}-{i}")
+                    expect(box).to_contain_text(re.compile(r"\S"), timeout=30_000)  # drawn (not mid-rerun)
                     elements = box.locator("img, a, code, em, strong, del, h1, li, blockquote, table, .katex")
                     if " ".join(text.split()) not in seen(box) or elements.count():
                         wrong.append((i, kind, seen(box)))
@@ -229,4 +231,4 @@ def test_md_shows_every_markdown_construct_as_its_characters_in_streamlit(sink, 
     finally:
         stop(proc)
     assert sink.paths == [], f"the page fetched from the planted host: {sink.paths}"
-    assert wrong == []
+    assert wrong == [], wrong
