@@ -48,8 +48,8 @@ class Limit:
         e.g. "weights file w.pt would decompress to"; the amount and the limit follow it."""
         limit = self.value()
         if amount > limit:
-            raise PruneLabError(f"{subject} {self.show(amount)}, over the limit of {self.show(limit)} "
-                                f"(set {self.env} to raise it)")
+            raise PruneLabError(f"{subject} {self.show(amount)}, over the limit of {self.show(limit)}; set "
+                                f"{self.env} to raise it")
 
     def show(self, amount: int) -> str:
         """amount (compared units) as people read it: '4.3 GB (4352 MB)', '12 s', '1,000,000 parameters'."""
