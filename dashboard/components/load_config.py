@@ -19,23 +19,42 @@ import streamlit as st
 
 from core.config import PruneConfig, read_config_bytes
 from core.errors import PruneLabError
+from core.models import is_registered
 from core.prune import check_config_matches
 from core.store import Store
+from core.user_models import describe_reference
 from dashboard import cache
+from dashboard.components.own_model import OWN, PENDING
 from dashboard.components.sliders import MAX_RATIO, slider_key
 from dashboard.components.text import md
 
 RATIO_METHODS = ("unstructured", "block", "channel", "neuron", "head")  # one slider per unit
 LOAD_MESSAGE = "exp-load-message"  # session key: outcome of "Load into Tune"
 IMPORT_MESSAGE = "exp-import-message"  # session key: outcome of the last uploaded config
+OFFER = "exp-import-offer"  # session key: the model file a refused config names, offered to the own-model form
+
+
+def _for_this_model(name: str, config: PruneConfig) -> PruneConfig:
+    """config, renamed to the handle if it names model `name` by its reference (as Export hands it out); for
+    another model, PruneLabError saying how to switch, and nothing loaded: a config never loads the model it
+    names. A model file or folder is offered to the sidebar's own-model form (OFFER), where the user's Load
+    runs it."""
+    shown = cache.display_name(name)
+    if config.model in (name, shown):
+        return replace(config, model=name)
+    wrong = f"config is for model {config.model!r}, not {shown!r}"
+    if is_registered(config.model):
+        raise PruneLabError(f"{wrong}: choose {config.model} in the sidebar, then import it again")
+    st.session_state[OFFER] = config.model
+    raise PruneLabError(f"{wrong}; {describe_reference(config.model)}, so nothing was loaded. If you trust it, "
+                        "load it under “Your own model…” in the sidebar (button below), then import the config again")
 
 
 def checked(name: str, config: PruneConfig) -> PruneConfig:
     """config, if it fits model `name`: PruneLabError (the engine's one line) if it is for another model or
     other weights, or names units the model does not have. A user model's config may name it by its reference
     (as Export hands it out): it is renamed to the dashboard's handle."""
-    if config.model != name and config.model == cache.display_name(name):
-        config = replace(config, model=name)
+    config = _for_this_model(name, config)
     spec = cache.spec(name)
     check_config_matches(spec, config)
     known = {u.name for u in cache.cost_model(name, config.method).units}  # core.graph.units, cached
@@ -100,6 +119,7 @@ def _say(key: str, kind: str, text: str) -> None:
 
 def on_load(name: str, exp_id: str) -> None:
     """on_click callback of "Load into Tune": the recorded experiment's config into the Tune widgets."""
+    st.session_state.pop(OFFER, None)
     try:
         _say(LOAD_MESSAGE, "success", load(name, Store().get(exp_id).config, f"experiment {exp_id}"))
     except PruneLabError as e:
@@ -108,6 +128,7 @@ def on_load(name: str, exp_id: str) -> None:
 
 def on_upload(name: str, key: str) -> None:
     """on_change callback of the config uploader (key: its widget key): the file's config into Tune."""
+    st.session_state.pop(OFFER, None)
     upload = st.session_state.get(key)
     if upload is None:  # the file was removed
         st.session_state.pop(IMPORT_MESSAGE, None)
@@ -116,6 +137,22 @@ def on_upload(name: str, key: str) -> None:
         _say(IMPORT_MESSAGE, "success", import_bytes(name, upload.getvalue(), upload.name))
     except PruneLabError as e:
         _say(IMPORT_MESSAGE, "error", f"Cannot load {upload.name}: {e}")
+
+
+def _open_own_model_form(ref: str) -> None:
+    """on_click: the sidebar switches to "Your own model…" with ref typed in; nothing is loaded until Load."""
+    st.session_state[PENDING] = OWN
+    st.session_state["own-ref"] = ref
+    st.session_state.pop(OFFER, None)
+
+
+def offer_own_model() -> None:
+    """Under an import refused because its config names a model file: the button that takes the user to the
+    own-model form with that reference (their Load, with its time limit, is the confirmation)."""
+    ref = st.session_state.get(OFFER)
+    if ref:
+        st.button("Open “Your own model…” with this reference", key="exp-import-own", on_click=_open_own_model_form,
+                  args=(ref,), help="Fills in the sidebar form; the model's code runs only when you press Load there.")
 
 
 def show(key: str) -> None:

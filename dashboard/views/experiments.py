@@ -152,6 +152,7 @@ def _import(name: str) -> None:
     st.file_uploader("A PruneLab config.json (from Export, the CLI or another machine)", type=["json"],
                      max_upload_size=1, key=UPLOAD_KEY, on_change=load_config.on_upload, args=(name, UPLOAD_KEY))
     load_config.show(load_config.IMPORT_MESSAGE)
+    load_config.offer_own_model()
 
 
 def _open_store() -> Store | None:
