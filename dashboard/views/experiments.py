@@ -160,19 +160,19 @@ def _open_store() -> Store | None:
     try:
         store = Store()
     except PruneLabError as e:
-        st.error(f"The experiment store cannot be opened: {e}", icon=":material/error:")
+        st.error(f"The experiment store cannot be opened: {md(e)}", icon=":material/error:")
         return None
     if store.notice:
-        st.warning(store.notice, icon=":material/warning:")
+        st.warning(md(store.notice), icon=":material/warning:")
     try:
         store.sync()
     except PruneLabError as e:
-        st.warning(f"The experiment store could not be brought up to date: {e}", icon=":material/warning:")
+        st.warning(f"The experiment store could not be brought up to date: {md(e)}", icon=":material/warning:")
     if store.read_only:
-        st.warning(f"The experiment store {store.path} cannot be written ({store.read_only}): shown as last saved; "
-                   "new runs are not recorded.", icon=":material/warning:")
+        st.warning(f"The experiment store {md(store.path)} cannot be written ({md(store.read_only)}): shown as last "
+                   "saved; new runs are not recorded.", icon=":material/warning:")
     if copies := store.damaged_copies():
-        st.caption("Damaged copies of the store kept (nothing was deleted): " + ", ".join(map(str, copies)))
+        st.caption("Damaged copies of the store kept (nothing was deleted): " + md(", ".join(map(str, copies))))
     return store
 
 
@@ -193,7 +193,7 @@ def render(name: str) -> None:
         shown = _filtered(everything)
         st.dataframe(tables.table(shown), hide_index=True, width="stretch")
         st.caption(f"{len(shown)} of {len(everything)} experiment(s) of this model, newest first; numbers of the "
-                   f"pruned model (size in bytes, fp32), created in UTC. Store: {store.path}")
+                   f"pruned model (size in bytes, fp32), created in UTC. Store: {md(store.path)}")
         _compare(shown, store)
         _pareto(name, store)
         if shown:
