@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -119,6 +120,9 @@ def _out_file(text: str) -> Path:
     return path
 
 
+MIN_FREE_BYTES = 1 << 20  # a run with less free space under --out (1 MiB) is refused before it starts
+
+
 def _out_dir(text: str, force: bool = False) -> Path:
     """--out must be a directory we can write into or create, and not hold another run (unless --force, which
     moves that run aside when the run starts); checked before any slow work, and not created until there is
@@ -131,6 +135,10 @@ def _out_dir(text: str, force: bool = False) -> Path:
     existing = next(p for p in (path, *path.absolute().parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK):
         raise PruneLabError(f"--out {text}: {existing} is not a writable directory")
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:  # a full disk is known now, not after the work
+        raise PruneLabError(f"--out {text}: only {free:,} bytes free on the disk of {existing.absolute()}; a run "
+                            f"writes its model, config and metrics there (free at least {MIN_FREE_BYTES:,} bytes)")
     if in_use(path):
         raise PruneLabError(f"--out {path.absolute()} is in use by {holder(path)}; wait for it to end or choose "
                             "another folder")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -37,7 +36,6 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,13 +47,14 @@ from core.files import write_atomic
 from core.processes import alive, process_start
 from core.run_folder import RUN_FILES
 from core.runs import workspace
+from core.store_folders import folder_record, moved_here, own_metrics
+from core.store_rows import NUMBERS, BadRow, Experiment, Unreadable, experiment, numbers, unreadable
 
 __all__ = ["PARETO_AXES", "RUN_FILES", "SCHEMA_VERSION", "STATUSES", "Experiment", "Store", "Unreadable"]
 
 SCHEMA_VERSION = 2  # 2 added run_uid
 STATUSES = ("running", "done", "failed", "interrupted")
 PARETO_AXES = ("flops", "size_bytes", "latency_ms")
-NUMBERS = ("params", "flops", "size_bytes", "latency_ms", "accuracy")  # copied from metrics["pruned"]
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another one
 BUSY_STEP_MS = 50  # ... in steps this long, between which Ctrl+C is seen
 DAMAGED = ("SQLITE_NOTADB", "SQLITE_CORRUPT")  # error names (prefixes) of a damaged database file
@@ -102,58 +101,6 @@ class StoreError(PruneLabError):
     def __init__(self, message: str, code: str = "") -> None:
         super().__init__(message)
         self.code = code
-
-
-@dataclass(frozen=True)
-class Experiment:
-    """One recorded run. folder is None when a later run was written into the same folder (its files are
-    gone; its config and metrics stay here). metrics is None until the run is done."""
-
-    id: str
-    model: str
-    method: str
-    criterion: str
-    status: str
-    parent: str | None
-    config: PruneConfig
-    metrics: dict | None
-    folder: Path | None
-    created_at: str
-    finished_at: str | None
-    error: str | None
-    params: int | None
-    flops: int | None
-    size_bytes: int | None
-    latency_ms: float | None
-    accuracy: float | None
-    pid: int | None
-    host: str | None
-
-    def to_dict(self, metrics: bool = True) -> dict[str, Any]:
-        """JSON-ready fields (config as its dict; metrics left out if not wanted, e.g. in a long list)."""
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        data.update(config=self.config.to_dict(), folder=None if self.folder is None else str(self.folder))
-        if not metrics:
-            del data["metrics"]
-        return data
-
-
-@dataclass(frozen=True)
-class Unreadable:
-    """A row that cannot be read back (a config of a newer version, damaged metrics JSON, a value of the wrong
-    type...): its id, why, and its plain columns as text, so a list can name it instead of failing."""
-
-    id: str
-    reason: str
-    model: str | None
-    method: str | None
-    status: str | None
-    created_at: str | None
-    folder: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "model": self.model, "method": self.method, "status": self.status,
-                "created_at": self.created_at, "folder": self.folder, "unreadable": self.reason}
 
 
 class Store:
@@ -384,8 +331,8 @@ class Store:
         """One experiment by id; PruneLabError if there is none or it cannot be read (saying why)."""
         row = self._raw(exp_id)
         try:
-            return _experiment(row)
-        except _BadRow as e:
+            return experiment(row)
+        except BadRow as e:
             raise PruneLabError(f"experiment {exp_id} cannot be read: {e} (`prunelab experiments delete {exp_id} "
                                 "--yes` removes the record)") from None
 
@@ -420,9 +367,9 @@ class Store:
         good, bad = [], []
         for row in rows:
             try:
-                good.append(_experiment(row))
-            except _BadRow as e:
-                bad.append(_unreadable(row, str(e)))
+                good.append(experiment(row))
+            except BadRow as e:
+                bad.append(unreadable(row, str(e)))
         return good, bad
 
     def id_for_folder(self, folder: Path) -> str | None:
@@ -552,10 +499,11 @@ class Store:
         back = {}
         for r in rows:
             original = run_folder.replaced_original(Path(r["folder"]))
-            if original is not None and not Path(r["folder"]).exists():
-                identity = run_folder.read_identity(original)
-                if identity is not None and identity.uid == r["run_uid"]:
-                    back[r["id"]] = original
+            if original is None or Path(r["folder"]).exists() or run_folder.in_use(original):
+                continue  # moved, or being moved right now by the run that holds the folder
+            identity = run_folder.read_identity(original)
+            if identity is not None and identity.uid == r["run_uid"]:
+                back[r["id"]] = original
         for exp_id, original in back.items():
             self.relocate(exp_id, original)
         return list(back)
@@ -567,7 +515,7 @@ class Store:
         with self._connect() as conn:
             rows = conn.execute("SELECT * FROM experiments WHERE status = 'interrupted' "
                                 "AND folder IS NOT NULL AND metrics_json IS NULL").fetchall()
-        found = {r["id"]: m for r in rows if (m := _own_metrics(r)) is not None}
+        found = {r["id"]: m for r in rows if (m := own_metrics(r)) is not None}
         if found:
             with self._write() as conn:
                 for exp_id, (metrics, finished) in found.items():
@@ -580,25 +528,21 @@ class Store:
         root = _runs_root()
         with self._connect() as conn:
             known = {r["folder"] for r in conn.execute("SELECT folder FROM experiments WHERE folder IS NOT NULL")}
-        found = [r for d in _run_folders(root) if str(d) not in known and (r := _folder_record(d)) is not None]
+        found = [r for d in _run_folders(root) if str(d) not in known and (r := folder_record(d)) is not None]
         imported = []
-        for record in found:
+        for record, metrics in found:
             with self._write() as conn:
                 if conn.execute("SELECT 1 FROM experiments WHERE folder = ?", (record["folder"],)).fetchone():
                     continue  # another process imported it meanwhile
-                if _moved_here(conn, record):
+                if moved_here(conn, record):
                     continue
                 record["id"] = _free_id(conn, Path(record["folder"]).name)
-                _insert(conn, **record)
+                _insert(conn, **record, **(numbers(metrics) if metrics is not None else {}))
                 imported.append(record["id"])
         return imported
 
 
 # --- rows ----------------------------------------------------------------------------------------------------
-
-
-class _BadRow(Exception):
-    """A row that cannot be turned into an Experiment (the message says why)."""
 
 
 def _error(where: str, e: sqlite3.Error) -> StoreError:
@@ -641,72 +585,13 @@ def _insert(conn: sqlite3.Connection, **values: Any) -> None:
 
 def _set_done(conn: sqlite3.Connection, exp_id: str, metrics: dict, finished_at: str) -> None:
     """Done with these metrics; finished no earlier than created (a file's mtime may lag the row's clock)."""
-    numbers = _numbers(metrics)
+    values = numbers(metrics)
     cur = conn.execute(
         f"UPDATE experiments SET status = 'done', metrics_json = ?, finished_at = MAX(?, created_at), error = NULL, "
         f"{', '.join(f'{k} = ?' for k in NUMBERS)} WHERE id = ?",
-        (json.dumps(metrics, sort_keys=True), finished_at, *(numbers[k] for k in NUMBERS), exp_id))
+        (json.dumps(metrics, sort_keys=True), finished_at, *(values[k] for k in NUMBERS), exp_id))
     if cur.rowcount == 0:
         raise _unknown(exp_id)
-
-
-def _experiment(row: sqlite3.Row) -> Experiment:
-    """The row as an Experiment; _BadRow (saying why) if any of its values cannot be one."""
-    try:
-        config = PruneConfig.from_json(row["config_json"])
-    except (PruneLabError, TypeError, RecursionError) as e:
-        raise _BadRow(f"config: {e}") from None
-    metrics = None
-    if row["metrics_json"] is not None:
-        try:
-            metrics = json.loads(row["metrics_json"])
-        except (ValueError, TypeError, RecursionError) as e:
-            raise _BadRow(f"metrics are not readable JSON ({e})") from None
-        if not isinstance(metrics, dict):
-            raise _BadRow("metrics are not a JSON object")
-    _check_types(row)
-    return Experiment(
-        id=row["id"], model=row["model"], method=row["method"], criterion=row["criterion"], status=row["status"],
-        parent=row["parent"], config=config, metrics=metrics,
-        folder=None if row["folder"] is None else Path(row["folder"]), created_at=row["created_at"],
-        finished_at=row["finished_at"], error=row["error"], **{k: row[k] for k in NUMBERS},
-        pid=row["pid"], host=row["host"])
-
-
-def _check_types(row: sqlite3.Row) -> None:
-    for key in ("id", "model", "method", "criterion", "status", "created_at"):
-        if not isinstance(row[key], str):
-            raise _BadRow(f"{key} is not text ({row[key]!r})")
-    for key in ("parent", "folder", "finished_at", "error", "host"):
-        if row[key] is not None and not isinstance(row[key], str):
-            raise _BadRow(f"{key} is not text ({row[key]!r})")
-    for key in NUMBERS:
-        value = row[key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not math.isfinite(value)):
-            raise _BadRow(f"{key} is not a number ({value!r})")
-    if row["pid"] is not None and not isinstance(row["pid"], int):
-        raise _BadRow(f"pid is not a number ({row['pid']!r})")
-
-
-def _unreadable(row: sqlite3.Row, reason: str) -> Unreadable:
-    def text(key: str) -> str | None:
-        value = row[key]
-        return None if value is None else value if isinstance(value, str) else repr(value)
-
-    return Unreadable(id=text("id") or "?", reason=reason, model=text("model"), method=text("method"),
-                      status=text("status"), created_at=text("created_at"), folder=text("folder"))
-
-
-def _numbers(metrics: dict) -> dict[str, float | int | None]:
-    """The pruned model's headline numbers (metrics["pruned"], or metrics itself if flat); None if absent."""
-    pruned = metrics.get("pruned") if isinstance(metrics.get("pruned"), dict) else metrics
-    out: dict[str, float | int | None] = {}
-    for key in NUMBERS:
-        value = pruned.get(key)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        out[key] = value if ok else None
-    return out
 
 
 def _unknown(exp_id: str) -> PruneLabError:
@@ -715,10 +600,6 @@ def _unknown(exp_id: str) -> PruneLabError:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _mtime(path: Path) -> str:
-    return datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="microseconds")
 
 
 def _free_id(conn: sqlite3.Connection, name: str) -> str:
@@ -807,80 +688,3 @@ def _run_folders(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
     return sorted(d.resolve() for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-
-
-def _read_metrics(folder: Path) -> tuple[dict, str] | None:
-    """(metrics, mtime) of a folder's metrics.json, or None if it is missing or unreadable."""
-    path = folder / "metrics.json"
-    try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-        return (metrics, _mtime(path)) if isinstance(metrics, dict) else None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
-        return None
-
-
-def _folder_config(folder: Path) -> PruneConfig | None:
-    try:
-        return PruneConfig.load(folder / "config.json")
-    except PruneLabError:
-        return None
-
-
-def _own_metrics(row: sqlite3.Row) -> tuple[dict, str] | None:
-    """(metrics, mtime) of the metrics.json in a row's folder if the row's own run wrote it, else None."""
-    folder = Path(row["folder"])
-    found = _read_metrics(folder)
-    try:
-        config = PruneConfig.from_json(row["config_json"])
-    except (PruneLabError, TypeError, RecursionError):
-        return None
-    if found is None:
-        return None
-    metrics, mtime = found
-    if row["run_uid"]:
-        return found if run_folder.belongs(metrics, row["run_uid"], config) else None
-    # a row recorded before run uids: only metrics without a uid, written after the row, beside its config
-    legacy = run_folder.owner(metrics) is None and mtime >= row["created_at"] and _folder_config(folder) == config
-    return found if legacy else None
-
-
-def _folder_record(folder: Path) -> dict[str, Any] | None:
-    """Row values for an unrecorded run folder: done with its metrics if they are its own run's, else interrupted;
-    None if it has no readable config.json or its run is still writing it."""
-    config = _folder_config(folder)
-    if config is None:
-        return None
-    if run_folder.in_use(folder):
-        return None  # its run is writing it, and records itself
-    identity = run_folder.read_identity(folder)
-    try:
-        created = identity.started_at if identity is not None else _mtime(folder / "config.json")
-    except OSError:
-        return None
-    record = dict(model=config.model, method=config.method, criterion=config.criterion, config_json=config.to_json(),
-                  folder=str(folder), created_at=created, run_uid=None if identity is None else identity.uid)
-    found = _read_metrics(folder)
-    if found is not None and identity is not None:
-        found = found if run_folder.belongs(found[0], identity.uid, config) else None
-    elif found is not None and (stamp := run_folder.owner(found[0])) is not None:
-        found = found if stamp.get("config_sha256") == run_folder.config_sha256(config) else None
-    if found is None:
-        return record | dict(status="interrupted", error="found without its own metrics.json (the run did not finish)")
-    metrics, finished = found
-    return record | dict(status="done", metrics_json=json.dumps(metrics, sort_keys=True),
-                         finished_at=max(finished, created), **_numbers(metrics))
-
-
-def _moved_here(conn: sqlite3.Connection, record: dict[str, Any]) -> bool:
-    """If the folder's run uid is already recorded by a row whose folder no longer holds that run, the folder is
-    that row's, moved: point the row here (True). A copy of a recorded folder is imported without the uid."""
-    uid = record.get("run_uid")
-    row = conn.execute("SELECT id, folder FROM experiments WHERE run_uid = ?", (uid,)).fetchone() if uid else None
-    if row is None:
-        return False
-    there = run_folder.read_identity(Path(row["folder"])) if row["folder"] else None
-    if there is not None and there.uid == uid:
-        record["run_uid"] = None  # a copy: the original keeps the uid
-        return False
-    conn.execute("UPDATE experiments SET folder = ? WHERE id = ?", (record["folder"], row["id"]))
-    return True

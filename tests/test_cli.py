@@ -247,7 +247,8 @@ def _metrics(folder: Path) -> dict:
 
 def test_prune_writes_three_files(pruned):
     folder, stdout, stderr = pruned
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "metrics.json", "model.onnx"]
+    assert sorted(p.name for p in folder.iterdir()) == [".prunelab-run.json", "config.json", "metrics.json",
+                                                        "model.onnx"]  # and the run's identity, written first
     assert "wrote" in stdout and str(folder / "metrics.json") in stdout
     assert "parameters" in stdout and "test accuracy" in stdout
     assert "error" not in stderr

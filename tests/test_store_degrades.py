@@ -170,6 +170,7 @@ def test_prune_with_a_read_only_workspace_says_so_before_work_and_keeps_its_file
 # --- a full disk ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_run_whose_files_do_not_fit_is_recorded_failed_and_the_list_keeps_working(tmp_path):
     """The model file (about 70 KB at ratio 0) does not fit under a 48 KiB file limit; config.json, the store and
     the identity do. The run is failed with the reason, never done; the list works, even at a zero limit."""
@@ -193,3 +194,18 @@ def test_a_run_whose_files_do_not_fit_is_recorded_failed_and_the_list_keeps_work
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     conn.close()
     shutil.rmtree(out)
+
+
+def test_a_full_disk_is_said_before_any_work(tmp_path, monkeypatch, capsys):
+    """A disk with next to nothing free under --out is known before the model loads: one line, nothing written,
+    nothing recorded. (The free space statvfs reports is replaced; filling a real disk is not an option here.)"""
+    from core.cli import main
+
+    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path / "home"))
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=4096))
+    code = main(["prune", "digits-mlp", *RUN, "--ratio", "0.5", "--out", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.splitlines()) == 1 and err.startswith("prunelab: error: "), err
+    assert "4,096 bytes free" in err and str(tmp_path) in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "home" / "experiments.db").exists()
