@@ -209,3 +209,22 @@ def test_a_full_disk_is_said_before_any_work(tmp_path, monkeypatch, capsys):
     assert code == 2 and out == "" and len(err.splitlines()) == 1 and err.startswith("prunelab: error: "), err
     assert "4,096 bytes free" in err and str(tmp_path) in err
     assert not (tmp_path / "out").exists() and not (tmp_path / "home" / "experiments.db").exists()
+
+
+def test_damaged_cache_entries_are_measured_again(tmp_path, monkeypatch):
+    """A truncated or edited cache file is a miss, not an error: the sweep is measured again and the entry
+    replaced; a damaged latency table reads as absent."""
+    from core import hardware, sensitivity
+    from tests.conftest import get_spec
+
+    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path / "home"))
+    spec = get_spec("digits-mlp")
+    sweep_spec = sensitivity.SweepSpec(spec.name, spec.fingerprint, "channel", grid=(0.5,), eval_samples=200,
+                                       calibration_samples=64)
+    path = sensitivity.cache_path(sweep_spec)
+    write_atomic(path, b"model,unit\ndigits-mlp,fc")  # cut short
+    table = sensitivity.sweep(spec, sweep_spec)
+    assert len(table) == 2 and sensitivity.read_table(path).equals(table)
+    table_path = hardware.cache_path(spec, batch=1, threads=1)
+    write_atomic(table_path, b'{"widths": ')
+    assert hardware.cached(spec, batch=1) is None
