@@ -2,7 +2,8 @@
 nothing. A run is a folder with the same three files the CLI writes (config.json, model.onnx,
 metrics.json). The workspace is $PRUNELAB_HOME, or ~/.prunelab by default.
 
-record() also enters a run in the experiment store (core.store: status, parent, numbers) while it happens.
+record() claims a run's folder (locked while the run writes it, its identity written first: core.run_folder)
+and enters the run in the experiment store (core.store: status, parent, numbers) while it happens.
 """
 
 from __future__ import annotations
