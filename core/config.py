@@ -298,13 +298,13 @@ def read_json_file(path: str | Path, what: str = "JSON file") -> bytes:
     return data
 
 
-def parse_json(text: str | bytes, what: str = "config") -> Any:
+def parse_json(text: str | bytes, what: str = "config", limit: int = MAX_CONFIG_BYTES) -> Any:
     """JSON text (a UTF-8 byte order mark allowed, as editors on Windows write it) parsed, with every way it
     can fail as one PruneLabError: not UTF-8, too large, nested deeper than a config ever is, integers too
     long to convert, or invalid."""
     if isinstance(text, bytes):
-        if len(text) > MAX_CONFIG_BYTES:
-            raise PruneLabError(f"{what} is too large ({len(text):,} bytes; at most {MAX_CONFIG_BYTES:,})")
+        if len(text) > limit:
+            raise PruneLabError(f"{what} is too large ({len(text):,} bytes; at most {limit:,})")
         try:
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError:

@@ -15,7 +15,6 @@ Every refusal is one PruneLabError line naming the file and the limit (see core.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from core.config import parse_json
 from core.errors import PruneLabError
 from core.limits import MAX_CONFIG, MAX_DATA, MAX_LABELS, MAX_LAYERS, MAX_PARAMS, MAX_WEIGHTS, MAX_ZIP_ENTRIES
 
@@ -103,11 +103,10 @@ def hf_config(path: Path) -> dict[str, Any]:
     too deeply, or declares more layers or labels than the limits allow."""
     MAX_CONFIG.check(path.stat().st_size, f"{path} is")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except RecursionError:
-        raise PruneLabError(f"cannot read {path}: it is nested too deeply") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PruneLabError(f"cannot read {path}: {type(e).__name__}: {str(e)[:200]}") from None
+        data = path.read_bytes()
+    except OSError as e:
+        raise PruneLabError(f"cannot read {path}: {e.strerror or e}") from None
+    config = parse_json(data, str(path), MAX_CONFIG.value())  # depth, huge integers, BOM: as for our configs
     if not isinstance(config, dict):
         raise PruneLabError(f"{path} holds a JSON {type(config).__name__}, not an object of settings")
     for key, value in _items(config):

@@ -262,6 +262,9 @@ def test_nested_or_huge_config_json_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(PruneLabError, match=r"config\.json") as info:
         load(str(folder), data=str(tmp_path / "tokens.npz"))
     assert "\n" not in str(info.value)
+    (folder / "config.json").write_text('{"num_labels": ' + "9" * 5000 + "}")  # beyond int() of 4,300 digits
+    with pytest.raises(PruneLabError, match=r"config\.json cannot be read") as info:
+        load(str(folder), data=str(tmp_path / "tokens.npz"))
     monkeypatch.setenv("PRUNELAB_MAX_CONFIG_MB", "1")
     (folder / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"],
                                                     "pad": "x" * 2**21}))
