@@ -33,5 +33,8 @@ browser:
 lint: setup
 	$(BIN)/ruff check .
 
+# The real-browser tests run first, in a pytest process of their own: a browser journey shares this 2-core
+# machine with its Streamlit server, and threads left running by hundreds of in-process tests starve it.
 test: setup browser lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests/e2e
+	$(BIN)/python -m pytest --ignore=tests/e2e

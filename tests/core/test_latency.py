@@ -38,7 +38,9 @@ def test_interleaved_rounds_time_every_model_and_rank_a_much_larger_one_slower(m
     resnet_onnx = export_onnx(big.model, big.example_input)[0]
     # the same input shape is needed for both: time the MLP file twice and the ResNet on its own input
     same = measure_interleaved({"a": mlp_onnx, "b": mlp_onnx}, (64,), rounds=3)
-    assert set(same) == {"a", "b"} and same["a"].repeats == same["b"].repeats
+    # both timed in every round: at least 5 runs a round each (the count per round follows each one's warm-up
+    # speed, which machine load can tip either way, so equal counts are not guaranteed even for one file)
+    assert set(same) == {"a", "b"} and min(same["a"].repeats, same["b"].repeats) >= 3 * 5
     mlp = measure_interleaved({"mlp": mlp_onnx}, (64,), rounds=3)["mlp"]
     resnet = measure_interleaved({"resnet": resnet_onnx}, (1, 28, 28), rounds=3)["resnet"]
     assert resnet.median_ms > 5 * mlp.median_ms
