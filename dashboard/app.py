@@ -14,7 +14,7 @@ import os
 import streamlit as st
 
 from core.errors import PruneLabError
-from dashboard import uploads
+from dashboard import cache, uploads
 from dashboard.components.own_model import pick_model
 from dashboard.components.text import md
 from dashboard.views import experiments, export, model, results, sensitivity, tune
@@ -22,17 +22,10 @@ from dashboard.views import experiments, export, model, results, sensitivity, tu
 DEFAULT_MODEL = "mnist-resnet"
 
 
-@st.cache_resource(show_spinner=False)
-def clean_uploads(folder: str) -> int:
-    """Delete the uploads older than their retention, once per server process and uploads folder (the first
-    page view after a start); the number deleted. A bad $PRUNELAB_UPLOAD_DAYS raises (and is not cached)."""
-    return len(uploads.clean())
-
-
 def main() -> None:
     st.set_page_config(page_title="PruneLab", page_icon="✂️", layout="wide")
     try:
-        clean_uploads(str(uploads.folder()))
+        cache.clean_uploads(str(uploads.folder()))
     except PruneLabError as e:
         st.error(md(e))
     st.sidebar.title("✂️ PruneLab")

@@ -32,6 +32,7 @@ from core.prune import calibration
 from core.prune import head_scores as score_heads
 from core.prune.heads import scores_frame
 from core.prune.layers import block_scores as score_blocks
+from dashboard import uploads
 
 USER_PREFIX = "user-"
 
@@ -222,3 +223,10 @@ def saved_runs(name: str) -> list[runs.SavedRun]:
 def _saved_run(path: str) -> runs.SavedRun | None:
     found = runs.list_runs(folders=[Path(path)])
     return found[0] if found else None
+
+
+@st.cache_resource(show_spinner=False)
+def clean_uploads(folder: str) -> int:
+    """Delete the uploads older than their retention, once per server process and uploads folder (the first
+    page view after a start); the number deleted. A bad $PRUNELAB_UPLOAD_DAYS raises (and is not cached)."""
+    return len(uploads.clean())
