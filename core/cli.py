@@ -18,6 +18,7 @@ from pathlib import Path
 from core.config import METHODS
 from core.errors import PruneLabError
 from core.importance import REGISTRY as CRITERIA
+from core.metric_keys import ModelMetrics, latency_key
 
 METRIC_ROWS = [  # (key, label, format) for the human-readable summary
     ("params", "parameters", "{:,.0f}"),
@@ -29,13 +30,12 @@ METRIC_ROWS = [  # (key, label, format) for the human-readable summary
 ]
 
 
-def _latency_rows(batches: list[int]) -> list[tuple[str, str, str]]:
+def _latency_rows(batches: tuple[int, ...]) -> list[tuple[str, str, str]]:
     """Median latency rows, onnxruntime then eager torch, for each batch size measured."""
     rows = []
-    for prefix, runtime in (("", "ORT"), ("torch_", "torch")):
+    for runtime, shown in (("onnxruntime", "ORT"), ("torch", "torch")):
         for b in batches:
-            key = f"{prefix}latency_ms" + ("" if b == 1 else f"_batch{b}")
-            rows.append((key, f"{runtime} latency b{b} median (ms)", "{:.4f}"))
+            rows.append((latency_key(b, "median", runtime), f"{shown} latency b{b} median (ms)", "{:.4f}"))
     return rows
 
 
@@ -166,7 +166,7 @@ def _occupant(path: Path) -> tuple[str, str]:
 def _table(columns: dict[str, dict]) -> str:
     lines = [f"{'':30}" + "".join(f"{c:>18}" for c in columns)]
     first = next(iter(columns.values()))
-    rows = METRIC_ROWS[:4] + _latency_rows(first.get("latency_batches", [1, 32])) + METRIC_ROWS[4:]
+    rows = METRIC_ROWS[:4] + _latency_rows(ModelMetrics.from_dict(first).latency_batches) + METRIC_ROWS[4:]
     for key, label, fmt in rows:
         if key == "fidelity" and all(key not in m for m in columns.values()):
             continue

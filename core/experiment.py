@@ -23,6 +23,7 @@ from core.export import deployable, export_onnx
 from core.files import write_atomic
 from core.graph import emptied, units
 from core.latency import measure_cached, measure_interleaved, measure_torch
+from core.metric_keys import Runtime, latency_key
 from core.metrics import static_metrics
 from core.models import ModelSpec, initial_state, require_data
 from core.prune import check_config_matches
@@ -103,14 +104,11 @@ def default_batches(spec: ModelSpec) -> tuple[int, ...]:
     return LATENCY_BATCHES if spec.has_data else (1,)
 
 
-def _suffix(batch: int) -> str:
-    return "" if batch == 1 else f"_batch{batch}"
-
-
-def _record(metrics: dict, timed: dict, prefix: str, batch: int) -> None:
+def _record(metrics: dict, timed: dict, runtime: Runtime, batch: int) -> None:
+    """Each timed model's median and p90 (ms, 5 decimals) into its metrics, under core.metric_keys names."""
     for key, lat in timed.items():
-        metrics[key][f"{prefix}latency_ms{_suffix(batch)}"] = round(lat.median_ms, 5)
-        metrics[key][f"{prefix}latency_p90_ms{_suffix(batch)}"] = round(lat.p90_ms, 5)
+        metrics[key][latency_key(batch, "median", runtime)] = round(lat.median_ms, 5)
+        metrics[key][latency_key(batch, "p90", runtime)] = round(lat.p90_ms, 5)
 
 
 def _add_latency(metrics: dict[str, dict], onnx: dict[str, bytes], torch_models: dict[str, nn.Module],
@@ -121,9 +119,9 @@ def _add_latency(metrics: dict[str, dict], onnx: dict[str, bytes], torch_models:
     onnx = {k: v for k, v in onnx.items() if v}  # a model whose export failed has torch figures only
     for batch in batches:
         if onnx:
-            _record(metrics, measure_interleaved(onnx, shape, batch=batch, threads=threads), "", batch)
+            _record(metrics, measure_interleaved(onnx, shape, batch=batch, threads=threads), "onnxruntime", batch)
         _record(metrics, measure_torch(torch_models, shape, batch=batch, threads=threads,
-                                       integer=not spec.example_input.is_floating_point()), "torch_", batch)
+                                       integer=not spec.example_input.is_floating_point()), "torch", batch)
     for m in metrics.values():
         m["latency_threads"] = threads
         m["latency_batches"] = list(batches)
@@ -138,10 +136,10 @@ def measure(model: nn.Module, spec: ModelSpec, onnx: bytes, threads: int = 1,
     shape = tuple(spec.example_input.shape[1:])
     for batch in batches or default_batches(spec):
         if onnx:
-            _record({"m": metrics}, {"m": measure_cached(onnx, shape, batch, threads)}, "", batch)
+            _record({"m": metrics}, {"m": measure_cached(onnx, shape, batch, threads)}, "onnxruntime", batch)
         torch_lat = measure_torch({"m": model}, shape, batch=batch, threads=threads,
                                   integer=not spec.example_input.is_floating_point())
-        _record({"m": metrics}, torch_lat, "torch_", batch)
+        _record({"m": metrics}, torch_lat, "torch", batch)
     metrics.update(latency_threads=threads, latency_batches=list(batches or default_batches(spec)),
                    runtime=f"onnxruntime {onnxruntime.__version__} CPU, torch {torch.__version__}")
     return metrics

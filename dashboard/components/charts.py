@@ -7,20 +7,26 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.metric_keys import ModelMetrics, latency_key
 from dashboard.components.heat import MAX_COLS, group_table, heat_height, score_grid
 
-# (metric key, label, unit) in the order the comparison charts show them
-COMPARED = [
+# (metric key, label, unit) of the sizes, in the order the comparison charts show them; latencies follow
+SIZES = [
     ("size_bytes", "fp32 size", "bytes"),
     ("onnx_bytes", "ONNX file", "bytes"),
     ("params", "parameters", ""),
     ("nonzero_params", "non-zero params", ""),
     ("flops", "FLOPs", "per image"),
-    ("latency_ms", "latency b1 (median)", "ms"),
-    ("latency_ms_batch32", "latency b32 (median)", "ms"),
-    ("torch_latency_ms", "eager torch b1 (median)", "ms"),
-    ("torch_latency_ms_batch32", "eager torch b32 (median)", "ms"),
 ]
+
+
+def compared(base: dict, pruned: dict) -> list[tuple[str, str, str]]:
+    """(metric key, label, unit) of each figure both models have, as the comparison charts show them: sizes,
+    then the median latency at every batch the run timed, onnxruntime before eager torch."""
+    batches = ModelMetrics.from_dict(pruned).latency_batches
+    latency = [(latency_key(b, "median", runtime), f"{label} b{b} (median)", "ms")
+               for runtime, label in (("onnxruntime", "latency"), ("torch", "eager torch")) for b in batches]
+    return [row for row in SIZES + latency if row[0] in base and row[0] in pruned]
 
 
 def importance_heatmap(scores: dict[str, np.ndarray], sort: bool = True, grouped: bool = False,
@@ -53,7 +59,7 @@ def importance_heatmap(scores: dict[str, np.ndarray], sort: bool = True, grouped
 
 def comparison_bars(base: dict, pruned: dict) -> go.Figure:
     """Each cost metric of the pruned model as a percentage of the baseline's (baseline = 100%)."""
-    keys = [(k, label, unit) for k, label, unit in COMPARED if k in base and k in pruned and base[k]]
+    keys = [(k, label, unit) for k, label, unit in compared(base, pruned) if base[k]]
     labels = [label for _, label, _ in keys]
     pct = [100 * pruned[k] / base[k] for k, _, _ in keys]
     hover = [f"{label}: {pruned[k]:,.4g} vs {base[k]:,.4g} {unit}" for k, label, unit in keys]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.metric_keys import ModelMetrics, latency_key
 from dashboard.components.text import md
 
 
@@ -26,15 +27,15 @@ def metric_row(m: dict, base: dict | None = None) -> None:
     cols[0].metric("Parameters", human(m["params"]), delta("params"), delta_color="inverse")
     cols[1].metric("fp32 size", human(m["size_bytes"], "B"), delta("size_bytes"), delta_color="inverse")
     cols[2].metric("FLOPs / image", human(m["flops"]), delta("flops"), delta_color="inverse")
-    for col, batch in zip(cols[3:5], m.get("latency_batches", [1, 32]), strict=False):
-        key = latency_key(batch)
-        torch_ms = f"Eager torch: {m['torch_' + key]:.3g} ms." if "torch_" + key in m else ""
+    view = ModelMetrics.from_dict(m)
+    for col, batch in zip(cols[3:5], view.latency_batches, strict=False):
+        key, torch_ms = latency_key(batch), view.latency_ms(batch, runtime="torch")
         if key not in m:  # no ONNX file to time (the export failed): torch's figure only
-            col.metric(f"Latency b{batch} (torch)", f"{m.get('torch_' + key, float('nan')):.3g} ms",
+            col.metric(f"Latency b{batch} (torch)", _ms(torch_ms),
                        help="No onnxruntime figure: " + md(m.get("onnx_error", "not measured")))
             continue
         col.metric(f"Latency b{batch} (median)", f"{m[key]:.3g} ms", delta(key), delta_color="inverse",
-                   help=f"onnxruntime; p90 {m[latency_key(batch, 'p90')]:.3g} ms. {torch_ms}")
+                   help=f"onnxruntime; p90 {_ms(view.latency_ms(batch, 'p90'))}. Eager torch: {_ms(torch_ms)}.")
     if m.get("accuracy") is None:
         if "fidelity" in m:
             cols[5].metric("Embedding fidelity", f"{m['fidelity']:.4f}",
@@ -46,7 +47,6 @@ def metric_row(m: dict, base: dict | None = None) -> None:
     cols[5].metric("Test accuracy", f"{100 * m['accuracy']:.2f}%", acc_delta)
 
 
-def latency_key(batch: int, stat: str = "median") -> str:
-    """The metrics key of onnxruntime latency at a batch size ("latency_ms", "latency_p90_ms_batch32")."""
-    name = "latency_ms" if stat == "median" else "latency_p90_ms"
-    return name if batch == 1 else f"{name}_batch{batch}"
+def _ms(value: float | None) -> str:
+    """A latency to three significant digits, or "n/a" when it was not measured."""
+    return "n/a" if value is None else f"{value:.3g} ms"

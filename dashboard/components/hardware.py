@@ -7,8 +7,8 @@ import streamlit as st
 from core import hardware
 from core.allocate import Target, allocate
 from core.hardware import LatencyTable
+from core.metric_keys import latency_key
 from dashboard import cache, jobs
-from dashboard.components.format import latency_key
 from dashboard.components.text import md
 
 

@@ -10,7 +10,7 @@ from core.graph import layer_widths
 from core.runs import SavedRun
 from dashboard import cache
 from dashboard.components import netron
-from dashboard.components.charts import COMPARED, accuracy_bars, comparison_bars, trajectory_chart, width_chart
+from dashboard.components.charts import accuracy_bars, compared, comparison_bars, trajectory_chart, width_chart
 from dashboard.components.format import metric_row
 from dashboard.components.sliders import slider_key
 from dashboard.components.text import md
@@ -41,7 +41,7 @@ def _label(run: SavedRun) -> str:
 
 def _table(base: dict, pruned: dict) -> pd.DataFrame:
     rows = [(label + (f" ({unit})" if unit else ""), base[k], pruned[k], pruned[k] / base[k] if base[k] else None)
-            for k, label, unit in COMPARED if k in base and k in pruned]
+            for k, label, unit in compared(base, pruned)]
     if base.get("accuracy") is not None:
         rows.append(("test accuracy", base["accuracy"], pruned["accuracy"], pruned["accuracy"] / base["accuracy"]))
     if base.get("fidelity") is not None:

@@ -13,12 +13,13 @@ from core.config import MASK_METHODS, METHODS, FinetuneConfig, PruneConfig, Sche
 from core.errors import PruneLabError
 from core.graph import kept_channels
 from core.importance import REGISTRY
+from core.metric_keys import latency_key
 from core.prune import HEAD_CRITERIA
 from dashboard import cache, jobs
 from dashboard.components import hardware as hardware_ui
 from dashboard.components import locks, methods, strategy_helper
 from dashboard.components.charts import estimate_bars
-from dashboard.components.format import human, latency_key
+from dashboard.components.format import human
 from dashboard.components.sliders import slider_key
 from dashboard.components.solver import solver_panel
 from dashboard.components.sweeps import cached_table, current_spec
