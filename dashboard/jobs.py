@@ -1,87 +1,76 @@
-"""Long work (a sensitivity sweep; prune, fine-tune, export, measure) runs in a background thread.
-
-A Streamlit script run stops whenever the user touches a widget; work started from it would die with
-it. The thread instead reports progress into its Job object (kept in the session's state) and writes
-its results to the workspace, so neither a slider move nor a page refresh loses the work. `panel`
-draws a job's progress and, when it ends, hands its result to the page and redraws the app.
-"""
+"""Long work started from a page (a sensitivity sweep; prune, fine-tune, measure; deploy; timing tables) runs in
+a worker process (core.jobs), one job per task and model. The page only watches it: a fragment reads the job's
+small progress file about once a second (milliseconds of work), so the worker keeps its cores; a refresh or a
+second tab finds the running job in its slot and shows its progress instead of offering to start a duplicate.
+When the job ends the fragment reruns the app once, and the page reads the result (which stays until the next
+job of that task and model starts)."""
 
 from __future__ import annotations
 
-import threading
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import time
 from typing import Any
 
 import streamlit as st
 
-from core.errors import PruneLabError
+from core import jobs
+from core.jobs import JobStatus, ModelRef
+from dashboard import cache
+from dashboard.components.text import md
+
+POLL_S = 1.0  # how often a page looks at a running job's progress file
 
 
-@dataclass
-class Job:
-    """Progress and outcome of one background task; written by the worker, read by the page."""
-
-    stage: str = "starting"
-    done: int = 0
-    total: int = 1
-    result: Any = None
-    error: str | None = None
-    finished: bool = False
-    _thread: threading.Thread | None = field(default=None, repr=False)
-
-    def progress(self, stage: str, done: int, total: int) -> None:
-        self.stage, self.done, self.total = stage, done, max(total, 1)
-
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.done / self.total)
+def _ref(name: str) -> ModelRef:
+    """What loads the model `name` in a worker (a user's model by the arguments they gave the sidebar)."""
+    args = cache.user_model(name)
+    if args is None:
+        return ModelRef(name)
+    return ModelRef(name, args.ref, args.weights, args.data, args.trust_pickle)
 
 
-def start(key: str, work: Callable[[Callable[[str, int, int], None]], Any]) -> Job:
-    """Run work(progress) in a daemon thread, keep its Job in st.session_state[key], return it."""
-    job = Job()
-
-    def target() -> None:
-        try:
-            job.result = work(job.progress)
-        except PruneLabError as e:
-            job.error = str(e)
-        except Exception as e:  # a bug: keep the app alive, show what happened
-            job.error = f"{type(e).__name__}: {e}"
-            traceback.print_exc()
-        finally:
-            job.finished = True
-
-    st.session_state.pop(f"{key}:done", None)
-    st.session_state.pop(f"{key}:error", None)
-    job._thread = threading.Thread(target=target, name=f"prunelab-{key}", daemon=True)
-    job._thread.start()
-    st.session_state[key] = job
-    return job
+def start(task: str, name: str, **kwargs: Any) -> JobStatus:
+    """Start task for model `name` in a worker, or find the one already running for it."""
+    return jobs.start(jobs.slot(task, name), task, _ref(name), kwargs)
 
 
-def running(key: str) -> bool:
-    return st.session_state.get(key) is not None
+def current(task: str, name: str) -> JobStatus | None:
+    return jobs.status(jobs.slot(task, name))
 
 
-@st.fragment(run_every=0.5)
-def _poll(key: str) -> None:
-    job = st.session_state.get(key)
-    if job is None:  # finished in an earlier poll
-        return
-    if not job.finished:
-        st.progress(job.fraction, text=f"{job.stage} ({job.done}/{job.total})")
-        return
-    st.session_state[key] = None
-    st.session_state[f"{key}:error" if job.error else f"{key}:done"] = job.error or job.result
-    st.rerun()
+def running(task: str, name: str) -> bool:
+    job = current(task, name)
+    return job is not None and job.active
 
 
-def panel(key: str) -> tuple[Any, str | None]:
-    """Draw the job's progress while it runs (polling twice a second); return (result, error) of the
-    last finished job under this key — each stays until the next job starts."""
-    if running(key):
-        _poll(key)
-    return st.session_state.get(f"{key}:done"), st.session_state.get(f"{key}:error")
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def progress_text(job: JobStatus, now: float) -> str:
+    """'stage (done/total) · 1 min 05 s so far, about 40 s left' (the estimate once a step is done)."""
+    left = job.seconds_left(now)
+    tail = f", about {_duration(left)} left" if left is not None else ""
+    return f"{md(job.stage)} ({job.done}/{job.total}) · {_duration(now - job.started)} so far{tail}"
+
+
+@st.fragment(run_every=POLL_S)
+def _watch(task: str, name: str, job_id: str) -> None:
+    job = current(task, name)
+    if job is None or job.job_id != job_id or not job.active:
+        st.rerun()  # it ended (or was replaced): the whole page draws its outcome
+    st.progress(job.fraction, text=progress_text(job, time.time()))
+    st.button("Cancel", key=f"cancel-{task}", on_click=jobs.cancel, args=(job.folder,),
+              help="Stops the worker process; nothing it had not finished is kept.")
+
+
+def panel(task: str, name: str) -> tuple[Any, str | None]:
+    """Draw the running job's progress (with Cancel) while it runs; return (result, error) of the last finished
+    job of this task and model."""
+    job = current(task, name)
+    if job is None:
+        return None, None
+    if job.active:
+        _watch(task, name, job.job_id)
+        return None, None
+    return job.result, job.error

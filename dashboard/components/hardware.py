@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import hardware
-from core.allocate import Target, allocate
+from core.allocate import Target
 from core.hardware import LatencyTable
 from core.metric_keys import latency_key
 from dashboard import cache, jobs
@@ -27,9 +27,7 @@ def _read(path: str, mtime_ns: int) -> LatencyTable:
 
 
 def _build(name: str, batch: int) -> None:
-    spec, units = cache.spec(name), list(cache.cost_model(name, "channel").units)
-    jobs.start("lut", lambda progress: hardware.load_or_build(
-        spec, units, batch, progress=lambda d, t: progress("timing layer widths", d, t)).round_to())
+    jobs.start("lut", name, batch=batch)
 
 
 def panel(name: str) -> LatencyTable | None:
@@ -38,13 +36,13 @@ def panel(name: str) -> LatencyTable | None:
     c1.toggle("Hardware-aware widths", key="hw-aware",
               help="Sliders offer only widths this CPU runtime is fast at (measured, not assumed).")
     batch = c2.selectbox("Latency batch", cache.baseline(name).metrics["latency_batches"], key="hw-batch")
-    _, error = jobs.panel("lut")
+    _, error = jobs.panel("lut", name)
     if error:
         st.error(f"Timing the layer widths failed: {md(error)}")
     measured = table(name, batch)
     if measured is None:
         c3.button("Measure each layer's latency by width (about 15 s)", key="build-lut",
-                  disabled=jobs.running("lut"), on_click=_build, args=(name, batch))
+                  disabled=jobs.running("lut", name), on_click=_build, args=(name, batch))
     else:
         c3.caption(f"Measured ({md(measured.runtime)}): this CPU runs channels in blocks of {measured.round_to()}; "
                    "slider labels say whether a width is fast.")
@@ -54,29 +52,20 @@ def panel(name: str) -> LatencyTable | None:
 def solve_in_background(name: str, strategy: str, target: Target, bounds, sweep_table, scores,
                         lut: LatencyTable) -> None:
     """Hardware-aware solving builds and times candidate models (tens of seconds): a background job."""
-    spec, cm = cache.spec(name), cache.cost_model(name, "channel")
     base = cache.baseline(name)
-    base_ms = base.metrics[latency_key(lut.batch)]
-
-    def work(progress) -> dict:
-        def solve(hw_table):
-            return allocate(strategy, cm, target, bounds, sweep_table, scores, base_ms, hw_table)
-
-        chosen, report = hardware.choose_by_measurement(spec, solve, lut, base.onnx,
-                                                        lambda d, t: progress("timing candidates", d, t))
-        return {"ratios": chosen.ratios, "met": chosen.met, "report": report}
-
-    jobs.start("hw-solve", work)
+    jobs.start("hw-solve", name, strategy=strategy, target=target, bounds=bounds, sweep_table=sweep_table,
+               scores=scores, base_ms=base.metrics[latency_key(lut.batch)], lut=lut, base_onnx=base.onnx)
 
 
 def apply_solution(name: str, slider_key) -> None:
     """Before the sliders are drawn: put a finished hardware-aware solution into them (once)."""
-    result, error = jobs.panel("hw-solve")
+    result, error = jobs.panel("hw-solve", name)
     if error:
         st.session_state["solver-message"] = ("error", error)
-    if not result or st.session_state.get("hw-applied") is result:
+    job = jobs.current("hw-solve", name)
+    if not result or job is None or st.session_state.get("hw-applied") == job.job_id:
         return
-    st.session_state["hw-applied"] = result
+    st.session_state["hw-applied"] = job.job_id
     st.session_state["hw-aware"] = True
     for unit, ratio in result["ratios"].items():
         st.session_state[slider_key(name, "channel", unit, hw=True)] = ratio

@@ -11,7 +11,6 @@ import pandas as pd
 import streamlit as st
 
 from core.config import PruneConfig
-from core.deploy import deploy_folder
 from dashboard import cache, jobs
 from dashboard.components.text import md
 from dashboard.views.results import pick_run
@@ -20,15 +19,14 @@ from dashboard.views.results import pick_run
 def _deployment(name: str, run) -> None:
     st.markdown("#### What each deployable form costs")
     report_path = run.path / "deploy.json"
-    _, error = jobs.panel("deploy")
+    _, error = jobs.panel("deploy", name)
     if error:
         st.error(f"Measuring the deployable forms failed: {md(error)}")
     if not report_path.exists():
-        spec = cache.spec(name)  # loaded here: a user model's handle means nothing to core.models.load
         st.caption("Dense ONNX, gzip, a sparse encoding, int8 ONNX (onnxruntime static quantisation) and sparse + "
                    "int8 — each measured for size, latency and accuracy.")
-        st.button("Measure deployable forms (int8 included)", key="run-deploy", disabled=jobs.running("deploy"),
-                  on_click=lambda: jobs.start("deploy", lambda progress: deploy_folder(run.path, spec=spec).batch))
+        st.button("Measure deployable forms (int8 included)", key="run-deploy", disabled=jobs.running("deploy", name),
+                  on_click=lambda: jobs.start("deploy", name, run_path=str(run.path)))
         return
     report = json.loads(report_path.read_text())
     table = pd.DataFrame(report["rows"]).rename(columns={

@@ -6,7 +6,6 @@ from __future__ import annotations
 import streamlit as st
 
 from core.importance import REGISTRY
-from core.sensitivity import sweep
 from dashboard import cache, jobs
 from dashboard.components.charts import sensitivity_heatmap, unit_cost_bars
 from dashboard.components.heat_controls import grouped_view, handle_pick
@@ -31,8 +30,7 @@ def _controls() -> None:
 
 
 def _launch(name: str) -> None:
-    spec, sweep_spec = cache.spec(name), current_spec(name)
-    jobs.start("sweep", lambda progress: sweep(spec, sweep_spec, lambda d, t: progress("sensitivity sweep", d, t)))
+    jobs.start("sweep", name, sweep_spec=current_spec(name))
 
 
 def render(name: str) -> None:
@@ -46,7 +44,7 @@ def render(name: str) -> None:
         return
     _controls()
     sweep_spec = current_spec(name)
-    _, error = jobs.panel("sweep")
+    _, error = jobs.panel("sweep", name)
     if error:
         st.error(f"The sweep failed: {md(error)}")
     table = cached_table(sweep_spec)
@@ -55,7 +53,7 @@ def render(name: str) -> None:
         st.info(f"Not measured yet: the sweep prunes one {what} at a time at each ratio"
                 f"{' (then re-estimates BatchNorm)' if sweep_spec.granularity == 'channel' else ''} and "
                 f"measures accuracy on {sweep_spec.eval_samples:,} images. Results are cached on disk.")
-        st.button("Run sensitivity sweep", type="primary", key="run-sweep", disabled=jobs.running("sweep"),
+        st.button("Run sensitivity sweep", type="primary", key="run-sweep", disabled=jobs.running("sweep", name),
                   on_click=_launch, args=(name,))
         return
     st.caption(f"Measured on {sweep_spec.eval_samples:,} training images the calibration step did not use "

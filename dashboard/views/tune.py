@@ -3,18 +3,15 @@ schedule and fine-tuning, then apply + measure."""
 
 from __future__ import annotations
 
-import json
-
 import streamlit as st
 
-from core import experiment, runs
 from core.allocate import drop_curves, predicted_drop
 from core.config import MASK_METHODS, METHODS, FinetuneConfig, PruneConfig, Schedule
 from core.errors import PruneLabError
 from core.graph import kept_channels
 from core.importance import REGISTRY
+from core.importance.heads import HEAD_CRITERIA
 from core.metric_keys import latency_key
-from core.prune import HEAD_CRITERIA
 from dashboard import cache, jobs
 from dashboard.components import hardware as hardware_ui
 from dashboard.components import locks, methods, strategy_helper
@@ -80,18 +77,7 @@ def _latency_estimate(name: str, lut, model_cost, ratios: dict[str, float]) -> N
 
 
 def _launch(name: str, config: PruneConfig, prediction: dict | None, lut=None) -> None:
-    spec, base = cache.spec(name), cache.baseline(name)
-
-    def work(progress) -> str:
-        run_dir = runs.new_run_dir(name, config.method)  # recorded as running now; complete once metrics.json is
-        with runs.record(run_dir, config) as finish:
-            out = experiment.run(spec, config, progress, base=base, hardware=lut)
-            out.prediction = prediction
-            out.write(run_dir)
-            finish(json.loads(out.metrics_json()))
-        return run_dir.name
-
-    jobs.start("job", work)
+    jobs.start("run", name, config=config, prediction=prediction, base=cache.baseline(name), lut=lut)
 
 
 def _method_and_criterion() -> tuple[str, str]:
@@ -150,10 +136,11 @@ def _config(name: str, method: str, criterion: str, choice: methods.Choice, trai
 
 def _apply(name: str, config: PruneConfig | None, prediction: dict | None, lut) -> None:
     """The Apply button (disabled while a run is going or nothing valid is set) and the run's outcome."""
-    if st.button("Apply and measure", type="primary", key="apply", disabled=config is None or jobs.running("job")):
-        if config is not None and not jobs.running("job"):
+    busy = jobs.running("run", name)
+    if st.button("Apply and measure", type="primary", key="apply", disabled=config is None or busy):
+        if config is not None and not busy:
             _launch(name, config, prediction, lut)
-    run_id, error = jobs.panel("job")
+    run_id, error = jobs.panel("run", name)
     if error:
         st.error(f"The run failed: {md(error)}")
     elif run_id:

@@ -1,0 +1,81 @@
+"""What a background job can do (core.jobs runs one of these in a worker process): each task takes the loaded
+model, a progress callback (stage, done, total) and its own arguments, and returns something JSON can hold.
+Results that are large (a sweep's table, a run folder, a timing table) go where the CLI puts them too — the
+caches and the store — and the task returns how to find them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from core import experiment, hardware, models, runs
+from core.allocate import allocate
+from core.config import PruneConfig
+from core.deploy import deploy_folder
+from core.estimate import build_cost_model
+from core.jobs import ModelRef
+from core.sensitivity import SweepSpec, sweep
+from core.spec import ModelSpec
+
+StageProgress = Callable[[str, int, int], None]
+
+
+def load_model(ref: ModelRef) -> ModelSpec:
+    """The job's model: a registry name, or the user's own model loaded with the arguments they gave (renamed to
+    its dashboard handle, as the server names it)."""
+    if ref.ref is None:
+        return models.load(ref.name)
+    loaded = models.load(ref.ref, weights=ref.weights, trust_pickle=ref.trust_pickle, data=ref.data)
+    return replace(loaded, name=ref.name)
+
+
+def run_sweep(spec: ModelSpec, progress: StageProgress, sweep_spec: SweepSpec) -> None:
+    """A sensitivity sweep; its table lands in the sweep cache, where the page reads it."""
+    sweep(spec, sweep_spec, lambda d, t: progress("sensitivity sweep", d, t))
+
+
+def run_and_record(spec: ModelSpec, progress: StageProgress, config: PruneConfig, prediction: dict | None,
+                   base: experiment.Baseline, lut: hardware.LatencyTable | None) -> str:
+    """Prune, fine-tune and measure per config, recorded in the store as it happens; the run's id."""
+    run_dir = runs.new_run_dir(spec.name, config.method)  # recorded as running now; complete once metrics.json is
+    with runs.record(run_dir, config) as finish:
+        out = experiment.run(spec, config, progress, base=base, hardware=lut)
+        out.prediction = prediction
+        out.write(run_dir)
+        finish(json.loads(out.metrics_json()))
+    return run_dir.name
+
+
+def measure_deployable(spec: ModelSpec, progress: StageProgress, run_path: str) -> int:
+    """Every deployable form of a run, measured and written beside it (deploy.json); the batch timed."""
+    progress("measuring deployable forms", 0, 1)
+    return deploy_folder(Path(run_path), spec=spec).batch
+
+
+def time_widths(spec: ModelSpec, progress: StageProgress, batch: int) -> int:
+    """The width-latency table (cached on disk by core.hardware); the channel multiple it finds fast."""
+    units = list(build_cost_model(spec.model, spec.example_input, "channel").units)
+    table = hardware.load_or_build(spec, units, batch, progress=lambda d, t: progress("timing layer widths", d, t))
+    return table.round_to()
+
+
+def solve_on_hardware(spec: ModelSpec, progress: StageProgress, strategy: str, target, bounds, sweep_table,
+                      scores, base_ms: float, lut: hardware.LatencyTable, base_onnx: bytes) -> dict:
+    """The budget solver per alignment, each candidate built and timed (core.hardware.choose_by_measurement)."""
+    cm = build_cost_model(spec.model, spec.example_input, "channel")
+
+    def solve(hw_table):
+        return allocate(strategy, cm, target, bounds, sweep_table, scores, base_ms, hw_table)
+
+    chosen, report = hardware.choose_by_measurement(spec, solve, lut, base_onnx,
+                                                    lambda d, t: progress("timing candidates", d, t))
+    return {"ratios": chosen.ratios, "met": chosen.met, "report": report}
+
+
+TASKS: dict[str, Callable[..., Any]] = {
+    "sweep": run_sweep, "run": run_and_record, "deploy": measure_deployable, "lut": time_widths,
+    "hw-solve": solve_on_hardware,
+}

@@ -1,0 +1,40 @@
+"""`python -m core.job_worker FOLDER`: run one background job (see core.jobs) and exit.
+
+The task, its model and its arguments arrive as a pickle on stdin from the server that started this process
+(never from a file); progress and the outcome go to FOLDER. A PruneLabError becomes the job's one-line error;
+any other exception is a bug, reported with its type and logged in full to FOLDER/log.txt."""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from core.errors import PruneLabError
+from core.job_tasks import TASKS, load_model
+from core.jobs import Reporter
+
+
+def main(folder: Path) -> int:
+    task, model, kwargs = pickle.loads(sys.stdin.buffer.read())
+    reporter = Reporter(folder)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # cancel: unwind, so a run's record says cancelled
+    try:
+        reporter("loading the model", 0, 1)
+        spec = load_model(model)
+        result = TASKS[task](spec, reporter, **kwargs)
+    except PruneLabError as e:
+        reporter.finish(error=str(e))
+        return 1
+    except Exception as e:  # a bug: keep the message short for the page, the traceback in the log
+        traceback.print_exc()
+        reporter.finish(error=f"{type(e).__name__}: {e}")
+        return 1
+    reporter.finish(result=result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))
