@@ -1,0 +1,99 @@
+"""Layer pruning: remove whole residual blocks (each becomes the identity its skip connection already
+carries), the least important first: by block influence (1 - cosine of the block's input and output,
+Men et al. 2024) or by the accuracy lost without each block. A config names the blocks (remove_blocks);
+no criterion ranks them."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from core.data import seeded_order
+from core.errors import PruneLabError
+from core.evaluate import evaluate
+from core.finetune import recalibrate_batchnorm
+from core.graph import Unit, block_units
+from core.importance import Calibration
+from core.importance.blocks import block_scores
+from core.methods.base import PlanOptions
+from core.methods.shrink import ShrinkMethod
+from core.protocols import ConfigLike, CostLike
+from core.prune import calibration
+from core.prune.layers import rank_blocks, remove_blocks
+from core.ratios import check_ratio
+from core.spec import ModelSpec, require_data
+
+RANKINGS = ("cosine", "sensitivity")
+
+
+class Layer(ShrinkMethod):
+    name: ClassVar[str] = "layer"
+    unit: ClassVar[str] = "block"
+    help: ClassVar[str] = "removes whole residual blocks · smaller and faster"
+    no_units: ClassVar[str] = "has no residual blocks whose output has the shape of their input"
+    sliders: ClassVar[bool] = False
+    takes_blocks: ClassVar[bool] = True
+
+    def criteria(self) -> tuple[str, ...]:
+        """Blocks are ranked by --rank, not by a criterion: only the default (unused) is accepted."""
+        return ("l1",)
+
+    def units(self, model: nn.Module, example_input: torch.Tensor) -> list[Unit]:
+        return block_units(model, example_input)
+
+    def plan(self, spec: ModelSpec, ratio: float | None, options: PlanOptions) -> tuple[dict[str, float],
+                                                                                        tuple[str, ...]]:
+        if ratio is None:
+            raise PruneLabError(f"--ratio is needed for the {self.name} method")
+        ratio = check_ratio(self.name, ratio)
+        return {}, tuple(blocks_to_remove(spec, ratio, options.rank, options.calibration_samples, options.seed))
+
+    def shrink(self, model: nn.Module, example_input: torch.Tensor, config: ConfigLike, ratios: dict[str, float],
+               calib: Calibration, blocks: list[str]) -> dict[str, int]:
+        remove_blocks(model, blocks, example_input)
+        return dict.fromkeys(blocks, 1)
+
+    def estimate(self, cost: CostLike, ratios: dict[str, float]) -> dict[str, int]:
+        """A block is removed at ratio 1 (the dashboard and configs pass 1.0 for each removed block)."""
+        return cost.without_blocks({u for u, r in ratios.items() if r >= 0.5})
+
+    def step_targets(self, spec: ModelSpec, config: ConfigLike, model: nn.Module, fraction: float,
+                     done: list[str]) -> tuple[dict[str, float], list[str]]:
+        """The first ceil(fraction x blocks) of the config's blocks, less those already removed."""
+        blocks = list(config.remove_blocks)
+        return {}, [b for b in blocks[: math.ceil(fraction * len(blocks) - 1e-9)] if b not in done]
+
+
+def blocks_to_remove(spec: ModelSpec, ratio: float, rank: str = "cosine", calibration_samples: int = 512,
+                     seed: int = 0) -> list[str]:
+    """The round(ratio x removable blocks) blocks ranked least important, least important first."""
+    if rank not in RANKINGS:
+        raise PruneLabError(f"unknown block ranking {rank!r}; choose one of {', '.join(RANKINGS)}")
+    blocks = [u.name for u in block_units(spec.model, spec.example_input)]
+    if not blocks:
+        raise PruneLabError(f"{spec.name} has nothing the layer method can prune ({Layer.no_units})")
+    calib = calibration(spec, calibration_samples, seed)
+    scores = (block_scores(spec.model, blocks, calib.x) if rank == "cosine"
+              else block_drops(spec, blocks, calib.x, seed))
+    return rank_blocks(scores)[: round(ratio * len(blocks))]
+
+
+def block_drops(spec: ModelSpec, blocks: list[str], calib_x: torch.Tensor, seed: int,
+                eval_samples: int = 1000) -> dict[str, float]:
+    """Accuracy lost when each block alone is removed (BatchNorm re-estimated on calib_x), on training
+    images after the calibration subset — the test set stays untouched."""
+    split = require_data(spec, "ranking blocks by sensitivity")
+    rest = seeded_order(len(split.train_x), seed)[len(calib_x):][:eval_samples]
+    x, y = split.train_x[rest], split.train_y[rest]
+    base = evaluate(spec.model, x, y)["accuracy"]
+    drops = {}
+    for block in blocks:
+        model = copy.deepcopy(spec.model)
+        remove_blocks(model, [block])
+        recalibrate_batchnorm(model, calib_x)
+        drops[block] = base - evaluate(model, x, y)["accuracy"]
+    return drops
