@@ -12,13 +12,16 @@ import sys
 import traceback
 from pathlib import Path
 
+import torch
+
 from core.errors import PruneLabError
 from core.job_tasks import TASKS, load_model
 from core.jobs import Reporter
 
 
 def main(folder: Path) -> int:
-    task, model, kwargs = pickle.loads(sys.stdin.buffer.read())
+    task, model, kwargs, threads = pickle.loads(sys.stdin.buffer.read())
+    torch.set_num_threads(threads)  # as the process that asked: figures match work done there
     reporter = Reporter(folder)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # cancel: unwind, so a run's record says cancelled
     try:

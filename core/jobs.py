@@ -12,7 +12,8 @@ talks to its watchers only through small files in its folder:
 - `cancelled`      present when a user cancelled it
 
 The task's arguments go to the worker through its stdin as a pickle written by this process (never a file
-another program could swap). A job lives in a *slot*, one per task and model (`jobs/<task>/<model>`): a
+another program could swap). A job lives in a *slot* (`jobs/<task>/<model>/<key>`): one per task and model, or
+per task, model and request (`key`, e.g. a run's config hash) where different requests may run side by side. A
 refresh, a second tab or a second click finds the running job there instead of starting a duplicate.
 """
 
@@ -33,6 +34,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from core import processes
 from core.errors import PruneLabError
@@ -87,9 +90,15 @@ class JobStatus:
         return spent / self.done * (self.total - self.done)
 
 
-def slot(task: str, model: str) -> Path:
-    """The folder of the job running `task` for `model` (one at a time)."""
-    return workspace() / "jobs" / safe_name(task) / safe_name(model, 80)
+def slot(task: str, model: str, key: str = "") -> Path:
+    """The folder of the job running `task` for `model` (and request `key`): one job at a time there."""
+    return workspace() / "jobs" / safe_name(task) / safe_name(model, 80) / (safe_name(key) if key else "_")
+
+
+def latest(task: str, model: str) -> JobStatus | None:
+    """The most recently started job of `task` for `model`, whatever its key (what a refresh shows)."""
+    found = [s for s in map(status, (slot(task, model).parent).glob("*")) if s is not None]
+    return max(found, key=lambda s: s.started, default=None)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -157,7 +166,7 @@ def start(folder: Path, task: str, model: ModelRef, kwargs: dict[str, Any]) -> J
         if current is not None and current.active:
             return current
         try:
-            payload = pickle.dumps((task, model, kwargs))
+            payload = pickle.dumps((task, model, kwargs, torch.get_num_threads()))  # same threads as here
         except Exception as e:  # a programming error: name it instead of starting a job that cannot run
             raise PruneLabError(f"internal error: the {task} job's arguments cannot go to a worker ({e})") from None
         shutil.rmtree(folder, ignore_errors=True)

@@ -8,6 +8,7 @@ job of that task and model starts)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -28,17 +29,18 @@ def _ref(name: str) -> ModelRef:
     return ModelRef(name, args.ref, args.weights, args.data, args.trust_pickle)
 
 
-def start(task: str, name: str, **kwargs: Any) -> JobStatus:
-    """Start task for model `name` in a worker, or find the one already running for it."""
-    return jobs.start(jobs.slot(task, name), task, _ref(name), kwargs)
+def start(task: str, name: str, key: str = "", **kwargs: Any) -> JobStatus:
+    """Start task for model `name` (request `key`) in a worker, or find the one already running there."""
+    return jobs.start(jobs.slot(task, name, key), task, _ref(name), kwargs)
 
 
-def current(task: str, name: str) -> JobStatus | None:
-    return jobs.status(jobs.slot(task, name))
+def current(task: str, name: str, key: str | None = "") -> JobStatus | None:
+    """The job of task for model `name` in slot `key`; key None: the latest job of any key (after a refresh)."""
+    return jobs.latest(task, name) if key is None else jobs.status(jobs.slot(task, name, key))
 
 
-def running(task: str, name: str) -> bool:
-    job = current(task, name)
+def running(task: str, name: str, key: str | None = "") -> bool:
+    job = current(task, name, key)
     return job is not None and job.active
 
 
@@ -55,8 +57,8 @@ def progress_text(job: JobStatus, now: float) -> str:
 
 
 @st.fragment(run_every=POLL_S)
-def _watch(task: str, name: str, job_id: str) -> None:
-    job = current(task, name)
+def _watch(task: str, folder: str, job_id: str) -> None:
+    job = jobs.status(Path(folder))
     if job is None or job.job_id != job_id or not job.active:
         st.rerun()  # it ended (or was replaced): the whole page draws its outcome
     st.progress(job.fraction, text=progress_text(job, time.time()))
@@ -64,13 +66,13 @@ def _watch(task: str, name: str, job_id: str) -> None:
               help="Stops the worker process; nothing it had not finished is kept.")
 
 
-def panel(task: str, name: str) -> tuple[Any, str | None]:
-    """Draw the running job's progress (with Cancel) while it runs; return (result, error) of the last finished
-    job of this task and model."""
-    job = current(task, name)
+def panel(task: str, name: str, key: str | None = "") -> tuple[Any, str | None]:
+    """Draw the job's progress (with Cancel) while it runs; return (result, error) once it has finished — they
+    stay until the next job in its slot starts. key None: the latest job of this task and model."""
+    job = current(task, name, key)
     if job is None:
         return None, None
     if job.active:
-        _watch(task, name, job.job_id)
+        _watch(task, str(job.folder), job.job_id)
         return None, None
     return job.result, job.error

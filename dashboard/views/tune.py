@@ -3,6 +3,8 @@ schedule and fine-tuning, then apply + measure."""
 
 from __future__ import annotations
 
+import hashlib
+
 import streamlit as st
 
 from core.allocate import drop_curves, predicted_drop
@@ -77,7 +79,11 @@ def _latency_estimate(name: str, lut, model_cost, ratios: dict[str, float]) -> N
 
 
 def _launch(name: str, config: PruneConfig, prediction: dict | None, lut=None) -> None:
-    jobs.start("run", name, config=config, prediction=prediction, base=cache.baseline(name), lut=lut)
+    """Start the run in a worker; runs of different configs may go side by side (one slot per config), and this
+    session remembers which is its own."""
+    key = hashlib.sha256(config.to_json().encode()).hexdigest()[:16]
+    st.session_state[f"run-key|{name}"] = key
+    jobs.start("run", name, key, config=config, prediction=prediction, base=cache.baseline(name), lut=lut)
 
 
 def _method_and_criterion() -> tuple[str, str]:
@@ -136,11 +142,12 @@ def _config(name: str, method: str, criterion: str, choice: methods.Choice, trai
 
 def _apply(name: str, config: PruneConfig | None, prediction: dict | None, lut) -> None:
     """The Apply button (disabled while a run is going or nothing valid is set) and the run's outcome."""
-    busy = jobs.running("run", name)
+    busy = jobs.running("run", name, st.session_state.get(f"run-key|{name}"))
     if st.button("Apply and measure", type="primary", key="apply", disabled=config is None or busy):
         if config is not None and not busy:
             _launch(name, config, prediction, lut)
-    run_id, error = jobs.panel("run", name)
+    # this session's run job; None after a refresh: the model's latest run job
+    run_id, error = jobs.panel("run", name, st.session_state.get(f"run-key|{name}"))
     if error:
         st.error(f"The run failed: {md(error)}")
     elif run_id:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core import jobs
 from core.config import PruneConfig
 from core.estimate import build_cost_model
 from dashboard.components.format import human
@@ -74,14 +75,26 @@ def test_unstructured_method_explains_masks_and_keeps_dense_size(monkeypatch, tm
     assert metric(at, "Non-zero params (estimate)") != metric(at, "Parameters (estimate)")
 
 
-def wait_for_job(at: AppTest, key: str = "job", seconds: float = 240) -> AppTest:
-    """Rerun the script (as the page's polling fragment would) until the background task ends."""
+def active_jobs(task: str) -> list[jobs.JobStatus]:
+    """The background jobs of `task` (any model) still running in this test's workspace."""
+    found = (jobs.status(p) for p in (jobs.workspace() / "jobs" / task).glob("*/*") if p.is_dir())
+    return [j for j in found if j is not None and j.active]
+
+
+def wait_for_job(at: AppTest, task: str = "run", seconds: float = 240) -> AppTest:
+    """Rerun the script (as the page's polling fragment would) until the background jobs of `task` end."""
     deadline = time.monotonic() + seconds
-    while at.session_state[key] is not None:
+    while active_jobs(task):
         assert time.monotonic() < deadline, "the run did not finish"
         time.sleep(0.5)
         at.run()
     return at.run()
+
+
+def run_job(at: AppTest, model: str) -> jobs.JobStatus | None:
+    """The run job this session started for model (None if it started none)."""
+    key = at.session_state[f"run-key|{model}"] if f"run-key|{model}" in at.session_state else None
+    return None if key is None else jobs.status(jobs.slot("run", model, key))
 
 
 def test_apply_produces_measured_comparison_and_downloads(monkeypatch, tmp_path):

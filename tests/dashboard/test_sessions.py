@@ -4,16 +4,20 @@ model nor the cached baseline is changed by either."""
 
 from __future__ import annotations
 
-import threading
+import json
+import subprocess
 import time
+from pathlib import Path
 
 import torch
 
-from core import models, runs
-from core.experiment import RunOutput
+from core import job_tasks, models, runs
+from core import jobs as core_jobs
+from core.config import FinetuneConfig, PruneConfig
+from core.processes import process_start
 from dashboard import cache
 from dashboard.components.format import human
-from tests.dashboard.test_app import open_app, wait_for_job
+from tests.dashboard.test_app import open_app, run_job, wait_for_job
 
 MODEL = "digits-mlp"
 SELECTED = ("selected_run", "announced", "results-run", "export-run")  # session keys naming the shown run
@@ -25,7 +29,7 @@ def _start(at, method: str, ratio: float) -> None:
     at.slider(key=f"ratio-all|{MODEL}|{method}").set_value(ratio).run()
     at.number_input(key="epochs").set_value(0).run()
     at.button(key="apply").click().run()
-    assert at.session_state["job"] is not None, "the run did not start"
+    assert run_job(at, MODEL) is not None, "the run did not start"
 
 
 def _results_show(at, run_id: str, method: str, params: int) -> None:
@@ -49,14 +53,13 @@ def test_two_sessions_prune_at_once_without_mixing_runs_or_touching_shared_cache
     a, b = open_app(monkeypatch, MODEL, tmp_path), open_app(monkeypatch, MODEL, tmp_path)
     _start(a, "channel", 0.5)
     _start(b, "unstructured", 0.8)  # while a's run is going
-    for at in (a, b):  # both runs going at once; no rerun meanwhile (see the xfail test below for why)
-        at.session_state["job"]._thread.join(timeout=240)
+    assert run_job(a, MODEL).job_id != run_job(b, MODEL).job_id  # two configs: two jobs side by side
     wait_for_job(a)
     wait_for_job(b)
     a.run()
     for at in (a, b):
         assert not at.exception and not at.error, [e.value for e in at.exception]
-    run_a, run_b = a.session_state["job:done"], b.session_state["job:done"]
+    run_a, run_b = run_job(a, MODEL).result, run_job(b, MODEL).result
     assert run_a != run_b
 
     saved = {r.run_id: r for r in cache.saved_runs(MODEL)}
@@ -78,30 +81,41 @@ def test_two_sessions_prune_at_once_without_mixing_runs_or_touching_shared_cache
 
 
 def test_results_follow_a_run_whose_folder_appeared_before_it_was_announced(monkeypatch, tmp_path):
-    """A full rerun while a run's files are written but its job not yet reported (here forced; in the app: a job
-    ending between the Tune and Results sections of one script run) lists the new run before Tune announces
-    it; the announcement must still select it on Results."""
-    gate, real_write = threading.Event(), RunOutput.write
-
-    def write_then_wait(self, outdir):
-        paths = real_write(self, outdir)
-        gate.wait(120)
-        return paths
-
-    monkeypatch.setattr(RunOutput, "write", write_then_wait)
-    gate.set()
+    """A full rerun while a run's files are written but its job not yet reported (in the app: a worker between
+    writing the run and writing its outcome) lists the new run before Tune announces it; the announcement must
+    still select it on Results. The second job is held there: its run is made here, its slot names a process
+    that is still alive, and its outcome is written only after the check."""
     at = open_app(monkeypatch, MODEL, tmp_path)
     _start(at, "channel", 0.25)
-    first = wait_for_job(at).session_state["job:done"]
-    gate.clear()
-    _start(at, "channel", 0.5)
-    deadline = time.monotonic() + 240
-    while len(runs.completed()) < 2:  # the second run's files are written; its job has not ended
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    at.run()
-    assert at.selectbox(key="results-run").value == first  # listed, not yet announced: the shown run stays
-    gate.set()
-    second = wait_for_job(at).session_state["job:done"]
+    first = run_job(wait_for_job(at), MODEL).result
+    held = subprocess.Popen(["sleep", "300"])
+    try:
+        folder = _held_job(held.pid)
+        at.session_state[f"run-key|{MODEL}"] = folder.name
+        spec, base = cache.spec(MODEL), cache.baseline(MODEL)
+        config = PruneConfig(model=MODEL, method="channel", ratios={"fc1": 0.5}, model_fingerprint=spec.fingerprint,
+                             finetune=FinetuneConfig(epochs=0))
+        second = job_tasks.run_and_record(spec, lambda *_: None, config, None, base, None)
+        assert len(runs.completed()) == 2  # the second run's files are written; its job has not ended
+        at.run()
+        assert at.selectbox(key="results-run").value == first  # listed, not yet announced: the shown run stays
+        (folder / "outcome.json").write_text(json.dumps({"result": second, "error": None}))
+    finally:
+        held.kill()
+        held.wait()
+    wait_for_job(at)
     assert at.session_state["announced"] == second
     assert at.selectbox(key="results-run").value == second
+
+
+def _held_job(pid: int) -> Path:
+    """A run job slot whose worker is `pid` (alive, silent): what the page sees while a worker finishes."""
+    folder = core_jobs.slot("run", MODEL, "held")
+    folder.mkdir(parents=True)
+    (folder / "pid.json").write_text(json.dumps({"pid": pid, "started": process_start(pid)}))
+    (folder / "progress.json").write_text(json.dumps({"stage": "measuring", "done": 0, "total": 1,
+                                                      "stage_started": time.time()}))
+    (folder / "request.json").write_text(json.dumps({"job_id": "held", "task": "run", "model": MODEL,
+                                                     "created": time.time()}))
+    return folder
+
