@@ -20,12 +20,19 @@ import struct
 import tempfile
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from core.errors import PruneLabError
+from core.export import export_onnx
+from core.files import write_atomic
+from core.latency import measure_interleaved, session
+from core.models import load, replay_reference
+from core.prune import calibration
+from core.runs import read_run
 
 MAGIC = b"PLSE1"
 
@@ -116,8 +123,6 @@ def quantize_int8(onnx_bytes: bytes, calibration: np.ndarray, batch: int = 32) -
 
 def onnx_accuracy(onnx_bytes: bytes, x: np.ndarray, y: np.ndarray, batch: int = 100) -> float:
     """Test accuracy of an ONNX model in onnxruntime."""
-    from core.latency import session
-
     sess = session(onnx_bytes, threads=1)
     name = sess.get_inputs()[0].name
     pred = np.concatenate([sess.run(None, {name: x[i:i + batch]})[0].argmax(-1) for i in range(0, len(x), batch)])
@@ -136,8 +141,6 @@ def variants(onnx_bytes: bytes, baseline_onnx: bytes, x_test: np.ndarray | None,
     """Every deployable form of a pruned model beside the baseline's dense ONNX: bytes, onnxruntime
     latency (median, interleaved, at `batch`; None where it cannot run as such) and test accuracy (None
     for a model without data)."""
-    from core.latency import measure_interleaved
-
     int8 = quantize_int8(onnx_bytes, calibration)
     tensors = initializers(onnx_bytes)
     sparse, sparse8 = encode_sparse(tensors), encode_sparse(tensors, int8=True)
@@ -169,14 +172,6 @@ def variants(onnx_bytes: bytes, baseline_onnx: bytes, x_test: np.ndarray | None,
 def deploy_folder(folder, batch: int = 1, spec=None) -> Deployment:
     """Measure every form of a run folder's model (see `variants`) and write model.int8.onnx and
     deploy.json next to it (each atomically)."""
-    from pathlib import Path
-
-    from core.export import export_onnx
-    from core.files import write_atomic
-    from core.models import load, replay_reference
-    from core.prune import calibration
-    from core.runs import read_run
-
     folder = Path(folder)
     if not (folder / "model.onnx").is_file():
         raise PruneLabError(f"{folder} has no model.onnx (a folder written by prunelab prune/apply)")

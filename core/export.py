@@ -19,6 +19,7 @@ from torch import nn
 from core.data import random_inputs
 from core.errors import PruneLabError
 from core.files import write_atomic
+from core.latency import session
 from core.prune.unstructured import make_permanent, refresh_masked
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -60,8 +61,6 @@ def check_onnx(onnx_bytes: bytes, model: nn.Module, example_input: torch.Tensor)
     """Largest |onnxruntime - torch| over random inputs at CHECK_BATCHES, divided by the largest |output|
     when that exceeds 1 (float32 rounding grows with magnitude: logits of ~100 differ by ~1e-5); raises
     above TOLERANCE."""
-    from core.latency import session
-
     sess = session(onnx_bytes, threads=1)
     gen = torch.Generator().manual_seed(0)
     worst = 0.0

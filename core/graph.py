@@ -8,6 +8,7 @@ coupled group becomes one "unit" (one slider), named after its first prunable la
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
 from dataclasses import dataclass
 
@@ -15,8 +16,14 @@ import torch
 from torch import nn
 
 from core.errors import PruneLabError
-
-PRUNABLE = (nn.Conv2d, nn.Linear)
+from core.structure import (
+    PROJECTIONS,
+    PRUNABLE,
+    attention_heads,
+    attention_modules,
+    heads_and_width,
+    removable_blocks,
+)
 
 
 @dataclass(frozen=True)
@@ -57,24 +64,6 @@ def classifier(model: nn.Module, example_input: torch.Tensor) -> nn.Module | Non
         elif isinstance(m, nn.Conv2d) and m.out_channels == out_dim:
             last = m
     return last
-
-
-def attention_heads(model: nn.Module) -> dict[nn.Module, int]:
-    """q/k/v projections of hand-written attention modules (a `num_heads` attribute and q, k, v
-    Linear children), mapped to their head count, so their width is cut equally in every head."""
-    heads: dict[nn.Module, int] = {}
-    for m in model.modules():
-        n = getattr(m, "num_heads", None)
-        projs = [getattr(m, p, None) for p in ("q", "k", "v")]
-        if isinstance(n, int) and all(isinstance(p, nn.Linear) for p in projs):
-            heads.update({p: n for p in projs})
-    return heads
-
-
-def query_projections(model: nn.Module) -> set[nn.Module]:
-    """The q projections among attention_heads(model) (the ones whose scores scale by 1/sqrt(width))."""
-    return {m.q for m in model.modules() if isinstance(getattr(m, "num_heads", None), int)
-            and isinstance(getattr(m, "q", None), nn.Linear) and m.q in attention_heads(m)}
 
 
 # layers the engine understands: it prunes Conv2d/Linear and cuts the norms and embeddings coupled to them
@@ -186,10 +175,8 @@ def neuron_units(model: nn.Module, example_input: torch.Tensor, graph=None) -> l
 
 
 def head_units(model: nn.Module) -> list[Unit]:
-    """One unit per attention module (core.prune.heads): its size is the head count; cutting heads
+    """One unit per attention module (core.structure): its size is the head count; cutting heads
     shrinks the q/k/v projections' outputs and the output projection's inputs alike."""
-    from core.prune.heads import PROJECTIONS, attention_modules
-
     found = []
     for name, heads in attention_modules(model).items():
         *qkv, out = PROJECTIONS
@@ -199,11 +186,7 @@ def head_units(model: nn.Module) -> list[Unit]:
 
 
 def block_units(model: nn.Module, example_input: torch.Tensor) -> list[Unit]:
-    """One unit per removable residual block (core.prune.layers); ratio 1 removes it."""
-    import copy
-
-    from core.prune.layers import removable_blocks
-
+    """One unit per removable residual block (core.structure); ratio 1 removes it."""
     # on a copy: finding blocks runs a hooked forward pass, and `model` may be shared (a cached model)
     return [Unit(name, 1, (Member(name, "out"),)) for name in removable_blocks(copy.deepcopy(model), example_input)]
 
@@ -262,7 +245,7 @@ def layer_widths(model: nn.Module, units: list[Unit], ratios: dict[str, float]) 
         if isinstance(module, PRUNABLE):
             before = module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
             rows.append({"layer": name, "kind": "channels", "before": before, "after": after(name, before)})
-        elif (heads := _heads_and_width(module)) is not None:
+        elif (heads := heads_and_width(module)) is not None:
             n, width = heads
             n_after = round(n * kept[name]) if name in kept else n
             width_after = after(f"{name}.q", width) if hasattr(module, "q") else width
@@ -272,13 +255,3 @@ def layer_widths(model: nn.Module, units: list[Unit], ratios: dict[str, float]) 
     return rows
 
 
-def _heads_and_width(module: nn.Module) -> tuple[int, int] | None:
-    """(heads, query width over all heads) of an attention module, hand-written (core.prune.heads) or
-    nn.MultiheadAttention; None for anything else."""
-    from core.prune.heads import is_attention
-
-    if isinstance(module, nn.MultiheadAttention):
-        return module.num_heads, module.embed_dim
-    if is_attention(module):
-        return module.num_heads, module.q.out_features
-    return None

@@ -23,9 +23,12 @@ import onnxruntime
 import torch
 from torch import nn
 
+from core.export import export_onnx
 from core.files import write_cache
 from core.graph import Unit
 from core.latency import measure_interleaved
+from core.prune.channel import apply_channel
+from core.workspace import safe_name, workspace
 
 TOLERANCE = 0.01  # time differences below 1% of a unit's largest time are timer noise
 Progress = Callable[[int, int], None]
@@ -220,8 +223,6 @@ def _layer_times(shape: LayerShape, side: str, cand: list[int], batch: int, thre
 
 
 def cache_path(spec, batch: int, threads: int):
-    from core.runs import safe_name, workspace
-
     name = safe_name(spec.name)  # a user model's name is a path; the fingerprint in the key tells models apart
     return workspace(create=False) / "cache" / "latency" / f"{name}-{_cache_key(spec.fingerprint, batch, threads)}.json"
 
@@ -266,9 +267,6 @@ def choose_by_measurement(spec, solve: Callable[[LatencyTable], object], table: 
     the fastest with a report row per candidate. The alignment is thus chosen by whole-model latency,
     which also captures what per-layer timing cannot (layout changes between layers)."""
     import copy
-
-    from core.export import export_onnx
-    from core.prune.channel import apply_channel
 
     candidates, report = {}, []
     aligns = alignments(table)

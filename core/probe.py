@@ -35,7 +35,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.errors import PruneLabError
+from core.files import write_atomic
 from core.limits import LOAD_MEMORY, LOAD_TIMEOUT
+from core.models import load
 
 ROOT = Path(__file__).resolve().parents[1]  # on the child's PYTHONPATH: the server may run from any folder
 SESSION_GRACE_S = 5.0  # seconds a session may look gone (a reconnecting browser) before its load is stopped
@@ -217,9 +220,6 @@ def _cap_memory(budget: int) -> None:
 
 def _load(request: dict) -> dict:
     """Load the model as the server would; {"ok", "message"} with its summary or the one-line reason."""
-    from core.errors import PruneLabError
-    from core.models import load
-
     ref = request["ref"]
     try:
         spec = load(ref, weights=request["weights"], trust_pickle=request["trust_pickle"], data=request["data"])
@@ -239,15 +239,8 @@ def main(argv: list[str]) -> None:
     request = json.loads(argv[0])
     _die_with(request["parent"])
     signal.alarm(int(request["timeout"]))  # ends this process at the time limit, whoever is watching
-    import torch  # noqa: F401  (imported before the cap: it is the same in every load)
-
-    import core.models  # noqa: F401
-    import core.user_models  # noqa: F401
-
-    _cap_memory(int(request["memory"]))
+    _cap_memory(int(request["memory"]))  # after torch and core were imported (above): the same in every load
     result = _load(request)
-    from core.files import write_atomic
-
     write_atomic(Path(request["result"]), json.dumps(result).encode("utf-8"))
     sys.stdout.flush()
     os._exit(0)  # at once: threads the user's code started must not keep the process alive

@@ -9,10 +9,10 @@ and enters the run in the experiment store (core.store: status, parent, numbers)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,18 +20,9 @@ from pathlib import Path
 
 from core.config import PruneConfig
 from core.errors import PruneLabError
-
-
-def workspace(create: bool = True) -> Path:
-    """The folder PruneLab keeps its runs in (created on first use; not by callers that only name a path in it,
-    such as a cache, which must work in a workspace that cannot be created)."""
-    root = Path(os.environ.get("PRUNELAB_HOME") or Path.home() / ".prunelab")
-    if create:
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise PruneLabError(f"cannot create the workspace {root}: {e.strerror or e}") from None
-    return root
+from core.run_folder import FolderLock, aside_path, belongs, holds_run, new_identity, read_identity, write_identity
+from core.store import Store
+from core.workspace import safe_name, workspace
 
 
 @dataclass(frozen=True)
@@ -48,13 +39,6 @@ class SavedRun:
 
     def onnx_bytes(self) -> bytes:
         return (self.path / "model.onnx").read_bytes()
-
-
-def safe_name(text: str, limit: int = 40) -> str:
-    """A folder-name-safe version of a model name (a user model's name is a path): letters, digits, dot,
-    dash and underscore only, no leading dots, at most `limit` characters — run folders stay in runs/."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).lstrip(".")[-limit:]
-    return cleaned or "model"
 
 
 def new_run_dir(model: str, method: str) -> Path:
@@ -125,8 +109,6 @@ def record(run_dir: Path, config: PruneConfig, parent: str | None = None,
     warn() says so and the run goes on (a row left 'running' is repaired from the folder by Store.sync). Only
     replacing needs the store: an old run's record must move with its files.
     """
-    from core.run_folder import FolderLock
-
     lock = FolderLock.acquire(run_dir)
     try:
         store = _open_store(warn)
@@ -157,8 +139,6 @@ class _Claim:
     """One run's hold on its folder and its row: started, then finished, failed or interrupted."""
 
     def __init__(self, run_dir: Path, config: PruneConfig, store, warn: Callable[[str], None]) -> None:
-        from core.run_folder import new_identity
-
         self.run_dir, self.config, self.store, self.warn = Path(run_dir), config, store, warn
         self.identity = new_identity(config, None)
         self.exp_id: str | None = None
@@ -166,10 +146,6 @@ class _Claim:
 
     def start(self, parent: str | None) -> None:
         """The row (running), then the identity, then config.json; a failure to write them fails the run."""
-        import dataclasses
-
-        from core.run_folder import write_identity
-
         if self.store is not None:
             try:
                 self.exp_id = self.store.start(self.run_dir, self.config, parent, run_uid=self.identity.uid)
@@ -195,8 +171,6 @@ class _Claim:
     def finish(self, metrics: dict) -> None:
         """Done with the metrics.json this run wrote into its folder (which must equal `metrics`); anything
         else fails the run, naming why."""
-        from core.run_folder import belongs
-
         path = self.run_dir / "metrics.json"
         try:
             written = json.loads(path.read_text(encoding="utf-8"))
@@ -210,8 +184,6 @@ class _Claim:
 
 def _open_store(warn: Callable[[str], None]):
     """The experiment store, or None (warned) if it cannot be opened; its own notices become warnings."""
-    from core.store import Store
-
     try:
         store = Store()
     except (PruneLabError, OSError) as e:
@@ -225,17 +197,9 @@ def _open_store(warn: Callable[[str], None]):
     return store
 
 
-def holds_run(folder: Path) -> bool:
-    from core.run_folder import holds_run as holds
-
-    return holds(folder)
-
-
 def occupant(folder: Path, store=None) -> tuple[str, str, dict | None]:
     """(name, status, store row or None) of the run whose files are in folder: the row with the folder's run uid,
     else the row pointing at the folder if no other run's identity is there, else what the identity says."""
-    from core.run_folder import read_identity
-
     identity = read_identity(folder)
     row = None
     if store is not None:
@@ -256,8 +220,6 @@ def _move_aside(run_dir: Path, store, lock, replace: bool):
     """Refuse a folder that holds a run, or (replace) move that run aside with its record; returns the lock on
     the (new, empty) run_dir. Order: the record first, then the files: if killed in between, Store.sync finds the
     files still in run_dir by their identity and points the record back (see Store._restore)."""
-    from core.run_folder import FolderLock, aside_path, new_identity, read_identity, write_identity
-
     name, status, row = occupant(run_dir, store)
     aside = aside_path(run_dir, name.replace(" ", "-"))
     if not replace:

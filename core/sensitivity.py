@@ -36,10 +36,12 @@ from core.estimate import build_cost_model
 from core.evaluate import evaluate
 from core.files import cache_writable, write_cache
 from core.finetune import recalibrate_batchnorm
-from core.graph import channel_groups, dependency_graph, kept_channels, query_projections
+from core.graph import channel_groups, dependency_graph, kept_channels
 from core.importance import Calibration, channel_scores, weight_scores
-from core.models import ModelSpec, require_data
 from core.prune.unstructured import mask_from_scores
+from core.spec import ModelSpec, require_data
+from core.structure import query_projections
+from core.workspace import safe_name, workspace
 
 SWEEP_VERSION = 1  # bump when the way figures are computed changes: old cache entries stop matching
 DEFAULT_GRID = tuple(round(0.1 * i, 1) for i in range(1, 10))
@@ -76,8 +78,6 @@ class SweepSpec:
 
 
 def cache_path(sweep: SweepSpec) -> Path:
-    from core.runs import safe_name, workspace
-
     # the key hashes the model name too; the readable prefix is made safe (a user model's name is a path)
     name = f"{safe_name(sweep.model)}-{sweep.granularity}-{sweep.key()}.csv"
     return workspace(create=False) / "cache" / "sensitivity" / name

@@ -46,9 +46,10 @@ from core.errors import PruneLabError
 from core.files import write_atomic
 from core.processes import alive, process_start
 from core.run_folder import RUN_FILES
-from core.runs import workspace
 from core.store_folders import folder_record, moved_here, own_metrics
+from core.store_recovery import move_aside, salvage
 from core.store_rows import NUMBERS, BadRow, Experiment, Unreadable, experiment, numbers, unreadable
+from core.workspace import workspace
 
 __all__ = ["PARETO_AXES", "RUN_FILES", "SCHEMA_VERSION", "STATUSES", "Experiment", "Store", "Unreadable"]
 
@@ -235,8 +236,6 @@ class Store:
         """Move the damaged file (and its -wal, -shm) aside to <name>.corrupt-<UTC time>, start a fresh store,
         copy into it the rows that can still be read. Another process may have done it meanwhile: checked again
         under a lock on the folder."""
-        from core.store_recovery import move_aside, salvage
-
         with run_folder.exclusive(self.path.with_name(self.path.name + ".recover.lock")):
             try:
                 self._prepare()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from core.errors import PruneLabError
+from core.structure import has_attention
 
 BOTTLENECKS = ("memory", "speed", "hardware")
 LOSSES = ("none", "small", "tolerable")  # none: no loss affordable; small: under 2%; tolerable: 2-5%
@@ -97,9 +98,7 @@ def _schedule(s: Situation, method: str) -> tuple[str, str]:
 def detect_family(model: nn.Module) -> str:
     """transformer if it has attention (hand-written q/k/v or nn.MultiheadAttention), cnn if it has
     convolutions, else mlp."""
-    from core.prune.heads import attention_modules
-
-    if attention_modules(model) or any(isinstance(m, nn.MultiheadAttention) for m in model.modules()):
+    if has_attention(model):
         return "transformer"
     if any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
         return "cnn"

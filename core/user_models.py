@@ -16,10 +16,11 @@
 
 An .npz data file holds `x` (inputs) and `y` (integer labels), optionally `x_train`/`y_train` (for
 fine-tuning); it is read without pickles. Loaders and arrays are materialised on the CPU, at most
-`max_samples` examples each (the first ones: give an evaluation loader without shuffling).
+`max_samples` examples each (the first ones: give an evaluation loader without shuffling) — core.user_data.
 
 `weights=` loads a state dict into the model strictly: `.pt`/`.pth` read weights-only (a state dict, or a
-dict holding one under "state_dict" or "model"; a pickled module only with trust_pickle) or `.safetensors`.
+dict holding one under "state_dict" or "model"; a pickled module only with trust_pickle) or `.safetensors`
+— core.weights. A factory file is imported by core.user_code.
 
 A model whose forward returns an object with `.logits`, a dict or a tuple is wrapped in LogitsOnly, which
 returns the logits tensor; the original module is its child `model`, so layer names (the keys of a
@@ -31,35 +32,23 @@ paths from the same folder); its fingerprint refuses configs made for other weig
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import importlib.util
-import itertools
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from core import preflight
 from core.data import Split
 from core.errors import PruneLabError
-from core.models import ModelSpec, fingerprint
+from core.spec import ModelSpec, fingerprint
+from core.user_code import import_file, on_sys_path, one_line
+from core.user_data import load_npz, materialise
+from core.weights import PICKLE_SUFFIXES, load_weights, torch_load
 
 DICT_KEYS = ("model", "example_input", "eval_loader")  # required keys of a factory's dict
 OPTIONAL_KEYS = ("train_loader", "metric")
-PICKLE_SUFFIXES = (".pt", ".pth")
-NPZ_KEYS = ("x", "y", "x_train", "y_train")  # the arrays of an .npz data file (the only ones read)
-_imports = itertools.count()
-
-
-def _short(e: BaseException) -> str:
-    """'Type: first line of the message', at most 300 characters: an exception on one line."""
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
 
 
 class LogitsOnly(nn.Module):
@@ -111,7 +100,8 @@ def _with_tensor_output(model: nn.Module, example: torch.Tensor, where: str) -> 
         with torch.no_grad():
             out = model(example)
     except Exception as e:
-        raise PruneLabError(f"{where}: the model fails on example_input {tuple(example.shape)}: {_short(e)}") from None
+        raise PruneLabError(f"{where}: the model fails on example_input {tuple(example.shape)}: "
+                            f"{one_line(e)}") from None
     how = _logits_access(out, where)
     if how is not None:
         model = LogitsOnly(model, *how).eval()
@@ -211,45 +201,13 @@ def _check_labels(split: Split, model: nn.Module, where: str) -> None:
 
 # --- file.py:function -------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _on_sys_path(folder: Path):
-    """folder first on sys.path for the duration (so a model file can import its neighbours)."""
-    entry = str(folder)
-    sys.path.insert(0, entry)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError):
-            sys.path.remove(entry)
-
-
-def _import_file(path: Path):
-    """Import a .py file by path under a fresh, unique module name (kept in sys.modules: tracing, export and
-    deep copies may look a class's module up)."""
-    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
-    stem = "".join(c if c.isalnum() else "_" for c in path.stem)
-    name = f"prunelab_user_{stem}_{digest}_{next(_imports)}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise PruneLabError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        with _on_sys_path(path.resolve().parent):
-            spec.loader.exec_module(module)
-    except Exception as e:
-        del sys.modules[name]
-        raise PruneLabError(f"importing {path} failed: {_short(e)}") from None
-    return module
-
-
 def _from_factory(ref: str, path: Path, func: str, weights: str | None, trust_pickle: bool,
                   max_samples: int) -> ModelSpec:
     if not path.is_file():
         raise PruneLabError(f"model file {path} not found")
     if path.suffix != ".py":
         raise PruneLabError(f"model file {path} is not a .py file (expected file.py:{func})")
-    module = _import_file(path)
+    module = import_file(path)
     build = getattr(module, func, None)
     if not callable(build):
         found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
@@ -258,10 +216,10 @@ def _from_factory(ref: str, path: Path, func: str, weights: str | None, trust_pi
                                                                   if found else ""))
     where = f"{path}:{func}"
     try:
-        with _on_sys_path(path.resolve().parent):
+        with on_sys_path(path.resolve().parent):
             made = build()
     except Exception as e:
-        raise PruneLabError(f"{where}() raised {_short(e)}") from None
+        raise PruneLabError(f"{where}() raised {one_line(e)}") from None
     if isinstance(made, ModelSpec):
         return _from_spec(ref, where, made, weights, trust_pickle)
     if not isinstance(made, dict):
@@ -329,7 +287,7 @@ def _metric(fn: Any, loader: Iterable, where: str) -> Callable[[nn.Module], dict
             with torch.no_grad():
                 value = fn(unwrap(model), loader)
         except Exception as e:
-            raise PruneLabError(f"the metric of {where} raised {_short(e)}") from None
+            raise PruneLabError(f"the metric of {where} raised {one_line(e)}") from None
         finally:
             model.train(was_training)
         values = value if isinstance(value, dict) else {label: value}
@@ -342,52 +300,6 @@ def _metric(fn: Any, loader: Iterable, where: str) -> Callable[[nn.Module], dict
     return metric
 
 
-def materialise(loader: Iterable, max_samples: int, where: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(inputs, labels) concatenated from the loader's (inputs, labels) batches on the CPU, at most
-    max_samples of them (iteration stops once that many were seen); labels as int64."""
-    if loader is None or isinstance(loader, (str, bytes, torch.Tensor)) or not isinstance(loader, Iterable):
-        raise PruneLabError(f"{where} must be an iterable of (inputs, labels) batches, got {type(loader).__name__}")
-    xs, ys, seen = [], [], 0
-    try:
-        for i, batch in enumerate(loader):
-            if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-                raise PruneLabError(f"{where} must yield (inputs, labels) pairs; batch {i} is "
-                                    f"{type(batch).__name__}" + (f" of {len(batch)}" if isinstance(batch, (
-                                        tuple, list)) else ""))
-            x, y = (_as_tensor(v, f"{where}: batch {i} {part}") for v, part in zip(batch, ("inputs", "labels"),
-                                                                                   strict=True))
-            if x.dim() == 0 or y.dim() != 1 or len(x) != len(y):
-                raise PruneLabError(f"{where}: batch {i} has inputs {tuple(x.shape)} and labels {tuple(y.shape)}; "
-                                    "expected a batch of inputs and one integer label per input")
-            if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-                raise PruneLabError(f"{where}: labels must be integer class indices, got {y.dtype}")
-            xs.append(x.detach().cpu())
-            ys.append(y.detach().cpu().long())
-            seen += len(x)
-            if seen >= max_samples:
-                break
-    except PruneLabError:
-        raise
-    except Exception as e:
-        raise PruneLabError(f"{where} raised {_short(e)}") from None
-    if not xs:
-        return torch.empty(0), torch.empty(0, dtype=torch.long)
-    try:
-        x = torch.cat(xs)[:max_samples]
-    except RuntimeError:
-        raise PruneLabError(f"{where}: batches have different input shapes "
-                            f"({', '.join(sorted({str(tuple(t.shape[1:])) for t in xs})[:3])})") from None
-    return x.contiguous(), torch.cat(ys)[:max_samples].contiguous()
-
-
-def _as_tensor(value: Any, where: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(value))
-    raise PruneLabError(f"{where} must be a tensor, got {type(value).__name__}")
-
-
 def _summary(what: str, model: nn.Module, split: Split | None, metric) -> str:
     params = sum(p.numel() for p in model.parameters())
     data = (f"{len(split.test_x):,} evaluation / {len(split.train_x):,} training examples" if split is not None
@@ -395,94 +307,11 @@ def _summary(what: str, model: nn.Module, split: Split | None, metric) -> str:
     return f"{what}: {params:,} parameters; {data}" + ("; custom metric" if metric is not None else "")
 
 
-# --- weights ---------------------------------------------------------------------------------------------
-
-def _torch_load(path: Path, trust_pickle: bool) -> Any:
-    """torch.load on the CPU: weights-only unless trust_pickle; corrupt files and pickles that need code to
-    load (without trust_pickle) are PruneLabErrors. Nothing in an untrusted file is executed; nothing is read
-    before its declared size is checked (core.preflight)."""
-    import pickle
-
-    preflight.weights_file(path)
-    try:
-        if trust_pickle:
-            with _on_sys_path(path.resolve().parent):  # classes a pickled model names often live beside it
-                return torch.load(path, map_location="cpu", weights_only=False)
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if not trust_pickle and "Weights only load failed" in str(e):
-            raise PruneLabError(f"{path} holds pickled objects, not just tensors: loading it runs code from the "
-                                "file; pass --trust-pickle (trust_pickle=True) only if you trust its source") from None
-        raise PruneLabError(f"cannot read {path} (corrupt or truncated?): {_short(e)}") from None
-    except Exception as e:
-        raise PruneLabError(f"cannot read {path} (corrupt or truncated?): {_short(e)}") from None
-
-
-def read_state_dict(weights: str | Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
-    """The state dict in a weights file: .safetensors, or .pt/.pth holding a state dict (or a dict with one
-    under "state_dict" or "model"; a pickled nn.Module's state dict with trust_pickle)."""
-    path = Path(weights)
-    if not path.is_file():
-        raise PruneLabError(f"weights file {path} not found")
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError:
-            raise PruneLabError("reading .safetensors needs the safetensors package: .venv/bin/pip install "
-                                "safetensors") from None
-        preflight.weights_file(path)
-        try:
-            return load_file(str(path), device="cpu")
-        except Exception as e:
-            raise PruneLabError(f"cannot read {path} (corrupt or truncated?): {_short(e)}") from None
-    if path.suffix not in PICKLE_SUFFIXES:
-        raise PruneLabError(f"weights file {path}: expected .pt, .pth or .safetensors")
-    obj = _torch_load(path, trust_pickle)
-    if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(obj.get(key), nn.Module):
-                obj = obj[key].state_dict()
-                break
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise PruneLabError(f"{path} holds {type(obj).__name__}, not a state dict (names to tensors, or a dict with "
-                            "one under 'state_dict' or 'model')")
-    return obj
-
-
-def _some(keys: Iterable[str], n: int = 5) -> str:
-    keys = sorted(keys)
-    return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
-
-
-def load_weights(model: nn.Module, weights: str | Path, trust_pickle: bool = False) -> None:
-    """Load a weights file into model strictly; names and shapes that do not match are listed (up to 5)."""
-    state = read_state_dict(weights, trust_pickle)
-    own = model.state_dict()
-    missing, unexpected = set(own) - set(state), set(state) - set(own)
-    if missing or unexpected:
-        parts = ([f"missing {_some(missing)}"] if missing else []) + (
-            [f"unexpected {_some(unexpected)}"] if unexpected else [])
-        raise PruneLabError(f"weights {weights} do not fit the model: {'; '.join(parts)}")
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(own)
-              if state[k].shape != own[k].shape]
-    if shapes:
-        raise PruneLabError(f"weights {weights} do not fit the model (file vs model shape): {_some(shapes)}")
-    try:
-        model.load_state_dict(state, strict=True)
-    except Exception as e:
-        raise PruneLabError(f"cannot load weights {weights}: {_short(e)}") from None
-
-
 # --- pickled model, Hugging Face folder, .npz data --------------------------------------------------------
 
 def _from_pickle(ref: str, path: Path, weights: str | None, trust_pickle: bool, data: str | None,
                  max_samples: int) -> ModelSpec:
-    obj = _torch_load(path, trust_pickle)  # weights-only first: a state dict gets the message below
+    obj = torch_load(path, trust_pickle)  # weights-only first: a state dict gets the message below
     if not isinstance(obj, nn.Module):
         raise PruneLabError(f"{path} holds a {type(obj).__name__}, not a pickled nn.Module; weights alone need "
                             "their architecture: give a registry name or file.py:build with --weights")
@@ -523,13 +352,13 @@ def _from_huggingface(ref: str, folder: Path, weights: str | None, trust_pickle:
         settings = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True,
                                                            trust_remote_code=False)
     except Exception as e:
-        raise PruneLabError(f"cannot read {folder / 'config.json'}: {_short(e)}") from None
+        raise PruneLabError(f"cannot read {folder / 'config.json'}: {one_line(e)}") from None
     preflight.model_params(auto, settings, folder / "config.json")
     try:
         model = auto.from_pretrained(str(folder), config=settings, local_files_only=True, trust_remote_code=False,
                                      use_safetensors=any(folder.glob("*.safetensors")))
     except Exception as e:
-        raise PruneLabError(f"cannot load the Hugging Face model in {folder}: {_short(e)}") from None
+        raise PruneLabError(f"cannot load the Hugging Face model in {folder}: {one_line(e)}") from None
     finally:
         if bars:
             transformers.utils.logging.enable_progress_bar()
@@ -539,36 +368,3 @@ def _from_huggingface(ref: str, folder: Path, weights: str | None, trust_pickle:
                    _summary(f"Hugging Face {arch} from {folder}", model, split, None))
 
 
-def load_npz(data: str | Path, max_samples: int = 5000) -> Split:
-    """A Split from an .npz file: x and y (evaluation), optionally x_train and y_train; read without pickles.
-    Float inputs become float32, integer inputs (token ids) int64, labels int64; at most max_samples each."""
-    path = Path(data)
-    if not path.is_file():
-        raise PruneLabError(f"data file {path} not found")
-    if path.suffix != ".npz":
-        raise PruneLabError(f"data file {path}: expected an .npz with arrays x and y (optionally x_train, y_train)")
-    preflight.npz_arrays(path, NPZ_KEYS)  # declared sizes first: numpy allocates each array whole
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            held = sorted(f.files)
-            arrays = {k: f[k] for k in NPZ_KEYS if k in held}
-    except Exception as e:
-        raise PruneLabError(f"cannot read {path} (corrupt, or holding pickled objects?): {_short(e)}") from None
-    missing = [k for k in ("x", "y") if k not in arrays]
-    if missing or ("x_train" in arrays) != ("y_train" in arrays):
-        raise PruneLabError(f"data file {path} must hold arrays x and y, and optionally both x_train and y_train; "
-                            f"it holds {_some(held, 8) or 'nothing'}")
-
-    def pair(xk: str, yk: str) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = arrays[xk][:max_samples], arrays[yk][:max_samples]
-        if x.ndim == 0 or y.ndim != 1 or len(x) != len(y) or x.dtype.kind not in "fiub" or y.dtype.kind not in "iu":
-            raise PruneLabError(f"data file {path}: {xk} {x.shape} {x.dtype} and {yk} {y.shape} {y.dtype} must be "
-                                "numeric inputs and one integer label per input")
-        x = x.astype(np.float32 if x.dtype.kind == "f" else np.int64)
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64))
-
-    test_x, test_y = pair("x", "y")
-    if len(test_x) == 0:
-        raise PruneLabError(f"data file {path}: x is empty")
-    train_x, train_y = pair("x_train", "y_train") if "x_train" in arrays else (test_x[:0], test_y[:0])
-    return Split(train_x, train_y, test_x, test_y)

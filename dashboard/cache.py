@@ -26,12 +26,12 @@ from core import experiment, importance, latency, models, plan, runs
 from core.config import Pattern
 from core.errors import PruneLabError
 from core.estimate import CostModel, build_cost_model
+from core.importance.blocks import block_scores as score_blocks
+from core.importance.heads import head_scores as score_heads
+from core.importance.heads import scores_frame
 from core.metrics import layer_summary
-from core.models import ModelSpec
 from core.prune import calibration
-from core.prune import head_scores as score_heads
-from core.prune.heads import scores_frame
-from core.prune.layers import block_scores as score_blocks
+from core.spec import ModelSpec
 from dashboard import uploads
 
 USER_PREFIX = "user-"
@@ -187,7 +187,7 @@ def raw_scores(name: str, method: str, criterion: str, samples: int, seed: int) 
 
 @st.cache_data(show_spinner="Scoring attention heads…")
 def head_scores(name: str, criterion: str, samples: int = 512, seed: int = 0) -> pd.DataFrame:
-    """Layers x heads importance table (core.prune.heads.scores_frame); scored on a copy, since the
+    """Layers x heads importance table (core.importance.heads.scores_frame); scored on a copy, since the
     taylor criterion hooks gates into the model while it runs."""
     s = spec(name)
     return scores_frame(score_heads(copy.deepcopy(s.model), criterion, calibration(s, samples, seed), seed))

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from core.errors import PruneLabError
 from core.files import write_atomic
-from core.runs import workspace
+from core.workspace import workspace
 
 UPLOAD_LIMIT_BYTES = 200 * 1024 * 1024  # also dashboard/.streamlit/config.toml's server.maxUploadSize (MB)
 MAX_NAME = 80  # characters of the sanitised name, suffix included (the hash prefix comes on top)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.models import ModelSpec, available, load
+from core.models import available, load
+from core.spec import ModelSpec
 
 SAMPLE_NAMES = available(trained_only=True)
 

@@ -16,7 +16,8 @@ from core.config import PruneConfig
 from core.errors import PruneLabError
 from core.experiment import run
 from core.metrics import count_nonzero
-from core.runs import new_run_dir, workspace
+from core.runs import new_run_dir
+from core.workspace import workspace
 from tests.conftest import get_spec
 from tests.test_cli import _call
 from tests.test_user_models import write

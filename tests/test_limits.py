@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from core.errors import PruneLabError
-from core.user_models import read_state_dict
+from core.weights import read_state_dict
 from tests.test_user_models import write
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,7 +189,7 @@ def test_an_npz_array_header_larger_than_its_data_is_refused_without_allocating(
         z.writestr("x.npy", _npy_header(np.dtype(np.float64), (10**12,)) + bytes(64))
         z.writestr("y.npy", _npy(np.zeros(3, np.int64)))
     with pytest.raises(PruneLabError, match=r"liar\.npz.*x.*PRUNELAB_MAX_DATA_MB"):
-        from core.user_models import load_npz
+        from core.user_data import load_npz
 
         load_npz(path)
 
@@ -294,7 +294,7 @@ def crowded(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("suffix", [".pt", ".npz"])
 def test_a_zip_with_too_many_members_is_refused_before_they_are_listed(crowded, tmp_path, suffix):
-    from core.user_models import load_npz
+    from core.user_data import load_npz
 
     path = tmp_path / f"crowded{suffix}"
     path.symlink_to(crowded)

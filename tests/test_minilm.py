@@ -194,7 +194,7 @@ def test_registry_runs_head_pruning_and_reports_fidelity():
     from core.experiment import run
     from core.models import available, load
     from core.plan import plan
-    from core.prune.heads import attention_modules
+    from core.structure import attention_modules
 
     assert "minilm" in available()
     spec = load("minilm")

@@ -18,8 +18,9 @@ from core.errors import PruneLabError
 from core.evaluate import evaluate
 from core.export import export_onnx
 from core.graph import channel_units, unstructured_units, unsupported_layers
-from core.models import ModelSpec, fingerprint, load, require_data
+from core.models import load
 from core.prune import apply, check_config_matches
+from core.spec import ModelSpec, fingerprint, require_data
 from core.user_models import LogitsOnly
 from tests.conftest import get_spec
 
@@ -129,7 +130,7 @@ def test_factory_returning_a_modelspec(tmp_path):
         import torch
         from torch import nn
         from core.data import load_split
-        from core.models import ModelSpec
+        from core.spec import ModelSpec
 
         def make():
             torch.manual_seed(0)

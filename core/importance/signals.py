@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.data import batches
-from core.graph import PRUNABLE
+from core.structure import PRUNABLE
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from core.errors import PruneLabError
-from core.graph import attention_heads, call, channel_units, classifier, dependency_graph, kept_channels
+from core.graph import call, channel_units, classifier, dependency_graph, kept_channels
+from core.structure import attention_heads
 
 
 def _tp_ratio(kept_per_head: int, per_head: int) -> float:

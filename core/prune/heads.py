@@ -1,55 +1,28 @@
-"""Head pruning: physically remove whole attention heads, scored by gate gradients.
+"""Head pruning: physically remove whole attention heads, lowest-scoring first (core.importance.heads).
 
-An attention module is "hand-written" when it has an int `num_heads` and Linear children q, k, v and an
-output projection `proj` (sample_models.architectures.Attention, and SplitAttention below). Head h owns
+Attention modules are the hand-written ones of core.structure (SplitAttention below is one). Head h owns
 rows [h*d, (h+1)*d) of q, k and v (d = width / num_heads, as the forward's reshape splits them) and the
 same columns of proj's input. Removing a head slices those rows and columns out and lowers num_heads:
 the other heads compute exactly what they did before, so removal equals zeroing that head's output.
 
 nn.MultiheadAttention keeps q, k and v packed in one matrix; `convert_multihead_attention` first swaps
 each one for an equivalent SplitAttention, whose heads can then be scored and removed like the others.
-
-Importance follows Michel, Levy & Neubig (2019), "Are Sixteen Heads Really Better than One?": a gate
-g_h multiplies head h's output before the output projection, and the score is |dL/dg_h| at g = 1, the
-first-order estimate of how much the loss moves when the head is masked. Higher = more important.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from numbers import Integral
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.data import batches
 from core.errors import PruneLabError
-from core.importance.signals import Calibration
-
-PROJECTIONS = ("q", "k", "v", "proj")
-
+from core.structure import PROJECTIONS, attention_module
 
 # ---------------------------------------------------------------------------------------------------
-# Finding attention modules, and converting nn.MultiheadAttention into one
-
-
-def is_attention(module: nn.Module) -> bool:
-    """Whether module is a hand-written attention whose heads this module can score and remove."""
-    heads = getattr(module, "num_heads", None)
-    linears = all(isinstance(getattr(module, p, None), nn.Linear) for p in PROJECTIONS)
-    return isinstance(heads, int) and not isinstance(heads, bool) and linears
-
-
-def attention_modules(model: nn.Module) -> dict[str, int]:
-    """Dotted name -> current head count of every hand-written attention module, in model order.
-
-    nn.MultiheadAttention is not listed until `convert_multihead_attention` has replaced it.
-    """
-    return {name: m.num_heads for name, m in model.named_modules() if is_attention(m)}
+# Converting nn.MultiheadAttention into a hand-written attention module
 
 
 def _additive(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -178,98 +151,6 @@ def convert_multihead_attention(model: nn.Module) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Importance: gradients of per-head gates
-
-
-def _gate_hook(gate: torch.Tensor):
-    """A forward pre-hook for proj: its input (..., H*d) viewed as (..., H, d), scaled per head by gate."""
-
-    def hook(_module: nn.Module, args: tuple) -> tuple:
-        x = args[0]
-        heads = x.reshape(*x.shape[:-1], gate.numel(), -1) * gate.to(x.dtype).unsqueeze(-1)
-        return (heads.reshape(x.shape), *args[1:])
-
-    return hook
-
-
-def _attention(model: nn.Module, name: str) -> nn.Module:
-    """The attention module called name, or a PruneLabError listing the ones there are."""
-    module = dict(model.named_modules()).get(name)
-    if module is None or not is_attention(module):
-        known = ", ".join(attention_modules(model)) or "none"
-        raise PruneLabError(f"{name!r} is not an attention module of this model (attention modules: {known})")
-    return module
-
-
-@contextmanager
-def head_gates(model: nn.Module, gates: dict[str, torch.Tensor]) -> Iterator[None]:
-    """Inside the block, head h of module `name` contributes gates[name][h] times its output (0 masks it,
-    1 leaves it); the model classes are untouched (hooks on proj), and the hooks are gone afterwards."""
-    handles = []
-    try:
-        for name, gate in gates.items():
-            module = _attention(model, name)
-            if gate.numel() != module.num_heads:
-                raise PruneLabError(f"{name}: {gate.numel()} gates for {module.num_heads} heads")
-            handles.append(module.proj.register_forward_pre_hook(_gate_hook(gate)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _unit_gates(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Gates of ones that require grad, one per head of every attention module, in its weights' dtype."""
-    modules = dict(model.named_modules())
-    gates = {}
-    for name, heads in attention_modules(model).items():
-        weight = modules[name].proj.weight
-        gates[name] = torch.ones(heads, dtype=weight.dtype, device=weight.device, requires_grad=True)
-    return gates
-
-
-def head_importance(model: nn.Module, calib: Calibration) -> dict[str, torch.Tensor]:
-    """Per attention module, one score per head: the mean over calibration batches of |dL/dg_h| at g = 1
-    (L = the batch's mean cross-entropy on calib.y, model in eval mode). Gradients are taken for the
-    gates only: the caller's parameters get no .grad, and mode and hooks are restored."""
-    gates = _unit_gates(model)
-    if not gates:
-        return {}
-    if len(calib.x) == 0:
-        raise PruneLabError("head importance needs calibration data (calibration_samples >= 1)")
-    device = next(iter(gates.values())).device
-    totals = {name: torch.zeros_like(g, requires_grad=False) for name, g in gates.items()}
-    n_batches, was_training = 0, model.training
-    model.eval()
-    try:
-        with head_gates(model, gates), torch.enable_grad():
-            for xb, yb in batches(calib.x, calib.y, calib.batch_size):
-                loss = F.cross_entropy(model(xb.to(device)), yb.to(device))
-                grads = torch.autograd.grad(loss, list(gates.values()), allow_unused=True)
-                for total, grad in zip(totals.values(), grads, strict=True):
-                    if grad is not None:  # None: the module does not reach the loss
-                        total += grad.abs()
-                n_batches += 1
-    finally:
-        model.train(was_training)
-    return {name: (total / n_batches).cpu() for name, total in totals.items()}
-
-
-def scores_frame(scores: dict[str, torch.Tensor]) -> pd.DataFrame:
-    """Scores as a table: a row per module (in the dict's order), a column per head index, NaN where a
-    module has fewer heads than the widest one."""
-    width = max((len(s) for s in scores.values()), default=0)
-    rows = [s.tolist() + [math.nan] * (width - len(s)) for s in scores.values()]
-    return pd.DataFrame(rows, index=pd.Index(list(scores), name="module"),
-                        columns=pd.RangeIndex(width, name="head"), dtype=float)
-
-
-def head_grid(model: nn.Module, calib: Calibration) -> pd.DataFrame:
-    """head_importance as a layers x heads table (modules in model order), for a heatmap."""
-    return scores_frame(head_importance(model, calib))
-
-
-# ---------------------------------------------------------------------------------------------------
 # Choosing and removing heads
 
 
@@ -310,7 +191,7 @@ def _head_widths(name: str, module: nn.Module) -> tuple[int, int]:
 
 def _validated(name: str, indices: list[int], model: nn.Module) -> list[int]:
     """indices as a sorted list, after every check that remove_heads promises."""
-    module = _attention(model, name)
+    module = attention_module(model, name)
     heads = module.num_heads
     _head_widths(name, module)
     bad = [h for h in indices if isinstance(h, bool) or not isinstance(h, Integral) or not 0 <= h < heads]

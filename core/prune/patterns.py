@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from core.errors import PruneLabError
-from core.graph import PRUNABLE
+from core.structure import PRUNABLE
 
 
 def _check_nm(n: int, m: int) -> None:

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from core.errors import PruneLabError
-from core.graph import PRUNABLE
+from core.structure import PRUNABLE
 
 
 def mask_from_scores(scores: torch.Tensor, ratio: float) -> torch.Tensor:

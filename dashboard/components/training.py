@@ -13,7 +13,7 @@ import streamlit as st
 
 from core.config import SCHEDULES
 from core.errors import PruneLabError
-from core.models import ModelSpec, require_data
+from core.spec import ModelSpec, require_data
 from dashboard.components.text import md
 
 SCHEDULE_HELP = {

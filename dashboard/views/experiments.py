@@ -15,8 +15,8 @@ from pathlib import Path
 import streamlit as st
 
 from core.errors import PruneLabError
-from core.runs import workspace
 from core.store import RUN_FILES, STATUSES, Experiment, Store, Unreadable
+from core.workspace import workspace
 from dashboard.components import experiments as tables
 from dashboard.components import load_config
 from dashboard.components.pareto import AXES, pareto_chart

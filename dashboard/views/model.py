@@ -9,8 +9,8 @@ from torch import nn
 
 from core.graph import unsupported_layers
 from core.importance import REGISTRY, NotApplicable
-from core.prune import HEAD_CRITERIA
-from core.prune.heads import attention_modules
+from core.importance.heads import HEAD_CRITERIA
+from core.structure import attention_modules
 from dashboard import cache
 from dashboard.components.charts import head_heatmap, importance_heatmap
 from dashboard.components.format import metric_row

@@ -18,9 +18,9 @@ from core.evaluate import evaluate
 from core.graph import Unit, channel_units, kept_channels, unstructured_units
 from core.importance import REGISTRY, channel_scores
 from core.metrics import static_metrics
-from core.models import fingerprint
 from core.prune import apply, calibration
 from core.prune.channel import apply_channel
+from core.spec import fingerprint
 from tests.conftest import get_spec
 
 EXACT = ("params", "size_bytes", "flops")

@@ -15,19 +15,13 @@ from torch import nn
 
 from core.errors import PruneLabError
 from core.export import export_onnx
+from core.importance.heads import head_gates, head_grid, head_importance
 from core.importance.signals import Calibration
-from core.models import fingerprint, load
+from core.models import load
 from core.prune import calibration
-from core.prune.heads import (
-    SplitAttention,
-    attention_modules,
-    convert_multihead_attention,
-    head_gates,
-    head_grid,
-    head_importance,
-    heads_to_remove,
-    remove_heads,
-)
+from core.prune.heads import SplitAttention, convert_multihead_attention, heads_to_remove, remove_heads
+from core.spec import fingerprint
+from core.structure import attention_modules
 from sample_models.architectures import Block
 from tests.conftest import get_spec
 

@@ -17,8 +17,8 @@ from core.config import PruneConfig
 from core.errors import PruneLabError
 from core.graph import channel_units, units
 from core.importance import REGISTRY, Calibration, NotApplicable, channel_scores, get, heatmap, weight_scores
-from core.models import fingerprint
 from core.prune import apply, calibration
+from core.spec import fingerprint
 from tests.conftest import get_spec
 
 CRITERIA = ("l1", "l2", "taylor", "fisher", "activation", "apoz", "bn_scale", "lamp", "random")

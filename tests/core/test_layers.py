@@ -17,17 +17,11 @@ from torch import nn
 from core.errors import PruneLabError
 from core.evaluate import evaluate
 from core.export import export_onnx
+from core.importance.blocks import block_scores
 from core.metrics import count_params
 from core.models import load
-from core.prune.layers import (
-    PassThrough,
-    block_scores,
-    choose_blocks,
-    rank_blocks,
-    removable_blocks,
-    remove_blocks,
-    residual_blocks,
-)
+from core.prune.layers import PassThrough, choose_blocks, rank_blocks, remove_blocks
+from core.structure import removable_blocks, residual_blocks
 from tests.conftest import get_spec
 
 # Read off sample_models/architectures.py: a BasicBlock's shortcut is Identity when stride 1 and cin == cout

@@ -14,10 +14,11 @@ from torch import nn
 
 from core.errors import PruneLabError
 from core.export import INPUT_NAME, OUTPUT_NAME, export_onnx
-from core.graph import PRUNABLE, classifier
+from core.graph import classifier
 from core.latency import session
 from core.prune.patterns import apply_block, apply_nm, block_mask, block_scores, nm_mask
 from core.prune.unstructured import make_permanent, pruning_hooks, refresh_masked
+from core.structure import PRUNABLE
 
 # ---------------------------------------------------------------- helpers
 

@@ -14,9 +14,10 @@ from core.experiment import RunOutput, run
 from core.finetune import Recipe, fit
 from core.graph import channel_units, unstructured_units
 from core.metrics import static_metrics
-from core.models import fingerprint
 from core.prune import apply
-from core.runs import list_runs, new_run_dir, read_run, workspace
+from core.runs import list_runs, new_run_dir, read_run
+from core.spec import fingerprint
+from core.workspace import workspace
 from tests.conftest import get_spec
 
 STATIC = ("params", "nonzero_params", "size_bytes", "flops", "sparse_flops")

@@ -12,7 +12,8 @@ import torch
 from core.data import load_split
 from core.errors import PruneLabError
 from core.evaluate import evaluate
-from core.models import available, fingerprint, load
+from core.models import available, load
+from core.spec import fingerprint
 from sample_models import SAMPLES
 from tests.conftest import SAMPLE_NAMES
 

@@ -21,10 +21,10 @@ from core.evaluate import evaluate
 from core.finetune import recalibrate_batchnorm
 from core.graph import units
 from core.importance import channel_scores, weight_scores
-from core.models import ModelSpec, fingerprint
 from core.prune.channel import apply_channel
 from core.prune.unstructured import apply_unstructured
 from core.sensitivity import COLUMNS, SweepSpec, cache_path, read_table, subsets, sweep
+from core.spec import ModelSpec, fingerprint
 from tests.conftest import get_spec
 
 SMALL = {"grid": (0.3, 0.6), "eval_samples": 200, "calibration_samples": 128}

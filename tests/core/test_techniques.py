@@ -18,7 +18,7 @@ from core.export import deployable, export_onnx
 from core.graph import units
 from core.metrics import count_nonzero, count_params, static_metrics
 from core.plan import plan
-from core.prune.heads import attention_modules
+from core.structure import attention_modules
 from tests.conftest import SAMPLE_NAMES, get_spec
 
 APPLIES = {  # method -> the sample models that have something it can prune

@@ -17,9 +17,9 @@ from core.export import deployable
 from core.finetune import Recipe, fit
 from core.graph import unstructured_units
 from core.metrics import count_nonzero
-from core.models import fingerprint
 from core.prune import apply
 from core.prune.unstructured import apply_unstructured, magnitude_mask, make_permanent, pruning_hooks
+from core.spec import fingerprint
 from tests.conftest import get_spec
 
 RATIOS = (0.3, 0.5, 0.8)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from core.cli import main
-from core.runs import workspace
+from core.workspace import workspace
 from tests.dashboard.test_app import open_app
 
 

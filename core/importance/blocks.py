@@ -1,0 +1,39 @@
+"""Block influence (Men et al. 2024, ShortGPT): how much a residual block changes its input, the score
+by which layer pruning (core.prune.layers) removes the blocks that matter least."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core.errors import PruneLabError
+from core.structure import forward_with_hooks
+
+
+def block_scores(model: nn.Module, blocks: list[str], x: Tensor, batch_size: int = 64) -> dict[str, float]:
+    """Block influence of each named block: 1 - mean cosine similarity between its input and output.
+
+    Each sample's input and output are flattened (all channels, positions or tokens) and compared; the
+    mean is over the images x (in eval mode, without gradients, one forward pass for all blocks). 0 means
+    the block passes its input through unchanged (safe to remove), 2 that it flips its sign; the result
+    is clamped to [0, 2] against float rounding.
+    """
+    modules = dict(model.named_modules())
+    unknown = [b for b in blocks if not b or b not in modules]
+    if unknown:
+        raise PruneLabError(f"not modules of this model: {', '.join(map(repr, unknown))}")
+    total = dict.fromkeys(blocks, 0.0)
+    count = dict.fromkeys(blocks, 0)
+
+    def record(name: str, inp: Tensor, out: object) -> None:
+        if not isinstance(out, Tensor) or out.shape != inp.shape:
+            raise PruneLabError(f"block {name!r} changes its input's shape; it has no input/output similarity")
+        cos = F.cosine_similarity(inp.flatten(1).double(), out.flatten(1).double(), dim=1)
+        total[name] += float(cos.sum())
+        count[name] += len(cos)
+
+    forward_with_hooks(model, blocks, x.split(batch_size), record)
+    silent = [b for b in blocks if count[b] == 0]
+    if silent:
+        raise PruneLabError(f"blocks never called in the forward pass: {', '.join(map(repr, silent))}")
+    return {b: min(2.0, max(0.0, 1.0 - total[b] / count[b])) for b in blocks}
