@@ -13,8 +13,9 @@ from typing import Any
 
 from core.config import PruneConfig
 from core.errors import PruneLabError
+from core.metric_keys import ACCURACY, FLOPS, LATENCY_MS, PARAMS, SIZE_BYTES
 
-NUMBERS = ("params", "flops", "size_bytes", "latency_ms", "accuracy")  # copied from metrics["pruned"]
+NUMBERS = (PARAMS, FLOPS, SIZE_BYTES, LATENCY_MS, ACCURACY)  # copied from metrics["pruned"]; column = key
 
 
 @dataclass(frozen=True)
