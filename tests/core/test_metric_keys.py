@@ -20,6 +20,7 @@ import pytest
 from core import metric_keys
 from core.cli import main
 from core.metric_keys import LatencyKey, ModelMetrics, RunMetrics, latency_key, parse_latency_key
+from dashboard.components.charts import compared
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = ROOT / "core" / "metric_keys.py"
@@ -150,3 +151,14 @@ def test_an_old_run_without_batches_or_onnx_reads_with_its_old_defaults():
     assert view.to_dict() == old
     damaged = ModelMetrics.from_dict({"params": "many", "latency_ms": float("nan"), "latency_batches": "x"})
     assert damaged.params is None and damaged.latency_ms(1) is None and damaged.latency_batches == (1, 32)
+
+
+def test_the_results_comparison_lists_every_batch_the_run_timed(written):
+    """Results compares the latency at each batch the run timed (here 1 and 8), onnxruntime before torch; it
+    used to list batches 1 and 32 whatever was timed, so a b8 figure never showed."""
+    rows = compared(written["baseline"], written["pruned"])
+    latency = [(key, label) for key, label, unit in rows if unit == "ms"]
+    assert latency == [("latency_ms", "latency b1 (median)"), ("latency_ms_batch8", "latency b8 (median)"),
+                       ("torch_latency_ms", "eager torch b1 (median)"),
+                       ("torch_latency_ms_batch8", "eager torch b8 (median)")]
+    assert [key for key, _, _ in rows[:5]] == ["size_bytes", "onnx_bytes", "params", "nonzero_params", "flops"]
