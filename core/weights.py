@@ -28,7 +28,7 @@ def torch_load(path: Path, trust_pickle: bool) -> Any:
                 return torch.load(path, map_location="cpu", weights_only=False)
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if not trust_pickle and "Weights only load failed" in str(e):
+        if not trust_pickle and "Unsupported global" in str(e):  # a real pickle naming Python objects (classes)
             raise PruneLabError(f"{path} holds pickled objects, not just tensors: loading it runs code from the "
                                 "file; pass --trust-pickle (trust_pickle=True) only if you trust its source") from None
         raise PruneLabError(f"cannot read {path} (corrupt or truncated?): {one_line(e)}") from None
