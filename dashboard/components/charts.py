@@ -115,15 +115,28 @@ def sensitivity_heatmap(table, column: str = "accuracy_drop", grouped: bool = Fa
     scale = 100 if column == "accuracy_drop" else 1
     title = "accuracy drop (points)" if column == "accuracy_drop" else "loss increase"
     mean = "mean " if grouped else ""
+    z = pivot.to_numpy() * scale
+    zmax = _clip_at(z)
     fig = go.Figure(go.Heatmap(
-        z=pivot.to_numpy() * scale, x=[f"{r:g}" for r in pivot.columns], y=list(pivot.index),
-        customdata=acc.to_numpy(), colorscale="Reds", zmin=0, colorbar={"title": title},
+        z=z, x=[f"{r:g}" for r in pivot.columns], y=list(pivot.index), customdata=acc.to_numpy(), colorscale="Reds",
+        zmin=0, zmax=zmax, colorbar={"title": title if zmax is None else f"{title}<br>(colours clipped at {zmax:.3g})"},
         hovertemplate="%{y}<br>ratio %{x}<br>" + mean + title + " %{z:.3g}<br>" + mean
                       + "accuracy %{customdata:.4f}<extra></extra>",
     ))
     fig.update_layout(height=heat_height(len(pivot.index)) + 20, margin={"l": 10, "r": 10, "t": 30, "b": 40},
                       xaxis_title="ratio removed", yaxis={"autorange": "reversed"}, clickmode="event+select")
     return fig
+
+
+def _clip_at(z: np.ndarray) -> float | None:
+    """A colour-scale top for a sweep heatmap, or None for the full range. A few cells (the first conv at high
+    ratios) can cost 10x what every other layer does; scaled to them, everything else is one pale colour. So the
+    scale stops at the 90th percentile when the largest value is more than twice that (hover keeps true values)."""
+    values = z[np.isfinite(z) & (z > 0)]
+    if values.size < 10:
+        return None
+    top = float(np.percentile(values, 90))
+    return top if top > 0 and values.max() > 2 * top else None
 
 
 def unit_cost_bars(costs) -> go.Figure:
@@ -202,7 +215,7 @@ def trajectory_chart(points: list[dict], mask: bool) -> go.Figure:
 
 
 def head_heatmap(frame: pd.DataFrame) -> go.Figure:
-    """Attention modules x heads importance (core.prune.heads.scores_frame): low = pruned first."""
+    """Attention modules x heads importance (core.importance.heads.scores_frame): low = pruned first."""
     fig = go.Figure(go.Heatmap(
         z=frame.to_numpy(), x=[f"head {h}" for h in frame.columns], y=list(frame.index), colorscale="Viridis",
         colorbar={"title": "score"}, hovertemplate="%{y}<br>%{x}<br>score %{z:.4g}<extra></extra>",
