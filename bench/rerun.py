@@ -30,7 +30,7 @@ from dashboard.components.sliders import slider_key
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "dashboard" / "app.py"
-TUNE_PAGE = "pages/tune.py"  # relative to APP; absent while the dashboard used tabs
+TUNE_PAGE = "app_pages/tune.py"  # relative to APP; absent while the dashboard used tabs
 RESULTS = Path(__file__).with_name("rerun.json")
 MODELS = ("resnet50", "vit-s16")
 MOVES = 7  # slider moves timed per model; the table gives their median
