@@ -7,7 +7,8 @@ import plotly.graph_objects as go
 
 from core.store import Experiment
 
-AXES = {"flops": "FLOPs / image", "size_bytes": "fp32 size (bytes)", "latency_ms": "latency b1 (median ms)"}
+AXES = {"flops": "FLOPs / image", "size_bytes": "fp32 size (bytes)", "latency_ms": "latency b1 (median, ms)"}
+TICKS = {"flops": "~s", "size_bytes": "~s", "latency_ms": ".3~g"}  # 4.85M FLOPs, 19.4M bytes, 0.512 ms
 HOVER = "%{customdata[0]}<br>%{customdata[1]}<br>%{x:,.4g} · accuracy %{y:.2f}%<extra></extra>"
 
 
@@ -16,9 +17,22 @@ def _trace(points: list[Experiment], x: str, name: str, mode: str, marker: dict,
                       customdata=[[e.id, e.method] for e in points], hovertemplate=HOVER, marker=marker, **kw)
 
 
+def _baseline(points: list[Experiment], x: str) -> go.Scatter | None:
+    """The unpruned model as the newest run recorded it beside its own measurement (its latency is re-timed with
+    each run, so the run is named); None if no run recorded both figures."""
+    for e in sorted(points, key=lambda e: e.created_at, reverse=True):
+        base = (e.metrics or {}).get("baseline") or {}
+        if base.get(x) is not None and base.get("accuracy") is not None:
+            return go.Scatter(x=[base[x]], y=[100 * base["accuracy"]], mode="markers", name=f"baseline (with {e.id})",
+                              marker={"color": "#111", "size": 14, "symbol": "star"},
+                              hovertemplate="unpruned baseline<br>%{x:,.4g} · accuracy %{y:.2f}%<extra></extra>")
+    return None
+
+
 def pareto_chart(points: list[Experiment], front: list[Experiment], x: str) -> go.Figure:
     """Every point (done experiments with an accuracy and an x) in grey, the front (core.store.pareto_front,
-    sorted by x) in colour and joined by a line; hover gives id and method. x is one of AXES."""
+    sorted by x) in colour and joined by a line, the unpruned baseline as a star; hover gives id and method. x is
+    one of AXES."""
     on_front = {e.id for e in front}
     others = [e for e in points if e.id not in on_front]
     fig = go.Figure([
@@ -26,7 +40,10 @@ def pareto_chart(points: list[Experiment], front: list[Experiment], x: str) -> g
         _trace(front, x, "Pareto front", "lines+markers", {"color": "#2f80ed", "size": 12, "symbol": "diamond"},
                line={"color": "#2f80ed", "width": 2, "shape": "hv"}),
     ])
+    if (base := _baseline(points, x)) is not None:
+        fig.add_trace(base)
     fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      xaxis_title=f"{AXES[x]} (lower is better)", yaxis_title="test accuracy % (higher is better)",
+                      xaxis={"title": f"{AXES[x]} (lower is better)", "tickformat": TICKS[x], "nticks": 8},
+                      yaxis={"title": "test accuracy (higher is better)", "ticksuffix": "%", "tickformat": ".1f"},
                       legend={"orientation": "h", "y": 1.12, "x": 0})
     return fig
