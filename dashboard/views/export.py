@@ -60,7 +60,8 @@ def render(name: str) -> None:
     st.markdown("Replay this configuration without a browser (same pruned model, same measurements):")
     st.code(command, language="bash")
     st.markdown(f"Saved in {md(run.path)}")
-    st.json(config.to_dict(), expanded=False)
+    with st.expander("config.json, as downloaded"):
+        st.json(config.to_dict())
     _deployment(name, run)
 
 
@@ -71,7 +72,7 @@ def _replay(name: str, config: PruneConfig) -> tuple[PruneConfig, str]:
     args = cache.user_model(name)
     if args is None:
         return config, "prunelab apply config.json --out pruned/"
-    flags = "".join(f" --{flag} {shlex.quote(path)}" for flag, path in (("weights", args.weights),
+    flags = "".join(f" --{flag} {shlex.quote(path)}" for flag, path in (("model", args.ref), ("weights", args.weights),
                                                                         ("data", args.data)) if path)
-    flags += " --trust-pickle" if args.trust_pickle else ""
+    flags += " --trust-pickle" if args.trust_pickle else ""  # --model: the CLI runs no file a config names
     return replace(config, model=args.ref), f"prunelab apply config.json{flags} --out pruned/"

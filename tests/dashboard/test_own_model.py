@@ -4,6 +4,9 @@ workspace, errors that leave the current model in place, and a pickle that runs 
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +117,19 @@ def test_own_factory_model_loads_prunes_fine_tunes_and_measures(monkeypatch, tmp
     assert saved["pruned"]["params"] < saved["baseline"]["params"]
     assert [m for m in at.metric if m.label == "Parameters"][-1].value == human(saved["pruned"]["params"])
     assert json.loads(at.json[0].value)["model"] == ref  # Export hands out a config the CLI can replay
-    assert any(c.value == "prunelab apply config.json --out pruned/" for c in at.code)
+    command = f"prunelab apply config.json --model {shlex.quote(ref)} --out pruned/"
+    assert any(c.value == command for c in at.code)
+    _replays(at.json[0].value, command, tmp_path / "replay", saved["pruned"]["params"])
+
+
+def _replays(config: str, command: str, folder: Path, params: int) -> None:
+    """The Export page's command, run as shown beside the downloaded config, rebuilds the same pruned model."""
+    folder.mkdir()
+    (folder / "config.json").write_text(config)
+    argv = [sys.executable, "-m", "core.cli", *shlex.split(command)[1:]]
+    done = subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((folder / "pruned" / "metrics.json").read_text())["pruned"]["params"] == params
 
 
 def test_failing_factory_shows_its_error_and_keeps_the_current_model(monkeypatch, tmp_path, models_dir):
