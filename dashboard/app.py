@@ -32,6 +32,7 @@ PAGES = (("model", "Model", "🔎"), ("sensitivity", "Sensitivity", "📉"), ("t
 def _sidebar() -> None:
     """The title, the model choice (a new session starts on the URL's model) and the tagline."""
     st.sidebar.title("✂️ PruneLab")
+    state.keep_settings()
     state.restore_run()
     state.show_model(pick_model(state.initial_model(os.environ.get("PRUNELAB_MODEL", DEFAULT_MODEL))))
     st.sidebar.caption("Explore pruning trade-offs: every number is measured, or labelled as an estimate.")

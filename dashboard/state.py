@@ -15,6 +15,22 @@ MODEL_SHOWN = "model-shown"  # session key: the model the pages show (components
 SELECTED_RUN = "selected_run"  # session key: the run id Results and Export show first
 MODEL_PARAM, RUN_PARAM = "model", "run"  # query parameters mirroring the two keys
 
+# Widget keys whose values outlive their page. Streamlit forgets a widget's value on a run that does not draw
+# it (every run of another page), but these settings are read from elsewhere (Tune's predicted accuracy reads
+# the Sensitivity page's sweep settings) or expected back when the user returns (Tune's method, training,
+# solver; the Model page's heatmap choices). Only value widgets: a button's or an uploader's key may not be
+# written. Ratio sliders and their search keep theirs with persist_state="session" where they are drawn.
+KEPT = frozenset({
+    "sens-granularity", "sens-criterion", "sens-grid", "sens-eval", "sens-calib", "sens-seed", "sens-metric",
+    "method", "criterion", "scope", "hw-aware", "block-rows", "block-cols",
+    "epochs", "lr", "seed", "distill", "distill-alpha", "distill-temperature", "rewind",
+    "schedule", "schedule-curve", "schedule-steps", "schedule-every",
+    "solver-target", "solver-value", "solver-strategy", "solver-min", "solver-max", "solver-hw",
+    "strategy-bottleneck", "strategy-loss", "strategy-hardware",
+    "heat-rows", "heat-criterion", "heat-sort", "head-criterion",
+})
+KEPT_PREFIXES = ("nm-layers|", "drop|", "strategy-family|")  # per-model keys: N:M layers, dropped blocks
+
 
 def initial_model(default: str) -> str:
     """The model a new session starts on: the URL's `?model=`, else `default`. The sidebar offers it only
@@ -38,6 +54,13 @@ def selected_run() -> str | None:
 
 def select_run(run_id: str) -> None:
     st.session_state[SELECTED_RUN] = run_id
+
+
+def keep_settings() -> None:
+    """Carry the KEPT widget values into this run (call before any widget is drawn): a value written through
+    session state is kept until its widget takes it, whichever page runs meanwhile."""
+    for key in [k for k in st.session_state if k in KEPT or k.startswith(KEPT_PREFIXES)]:
+        st.session_state[key] = st.session_state[key]
 
 
 def restore_run() -> None:

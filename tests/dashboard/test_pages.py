@@ -89,3 +89,18 @@ def test_selected_run_carries_across_pages_and_survives_a_reload(monkeypatch, tm
     assert at.selectbox(key="export-run").value == runs[0]  # Export shows the run chosen on Results
     reloaded = goto(open_app(monkeypatch, tmp_path, url={"model": "digits-mlp", "run": runs[0]}), "results")
     assert reloaded.selectbox(key="results-run").value == runs[0]  # not the newest: the one the URL names
+
+
+def test_settings_outlive_their_page(monkeypatch, tmp_path):
+    """Widget values another page reads (the sweep settings Tune's prediction uses) or that the user expects
+    back (Tune's method and epochs) survive runs of other pages; a page draws its widgets only when shown."""
+    at = goto(open_app(monkeypatch, tmp_path), "sensitivity")
+    at.number_input(key="sens-eval").set_value(200).run()
+    goto(at, "tune")
+    at.radio(key="method").set_value("unstructured").run()
+    at.number_input(key="epochs").set_value(3).run()
+    assert at.session_state["sens-eval"] == 200  # two Tune runs later
+    goto(at, "results").run()
+    goto(at, "tune")
+    assert at.radio(key="method").value == "unstructured" and at.number_input(key="epochs").value == 3
+    assert goto(at, "sensitivity").number_input(key="sens-eval").value == 200
