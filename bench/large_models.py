@@ -26,7 +26,7 @@ from streamlit.testing.v1 import AppTest
 
 from bench.docs import write_section
 from core.estimate import CostModel, build_cost_model
-from core.graph import units
+from core.methods import units
 from core.models import load
 from dashboard.components.groups import filter_names, group_names
 from dashboard.components.slider_groups import FLAT_MAX
@@ -88,6 +88,7 @@ def render_times(name: str) -> list[str]:
         os.environ["PRUNELAB_HOME"] = home
         t0 = time.perf_counter()
         at = AppTest.from_file(APP, default_timeout=900).run()
+        at.switch_page("app_pages/tune.py").run()  # the sliders are on the Tune page
         first = time.perf_counter() - t0
         if at.exception:
             raise SystemExit(f"{name}: the app failed: {[e.value for e in at.exception]}")

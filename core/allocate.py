@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from core import methods
 from core.errors import PruneLabError
 from core.estimate import CostModel
 from core.graph import kept_channels, ratio_for
@@ -85,9 +86,10 @@ class Budget:
                  hardware=None) -> None:
         if target.kind in ("latency_ms", "speedup") and not base_latency_ms:
             raise PruneLabError("a latency target needs the baseline's measured latency")
-        if cost_model.method == "unstructured" and target.kind == "size_mb":
+        technique = methods.get(cost_model.method)
+        if technique.mask and target.kind == "size_mb":
             raise PruneLabError("masks do not shrink a dense file: use a size target with channel pruning")
-        if hardware is not None and cost_model.method != "channel":
+        if hardware is not None and not technique.hardware_aware:
             raise PruneLabError("hardware-aware allocation needs channel pruning (masks do not change widths)")
         self.cost_model, self.target, self.base_latency_ms = cost_model, target, base_latency_ms
         self.hardware = hardware
@@ -103,14 +105,14 @@ class Budget:
         if self.hardware is not None:
             saved = sum(self.hardware.saving(u, self.kept(u, r)) for u, r in ratios.items())
             return (self.base_latency_ms or 0.0) - saved
-        sparse = self.cost_model.method == "unstructured"
+        sparse = methods.get(self.cost_model.method).mask  # masks save only non-zero FLOPs
         key = "sparse_flops" if sparse else "flops"
         return self.base_latency_ms * self.cost_model.estimate(ratios)[key] / self.base[key]
 
     def cost(self, ratios: dict[str, float]) -> float:
         """The quantity the target constrains (lower is better): FLOPs, params, MB or ms."""
         est = self.cost_model.estimate(ratios)
-        sparse = self.cost_model.method == "unstructured"  # masks save only non-zero params / FLOPs
+        sparse = methods.get(self.cost_model.method).mask  # masks save only non-zero params / FLOPs
         flops = est["sparse_flops" if sparse else "flops"]
         if self.target.kind == "flops":
             return flops

@@ -15,10 +15,25 @@ import sys
 import traceback
 from pathlib import Path
 
-from core.config import METHODS
+from core import methods
+from core.allocate import Bounds, Target, allocate
+from core.config import FinetuneConfig, Pattern, PruneConfig, Schedule, check_int, parse_json, read_json_file
+from core.deploy import deploy_folder
 from core.errors import PruneLabError
+from core.estimate import build_cost_model
+from core.experiment import baseline, run
+from core.export import export_onnx
+from core.hardware import cached, choose_by_measurement, load_or_build
 from core.importance import REGISTRY as CRITERIA
+from core.latency import measure_cached
 from core.metric_keys import ModelMetrics, latency_key
+from core.models import available, load, replay_reference
+from core.plan import plan
+from core.prune import calibration, check_config_matches
+from core.run_folder import aside_path, holder, holds_run, in_use
+from core.runs import occupant, read_run, record
+from core.sensitivity import SweepSpec, cache_path, read_table, sweep
+from core.store import STATUSES, Store
 
 METRIC_ROWS = [  # (key, label, format) for the human-readable summary
     ("params", "parameters", "{:,.0f}"),
@@ -127,8 +142,6 @@ def _out_dir(text: str, force: bool = False) -> Path:
     """--out must be a directory we can write into or create, and not hold another run (unless --force, which
     moves that run aside when the run starts); checked before any slow work, and not created until there is
     something to write. core.runs.record checks again under the folder's lock: this is the early answer."""
-    from core.run_folder import aside_path, holder, holds_run, in_use
-
     path = Path(text)
     if path.exists() and not path.is_dir():
         raise PruneLabError(f"--out {text} exists and is not a directory")
@@ -152,9 +165,6 @@ def _out_dir(text: str, force: bool = False) -> Path:
 
 def _occupant(path: Path) -> tuple[str, str]:
     """(id, status) of the run in a folder, for messages; the store is only read."""
-    from core.runs import occupant
-    from core.store import Store
-
     try:
         store = Store()
     except (PruneLabError, OSError):
@@ -176,30 +186,24 @@ def _table(columns: dict[str, dict]) -> str:
 
 
 def cmd_baseline(args: argparse.Namespace) -> None:
-    from core.experiment import baseline
-
     metrics = baseline(_load(args), threads=args.threads, batches=args.latency_batches).metrics
     print(json.dumps(metrics, sort_keys=True) if args.json else _table({args.model: metrics}))
 
 
 def cmd_layers(args: argparse.Namespace) -> None:
-    from core.graph import units
-
+    method = methods.get(args.method)
     spec = _load(args)
     rows = [{"name": u.name, "size": u.size, "coupled": sorted({m.name for m in u.members} - {u.name})}
-            for u in units(spec.model, spec.example_input, args.method)]
+            for u in method.units(spec.model, spec.example_input)]
     if args.json:
         print(json.dumps(rows))
     else:
-        unit = {"channel": "channels", "neuron": "units", "head": "heads", "layer": "block"}.get(args.method, "weights")
         for r in rows:
-            print(f"{r['name']:32} {r['size']:>8} {unit}  coupled: {', '.join(r['coupled']) or '-'}")
+            print(f"{r['name']:32} {r['size']:>8} {method.unit}  coupled: {', '.join(r['coupled']) or '-'}")
 
 
 def _ratios_from_file(path: str) -> tuple[dict[str, float], str | None]:
     """Per-layer ratios from a PruneConfig file or a plain {"layer": ratio} JSON object."""
-    from core.config import PruneConfig, parse_json, read_json_file
-
     data = parse_json(read_json_file(path, "ratios file"), path)
     if isinstance(data, dict) and "version" in data:
         cfg = PruneConfig.from_dict(data)
@@ -218,10 +222,6 @@ def _run_and_write(spec, config, outdir: Path, threads: int, batches: tuple[int,
     """Run, write the three files into outdir, and record the run in the experiment store (outdir is its
     folder, claimed first: see core.runs.record; running before, done or failed after). force moves a run
     already in outdir aside. Files that cannot all be written fail the run with the reason."""
-    from core.experiment import run
-    from core.hardware import cached
-    from core.runs import record
-
     with record(outdir, config, parent, warn=_warn, replace=force) as finish:
         with _progress() as progress:
             out = run(spec, config, progress, threads=threads, hardware=cached(spec, batch=1), batches=batches)
@@ -244,12 +244,8 @@ def _run_and_write(spec, config, outdir: Path, threads: int, batches: tuple[int,
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
-    from core.config import PruneConfig
-    from core.plan import plan
-
     outdir = _out_dir(args.out, args.force)
     settings = _settings(args)  # every option checked before the model loads
-    spec = _load(args)
     method, blocks = args.method, ()
     if args.config:
         ratios, file_method = _ratios_from_file(args.config)
@@ -257,9 +253,11 @@ def cmd_prune(args: argparse.Namespace) -> None:
             raise PruneLabError(f"{args.config} is a {file_method} config but --method is {method}")
         method = method or file_method
     if method is None:
-        raise PruneLabError(f"--method is required ({', '.join(METHODS)})")
-    if args.ratio is None and not args.config and method != "nm":
+        raise PruneLabError(f"--method is required ({', '.join(methods.names())})")
+    methods.get(method).check_criterion(args.criterion)  # a pair the method cannot rank by: refused before work
+    if args.ratio is None and not args.config and methods.get(method).needs_ratio:
         raise PruneLabError("give --ratio R or --config FILE")
+    spec = _load(args)
     if not args.config:
         ratios, blocks = plan(spec, method, args.ratio, criterion=args.criterion, pattern=settings["pattern"],
                               scope=args.scope, rank=args.rank, seed=args.seed)
@@ -271,8 +269,6 @@ def cmd_prune(args: argparse.Namespace) -> None:
 
 def _check_ints(args: argparse.Namespace, *names: str) -> None:
     """Integer options within core.config.LIMITS, checked before the model loads (the message has the range)."""
-    from core.config import check_int
-
     for name in names:
         check_int(name, getattr(args, name), "--" + name.replace("_", "-"))
 
@@ -280,8 +276,6 @@ def _check_ints(args: argparse.Namespace, *names: str) -> None:
 def _settings(args: argparse.Namespace) -> dict:
     """prune's seed, pattern, schedule and fine-tuning options as PruneConfig fields, each validated (with
     its allowed range in the message) before any slow work."""
-    from core.config import FinetuneConfig, Pattern, Schedule, check_int
-
     return dict(seed=check_int("seed", args.seed), pattern=Pattern(*args.nm, block=args.block),
                 schedule=Schedule(args.schedule, args.steps, args.curve, args.update_every),
                 finetune=FinetuneConfig(epochs=args.finetune_epochs, lr=args.lr, distill=args.distill,
@@ -306,9 +300,7 @@ def _block(text: str) -> tuple[int, int]:
 
 def _check_layers(spec, config) -> None:
     """Refuse ratios for layers the model does not have, naming them."""
-    from core.graph import units
-
-    known = {u.name for u in units(spec.model, spec.example_input, config.method)}
+    known = {u.name for u in config.technique.units(spec.model, spec.example_input)}
     unknown = sorted((set(config.ratios) | set(config.remove_blocks)) - known)
     if unknown:
         raise PruneLabError(f"{spec.name} has no {config.method} layer(s) named {', '.join(unknown)} "
@@ -317,9 +309,6 @@ def _check_layers(spec, config) -> None:
 
 def cmd_apply(args: argparse.Namespace) -> None:
     import dataclasses
-
-    from core.config import PruneConfig
-    from core.prune import check_config_matches
 
     outdir = _out_dir(args.out, args.force)
     config = PruneConfig.load(args.config)
@@ -337,8 +326,6 @@ def _replay_model(args: argparse.Namespace, config, source: str):
     name, --model, or --trust-code; core.models.replay_reference), the config renamed to a --model given."""
     import dataclasses
 
-    from core.models import replay_reference
-
     spec = _load(args, replay_reference(config.model, source, args.model, args.trust_code))
     if not config.model_fingerprint:
         _warn(f"{source} has no model_fingerprint: the weights it is replayed onto are not checked")
@@ -347,8 +334,6 @@ def _replay_model(args: argparse.Namespace, config, source: str):
 
 def _parent_run(config_file: Path) -> str | None:
     """The recorded experiment a config file comes from: the one whose run folder holds it as config.json."""
-    from core.store import Store
-
     if config_file.name != "config.json":
         return None
     try:
@@ -382,8 +367,6 @@ def _grid(text: str) -> tuple[float, ...]:
 
 def cmd_sensitivity(args: argparse.Namespace) -> None:
 
-    from core.sensitivity import SweepSpec, cache_path, sweep
-
     out = _out_file(args.out)
     _check_ints(args, "eval_samples", "calibration_samples", "seed")
     spec = _load(args)
@@ -411,10 +394,6 @@ def _lock(text: str) -> tuple[str, float]:
 
 
 def cmd_allocate(args: argparse.Namespace) -> None:
-    from core.allocate import Bounds, Target, allocate
-    from core.config import PruneConfig
-    from core.estimate import build_cost_model
-
     kind, value = next((k, v) for k, v in (("flops", args.target_flops), ("params", args.target_params),
                                           ("size_mb", args.target_size_mb), ("latency_ms", args.target_latency_ms),
                                           ("speedup", args.target_speedup))
@@ -424,6 +403,7 @@ def cmd_allocate(args: argparse.Namespace) -> None:
     _check_ints(args, "calibration_samples", "seed")
     spec = _load(args)
     table, method, criterion = _allocation_inputs(spec, args)
+    methods.get(method).check_criterion(criterion)
     cost_model = build_cost_model(spec.model, spec.example_input, method)
     units = [u.name for u in cost_model.units]
     stale = sorted(set(table["unit"]) - set(units)) if table is not None else []
@@ -461,8 +441,6 @@ def cmd_allocate(args: argparse.Namespace) -> None:
 def _allocation_inputs(spec, args: argparse.Namespace):
     """(sensitivity table or None, method, criterion): from --sensitivity's CSV, or from --method and
     --criterion for the strategies that need no sweep (uniform, global)."""
-    from core.sensitivity import read_table
-
     if args.sensitivity:
         table = read_table(args.sensitivity, spec.name)
         return table, table["granularity"].iloc[0], table["criterion"].iloc[0]
@@ -473,20 +451,12 @@ def _allocation_inputs(spec, args: argparse.Namespace):
 
 
 def _global_scores(spec, method: str, criterion: str, args: argparse.Namespace) -> dict:
-    from core.importance import channel_scores, weight_scores
-    from core.prune import calibration
-
     calib = calibration(spec, args.calibration_samples, args.seed)
-    if method == "unstructured":
-        return weight_scores(spec.model, criterion, calib, args.seed)
-    return channel_scores(spec.model, spec.example_input, criterion, calib, args.seed)
+    return methods.get(method).scores(spec.model, spec.example_input, criterion, calib, args.seed)
 
 
 def _baseline_at(spec, batch: int) -> tuple[bytes, float]:
     """The base model's ONNX file and its measured median latency (ms) at `batch`."""
-    from core.export import export_onnx
-    from core.latency import measure_cached
-
     onnx, _ = export_onnx(spec.model, spec.example_input)
     return onnx, measure_cached(onnx, tuple(spec.example_input.shape[1:]), batch=batch).median_ms
 
@@ -494,9 +464,7 @@ def _baseline_at(spec, batch: int) -> tuple[bytes, float]:
 def _hardware_solve(spec, cost_model, solve, base_onnx: bytes, args: argparse.Namespace):
     """Hardware-aware: build (or load) the width-latency table, then pick the alignment by measuring."""
 
-    from core.hardware import choose_by_measurement, load_or_build
-
-    if cost_model.method != "channel":
+    if not methods.get(cost_model.method).hardware_aware:
         raise PruneLabError("--hardware-aware needs a channel sensitivity table (masks do not change widths)")
     with _bar("latency table") as progress:
         table = load_or_build(spec, list(cost_model.units), args.latency_batch, progress=progress)
@@ -517,9 +485,6 @@ def _fmt_acc(accuracy: float | None) -> str:
 
 def cmd_deploy(args: argparse.Namespace) -> None:
     """Measure every deployable form of a run folder's model; write model.int8.onnx and deploy.json."""
-    from core.deploy import deploy_folder
-    from core.runs import read_run
-
     folder = Path(args.run)
     spec = _replay_model(args, read_run(folder).config, str(folder))[0] if (folder / "config.json").exists() else None
     report = deploy_folder(folder, args.batch, spec)
@@ -578,8 +543,6 @@ def _show(exp) -> str:
 def cmd_experiments(args: argparse.Namespace) -> None:
     """list / show / export / delete recorded experiments (the store is synced with the run folders first; a
     store that cannot be written is shown as last saved, with a warning)."""
-    from core.store import Store
-
     store = Store()
     if store.notice:
         _warn(store.notice)
@@ -614,8 +577,6 @@ def _delete(store, args: argparse.Namespace) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
-    from core.models import available
-
     if args.model not in available():
         raise PruneLabError(f"unknown model {args.model!r}; available: {', '.join(available())}")
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -630,8 +591,6 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
 
 def _load(args: argparse.Namespace, name: str | None = None):
     """The model named on the command line (or in a config), with --weights / --trust-pickle / --data."""
-    from core.models import load
-
     if getattr(args, "trust_pickle", False):
         print("prunelab: warning: --trust-pickle loads a pickle, which runs whatever code it carries",
               file=sys.stderr)
@@ -667,12 +626,12 @@ def build_parser() -> Parser:
 
     ly = sub.add_parser("layers", help="list the prunable layers / channel groups (the keys of a config)")
     ly.add_argument("model")
-    ly.add_argument("--method", choices=METHODS, default="channel")
+    ly.add_argument("--method", choices=methods.names(), default="channel")
     ly.add_argument("--json", action="store_true")
 
     pr = sub.add_parser("prune", help="prune a model, fine-tune, export and measure")
     pr.add_argument("model")
-    pr.add_argument("--method", choices=METHODS)
+    pr.add_argument("--method", choices=methods.names())
     group = pr.add_mutually_exclusive_group()
     group.add_argument("--ratio", type=_ratio, help="fraction removed, 0 <= R < 1: of each layer's weights, of each "
                        "channel group, hidden-unit group or attention module's heads, or of the removable blocks")
@@ -713,7 +672,7 @@ def build_parser() -> Parser:
     se = sub.add_parser("sensitivity", help="prune one layer/group at a time over a ratio grid; write a CSV")
     se.add_argument("model")
     se.add_argument("--criterion", choices=list(CRITERIA), default="l1")
-    se.add_argument("--granularity", choices=["unstructured", "channel"], default="channel")
+    se.add_argument("--granularity", choices=[n for n, m in methods.REGISTRY.items() if m.swept], default="channel")
     se.add_argument("--grid", type=_grid, default=tuple(round(0.1 * i, 1) for i in range(1, 10)),
                     help="comma-separated ratios (default 0.1,...,0.9)")
     se.add_argument("--eval-samples", type=_positive_int, default=1000,
@@ -727,7 +686,7 @@ def build_parser() -> Parser:
     al.add_argument("model")
     al.add_argument("--sensitivity", help="CSV written by `prunelab sensitivity` (needed by the sensitivity "
                     "strategy; it also fixes method and criterion)")
-    al.add_argument("--method", choices=["unstructured", "channel"], default="channel",
+    al.add_argument("--method", choices=[n for n, m in methods.REGISTRY.items() if m.solved], default="channel",
                     help="without --sensitivity: what the ratios prune")
     al.add_argument("--criterion", choices=list(CRITERIA), default="l1",
                     help="without --sensitivity: what ranks channels/weights")
@@ -774,14 +733,12 @@ def build_parser() -> Parser:
 
 
 def _experiments_parser(sub) -> None:
-    from core.store import STATUSES
-
     ex = sub.add_parser("experiments", help="recorded runs: list, show, export, delete")
     actions = ex.add_subparsers(dest="action", required=True, parser_class=Parser,
                                 metavar="{list,show,export,delete}")
     ls = actions.add_parser("list", help="every recorded run, newest first")
     ls.add_argument("--model")
-    ls.add_argument("--method", choices=METHODS)
+    ls.add_argument("--method", choices=methods.names())
     ls.add_argument("--status", choices=STATUSES)
     ls.add_argument("--json", action="store_true", help="print one JSON list (without metrics)")
     sh = actions.add_parser("show", help="one run's config and metrics")

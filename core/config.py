@@ -19,12 +19,15 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from core import methods
 from core.errors import PruneLabError
+from core.files import write_atomic
+from core.importance import get as get_criterion
+from core.methods import Method
+from core.ratios import check_ratio as check_ratio  # re-exported: the one ratio check lives in core.ratios
 
 CONFIG_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-METHODS = ("unstructured", "nm", "block", "channel", "neuron", "head", "layer")
-MASK_METHODS = ("unstructured", "nm", "block")  # zeros inside dense tensors (torch.nn.utils.prune masks)
 SCHEDULES = ("oneshot", "iterative", "dynamic")
 CURVES = ("linear", "cubic")
 
@@ -85,16 +88,6 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def check_ratio(name: str, ratio: Any) -> float:
-    """A pruning ratio is the fraction removed: a finite number with 0 <= ratio < 1."""
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
-        raise PruneLabError(f"ratio for {name!r} must be a number, got {ratio!r}")  # NaN/inf checked below
-    ratio = float(ratio)
-    if not math.isfinite(ratio) or not 0.0 <= ratio < 1.0:
-        raise PruneLabError(f"ratio for {name!r} must be at least 0 and below 1, got {ratio}")
-    return ratio
 
 
 @dataclass(frozen=True)
@@ -172,10 +165,10 @@ class PruneConfig:
     """A complete, replayable pruning recipe for one base model."""
 
     model: str  # registry name of the base model
-    method: str  # one of METHODS
+    method: str  # a name in core.methods.REGISTRY
     ratios: dict[str, float]  # module (or coupled group) name -> fraction removed, 0 <= r < 1
     criterion: str = "l1"
-    model_fingerprint: str = ""  # core.models.fingerprint of the base weights; "" = not checked
+    model_fingerprint: str = ""  # core.spec.fingerprint of the base weights; "" = not checked
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     calibration_samples: int = 512  # training images used to re-estimate BatchNorm statistics
     seed: int = 0
@@ -190,10 +183,7 @@ class PruneConfig:
         for name in ("model", "model_fingerprint"):
             if not isinstance(getattr(self, name), str):
                 raise PruneLabError(f"{name} must be a string, got {getattr(self, name)!r}")
-        if self.method not in METHODS:
-            raise PruneLabError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        from core.importance import get as get_criterion  # the registry of criteria
-
+        methods.get(self.method)  # unknown names are refused with the list of registered ones
         get_criterion(self.criterion)
         if not isinstance(self.ratios, dict):
             raise PruneLabError("ratios must be a mapping of layer name to ratio")
@@ -218,30 +208,24 @@ class PruneConfig:
         if not isinstance(blocks, (list, tuple)) or not all(isinstance(b, str) for b in blocks):
             raise PruneLabError(f"remove_blocks must be a list of module names, got {blocks!r}")
         object.__setattr__(self, "remove_blocks", tuple(dict.fromkeys(blocks)))
-        if self.method == "layer" and self.ratios:
-            raise PruneLabError("the layer method takes the blocks to remove in remove_blocks, not ratios")
-        if self.method != "layer" and self.remove_blocks:
-            raise PruneLabError(f"remove_blocks is for the layer method, not {self.method}")
-        if self.method == "nm":
-            want = round(1 - self.pattern.n / self.pattern.m, 6)
-            wrong = sorted(k for k, r in self.ratios.items() if r and abs(r - want) > 1e-6)
-            if wrong:
-                raise PruneLabError(f"N:M {self.pattern.n}:{self.pattern.m} removes exactly {want:g} of a layer's "
-                                    f"weights; {', '.join(wrong[:3])} ask for another ratio")
+        self.technique.validate(self)  # the method's own part: criteria, ratios or blocks, pattern
         kind = self.schedule.kind
-        if kind == "dynamic" and self.method not in ("unstructured", "block"):
-            raise PruneLabError("the dynamic schedule updates masks during training: use it with unstructured or "
-                                f"block pruning, not {self.method}")
+        dynamic = [name for name, m in methods.REGISTRY.items() if "dynamic" in m.schedules]
+        if refusal := self.technique.schedule_refusal(kind, dynamic):
+            raise PruneLabError(refusal)
         if kind == "dynamic" and self.criterion not in ("l1", "l2"):
             raise PruneLabError("the dynamic schedule re-ranks weights by magnitude every few steps: use criterion "
                                 f"l1 or l2, not {self.criterion}")
-        if kind == "iterative" and self.method == "nm":
-            raise PruneLabError("N:M sparsity is fixed at 1 - N/M: an iterative schedule has nothing to grow")
         if kind != "oneshot" and self.finetune.epochs == 0:
             raise PruneLabError(f"the {kind} schedule fine-tunes between pruning steps: give at least one epoch")
-        if self.finetune.rewind and self.method not in MASK_METHODS:
+        if self.finetune.rewind and not self.technique.mask:
             raise PruneLabError("lottery-ticket rewind resets surviving weights in place: use it with a mask "
-                                "method (unstructured, nm, block)")
+                                f"method ({', '.join(methods.mask_names())})")
+
+    @property
+    def technique(self) -> Method:
+        """The registered method this config names (core.methods): what it cuts and how."""
+        return methods.get(self.method)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -274,8 +258,6 @@ class PruneConfig:
             raise PruneLabError(f"{path}: {e}") from None
 
     def save(self, path: str | Path) -> None:
-        from core.files import write_atomic
-
         write_atomic(Path(path), self.to_json().encode())
 
 

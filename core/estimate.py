@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.config import MASK_METHODS
-from core.graph import Unit, kept_channels, units
+from core import methods
+from core.graph import Unit, kept_channels
 from core.metrics import count_nonzero, flops_by_module
 
 
@@ -64,7 +64,7 @@ class CostModel:
         """Per unit, the params and FLOPs of the layers whose outputs it cuts (what its pruning acts on)."""
         costs = {u.name: {"params": 0, "flops": 0} for u in self.units}
         for lc in self.layers:
-            unit = lc.name if self.method in MASK_METHODS else lc.out_unit
+            unit = methods.get(self.method).cost_unit(lc.name, lc.out_unit)
             if unit in costs:
                 costs[unit]["params"] += lc.params
                 costs[unit]["flops"] += lc.flops
@@ -72,13 +72,9 @@ class CostModel:
 
     def estimate(self, ratios: dict[str, float]) -> dict[str, int]:
         """params, nonzero_params, size_bytes, flops and sparse_flops if ratios were applied."""
-        if self.method in MASK_METHODS:
-            return self._unstructured(ratios)
-        if self.method == "layer":
-            return self._blocks({u for u, r in ratios.items() if r >= 0.5})
-        return self._channel(ratios)
+        return methods.get(self.method).estimate(self, ratios)  # masked, shrunk or without_blocks
 
-    def _blocks(self, removed: set[str]) -> dict[str, int]:
+    def without_blocks(self, removed: set[str]) -> dict[str, int]:
         """Every module inside a removed block (and its inline FLOPs) is gone; the rest stays."""
         def gone(name: str) -> bool:
             return any(name == b or name.startswith((f"{b}.", f"{b}:")) for b in removed)
@@ -89,7 +85,8 @@ class CostModel:
                 "size_bytes": 4 * (params + sum(lc.buffers for lc in kept)), "flops": flops,
                 "sparse_flops": round(sum(_dense_share(lc) * lc.flops for lc in kept))}
 
-    def _unstructured(self, ratios: dict[str, float]) -> dict[str, int]:
+    def masked(self, ratios: dict[str, float]) -> dict[str, int]:
+        """Mask methods: the share of each layer's weights zeroed; every tensor keeps its dense size."""
         params = sum(lc.params for lc in self.layers)
         flops = sum(lc.flops for lc in self.layers)
         zeroed, sparse = 0, 0.0
@@ -106,7 +103,8 @@ class CostModel:
             "sparse_flops": round(sparse),
         }
 
-    def _channel(self, ratios: dict[str, float]) -> dict[str, int]:
+    def shrunk(self, ratios: dict[str, float]) -> dict[str, int]:
+        """Structural methods: each unit keeps kept_channels of its width; layers shrink with their units."""
         keep = {u.name: kept_channels(u, ratios.get(u.name, 0.0)) / u.size for u in self.units}
         params = zeros = flops = sparse = floats = 0.0
         for lc in self.layers:
@@ -187,7 +185,7 @@ def _container_costs(name: str, module: nn.Module, flops: int, outs: dict) -> li
 def build_cost_model(model: nn.Module, example_input: torch.Tensor, method: str) -> CostModel:
     """Measure model once (FLOPs per module, sizes, channel coupling) for fast estimates later."""
     flops = flops_by_module(model, example_input)
-    found = units(model, example_input, method)
+    found = methods.get(method).units(model, example_input)
     outs, ins = _unit_sides(found)
     layers: list[LayerCost] = []
     for name, module in model.named_modules():

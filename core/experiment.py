@@ -6,6 +6,7 @@ returns everything measured, so either front end only draws.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,12 +22,15 @@ from core.errors import PruneLabError
 from core.evaluate import evaluate
 from core.export import deployable, export_onnx
 from core.files import write_atomic
-from core.graph import emptied, units
+from core.graph import channel_units, emptied, kept_channels, ratio_for
 from core.latency import measure_cached, measure_interleaved, measure_torch
 from core.metric_keys import Runtime, latency_key
 from core.metrics import static_metrics
-from core.models import ModelSpec, initial_state, require_data
+from core.models import initial_state
 from core.prune import check_config_matches
+from core.prune.channel import apply_channel
+from core.run_folder import config_sha256, read_identity
+from core.spec import ModelSpec, require_data
 
 # progress(stage, done, total): stage is a short human label ("fine-tuning"), done/total its steps
 StageProgress = Callable[[str, int, int], None]
@@ -68,8 +72,6 @@ class RunOutput:
         comes last, so a folder that has it is complete. In a folder claimed by core.runs.record, metrics.json
         names the run that owns the folder (its uid and config hash), so the store takes it as that run's own;
         a folder claimed by a run of another config is refused."""
-        from core.run_folder import config_sha256, read_identity
-
         identity = read_identity(Path(outdir))
         if identity is not None and identity.config_sha256 not in (None, config_sha256(self.config)):
             raise PruneLabError(f"{outdir} belongs to run {identity.id or identity.uid[:8]}, of another config")
@@ -211,8 +213,8 @@ def run(
                  threads, batches)
     out = RunOutput(config, model, onnx, metrics["baseline"], metrics["pruned"], trained.removed, trained.losses,
                     trajectory=trained.trajectory)
-    out.clamped = emptied(units(spec.model, spec.example_input, config.method), config.ratios)
-    if hardware is not None and config.method == "channel" and onnx:
+    out.clamped = emptied(config.technique.units(spec.model, spec.example_input), config.ratios)
+    if hardware is not None and config.technique.hardware_aware and onnx:
         say("checking aligned widths", 0, 1)
         out.aligned_alternative = aligned_alternative(spec, config.ratios, onnx, hardware)
     say("done", 1, 1)
@@ -222,11 +224,6 @@ def run(
 def aligned_alternative(spec: ModelSpec, ratios: dict[str, float], onnx: bytes, table) -> dict | None:
     """If some unit keeps a width the runtime is slow at, time the config with each such width snapped down
     to the nearest fast one (core.hardware) against this one; report it when it is faster (>3%)."""
-    import copy
-
-    from core.graph import channel_units, kept_channels, ratio_for
-    from core.prune.channel import apply_channel
-
     units = {u.name: u for u in channel_units(spec.model, spec.example_input)}
     kept = {n: kept_channels(u, ratios.get(n, 0.0)) for n, u in units.items()}
     fast = {n: table.snap(n, k) if n in table.widths else k for n, k in kept.items()}

@@ -191,20 +191,6 @@ def block_units(model: nn.Module, example_input: torch.Tensor) -> list[Unit]:
     return [Unit(name, 1, (Member(name, "out"),)) for name in removable_blocks(copy.deepcopy(model), example_input)]
 
 
-def units(model: nn.Module, example_input: torch.Tensor, method: str) -> list[Unit]:
-    """The sliders of a method: layers (unstructured, nm, block), coupled channel groups (channel),
-    hidden units (neuron), attention modules (head) or removable blocks (layer)."""
-    if method in ("unstructured", "nm", "block"):
-        return unstructured_units(model)
-    if method == "neuron":
-        return neuron_units(model, example_input)
-    if method == "head":
-        return head_units(model)
-    if method == "layer":
-        return block_units(model, example_input)
-    return channel_units(model, example_input)
-
-
 def ratio_for(unit: Unit, kept: int) -> float:
     """The ratio at which `unit` keeps exactly `kept` channels (kept_channels's inverse on its grid)."""
     return round((unit.size - kept) / unit.size, 6)

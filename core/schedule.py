@@ -15,7 +15,6 @@ Structural methods convert "ratio of the original unit" into "ratio of what is l
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,16 +22,15 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from core.config import MASK_METHODS, PruneConfig
+from core.config import PruneConfig
 from core.errors import PruneLabError
 from core.evaluate import evaluate
 from core.finetune import Recipe, Teacher, fit
-from core.graph import kept_channels, ratio_for, units
 from core.metrics import static_metrics
-from core.models import ModelSpec, initial_state, require_data
+from core.models import initial_state
 from core.prune import calibration, check_config_matches, prune_step
-from core.prune.patterns import block_mask
-from core.prune.unstructured import mask_from_scores, refresh_masked
+from core.prune.unstructured import refresh_masked
+from core.spec import ModelSpec, require_data
 
 StageProgress = Callable[[str, int, int], None]
 PRUNE_UNTIL = 0.75  # dynamic: share of the optimiser steps over which sparsity grows
@@ -89,20 +87,7 @@ def _teacher(spec: ModelSpec, config: PruneConfig) -> Teacher | None:
 def _targets(spec: ModelSpec, config: PruneConfig, model: nn.Module, fraction: float,
              done: list[str]) -> tuple[dict[str, float], list[str]]:
     """This round's ratios (relative to what the working model has left) or blocks to remove."""
-    if config.method == "layer":
-        blocks = list(config.remove_blocks)
-        return {}, [b for b in blocks[: math.ceil(fraction * len(blocks) - 1e-9)] if b not in done]
-    wanted = {u: r * fraction for u, r in config.ratios.items()}
-    if config.method in MASK_METHODS:
-        return wanted, []  # masks count against all weights; earlier zeros stay zero
-    original = {u.name: u for u in units(spec.model, spec.example_input, config.method)}
-    current = {u.name: u for u in units(model, spec.example_input, config.method)}
-    ratios = {}
-    for name, r in wanted.items():
-        kept = kept_channels(original[name], r)
-        if name in current and kept < current[name].size:
-            ratios[name] = ratio_for(current[name], kept)
-    return ratios, []
+    return config.technique.step_targets(spec, config, model, fraction, done)
 
 
 def _rounds(spec: ModelSpec, config: PruneConfig, say: StageProgress) -> Trained:
@@ -119,7 +104,7 @@ def _rounds(spec: ModelSpec, config: PruneConfig, say: StageProgress) -> Trained
         say(f"pruning{where}", k - 1, rounds)
         ratios, blocks = _targets(spec, config, model, fraction, list(removed))
         for unit, n in prune_step(model, spec.example_input, config, ratios, calib, blocks).items():
-            removed[unit] = n if config.method in MASK_METHODS else removed.get(unit, 0) + n
+            removed[unit] = config.technique.removed_count(removed.get(unit, 0), n)
         trajectory.append(_point(model, spec, k, fraction, "pruned"))
         if initial is not None:
             rewind(model, initial)
@@ -192,7 +177,6 @@ def _update_masks(layers: dict[str, nn.Module], config: PruneConfig, fraction: f
         current = (module.weight_orig * module.weight_mask).abs()
         scores_now = torch.where(module.weight_mask == 0, -torch.inf, current)
         ratio = config.ratios[name] * fraction
-        mask = (block_mask(scores_now, ratio, config.pattern.block) if config.method == "block"
-                else mask_from_scores(scores_now, ratio))
+        mask = config.technique.dynamic_mask(scores_now, ratio, config.pattern)
         module.weight_mask.copy_(mask.to(module.weight_mask.dtype))
         module.weight = module.weight_orig * module.weight_mask  # what forward computes next: counts read it now

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from core import methods
 from core.errors import PruneLabError
 from core.structure import has_attention
 
@@ -60,8 +61,9 @@ def recommend(s: Situation) -> Recommendation:
     """What the guide recommends for s (see the module docstring for the order of the rules)."""
     method, why = _method(s)
     schedule, when = _schedule(s, method)
-    criterion = "taylor" if method == "head" else "l1"
-    also = "then remove whole layers (--method layer)" if s.family == "transformer" and method == "head" else ""
+    technique = methods.get(method)
+    criterion = technique.suggested_criterion
+    also = technique.transformer_follow_up if s.family == "transformer" else ""
     return Recommendation(method, criterion, schedule, _RATIO[s.accuracy_loss], f"{why}; {when}", also)
 
 
@@ -88,10 +90,11 @@ def _method(s: Situation) -> tuple[str, str]:
 def _schedule(s: Situation, method: str) -> tuple[str, str]:
     if s.accuracy_loss == "tolerable":
         return "oneshot", "2-5% loss is tolerable: aggressive one-shot pruning, then fine-tune"
-    if method in ("unstructured", "block"):
+    technique = methods.get(method)
+    if "dynamic" in technique.schedules:
         return "dynamic", "no loss affordable: prune gradually during training (dynamic)"
-    if method == "nm":
-        return "oneshot", "N:M sparsity is fixed at 1 - N/M: prune once, then fine-tune longer"
+    if "iterative" not in technique.schedules:
+        return "oneshot", f"{technique.fixed_share}: prune once, then fine-tune longer"
     return "iterative", "no loss affordable: prune a little, fine-tune, repeat (iterative)"
 
 

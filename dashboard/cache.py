@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import experiment, importance, latency, models, plan, runs
+from core import experiment, latency, methods, models, plan, runs
 from core.config import Pattern
 from core.errors import PruneLabError
 from core.estimate import CostModel, build_cost_model
@@ -138,7 +138,7 @@ def importance_scores(name: str, method: str, criterion: str, samples: int = 512
                       ) -> dict[str, np.ndarray]:
     """Heatmap rows; raises core.importance.NotApplicable (a PruneLabError) when the criterion has none."""
     s = spec(name)
-    return importance.heatmap(s.model, s.example_input, method, criterion, calibration(s, samples, seed), seed)
+    return methods.heatmap(s.model, s.example_input, method, criterion, calibration(s, samples, seed), seed)
 
 
 @st.cache_data
@@ -180,8 +180,7 @@ def raw_scores(name: str, method: str, criterion: str, samples: int, seed: int) 
     """Unscaled importance scores (the global strategy compares them across units)."""
     s = spec(name)
     calib = calibration(s, samples, seed)
-    scores = (importance.weight_scores(s.model, criterion, calib, seed) if method == "unstructured"
-              else importance.channel_scores(s.model, s.example_input, criterion, calib, seed))
+    scores = methods.get(method).scores(s.model, s.example_input, criterion, calib, seed)
     return {k: v.numpy() for k, v in scores.items()}
 
 

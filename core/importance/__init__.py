@@ -2,7 +2,7 @@
 
     weight_scores(model, "taylor", calib)        -> {layer: weight-shaped scores}    (unstructured)
     channel_scores(model, x, "taylor", calib)    -> {unit: one score per channel}    (channel groups)
-    heatmap(model, x, method, "taylor", calib)   -> rows scaled to max 1, for the dashboard
+    (core.methods.heatmap: rows scaled to max 1 for the dashboard, per the method's own scores)
 
 The shared model is never modified: scoring works on a deep copy (gradients and hooks touch it).
 Higher score = more important = pruned later.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -22,8 +21,7 @@ from core.importance.criteria import CRITERIA, Criterion, NotApplicable
 from core.importance.signals import Calibration, Signals
 
 REGISTRY: dict[str, Criterion] = {c.name: c for c in CRITERIA}
-__all__ = ["REGISTRY", "Calibration", "Criterion", "NotApplicable", "channel_scores", "get", "heatmap",
-           "weight_scores"]
+__all__ = ["REGISTRY", "Calibration", "Criterion", "NotApplicable", "channel_scores", "get", "weight_scores"]
 
 
 def get(name: str) -> Criterion:
@@ -80,17 +78,3 @@ def channel_scores(model: nn.Module, example_input: torch.Tensor, criterion: str
 def per_output_channel(scores: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Sum weight scores over everything but the output channel: one value per output channel."""
     return {n: s.flatten(1).sum(1) for n, s in scores.items()}
-
-
-def heatmap(model: nn.Module, example_input: torch.Tensor, method: str, criterion: str,
-            calib: Calibration | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-    """Rows for the importance heatmap: per layer (unstructured: summed weight scores per output channel)
-    or per channel group (channel), each scaled so its largest entry is 1."""
-    raw = (per_output_channel(weight_scores(model, criterion, calib, seed)) if method == "unstructured"
-           else channel_scores(model, example_input, criterion, calib, seed))
-    rows = {}
-    for name, s in raw.items():
-        s = s.numpy().astype(np.float64)
-        top = np.nanmax(np.abs(s)) if s.size else 0.0
-        rows[name] = s / top if top > 0 else s
-    return rows

@@ -10,11 +10,13 @@ registry, so adding a method is one file here plus one line below.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from core.errors import PruneLabError
 from core.graph import Unit
+from core.importance import Calibration, per_output_channel
 from core.methods.base import Method, PlanOptions, nm_share
 from core.methods.block import Block
 from core.methods.channel import Channel
@@ -24,8 +26,8 @@ from core.methods.neuron import Neuron
 from core.methods.nm import NM
 from core.methods.unstructured import Unstructured
 
-__all__ = ["REGISTRY", "Method", "PlanOptions", "get", "mask_names", "names", "nm_share", "register", "units",
-           "unregister"]
+__all__ = ["REGISTRY", "Method", "PlanOptions", "get", "heatmap", "mask_names", "names", "nm_share", "register",
+           "units", "unregister"]
 
 # insertion order is the order offered to users; the registry holds one instance per method (stateless)
 REGISTRY: dict[str, Method] = {m.name: m for m in (Unstructured(), NM(), Block(), Channel(), Neuron(), Head(),
@@ -62,3 +64,19 @@ def unregister(name: str) -> None:
 def units(model: nn.Module, example_input: torch.Tensor, method: str) -> list[Unit]:
     """The units (sliders) of `method` on model: get(method).units(model, example_input)."""
     return get(method).units(model, example_input)
+
+
+def heatmap(model: nn.Module, example_input: torch.Tensor, method: str, criterion: str,
+            calib: Calibration | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+    """Rows for the importance heatmap, each scaled so its largest entry is 1: per layer for mask methods
+    (weight scores summed per output channel), per unit otherwise (one score per channel or head)."""
+    technique = get(method)
+    raw = technique.scores(model, example_input, criterion, calib, seed)
+    if technique.mask:
+        raw = per_output_channel(raw)
+    rows = {}
+    for name, s in raw.items():
+        s = s.numpy().astype(np.float64)
+        top = np.nanmax(np.abs(s)) if s.size else 0.0
+        rows[name] = s / top if top > 0 else s
+    return rows

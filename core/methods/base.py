@@ -20,7 +20,7 @@ from torch import nn
 from core.errors import PruneLabError
 from core.graph import Unit, kept_channels, ratio_for
 from core.importance import REGISTRY as CRITERIA
-from core.importance import Calibration
+from core.importance import Calibration, channel_scores
 from core.protocols import ConfigLike, CostLike, PatternLike
 from core.ratios import check_ratio
 from core.spec import ModelSpec
@@ -52,9 +52,17 @@ class Method:
     mask: ClassVar[bool]  # True: zeros inside dense tensors (torch.nn.utils.prune masks); False: shrinks the net
     unit: ClassVar[str]  # what a unit's size counts, in the CLI's `layers` listing
     unit_heading: ClassVar[str] = "layer"  # what one slider of the Tune page sets a share of
+    all_label: ClassVar[str] = "All layers"  # the Tune page's slider that moves every unit's slider
+    width_units: ClassVar[str | None] = None  # whose units the width chart cuts by (None: widths stay)
     help: ClassVar[str]  # one line for users: what it removes and what that buys
     no_units: ClassVar[str] = "has nothing this method can prune"  # after the model's name, when units() is empty
     sliders: ClassVar[bool] = True  # one ratio slider per unit (False: the method has its own controls)
+    suggested_criterion: ClassVar[str] = "l1"  # what the decision guide (core.strategy) proposes with it
+    transformer_follow_up: ClassVar[str] = ""  # the guide's next step on a transformer, if any
+    fixed_share: ClassVar[str] = ""  # why it cannot grow step by step (a method without an iterative schedule)
+    pattern: ClassVar[str | None] = None  # the Pattern fields it reads: "nm" (n, m), "block" (block shape)
+    uses_criterion: ClassVar[bool] = True  # a criterion ranks its units (layer: --rank does; no selector shown)
+    ranking: ClassVar[str] = "A criterion ranks the units for removal (lowest first)."  # when uses_criterion is False
     needs_ratio: ClassVar[bool] = True  # "remove R" needs R (nm: the pattern fixes the share)
     takes_blocks: ClassVar[bool] = False  # the config names blocks to remove (remove_blocks), not ratios
     swept: ClassVar[bool] = False  # sensitivity sweeps measure it (and predict accuracy from the sweep)
@@ -116,6 +124,16 @@ class Method:
         """Prune `model` in place up to `ratios` (or remove `blocks`); returns what was removed per unit.
         Structural methods measure ratios against the current model, mask methods against all weights."""
         raise NotImplementedError
+
+    def scores(self, model: nn.Module, example_input: torch.Tensor, criterion: str, calib: Calibration,
+               seed: int) -> dict[str, torch.Tensor]:
+        """Unscaled importance of what this method removes (the global strategy compares them across units):
+        one score per channel of each coupled group by default."""
+        return channel_scores(model, example_input, criterion, calib, seed)
+
+    def what_changed(self, removed: dict[str, int], blocks: tuple[str, ...]) -> str | None:
+        """One line for the Results page on what a run took out (None: the width chart says it all)."""
+        return None
 
     def dynamic_mask(self, scores: torch.Tensor, ratio: float, pattern: PatternLike) -> torch.Tensor:
         """The mask a dynamic schedule recomputes during training (methods whose `schedules` hold "dynamic")."""

@@ -16,6 +16,7 @@ class Block(MaskMethod):
     name: ClassVar[str] = "block"
     help: ClassVar[str] = ("zeroes aligned blocks of weights · mask: same dense size; faster only with "
                            "block-sparse kernels")
+    pattern: ClassVar[str | None] = "block"
     schedules: ClassVar[tuple[str, ...]] = ("oneshot", "iterative", "dynamic")
 
     def mask_layers(self, model: nn.Module, ratios: dict[str, float], scores: dict[str, torch.Tensor],

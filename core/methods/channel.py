@@ -23,6 +23,7 @@ class Channel(ShrinkMethod):
     swept: ClassVar[bool] = True
     solved: ClassVar[bool] = True
     hardware_aware: ClassVar[bool] = True
+    width_units: ClassVar[str | None] = "channel"
 
     def units(self, model: nn.Module, example_input: torch.Tensor) -> list[Unit]:
         return channel_units(model, example_input)

@@ -21,11 +21,25 @@ class Head(ShrinkMethod):
     name: ClassVar[str] = "head"
     unit: ClassVar[str] = "heads"
     unit_heading: ClassVar[str] = "attention module (share of its heads)"
+    all_label: ClassVar[str] = "All attention modules"
+    width_units: ClassVar[str | None] = "head"
+    suggested_criterion: ClassVar[str] = "taylor"  # gate gradients rank heads best where there is data
+    transformer_follow_up: ClassVar[str] = "then remove whole layers (--method layer)"
     help: ClassVar[str] = "removes attention heads · smaller and faster"
     no_units: ClassVar[str] = "has no attention modules (with q/k/v/proj projections)"
 
     def criteria(self) -> tuple[str, ...]:
         return HEAD_CRITERIA
+
+    def scores(self, model: nn.Module, example_input: torch.Tensor, criterion: str, calib: Calibration,
+               seed: int) -> dict[str, torch.Tensor]:
+        """One score per head of every attention module."""
+        return head_scores(model, criterion, calib, seed)
+
+    def what_changed(self, removed: dict[str, int], blocks: tuple[str, ...]) -> str | None:
+        heads = ", ".join(f"{m}: {n}" for m, n in removed.items())
+        return (f"Heads removed per attention module — {heads or 'none'}: q/k/v outputs and the output "
+                "projection's inputs shrink with them; the lower panel shows heads and head widths.")
 
     def units(self, model: nn.Module, example_input: torch.Tensor) -> list[Unit]:
         return head_units(model)

@@ -37,6 +37,8 @@ class Layer(ShrinkMethod):
     no_units: ClassVar[str] = "has no residual blocks whose output has the shape of their input"
     sliders: ClassVar[bool] = False
     takes_blocks: ClassVar[bool] = True
+    uses_criterion: ClassVar[bool] = False
+    ranking: ClassVar[str] = "Blocks are ranked by how little they change their input (block influence)."
 
     def criteria(self) -> tuple[str, ...]:
         """Blocks are ranked by --rank, not by a criterion: only the default (unused) is accepted."""
@@ -56,6 +58,9 @@ class Layer(ShrinkMethod):
                calib: Calibration, blocks: list[str]) -> dict[str, int]:
         remove_blocks(model, blocks, example_input)
         return dict.fromkeys(blocks, 1)
+
+    def what_changed(self, removed: dict[str, int], blocks: tuple[str, ...]) -> str | None:
+        return f"Blocks removed (now identities): {', '.join(blocks) or 'none'}."
 
     def estimate(self, cost: CostLike, ratios: dict[str, float]) -> dict[str, int]:
         """A block is removed at ratio 1 (the dashboard and configs pass 1.0 for each removed block)."""

@@ -49,6 +49,14 @@ class MaskMethod(Method):
         """Install this method's masks at `ratios` from `scores`; returns the weights zeroed per layer."""
         raise NotImplementedError
 
+    def scores(self, model: nn.Module, example_input: torch.Tensor, criterion: str, calib: Calibration,
+               seed: int) -> dict[str, torch.Tensor]:
+        """One score per weight of every Conv2d/Linear."""
+        return weight_scores(model, criterion, calib, seed)
+
+    def what_changed(self, removed: dict[str, int], blocks: tuple[str, ...]) -> str | None:
+        return "Mask methods keep every width; their zeros sit inside the same tensors."
+
     def estimate(self, cost: CostLike, ratios: dict[str, float]) -> dict[str, int]:
         return cost.masked(ratios)
 

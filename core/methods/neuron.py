@@ -16,6 +16,7 @@ class Neuron(Channel):
     name: ClassVar[str] = "neuron"
     unit: ClassVar[str] = "units"
     unit_heading: ClassVar[str] = "hidden layer (share of its units)"
+    all_label: ClassVar[str] = "All hidden layers"
     help: ClassVar[str] = "removes hidden units of MLP layers · smaller and faster"
     no_units: ClassVar[str] = "has no hidden Linear layers (outside attention modules and the classifier)"
     swept: ClassVar[bool] = False

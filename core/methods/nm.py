@@ -21,6 +21,8 @@ class NM(MaskMethod):
     help: ClassVar[str] = "keeps N of every M weights · mask: same dense size; faster only on N:M sparse hardware"
     sliders: ClassVar[bool] = False
     needs_ratio: ClassVar[bool] = False
+    pattern: ClassVar[str | None] = "nm"
+    fixed_share: ClassVar[str] = "N:M sparsity is fixed at 1 - N/M"
     schedules: ClassVar[tuple[str, ...]] = ("oneshot",)
 
     def validate(self, config: ConfigLike) -> None:
@@ -35,7 +37,7 @@ class NM(MaskMethod):
 
     def schedule_refusal(self, kind: str, dynamic: list[str]) -> str | None:
         if kind == "iterative":
-            return "N:M sparsity is fixed at 1 - N/M: an iterative schedule has nothing to grow"
+            return f"{self.fixed_share}: an iterative schedule has nothing to grow"
         return Method.schedule_refusal(self, kind, dynamic)
 
     def plan(self, spec: ModelSpec, ratio: float | None, options: PlanOptions) -> tuple[dict[str, float],

@@ -1,9 +1,11 @@
 """apply(spec, config) -> PruneResult: prune a copy of the base model as a config says.
 
 One module per granularity (unstructured, patterns for N:M and blocks, channel for channels and neurons,
-heads, layers); `prune_step` dispatches on a working model in place (the schedules call it once per
-round), `apply` prunes a deep copy once at the config's full ratios. The caller's model is never
-touched. BatchNorm statistics are re-estimated after anything structural is cut.
+heads, layers); `prune_step` hands a working model to the config's registered method (core.methods), in
+place (the schedules call it once per round), `apply` prunes a deep copy once at the config's full
+ratios. The caller's model is never touched. The methods re-estimate BatchNorm statistics after anything
+structural is cut. This package reads configs by structural type (core.protocols): core.config
+validates through core.methods, which cuts through here.
 """
 
 from __future__ import annotations
@@ -14,19 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.config import MASK_METHODS, PruneConfig
 from core.data import random_inputs, seeded_order
 from core.errors import PruneLabError
-from core.finetune import recalibrate_batchnorm
-from core.importance import Calibration, NotApplicable, channel_scores, weight_scores
-from core.models import ModelSpec
-from core.prune import heads as head_pruning
-from core.prune.channel import apply_channel
-from core.prune.layers import remove_blocks
-from core.prune.patterns import apply_block, apply_nm
-from core.prune.unstructured import apply_unstructured, make_permanent
-
-HEAD_CRITERIA = ("taylor", "l1", "l2", "random")  # gate gradient (Michel et al. 2019), weight norms, random
+from core.importance import Calibration
+from core.protocols import ConfigLike
+from core.spec import ModelSpec
 
 
 @dataclass
@@ -37,7 +31,7 @@ class PruneResult:
     removed: dict[str, int]
 
 
-def check_config_matches(spec: ModelSpec, config: PruneConfig) -> None:
+def check_config_matches(spec: ModelSpec, config: ConfigLike) -> None:
     """Refuse a config written for another model or other base weights."""
     if config.model != spec.name:
         raise PruneLabError(f"config is for model {config.model!r}, not {spec.name!r}")
@@ -76,7 +70,7 @@ def _synthetic(spec: ModelSpec, samples: int, seed: int) -> Calibration:
     return Calibration(x, spec.model.eval()(x).argmax(1), batch_size=8)
 
 
-def apply(spec: ModelSpec, config: PruneConfig) -> PruneResult:
+def apply(spec: ModelSpec, config: ConfigLike) -> PruneResult:
     """Prune a deep copy of spec.model according to config, in one step (no fine-tuning here)."""
     check_config_matches(spec, config)
     calib = calibration(spec, config.calibration_samples, config.seed)
@@ -85,70 +79,9 @@ def apply(spec: ModelSpec, config: PruneConfig) -> PruneResult:
     return PruneResult(model.eval(), removed)
 
 
-def prune_step(model: nn.Module, example_input: torch.Tensor, config: PruneConfig, ratios: dict[str, float],
+def prune_step(model: nn.Module, example_input: torch.Tensor, config: ConfigLike, ratios: dict[str, float],
                calib: Calibration, blocks: list[str]) -> dict[str, int]:
     """Prune `model` in place up to `ratios` — measured against the *current* model for structural
     methods (the schedules convert) and against all weights for mask methods, whose earlier zeros stay
     zero — or remove `blocks` (layer method). Returns what this step removed per unit."""
-    method = config.method
-    if method in MASK_METHODS:
-        return _mask_step(model, config, ratios, calib)
-    if method == "layer":
-        removed = dict.fromkeys(blocks, 1)
-        remove_blocks(model, blocks, example_input)
-    elif method == "head":
-        removed = _head_step(model, config, ratios, calib)
-    else:  # channel, neuron: both are coupled channel groups cut through Torch-Pruning
-        scores = channel_scores(model, example_input, config.criterion, calib, config.seed)
-        removed = apply_channel(model, {u: r for u, r in ratios.items() if r > 0}, example_input, scores)
-    recalibrate_batchnorm(model, calib.x)
-    return removed
-
-
-def _mask_step(model: nn.Module, config: PruneConfig, ratios: dict[str, float], calib: Calibration
-               ) -> dict[str, int]:
-    """Fold earlier masks in, score the weights, keep earlier zeros lowest (pruning only grows), mask."""
-    make_permanent(model)
-    scores = weight_scores(model, config.criterion, calib, config.seed)
-    modules = dict(model.named_modules())
-    scores = {n: torch.where(modules[n].weight.detach() == 0, torch.full_like(s, -torch.inf), s)
-              for n, s in scores.items()}
-    active = {u: r for u, r in ratios.items() if r > 0}
-    if config.method == "unstructured":
-        return apply_unstructured(model, active, scores)
-    if config.method == "block":
-        return apply_block(model, active, scores, config.pattern.block)
-    result = apply_nm(model, list(active), scores, config.pattern.n, config.pattern.m)
-    return result.removed
-
-
-def head_scores(model: nn.Module, criterion: str, calib: Calibration, seed: int) -> dict[str, torch.Tensor]:
-    """One score per head of every attention module: the loss gradient of a gate on the head's output
-    (taylor; Michel et al. 2019), the L1/L2 norm of the head's q/k/v rows and output-projection columns,
-    or seeded random numbers."""
-    if criterion not in HEAD_CRITERIA:
-        raise NotApplicable(f"heads are ranked by {', '.join(HEAD_CRITERIA)}; {criterion!r} scores weights or "
-                            "channels")
-    if criterion == "taylor":
-        return head_pruning.head_importance(model, calib)
-    modules, out = dict(model.named_modules()), {}
-    gen = torch.Generator().manual_seed(seed)
-    for name, n in head_pruning.attention_modules(model).items():
-        if criterion == "random":
-            out[name] = torch.rand(n, generator=gen)
-            continue
-        attn, p = modules[name], 1 if criterion == "l1" else 2
-        rows = [getattr(attn, x).weight.detach().reshape(n, -1) for x in ("q", "k", "v")]
-        cols = attn.proj.weight.detach().T.reshape(n, -1)
-        out[name] = torch.cat([*rows, cols], dim=1).norm(p=p, dim=1)
-    return out
-
-
-def _head_step(model: nn.Module, config: PruneConfig, ratios: dict[str, float], calib: Calibration
-               ) -> dict[str, int]:
-    scores = head_scores(model, config.criterion, calib, config.seed)
-    unknown = sorted(set(ratios) - set(scores))
-    if unknown:
-        raise PruneLabError(f"not attention modules of this model: {', '.join(unknown)}")
-    plan = head_pruning.heads_to_remove(scores, {u: r for u, r in ratios.items() if r > 0})
-    return head_pruning.remove_heads(model, plan)
+    return config.technique.cut(model, example_input, config, ratios, calib, blocks)

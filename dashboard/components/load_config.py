@@ -28,7 +28,6 @@ from dashboard.components.own_model import OWN, PENDING
 from dashboard.components.sliders import MAX_RATIO, slider_key
 from dashboard.components.text import md
 
-RATIO_METHODS = ("unstructured", "block", "channel", "neuron", "head")  # one slider per unit
 LOAD_MESSAGE = "exp-load-message"  # session key: outcome of "Load into Tune"
 IMPORT_MESSAGE = "exp-import-message"  # session key: outcome of the last uploaded config
 OFFER = "exp-import-offer"  # session key: the model file a refused config names, offered to the own-model form
@@ -57,7 +56,7 @@ def checked(name: str, config: PruneConfig) -> PruneConfig:
     config = _for_this_model(name, config)
     spec = cache.spec(name)
     check_config_matches(spec, config)
-    known = {u.name for u in cache.cost_model(name, config.method).units}  # core.graph.units, cached
+    known = {u.name for u in cache.cost_model(name, config.method).units}  # the method's units, cached
     unknown = sorted((set(config.ratios) | set(config.remove_blocks)) - known)
     if unknown:
         raise PruneLabError(f"{cache.display_name(name)} has no {config.method} layer(s) named "
@@ -68,27 +67,28 @@ def checked(name: str, config: PruneConfig) -> PruneConfig:
 def tune_state(name: str, config: PruneConfig) -> tuple[dict[str, Any], list[str]]:
     """The session-state values that show `config` on Tune, and notes on what could not be shown as is."""
     state: dict[str, Any] = {"method": config.method}
-    if config.method != "layer":
+    technique = config.technique
+    if technique.uses_criterion:
         state["criterion"] = config.criterion
     units = [u.name for u in cache.cost_model(name, config.method).units]
     notes: list[str] = []
-    if config.method in RATIO_METHODS:
+    if technique.sliders:
         capped = sorted(u for u, r in config.ratios.items() if r > MAX_RATIO)
         state |= {slider_key(name, config.method, u): round(min(config.ratios.get(u, 0.0), MAX_RATIO), 4)
                   for u in units}
         if capped:
             notes.append(f"capped at {MAX_RATIO} (the sliders' maximum): {', '.join(capped)}")
-    if config.method == "channel":
+    if technique.hardware_aware:
         state["hw-aware"] = False  # plain sliders take any ratio
-    if config.method == "block":
+    if technique.pattern == "block":
         state["block-rows"], state["block-cols"] = config.pattern.block
-    if config.method == "nm":
+    if technique.pattern == "nm":
         eligible = cache.nm_layers(name)
         state |= {"nm-n": config.pattern.n, "nm-m": config.pattern.m,
                   f"nm-layers|{name}": [u for u in eligible if config.ratios.get(u)]}
         if skipped := sorted(u for u, r in config.ratios.items() if r and u not in eligible):
             notes.append(f"left out (one input channel per group, no N:M choice): {', '.join(skipped)}")
-    if config.method == "layer":
+    if technique.takes_blocks:
         state |= {f"drop|{name}|{b}": b in config.remove_blocks for b in units}
     return state, notes
 
@@ -99,11 +99,11 @@ def load(name: str, config: PruneConfig, source: str) -> str:
     config = checked(name, config)
     state, notes = tune_state(name, config)
     st.session_state.update(state)
-    what = (f"{len(config.remove_blocks)} block(s) to remove" if config.method == "layer"
+    what = (f"{len(config.remove_blocks)} block(s) to remove" if config.technique.takes_blocks
             else f"{sum(1 for r in config.ratios.values() if r > 0)} non-zero ratio(s)")
     ft = config.finetune
     return (f"Loaded {source} into Tune: {config.method}, {what}" + "".join(f"; {n}" for n in notes)
-            + f". Open the Tune tab to review and apply. Fine-tuning is not loaded (this config: {ft.epochs} "
+            + f". Open the Tune page to review and apply. Fine-tuning is not loaded (this config: {ft.epochs} "
               f"epoch(s), {config.schedule.kind} schedule, lr {ft.lr:g}, seed {config.seed}).")
 
 

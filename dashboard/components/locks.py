@@ -1,6 +1,6 @@
 """Locked units: one notion of locking for the Tune page, kept under the budget solver's "Locked" key.
 
-For the methods the solver handles (SOLVER_METHODS), the solver panel's multiselect (key LOCK_KEY,
+For the methods the solver handles (Method.solved, core.methods), the solver panel's multiselect (key LOCK_KEY,
 components.solver) holds the locked units; locked sliders are drawn disabled, and the "All layers" slider,
 bulk set, the strategy helper and the solver leave them as they are. Big models also get a "Locked units"
 multiselect beside their sliders: for solver methods a mirror of LOCK_KEY that writes LOCK_KEY when it
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core import methods
+
 LOCK_KEY = "solver-locked"  # the key of the solver panel's "Locked" multiselect
-SOLVER_METHODS = ("channel", "unstructured")  # the methods the Tune page draws the solver panel for
 
 
 def mirror_key(model: str, method: str) -> str:
@@ -25,7 +26,7 @@ def locked_units(model: str, method: str, names: list[str]) -> set[str]:
     """The locked units among `names`: the solver's locks (solver methods, while that state exists), else
     the page's own list for the model and method."""
     state = st.session_state
-    shared = method in SOLVER_METHODS and LOCK_KEY in state
+    shared = methods.get(method).solved and LOCK_KEY in state
     chosen = state[LOCK_KEY] if shared else state.get(mirror_key(model, method), [])
     return set(chosen) & set(names)
 
@@ -46,7 +47,7 @@ def _share(mirror: str) -> None:
 def lock_control(model: str, method: str, names: list[str]) -> set[str]:
     """The "Locked units" multiselect (for solver methods synchronised with LOCK_KEY); returns the locks."""
     mirror = mirror_key(model, method)
-    solved = method in SOLVER_METHODS
+    solved = methods.get(method).solved
     if solved and LOCK_KEY in st.session_state:
         st.session_state[mirror] = [n for n in st.session_state[LOCK_KEY] if n in names]
     st.multiselect("Locked units", names, key=mirror, on_change=_share if solved else "rerun",

@@ -3,7 +3,8 @@
 Mask methods (unstructured, N:M, block) zero weights inside dense tensors: size and dense speed stay.
 Structural methods (channel, neuron, head, layer) take parts out of the network: it gets smaller and
 faster. `controls` draws the widgets of one method and returns its Choice, or None when nothing can be
-applied (the model has no unit for the method, or the pattern is invalid).
+applied (the model has no unit for the method, or the pattern is invalid). What each method is, says and
+offers comes from its registered object (core.methods): help, unit heading, the pattern it reads, sliders.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+from core import methods
 from core.config import Pattern
 from core.errors import PruneLabError
 from core.graph import Unit
@@ -21,23 +23,6 @@ from dashboard import cache
 from dashboard.components.slider_groups import FLAT_MAX, grouped_sliders
 from dashboard.components.sliders import MAX_RATIO, all_key, ratio_sliders, slider_key
 from dashboard.components.text import md
-
-METHOD_HELP = {
-    "unstructured": "zeroes single weights · mask: same dense size and speed",
-    "nm": "keeps N of every M weights · mask: same dense size; faster only on N:M sparse hardware",
-    "block": "zeroes aligned blocks of weights · mask: same dense size; faster only with block-sparse kernels",
-    "channel": "removes coupled channels (filters) · smaller and faster",
-    "neuron": "removes hidden units of MLP layers · smaller and faster",
-    "head": "removes attention heads · smaller and faster",
-    "layer": "removes whole residual blocks · smaller and faster",
-}
-NO_UNITS = {
-    "neuron": "has no hidden Linear layers (outside attention modules and the classifier)",
-    "head": "has no attention modules (with q/k/v/proj projections)",
-    "layer": "has no residual blocks whose output has the shape of their input",
-}
-UNIT_HEADING = {"channel": "coupled channel group", "neuron": "hidden layer (share of its units)",
-                "head": "attention module (share of its heads)"}
 
 
 @dataclass(frozen=True)
@@ -56,50 +41,51 @@ class Choice:
 def controls(name: str, method: str, criterion: str, units: tuple[Unit, ...],
              lut: LatencyTable | None = None) -> Choice | None:
     """Draw the controls of `method` for model `name`; return what they chose (None: nothing to apply)."""
+    technique = methods.get(method)
     if not units:
-        st.info(f"{name} {NO_UNITS.get(method, 'has nothing this method can prune')}: there is nothing for "
-                f"{method} pruning here. Pick another method or model.")
+        st.info(f"{name} {technique.no_units}: there is nothing for {method} pruning here. Pick another method or "
+                "model.")
         return None
-    if method == "nm":
+    if technique.pattern == "nm":
         return _nm(name, units)
-    if method == "layer":
+    if technique.takes_blocks:
         return _layer(name)
-    pattern = _block_shape() if method == "block" else Pattern()
+    pattern = _block_shape() if technique.pattern == "block" else Pattern()
     if pattern is None:
         return None
-    if method == "unstructured":
-        _scope(name, criterion)
-    st.markdown(f"#### Ratio removed per {UNIT_HEADING.get(method, 'layer')}")
-    snap = method == "channel" and st.session_state.get("hw-aware", False)
+    if technique.global_scope:
+        _scope(name, method, criterion)
+    st.markdown(f"#### Ratio removed per {technique.unit_heading}")
+    snap = technique.hardware_aware and st.session_state.get("hw-aware", False)
     layout = grouped_sliders if len(units) > FLAT_MAX else ratio_sliders
     ratios = layout(name, method, units, focus=st.session_state.get("focus"), table=lut, snap=snap)
     return Choice(ratios, pattern=pattern)
 
 
-def _scope(name: str, criterion: str) -> None:
+def _scope(name: str, method: str, criterion: str) -> None:
     """Per layer (each slider is its layer's share) or one global threshold across all layers."""
     scope = st.radio("Scope", ["per layer", "global threshold"], horizontal=True, key="scope",
                      help="global threshold: one importance threshold over every weight of the model, at the "
                           "“All layers” share; layers then lose different shares (the total is the same).")
     if scope == "global threshold":
         st.button("Fill the sliders from one global threshold at the “All layers” value", key="fill-global",
-                  on_click=_fill_global, args=(name, criterion))
+                  on_click=_fill_global, args=(name, method, criterion))
         kind, text = st.session_state.get("global-message", (None, None))
         if kind:
             getattr(st, kind)(md(text))
 
 
-def _fill_global(name: str, criterion: str) -> None:
+def _fill_global(name: str, method: str, criterion: str) -> None:
     """on_click callback (runs before the sliders are drawn): core.plan.global_ratios into the sliders."""
     state = st.session_state
-    ratio = state.get(all_key(name, "unstructured"), 0.0)
+    ratio = state.get(all_key(name, method), 0.0)
     try:
         ratios = cache.global_ratios(name, ratio, criterion, seed=int(state.get("seed", 0)))
     except PruneLabError as e:
         state["global-message"] = ("error", str(e))
         return
     for unit, r in ratios.items():
-        state[slider_key(name, "unstructured", unit)] = min(MAX_RATIO, r)
+        state[slider_key(name, method, unit)] = min(MAX_RATIO, r)
     capped = sorted(u for u, r in ratios.items() if r > MAX_RATIO)
     note = f" Capped at {MAX_RATIO} (the sliders' maximum): {', '.join(capped)}." if capped else ""
     state["global-message"] = ("warning" if capped else "success",
@@ -120,7 +106,7 @@ def _nm(name: str, units: tuple[Unit, ...]) -> Choice | None:
     eligible = cache.nm_layers(name)
     layers = c3.multiselect("Layers with the pattern", eligible, default=eligible, key=f"nm-layers|{name}",
                             help="Layers with a single input channel per group have nothing to choose within.")
-    share = round(1 - n / m, 6)
+    share = methods.nm_share(n, m)
     skipped = [u.name for u in units if u.name not in eligible]
     note = f" Cannot take it (one input channel): {md(', '.join(skipped))}." if skipped else ""
     st.caption(f"Each chosen layer keeps {n} of every {m} consecutive input weights: {share:.0%} zeroed. "

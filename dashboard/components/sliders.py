@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from core import methods
 from core.graph import Unit, kept_channels, ratio_for
 from core.hardware import LatencyTable
 from dashboard.components.locks import locked_units
@@ -24,8 +25,6 @@ from dashboard.components.text import md
 
 MAX_RATIO = 0.95  # the config accepts anything below 1; 0.95 keeps at least 5% of every layer
 STEP = 0.01
-WHAT = {"channel": "channels", "neuron": "units", "head": "heads"}  # what a unit's size counts (else weights)
-ALL_LABEL = {"neuron": "All hidden layers", "head": "All attention modules"}
 
 Draw = Callable[[Unit], float]
 
@@ -86,7 +85,7 @@ def all_slider(model: str, method: str, units: tuple[Unit, ...], keys: dict[str,
     """The slider that moves every unlocked unit's slider (table: hardware-aware snapping, or None)."""
     global_key = all_key(model, method, hw=table is not None)
     st.session_state.setdefault(global_key, 0.0)
-    st.slider(ALL_LABEL.get(method, "All layers"), 0.0, MAX_RATIO, step=STEP, key=global_key, on_change=_set_all,
+    st.slider(methods.get(method).all_label, 0.0, MAX_RATIO, step=STEP, key=global_key, on_change=_set_all,
               args=(keys, global_key, {u.name: u for u in units}, table, model, method),
               help="Moves every slider below to this value (locked units keep theirs); then fine-tune them one "
                    "by one.")
@@ -94,13 +93,14 @@ def all_slider(model: str, method: str, units: tuple[Unit, ...], keys: dict[str,
 
 def drawer(method: str, keys: dict[str, str], held: set[str], table: LatencyTable | None, snap: bool) -> Draw:
     """A function drawing one unit's slider (disabled when locked) and returning its value."""
-    what = WHAT.get(method, "weights")
+    what = methods.get(method).unit  # what a unit's size counts
+    widths = table if methods.get(method).hardware_aware else None  # a width-latency table labels the slider
 
     def draw(unit: Unit) -> float:
         key = keys[unit.name]
         coupled = sorted({m.name for m in unit.members} - {unit.name})
         help_text = f"{unit.size:,} {what}" + (f"; cut together with: {md(', '.join(coupled))}" if coupled else "")
-        label = md(_label(unit, st.session_state[key], table if method == "channel" else None, what))
+        label = md(_label(unit, st.session_state[key], widths, what))
         locked = unit.name in held
         label += " · locked" if locked else ""
         if snap:

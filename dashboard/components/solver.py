@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core import methods
 from core.allocate import Bounds, Target, allocate
 from core.errors import PruneLabError
 from core.graph import kept_channels, ratio_for
@@ -21,11 +22,12 @@ TARGET_LABELS = {"flops": "FLOPs: x times fewer", "params": "Parameters: x times
 def _solve(name: str, method: str, criterion: str, lut) -> None:
     """on_click callback: runs before the sliders are drawn, so it may set their values."""
     state = st.session_state
-    hardware_aware = lut is not None and method == "channel" and state.get("solver-hw", False)
+    widths = lut is not None and methods.get(method).hardware_aware  # a width-latency table applies
+    hardware_aware = widths and state.get("solver-hw", False)
     try:
         cm = cache.cost_model(name, method)
         units = [u.name for u in cm.units]
-        shown_hw = lut is not None and method == "channel" and state.get("hw-aware", False)  # which sliders show
+        shown_hw = widths and state.get("hw-aware", False)  # which sliders show
         locked = {u: state.get(slider_key(name, method, u, hw=shown_hw), 0.0) for u in state.get("solver-locked", [])}
         bounds = Bounds(low={u: state["solver-min"] for u in units}, high={u: state["solver-max"] for u in units},
                         locked=locked)
@@ -43,7 +45,7 @@ def _solve(name: str, method: str, criterion: str, lut) -> None:
     except PruneLabError as e:
         state["solver-message"] = ("error", str(e))
         return
-    snapped = lut is not None and method == "channel" and state.get("hw-aware", False)
+    snapped = widths and state.get("hw-aware", False)
     units = {u.name: u for u in cm.units}
     for unit, ratio in result.ratios.items():
         if snapped:  # the sliders offer fast widths only: take the fast width at or below the solution's
@@ -68,13 +70,13 @@ def solver_panel(name: str, method: str, criterion: str, lut=None) -> None:
         c[4].number_input("Max ratio", 0.0, MAX_RATIO, 0.9, 0.05, key="solver-max")
         units = [u.name for u in cache.cost_model(name, method).units]
         st.multiselect("Locked (keep their current slider value)", units, key="solver-locked")
-        if lut is not None and method == "channel":
+        if lut is not None and methods.get(method).hardware_aware:
             st.checkbox("Hardware-aware: keep fast widths, choose the alignment by timing whole models",
                         key="solver-hw")
         st.button("Solve and fill the sliders", key="solve", on_click=_solve, args=(name, method, criterion, lut))
         if st.session_state.get("solver-strategy") == "sensitivity" and cached_table(
                 current_spec(name, method, criterion)) is None:
-            st.caption("The sensitivity strategy needs a sweep for this method and criterion (Sensitivity tab).")
+            st.caption("The sensitivity strategy needs a sweep for this method and criterion (Sensitivity page).")
         kind, text = st.session_state.get("solver-message", (None, None))
         if kind:
             getattr(st, kind)(md(text))

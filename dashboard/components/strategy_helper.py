@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core import methods
 from core.strategy import BOTTLENECKS, FAMILIES, HARDWARE, LOSSES, Recommendation, Situation, recommend
 from dashboard import cache
 from dashboard.cache_extra import model_family
 from dashboard.components.locks import locked_units
-from dashboard.components.methods import NO_UNITS
 from dashboard.components.sliders import MAX_RATIO, all_key, set_ratios, slider_key
 from dashboard.components.text import md
 from dashboard.components.training import missing_training_data
@@ -26,7 +26,6 @@ LABELS = {
     "cpu": "CPU", "gpu": "GPU", "mobile": "Mobile / embedded", "specialized": "Specialised (block-sparse)",
     "cnn": "CNN", "transformer": "Transformer", "mlp": "MLP",
 }
-SLIDER_METHODS = ("unstructured", "block", "channel", "neuron", "head")  # one ratio slider per unit
 MESSAGE = "strategy-message"
 
 
@@ -53,11 +52,12 @@ def _apply(name: str, rec: Recommendation) -> None:
     state = st.session_state
     state["method"], state["criterion"] = rec.method, rec.criterion
     notes = [f"method {rec.method}, criterion {rec.criterion}"]
-    if rec.method == "channel":
+    technique = methods.get(rec.method)
+    if technique.hardware_aware:
         state["hw-aware"] = False  # plain sliders take any ratio
-    if rec.method in SLIDER_METHODS:
+    if technique.sliders:
         notes.append(_sliders(name, rec.method, rec.ratio))
-    elif rec.method == "nm":
+    elif technique.pattern == "nm":
         state["nm-n"], state["nm-m"] = 2, 4
         notes.append("N:M set to 2:4 (50% of each layer's weights: what sparse tensor cores run)")
     notes.append(_schedule(name, rec.schedule))
@@ -95,7 +95,7 @@ def helper(name: str) -> None:
         st.caption(f"Why: {rec.reason}." + (f" Also: {rec.also}." if rec.also else ""))
         units = cache.cost_model(name, rec.method).units
         if not units:
-            st.warning(f"{md(cache.display_name(name))} {NO_UNITS.get(rec.method, 'has nothing to prune this way')}: "
+            st.warning(f"{md(cache.display_name(name))} {methods.get(rec.method).no_units}: "
                        f"{rec.method} pruning cannot be applied to it. Check the model family, or answer differently.")
         st.button("Apply to Tune", key="strategy-apply", disabled=not units, on_click=_apply, args=(name, rec),
                   help="Sets the method, criterion, schedule and every unlocked slider of the method to the "

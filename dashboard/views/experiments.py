@@ -33,11 +33,11 @@ def _filtered(everything: list[Experiment]) -> list[Experiment]:
     """Method, status and id-search filters over the model's experiments."""
     c1, c2, c3 = st.columns([1, 1, 2])
     with c1:
-        method = _pick("Method", [ALL, *sorted({e.method for e in everything})], "exp-method")
+        shown = _pick("Method", [ALL, *sorted({e.method for e in everything})], "exp-method")
     with c2:
         status = _pick("Status", [ALL, *STATUSES], "exp-status")
     text = c3.text_input("Search ids", key="exp-search", placeholder="part of an id")
-    return [e for e in everything if method in (ALL, e.method) and status in (ALL, e.status)
+    return [e for e in everything if shown in (ALL, e.method) and status in (ALL, e.status)
             and tables.matches(e, text)]
 
 
@@ -137,7 +137,7 @@ def _one(name: str, shown: list[Experiment]) -> None:
                   + (f" · {exp.error}" if exp.error else "")))
     _downloads(exp)
     st.button("Load into Tune", key="exp-load", on_click=load_config.on_load, args=(name, exp.id),
-              help="Sets the Tune tab's method, criterion and sliders (or blocks) to this experiment's config.")
+              help="Sets the Tune page's method, criterion and sliders (or blocks) to this experiment's config.")
     load_config.show(load_config.LOAD_MESSAGE)
     confirm_key = f"exp-delete-confirm|{exp.id}"
     c1, c2 = st.columns([3, 1], vertical_alignment="center")
@@ -199,7 +199,7 @@ def render(name: str) -> None:
         if shown:
             _one(name, shown)
     else:
-        st.info("No experiments recorded for this model yet: runs from the Tune tab and the command line are "
+        st.info("No experiments recorded for this model yet: runs from the Tune page and the command line are "
                 "listed here.")
         load_config.show(DELETE_MESSAGE)
     _import(name)

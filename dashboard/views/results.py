@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.config import MASK_METHODS, PruneConfig
+from core.config import PruneConfig
 from core.graph import layer_widths
 from core.runs import SavedRun
 from dashboard import cache
@@ -20,7 +20,7 @@ def pick_run(name: str, key: str) -> SavedRun | None:
     """A selectbox over the model's saved runs (newest first), defaulting to the session's last run."""
     saved = cache.saved_runs(name)
     if not saved:
-        st.info("No runs yet for this model: set ratios on the Tune tab and press “Apply and measure”.")
+        st.info("No runs yet for this model: set ratios on the Tune page and press “Apply and measure”.")
         return None
     ids = [r.run_id for r in saved]
     announced = st.session_state.get("announced")  # a run this session just made: show it once, then let go
@@ -59,19 +59,13 @@ def _graph(name: str, run: SavedRun) -> None:
     """What changed in the network: every layer's width (always), and the exported graph in Netron."""
     st.markdown("#### The pruned network")
     spec = cache.spec(name)
-    method = run.config.method
-    # neuron units are channel groups; head units are attention modules (whole heads go)
-    units = list(cache.cost_model(name, "head" if method == "head" else "channel").units)
-    ratios = run.config.ratios if method in ("channel", "neuron", "head") else {}
+    technique = run.config.technique
+    # the units widths are cut by (neuron units are channel groups; head units are attention modules)
+    units = list(cache.cost_model(name, technique.width_units or "channel").units)
+    ratios = run.config.ratios if technique.width_units else {}
     st.plotly_chart(width_chart(layer_widths(spec.model, units, ratios)), width="stretch", key="width-chart")
-    if method in MASK_METHODS:
-        st.caption("Mask methods keep every width; their zeros sit inside the same tensors.")
-    elif method == "head":
-        removed = ", ".join(f"{m}: {n}" for m, n in run.metrics.get("removed", {}).items())
-        st.caption(f"Heads removed per attention module — {md(removed or 'none')}: q/k/v outputs and the output "
-                   "projection's inputs shrink with them; the lower panel shows heads and head widths.")
-    elif method == "layer":
-        st.caption(f"Blocks removed (now identities): {md(', '.join(run.config.remove_blocks) or 'none')}.")
+    if note := technique.what_changed(run.metrics.get("removed", {}), run.config.remove_blocks):
+        st.caption(md(note))
     if error := run.metrics["pruned"].get("onnx_error"):
         st.info(f"No exported graph: {md(error)}. The figures above are measured in torch.")
     elif st.toggle("Show the exported graph in Netron", key="netron-on"):
@@ -100,7 +94,7 @@ def _trajectory(run: SavedRun) -> None:
     if len(points) <= 2:
         return
     st.markdown("#### Along the schedule")
-    mask = run.config.method in MASK_METHODS
+    mask = run.config.technique.mask
     st.plotly_chart(trajectory_chart(points, mask), width="stretch", key="trajectory-chart")
     st.caption(f"Measured after every pruning step and fine-tuning round ({schedule_text(run.config)}); test "
                f"accuracy against the {'non-zero ' if mask else ''}parameters left.")
@@ -135,7 +129,7 @@ def render(name: str) -> None:
         c3.caption(f"Fine-tuning epochs: {run.config.finetune.epochs}. The prediction ignores fine-tuning and "
                    "interactions between layers.")
     config = run.config
-    ranked = "blocks chosen on the Tune tab" if config.method == "layer" else f"criterion {config.criterion}"
+    ranked = f"criterion {config.criterion}" if config.technique.uses_criterion else "blocks chosen on the Tune page"
     st.caption(f"All figures measured: latency in {md(pruned['runtime'])}, {md(pruned['latency_threads'])} thread(s), "
                "median and p90 over repeated runs after warm-up (eager torch timed alike, for comparison). Method: "
                f"{config.method}, {ranked}, seed {config.seed}; schedule: {schedule_text(config)}.")

@@ -7,12 +7,12 @@ import hashlib
 
 import streamlit as st
 
+from core import methods as registry
 from core.allocate import drop_curves, predicted_drop
-from core.config import MASK_METHODS, METHODS, FinetuneConfig, PruneConfig, Schedule
+from core.config import FinetuneConfig, PruneConfig, Schedule
 from core.errors import PruneLabError
 from core.graph import kept_channels
 from core.importance import REGISTRY
-from core.importance.heads import HEAD_CRITERIA
 from core.metric_keys import latency_key
 from dashboard import cache, jobs
 from dashboard.components import hardware as hardware_ui
@@ -25,14 +25,12 @@ from dashboard.components.sweeps import cached_table, current_spec
 from dashboard.components.text import md
 from dashboard.components.training import Training, options
 
-SWEPT = ("channel", "unstructured")  # the granularities a sensitivity sweep measures (accuracy prediction)
-SOLVED = locks.SOLVER_METHODS  # the methods the budget solver fills sliders for
 DEFAULT_METHOD = "channel"
 
 
 def _prediction(name: str, method: str, criterion: str, ratios: dict[str, float]) -> dict | None:
     """Test accuracy predicted from the sensitivity sweep (if one is cached for this method/criterion)."""
-    if not cache.spec(name).has_data or method not in SWEPT:
+    if not cache.spec(name).has_data or not registry.get(method).swept:
         return None
     sweep_spec = current_spec(name, method, criterion)
     table = cached_table(sweep_spec)
@@ -56,10 +54,11 @@ def _estimates(base: dict, est: dict, prediction: dict | None, has_data: bool, m
     if prediction:
         cols[4].metric("Accuracy (predicted)", f"{100 * prediction['accuracy']:.2f}%",
                        f"{-100 * prediction['drop']:+.2f} pts", help=prediction["method"])
-    elif has_data and method in SWEPT:
+    elif has_data and registry.get(method).swept:
         cols[4].caption("Run a sensitivity sweep for this method and criterion to see a predicted accuracy.")
     elif has_data:
-        cols[4].caption("Accuracy is measured by Apply (sensitivity sweeps cover channel and unstructured).")
+        swept = " and ".join(n for n, m in registry.REGISTRY.items() if m.swept)
+        cols[4].caption(f"Accuracy is measured by Apply (sensitivity sweeps cover {swept}).")
     else:
         cols[4].caption("Accuracy n/a: this model has no data set (random weights).")
 
@@ -90,27 +89,20 @@ def _method_and_criterion() -> tuple[str, str]:
     """The method radio (a one-line help for each: all in its tooltip, the chosen one below it) and the
     criteria that method can use."""
     c1, c2 = st.columns([3, 1])
-    method = c1.radio("Method", METHODS, index=METHODS.index(DEFAULT_METHOD), horizontal=True, key="method",
-                      help="\n".join(f"- **{m}**: {methods.METHOD_HELP[m]}" for m in METHODS))
-    c1.caption(f"**{method}**: {methods.METHOD_HELP[method]}")
-    if method == "layer":
-        c2.caption("Blocks are ranked by how little they change their input (block influence).")
-        return method, "l1"  # unused by the layer method; any valid criterion
-    allowed = _criteria(method)
+    names = registry.names()
+    method = c1.radio("Method", names, index=names.index(DEFAULT_METHOD), horizontal=True, key="method",
+                      help="\n".join(f"- **{m}**: {registry.get(m).help}" for m in names))
+    c1.caption(f"**{method}**: {registry.get(method).help}")
+    technique = registry.get(method)
+    if not technique.uses_criterion:
+        c2.caption(technique.ranking)
+        return method, technique.criteria()[0]  # unused by the method; the one it accepts
+    allowed = list(technique.criteria())
     if st.session_state.get("criterion") not in allowed:
         st.session_state["criterion"] = allowed[0]  # before the widget: it may only offer these
     criterion = c2.selectbox("Criterion", allowed, key="criterion", format_func=lambda c: REGISTRY[c].label,
                              help="What ranks weights, channels or heads for removal (lowest first).")
     return method, criterion
-
-
-def _criteria(method: str) -> list[str]:
-    """Heads have their own criteria; mask methods need per-weight scores; channel groups take all."""
-    if method == "head":
-        return list(HEAD_CRITERIA)
-    if method in MASK_METHODS:
-        return [c for c, crit in REGISTRY.items() if crit.weights is not None]
-    return list(REGISTRY)
 
 
 def _estimate_section(name: str, method: str, criterion: str, choice: methods.Choice, lut) -> dict | None:
@@ -126,7 +118,7 @@ def _estimate_section(name: str, method: str, criterion: str, choice: methods.Ch
     st.plotly_chart(estimate_bars(base_est, est), width="stretch", key="estimate-chart")
     st.caption("Estimates come from layer shapes and channel coupling (exact for conv, linear and norm layers); "
                "nothing is pruned until you apply. Latency and accuracy are only shown once measured.")
-    if method in MASK_METHODS:
+    if registry.get(method).mask:
         st.info("Masks zero weights but keep every tensor dense: file size, dense FLOPs and latency stay the "
                 "same. Sparse-effective FLOPs show what sparse kernels could skip at best.")
     return prediction
@@ -153,7 +145,7 @@ def _apply(name: str, config: PruneConfig | None, prediction: dict | None, lut) 
     elif run_id:
         if st.session_state.get("announced") != run_id:  # select a new run once, then let the user choose
             st.session_state["announced"] = st.session_state["selected_run"] = run_id
-        st.success(f"Run {run_id} measured and saved — open the Results and Export tabs.")
+        st.success(f"Run {run_id} measured and saved — open the Results and Export pages.")
 
 
 def render(name: str) -> None:
@@ -161,10 +153,11 @@ def render(name: str) -> None:
     method, criterion = _method_and_criterion()
     units = cache.cost_model(name, method).units
     lut = None
-    if method == "channel":
+    technique = registry.get(method)
+    if technique.hardware_aware:
         hardware_ui.apply_solution(name, slider_key)  # before any widget it sets is drawn
         lut = hardware_ui.panel(name)
-    if method in SOLVED and units:
+    if technique.solved and units:
         locks.restore(name, method)  # before the solver's "Locked" multiselect is drawn
         solver_panel(name, method, criterion, lut)
     choice = methods.controls(name, method, criterion, units, lut)

@@ -15,8 +15,9 @@ from torch import nn
 
 from core.config import PruneConfig
 from core.errors import PruneLabError
-from core.graph import channel_units, units
-from core.importance import REGISTRY, Calibration, NotApplicable, channel_scores, get, heatmap, weight_scores
+from core.graph import channel_units
+from core.importance import REGISTRY, Calibration, NotApplicable, channel_scores, get, weight_scores
+from core.methods import heatmap, units
 from core.prune import apply, calibration
 from core.spec import fingerprint
 from tests.conftest import get_spec

@@ -24,7 +24,8 @@ from core import schedule
 from core.config import PruneConfig
 from core.estimate import build_cost_model
 from core.export import deployable
-from core.graph import layer_widths, units
+from core.graph import layer_widths
+from core.methods import units
 from core.metrics import flops_by_module, layer_summary, static_metrics, total_flops
 from core.models import load
 from core.plan import plan

@@ -19,8 +19,8 @@ from core.errors import PruneLabError
 from core.estimate import build_cost_model
 from core.evaluate import evaluate
 from core.finetune import recalibrate_batchnorm
-from core.graph import units
 from core.importance import channel_scores, weight_scores
+from core.methods import units
 from core.prune.channel import apply_channel
 from core.prune.unstructured import apply_unstructured
 from core.sensitivity import COLUMNS, SweepSpec, cache_path, read_table, subsets, sweep

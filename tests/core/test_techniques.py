@@ -15,7 +15,7 @@ from core.config import FinetuneConfig, Pattern, PruneConfig, Schedule
 from core.errors import PruneLabError
 from core.estimate import build_cost_model
 from core.export import deployable, export_onnx
-from core.graph import units
+from core.methods import units
 from core.metrics import count_nonzero, count_params, static_metrics
 from core.plan import plan
 from core.structure import attention_modules
