@@ -15,14 +15,16 @@ from core.config import PruneConfig
 from core.estimate import build_cost_model
 from dashboard.components.format import human
 from tests.conftest import SAMPLE_NAMES, get_spec
+from tests.dashboard.nav import APP, goto
 
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 
-
-def open_app(monkeypatch: pytest.MonkeyPatch, model: str, home: Path) -> AppTest:
+def open_app(monkeypatch: pytest.MonkeyPatch, model: str, home: Path, page: str = "model") -> AppTest:
+    """A new session of the dashboard on `model`, showing `page` (the Model page first, as a browser would)."""
     monkeypatch.setenv("PRUNELAB_MODEL", model)
     monkeypatch.setenv("PRUNELAB_HOME", str(home))
     at = AppTest.from_file(APP, default_timeout=180).run()
+    if page != "model":
+        goto(at, page)
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -48,7 +50,7 @@ def test_app_loads_each_model_with_baseline_and_heatmap(monkeypatch, tmp_path, m
 
 
 def test_layer_slider_moves_estimate_to_cores_value(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "mnist-resnet", tmp_path)
+    at = open_app(monkeypatch, "mnist-resnet", tmp_path, "tune")
     before = metric(at, "Parameters (estimate)")
     at.slider(key="ratio|mnist-resnet|channel|layer3.0.conv2").set_value(0.5).run()
     after = metric(at, "Parameters (estimate)")
@@ -60,7 +62,7 @@ def test_layer_slider_moves_estimate_to_cores_value(monkeypatch, tmp_path):
 
 
 def test_all_layers_slider_sets_every_layer(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "mnist-resnet", tmp_path)
+    at = open_app(monkeypatch, "mnist-resnet", tmp_path, "tune")
     at.slider(key="ratio-all|mnist-resnet|channel").set_value(0.3).run()
     layer_sliders = [s for s in at.slider if s.key.startswith("ratio|mnist-resnet|channel|")]
     assert len(layer_sliders) == 9 and all(s.value == pytest.approx(0.3) for s in layer_sliders)
@@ -68,10 +70,12 @@ def test_all_layers_slider_sets_every_layer(monkeypatch, tmp_path):
 
 def test_unstructured_method_explains_masks_and_keeps_dense_size(monkeypatch, tmp_path):
     at = open_app(monkeypatch, "mnist-resnet", tmp_path)
+    baseline_size = metric(at, "fp32 size")  # the Model page's measured baseline
+    goto(at, "tune")
     at.radio(key="method").set_value("unstructured").run()
     at.slider(key="ratio-all|mnist-resnet|unstructured").set_value(0.8).run()
     assert any("Masks zero weights" in i.value for i in at.info)
-    assert metric(at, "fp32 size (estimate)") == metric(at, "fp32 size")  # masks do not shrink a dense file
+    assert metric(at, "fp32 size (estimate)") == baseline_size  # masks do not shrink a dense file
     assert metric(at, "Non-zero params (estimate)") != metric(at, "Parameters (estimate)")
 
 
@@ -98,7 +102,7 @@ def run_job(at: AppTest, model: str) -> jobs.JobStatus | None:
 
 
 def test_apply_produces_measured_comparison_and_downloads(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     at.slider(key="ratio-all|digits-mlp|channel").set_value(0.5).run()
     at.number_input(key="epochs").set_value(1).run()
     at.button(key="apply").click().run()
@@ -109,8 +113,9 @@ def test_apply_produces_measured_comparison_and_downloads(monkeypatch, tmp_path)
     run_dirs = list((tmp_path / "runs").iterdir())
     assert len(run_dirs) == 1
     saved = json.loads((run_dirs[0] / "metrics.json").read_text())
-    # the Results tab shows the run's measured figures with their change against the baseline
-    assert metric(at, "Test accuracy") == f"{100 * saved['baseline']['accuracy']:.2f}%"  # Model tab first
+    # the Results page shows the run's measured figures with their change against the baseline
+    assert metric(goto(at, "model"), "Test accuracy") == f"{100 * saved['baseline']['accuracy']:.2f}%"
+    goto(at, "results")
     pruned_params = [m for m in at.metric if m.label == "Parameters"][-1]
     assert pruned_params.value == human(saved["pruned"]["params"])
     assert saved["pruned"]["params"] < saved["baseline"]["params"]
@@ -120,7 +125,8 @@ def test_apply_produces_measured_comparison_and_downloads(monkeypatch, tmp_path)
     widths = next(s for s in chart_specs(at) if [d.get("name") for d in s["data"]] == ["before", "after"])
     assert widths["data"][0]["x"] == ["fc1", "fc2", "fc3"]
     assert [bar["text"] for bar in widths["data"][1:]] == [["64", "32", "10"]]
-    # the Export tab offers the same config that was saved, and the ONNX file
+    # the Export page offers the same config that was saved, and the ONNX file
+    goto(at, "export")
     labels = [d.label for d in at.get("download_button")]
     assert labels == ["config.json", "model.onnx", "metrics.json"]
     config = PruneConfig.load(run_dirs[0] / "config.json")
@@ -129,30 +135,31 @@ def test_apply_produces_measured_comparison_and_downloads(monkeypatch, tmp_path)
 
 def test_results_survive_a_new_session(monkeypatch, tmp_path):
     """A refresh is a new session: the saved run must still be listed and shown."""
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     at.slider(key="ratio|digits-mlp|channel|fc1").set_value(0.25).run()
     at.button(key="apply").click().run()
     wait_for_job(at)
-    fresh = open_app(monkeypatch, "digits-mlp", tmp_path)
+    fresh = open_app(monkeypatch, "digits-mlp", tmp_path, "results")
     assert fresh.selectbox(key="results-run").value == next((tmp_path / "runs").iterdir()).name
-    assert len(fresh.get("download_button")) == 3
+    assert len(goto(fresh, "export").get("download_button")) == 3
 
 
 def test_broken_run_folder_is_skipped_not_fatal(monkeypatch, tmp_path):
     broken = tmp_path / "runs" / "20000101-000000-digits-mlp-channel"
     broken.mkdir(parents=True)
     (broken / "metrics.json").write_text("{not json")
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "results")
     assert any("No runs yet" in i.value for i in at.info)
 
 
 def test_export_measures_deployable_forms_and_offers_int8(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     at.radio(key="method").set_value("unstructured").run()
     at.slider(key="ratio-all|digits-mlp|unstructured").set_value(0.9).run()
     at.number_input(key="epochs").set_value(0).run()
     at.button(key="apply").click().run()
     wait_for_job(at)
+    goto(at, "export")
     at.button(key="run-deploy").click().run()
     wait_for_job(at, "deploy")
     assert not at.exception and not at.error

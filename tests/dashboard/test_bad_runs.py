@@ -7,6 +7,7 @@ import json
 
 from core.cli import main
 from core.workspace import workspace
+from tests.dashboard.nav import goto
 from tests.dashboard.test_app import open_app
 
 
@@ -20,7 +21,7 @@ def _prune(tmp_path, monkeypatch, ratios: dict, name: str) -> None:
 
 def test_clamped_ratio_is_reported_on_results(tmp_path, monkeypatch):
     _prune(tmp_path, monkeypatch, {"fc1": 0.999}, "clamped")
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "results")
     assert any("would have emptied fc1" in w.value for w in at.warning)
     assert not at.exception
 
@@ -35,8 +36,8 @@ def test_run_without_onnx_shows_torch_figures_and_why(tmp_path, monkeypatch):
         m["onnx_error"], m["onnx_bytes"] = "ONNX export failed: Unsupported: data-dependent branch", 0
     (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / "model.onnx").unlink()
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "results")
     assert not at.exception, [e.value for e in at.exception]
     assert any("No exported graph" in i.value for i in at.info)
-    assert any("No model.onnx" in w.value for w in at.warning)
     assert any(m.label.startswith("Latency b1 (torch)") for m in at.metric)
+    assert any("No model.onnx" in w.value for w in goto(at, "export").warning)

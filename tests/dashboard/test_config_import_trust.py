@@ -23,7 +23,7 @@ def test_a_config_for_a_model_file_runs_nothing_and_offers_the_form(monkeypatch,
     model_file.write_text(EVIL.format(marker=str(marker)))
     ref = f"{model_file}:build"
     config = PruneConfig(ref, "channel", {"features.0": 0.5}).to_json().encode()
-    at = open_app(monkeypatch, "digits-mlp", tmp_path / "home")
+    at = open_app(monkeypatch, "digits-mlp", tmp_path / "home", "experiments")
     at.file_uploader(key="exp-import").set_value(("config.json", config, "application/json")).run()
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "runs the Python file" in errors[0] and "Your own model" in errors[0], errors
@@ -35,7 +35,7 @@ def test_a_config_for_a_model_file_runs_nothing_and_offers_the_form(monkeypatch,
 
 def test_a_config_for_another_sample_says_which_to_choose(monkeypatch, tmp_path):
     config = PruneConfig("mnist-resnet", "channel", {"layer1.0.conv1": 0.5}).to_json().encode()
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "experiments")
     at.file_uploader(key="exp-import").set_value(("config.json", config, "application/json")).run()
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and "choose mnist-resnet in the sidebar" in errors[0]

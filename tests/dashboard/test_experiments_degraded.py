@@ -1,4 +1,4 @@
-"""The Experiments tab with a damaged store (issue 11, item 5): an unreadable row is listed by id with its reason
+"""The Experiments page with a damaged store (issue 11, item 5): an unreadable row is listed by id with its reason
 and the rest shown; a corrupt database file is moved aside (nothing deleted) and the page says where."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def test_an_unreadable_row_is_named_and_the_rest_listed(monkeypatch, tmp_path, o
     with conn:  # a config written by a newer PruneLab
         conn.execute("UPDATE experiments SET config_json = ? WHERE id = ?", (json.dumps({"version": 99}), bad))
     conn.close()
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "experiments")
     assert not at.exception, [e.value for e in at.exception]
     listed = next(df.value for df in at.dataframe if list(df.value.columns[:2]) == ["id", "method"])
     assert list(listed["id"]) == [good] and list(listed["params"]) == [output.pruned["params"]]
@@ -62,7 +62,7 @@ def test_a_corrupt_store_is_moved_aside_and_the_page_says_where(monkeypatch, tmp
     for suffix in ("-wal", "-shm"):
         db.with_name(db.name + suffix).unlink(missing_ok=True)
     db.write_bytes(b"garbage" * 500)
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "experiments")
     assert not at.exception, [e.value for e in at.exception]
     (moved,) = tmp_path.glob("experiments.db.corrupt-*")
     assert moved.read_bytes() == b"garbage" * 500

@@ -1,4 +1,4 @@
-"""Hardware-aware widths on the Tune tab (AppTest): labels mark slow widths, hardware-aware mode offers
+"""Hardware-aware widths on the Tune page (AppTest): labels mark slow widths, hardware-aware mode offers
 only fast widths, the table is measured from the page, and the hardware-aware solver fills the sliders."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def write_staircase_table(model: str, batch: int = 1, block: int = 16) -> Latenc
 def test_labels_mark_slow_widths_and_hardware_mode_offers_fast_ones(monkeypatch, tmp_path):
     monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
     table = write_staircase_table("mnist-resnet")
-    at = open_app(monkeypatch, "mnist-resnet", tmp_path)
+    at = open_app(monkeypatch, "mnist-resnet", tmp_path, "tune")
     at.slider(key="ratio|mnist-resnet|channel|layer3.0.conv2").set_value(0.3).run()  # keeps 45 of 64
     label = at.slider(key="ratio|mnist-resnet|channel|layer3.0.conv2").label
     assert "keeps 45" in label and "slow width: 32 runs as fast" in label
@@ -43,7 +43,7 @@ def test_labels_mark_slow_widths_and_hardware_mode_offers_fast_ones(monkeypatch,
 
 def test_table_is_measured_from_the_page(monkeypatch, tmp_path):
     monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     at.button(key="build-lut").click().run()
     wait_for_job(at, "lut")
     table = hw.cached(get_spec("digits-mlp"), 1)
@@ -55,7 +55,7 @@ def test_hardware_solver_times_candidates_and_fills_sliders(monkeypatch, tmp_pat
     monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
     spec = get_spec("digits-mlp")
     table = write_staircase_table("digits-mlp")
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     at.selectbox(key="solver-target").set_value("flops")
     at.number_input(key="solver-value").set_value(2.0)
     at.selectbox(key="solver-strategy").set_value("uniform")

@@ -42,7 +42,7 @@ def units(model: str, method: str) -> list[str]:
     ("speed", "none", "specialized"), ("memory", "none", "cpu"),
 ])
 def test_shown_recommendation_is_cores(monkeypatch, tmp_path, answers):
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "tune")
     family = at.selectbox(key=f"strategy-family|{MODEL}").value
     assert family == detect_family(get_spec(MODEL).model) == "cnn"
     answer(at, *answers)
@@ -52,7 +52,7 @@ def test_shown_recommendation_is_cores(monkeypatch, tmp_path, answers):
 
 
 def test_apply_sets_method_criterion_schedule_and_unlocked_sliders(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "tune")
     at.number_input(key="epochs").set_value(0).run()
     at.multiselect(key="solver-locked").set_value(["layer2.0.conv1"]).run()
     answer(at, "speed", "none", "cpu")
@@ -71,7 +71,7 @@ def test_apply_sets_method_criterion_schedule_and_unlocked_sliders(monkeypatch, 
 
 
 def test_apply_switches_to_a_mask_method_with_a_dynamic_schedule(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "tune")
     answer(at, "memory", "none", "cpu")
     rec = recommend(Situation("memory", "none", "cpu", "cnn"))
     assert (rec.method, rec.schedule) == ("unstructured", "dynamic")
@@ -83,7 +83,7 @@ def test_apply_switches_to_a_mask_method_with_a_dynamic_schedule(monkeypatch, tm
 
 
 def test_heads_on_a_cnn_are_said_not_applied(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "tune")
     answer(at, "hardware", "small", "mobile", "transformer")
     assert recommend(Situation("hardware", "small", "mobile", "transformer")).method == "head"
     assert any("head pruning cannot be applied" in w.value for w in at.warning)
@@ -92,7 +92,7 @@ def test_heads_on_a_cnn_are_said_not_applied(monkeypatch, tmp_path):
 
 
 def test_model_without_data_stays_one_shot(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "resnet50", tmp_path)
+    at = open_app(monkeypatch, "resnet50", tmp_path, "tune")
     answer(at, "speed", "small", "mobile", model="resnet50")
     at.button(key="strategy-apply").click().run()
     assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
