@@ -166,7 +166,8 @@ def start(folder: Path, task: str, model: ModelRef, kwargs: dict[str, Any]) -> J
         if current is not None and current.active:
             return current
         try:
-            payload = pickle.dumps((task, model, kwargs, torch.get_num_threads()))  # same threads as here
+            # same torch threads as here; this pid, so the worker ends with this process
+            payload = pickle.dumps((task, model, kwargs, torch.get_num_threads(), os.getpid()))
         except Exception as e:  # a programming error: name it instead of starting a job that cannot run
             raise PruneLabError(f"internal error: the {task} job's arguments cannot go to a worker ({e})") from None
         shutil.rmtree(folder, ignore_errors=True)

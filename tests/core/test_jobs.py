@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -106,3 +108,16 @@ def test_arguments_that_cannot_reach_a_worker_are_refused_before_anything_starts
     with pytest.raises(Exception, match="cannot go to a worker"):
         jobs.start(folder, "sweep", ModelRef("digits-mlp"), args)
     assert not folder.exists()
+
+
+def test_a_worker_stops_when_the_server_that_started_it_is_gone(tmp_path):
+    folder = tmp_path / "sweep"
+    starter = (f"from core import jobs; from core.jobs import ModelRef; from core.sensitivity import SweepSpec; "
+               f"from core.models import load; s = load('digits-mlp'); "
+               f"jobs.start(__import__('pathlib').Path({str(folder)!r}), 'sweep', ModelRef('digits-mlp'), "
+               f"{{'sweep_spec': SweepSpec(s.name, s.fingerprint, 'channel', **{LONG!r})}})")
+    subprocess.run([sys.executable, "-c", starter], check=True, timeout=300)  # starts the job, then exits
+    pid = _pid(folder)
+    _wait(folder, lambda j: not j.active, timeout=60)
+    assert jobs.status(folder).state == "lost", jobs.status(folder).error
+    assert not alive(pid["pid"], pid["started"])
