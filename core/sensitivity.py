@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from core import methods
 from core.config import check_int
 from core.data import seeded_order
 from core.errors import PruneLabError
@@ -65,8 +66,9 @@ class SweepSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "grid", tuple(sorted(set(self.grid))))  # one column per ratio, ascending
-        if self.granularity not in ("unstructured", "channel"):
-            raise PruneLabError(f"granularity must be unstructured or channel, got {self.granularity!r}")
+        swept = [n for n, m in methods.REGISTRY.items() if m.swept]  # the methods a sweep has a runner for
+        if self.granularity not in swept:
+            raise PruneLabError(f"granularity must be {' or '.join(swept)}, got {self.granularity!r}")
         if not self.grid or any(not 0 < r < 1 for r in self.grid):
             raise PruneLabError(f"sensitivity ratios must lie strictly between 0 and 1, got {list(self.grid)}")
         for name in ("eval_samples", "calibration_samples", "seed"):
@@ -109,7 +111,8 @@ def sweep(spec: ModelSpec, sweep_spec: SweepSpec, progress: Progress | None = No
             pass  # a damaged cache entry is measured again (and replaced)
     keep = cache_writable(path)  # a workspace that cannot take the cache is said before the sweep, not after
     calib, ex, ey = subsets(spec, sweep_spec)
-    runner = _channel_rows if sweep_spec.granularity == "channel" else _unstructured_rows
+    # masks are swept layer by layer on weight scores, structural methods group by group
+    runner = _unstructured_rows if methods.get(sweep_spec.granularity).mask else _channel_rows
     rows = runner(spec, sweep_spec, calib, ex, ey, progress or (lambda done, total: None))
     table = pd.DataFrame(rows, columns=COLUMNS)
     buf = io.StringIO()

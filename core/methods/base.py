@@ -12,7 +12,7 @@ configs by structural type (core.protocols.ConfigLike) and imports nothing that 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -24,8 +24,6 @@ from core.importance import Calibration, channel_scores
 from core.protocols import ConfigLike, CostLike, PatternLike
 from core.ratios import check_ratio
 from core.spec import ModelSpec
-
-SCHEDULE_KINDS = ("oneshot", "iterative", "dynamic")  # core.config.SCHEDULES, in the same order
 
 
 def nm_share(n: int, m: int) -> float:
@@ -150,11 +148,6 @@ class Method:
     def removed_count(self, before: int, step: int) -> int:
         """What a schedule records as removed after a step removed `step` more (masks count the total)."""
         return step if self.mask else before + step
-
-    def describe(self) -> dict[str, Any]:
-        """The declarations, for listings and docs."""
-        return {"name": self.name, "mask": self.mask, "unit": self.unit, "help": self.help,
-                "criteria": list(self.criteria()), "sweeps": self.swept, "solver": self.solved}
 
     def step_targets(self, spec: ModelSpec, config: ConfigLike, model: nn.Module, fraction: float,
                      done: list[str]) -> tuple[dict[str, float], list[str]]:
