@@ -18,10 +18,10 @@ from core.errors import PruneLabError
 from core.evaluate import evaluate
 from core.export import export_onnx
 from core.graph import channel_units, unstructured_units, unsupported_layers
+from core.loaders.user_spec import LogitsOnly
 from core.models import load
 from core.prune import apply, check_config_matches
 from core.spec import ModelSpec, fingerprint, require_data
-from core.user_models import LogitsOnly
 from tests.conftest import get_spec
 
 
