@@ -1,4 +1,4 @@
-"""The Experiments tab driven through AppTest: the store's experiments of a model listed and filtered, two
+"""The Experiments page driven through AppTest: the store's experiments of a model listed and filtered, two
 compared, the Pareto front drawn as core.store computes it, delete behind a confirmation (and refused outside
 the workspace), downloads equal to the run's files, and configs (recorded or uploaded) loaded into the Tune
 sliders — bad uploads show the engine's one-line error and change nothing."""
@@ -22,6 +22,7 @@ from core.store import Store
 from dashboard.components.sliders import slider_key
 from dashboard.components.text import md
 from tests.conftest import get_spec
+from tests.dashboard.nav import goto
 from tests.dashboard.test_app import chart_specs, open_app
 
 MODEL = "digits-mlp"
@@ -59,7 +60,7 @@ FRAMES = {"exp-table": ("id", "method", "criterion", "status"), "exp-diff": ("ki
 
 
 def frame(at: AppTest, which: str) -> pd.DataFrame:
-    """One of the Experiments tab's tables, found by the start of its column names."""
+    """One of the Experiments page's tables, found by the start of its column names."""
     start = FRAMES[which]
     return next(df.value for df in at.dataframe if len(df.value.columns) >= len(start)
                 and all(str(c).startswith(s) for c, s in zip(df.value.columns, start, strict=False)))
@@ -70,7 +71,7 @@ def table(at: AppTest) -> pd.DataFrame:
 
 
 def test_table_lists_every_experiment_with_its_numbers_and_filters(monkeypatch, tmp_path, ids, outputs):
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "experiments")
     shown = table(at)
     assert list(shown["id"]) == ids[::-1]  # newest first
     assert list(shown["params"]) == [out.pruned["params"] for out in outputs[::-1]]
@@ -101,13 +102,13 @@ def test_folder_runs_and_killed_runs_are_listed_with_their_status(monkeypatch, t
     with conn:  # its process is gone
         conn.execute("UPDATE experiments SET pid = ?, proc_start = NULL WHERE id = ?", (dead, killed))
     conn.close()
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "experiments")
     status = dict(zip(table(at)["id"], table(at)["status"], strict=True))
     assert status == {written.name: "done", half.name: "interrupted", killed: "interrupted"}
 
 
 def test_diff_shows_the_changed_units_and_numbers_side_by_side(monkeypatch, tmp_path, ids, outputs):
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "experiments")
     at.selectbox(key="exp-a").set_value(ids[0]).run()
     at.selectbox(key="exp-b").set_value(ids[1]).run()
     diff = frame(at, "exp-diff")
@@ -132,7 +133,7 @@ def test_pareto_chart_highlights_the_stores_front(monkeypatch, tmp_path, ids, ax
     no_accuracy = dataclasses.replace(Store().get(ids[0]).config, seed=7)
     Store().finish(Store().start(runs.new_run_dir(MODEL, "channel"), no_accuracy),
                    {"pruned": {"params": 1, "flops": 1, "size_bytes": 1, "latency_ms": 0.001, "accuracy": None}})
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "experiments")
     at.selectbox(key="exp-pareto-x").set_value(axis).run()
     traces = {t["name"]: t for t in _pareto(at)["data"]}
     front = Store().pareto(MODEL, axis)
@@ -145,7 +146,7 @@ def test_pareto_chart_highlights_the_stores_front(monkeypatch, tmp_path, ids, ax
 
 
 def test_delete_needs_confirmation_and_removes_record_and_folder(monkeypatch, tmp_path, ids):
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "experiments")
     at.selectbox(key="exp-selected").set_value(ids[1]).run()
     assert at.button(key="exp-delete").disabled
     at.checkbox(key=f"exp-delete-confirm|{ids[1]}").check().run()
@@ -163,7 +164,7 @@ def test_delete_outside_the_workspace_shows_the_stores_refusal(monkeypatch, tmp_
         outputs[0].write(outside)
         finish(json.loads(outputs[0].metrics_json()))
     exp_id = Store().id_for_folder(outside)
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "experiments")
     at.selectbox(key="exp-selected").set_value(exp_id).run()
     at.toggle(key="exp-downloads").set_value(True).run()
     assert any("outside" in i.value for i in at.info)  # no downloads from a folder PruneLab does not keep
@@ -190,13 +191,13 @@ def downloads(monkeypatch) -> dict[str, list[bytes]]:
 
 
 def test_reexport_offers_the_run_files(monkeypatch, tmp_path, ids, downloads):
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "experiments")
     at.selectbox(key="exp-selected").set_value(ids[0]).run()
     assert not [d for d in at.get("download_button") if d.key.startswith("exp-dl-")]  # files read once asked for
     at.toggle(key="exp-downloads").set_value(True).run()
     assert [d.key for d in at.get("download_button") if d.key.startswith("exp-dl-")] == [
         "exp-dl-config.json", "exp-dl-model.onnx", "exp-dl-metrics.json"]
-    assert at.selectbox(key="export-run").value == ids[2]  # the Export tab hands out another run's files
+    assert goto(at, "export").selectbox(key="export-run").value == ids[2]  # Export hands out another run's files
     for name in ("config.json", "model.onnx", "metrics.json"):
         assert (tmp_path / "runs" / ids[0] / name).read_bytes() in downloads[name]
 
@@ -205,7 +206,7 @@ def test_a_run_without_onnx_says_why_and_offers_the_rest(monkeypatch, tmp_path, 
     monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
     failed = dataclasses.replace(outputs[0], onnx=b"", pruned={**outputs[0].pruned, "onnx_error": "exporter broke"})
     exp_id = record(failed)
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "experiments")
     assert at.selectbox(key="exp-selected").value == exp_id
     at.toggle(key="exp-downloads").set_value(True).run()
     assert [d.label for d in at.get("download_button") if d.key.startswith("exp-dl-")] == ["config.json",
@@ -215,17 +216,19 @@ def test_a_run_without_onnx_says_why_and_offers_the_rest(monkeypatch, tmp_path, 
 
 
 def test_load_into_tune_sets_method_and_sliders(monkeypatch, tmp_path, ids):
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "experiments")
     at.selectbox(key="exp-selected").set_value(ids[2]).run()
     at.button(key="exp-load").click().run()
+    assert any(f"Loaded experiment {ids[2]} into Tune" in s.value for s in at.success)
+    goto(at, "tune")
     assert at.session_state["method"] == "unstructured"
     for unit in ("fc1", "fc2", "fc3"):
         assert at.session_state[slider_key(MODEL, "unstructured", unit)] == 0.8
         assert at.slider(key=slider_key(MODEL, "unstructured", unit)).value == 0.8  # drawn on Tune
     assert at.radio(key="method").value == "unstructured"
-    assert any(f"Loaded experiment {ids[2]} into Tune" in s.value for s in at.success)
-    at.selectbox(key="exp-selected").set_value(ids[0]).run()
+    goto(at, "experiments").selectbox(key="exp-selected").set_value(ids[0]).run()
     at.button(key="exp-load").click().run()
+    goto(at, "tune")
     assert at.radio(key="method").value == "channel"
     assert [at.slider(key=slider_key(MODEL, "channel", u)).value for u in ("fc1", "fc2")] == [0.25, 0.0]
     assert not at.exception and not at.error
@@ -247,12 +250,13 @@ def _tune_state(at: AppTest) -> dict:
 
 
 def test_uploaded_config_is_loaded_into_tune(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, MODEL, tmp_path)  # no experiments: the import still works
+    at = open_app(monkeypatch, MODEL, tmp_path, "experiments")  # no experiments: the import still works
     _upload(at, json.dumps(_config(method="unstructured", ratios={"fc2": 0.97}, criterion="l2")))
+    assert any("capped at 0.95" in s.value and "fc2" in s.value for s in at.success)
+    goto(at, "tune")
     assert at.radio(key="method").value == "unstructured" and at.session_state["criterion"] == "l2"
     assert at.session_state[slider_key(MODEL, "unstructured", "fc2")] == 0.95  # the sliders' maximum
     assert at.session_state[slider_key(MODEL, "unstructured", "fc1")] == 0.0
-    assert any("capped at 0.95" in s.value and "fc2" in s.value for s in at.success)
     assert not at.exception and not at.error
 
 
@@ -283,14 +287,14 @@ def _bad_cases() -> dict[str, tuple[str, str]]:
 
 def test_a_config_with_a_byte_order_mark_loads_as_in_the_cli(monkeypatch, tmp_path):
     """The CLI and the dashboard read config bytes with one function: a BOM is skipped by both."""
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "experiments")
     at.file_uploader(key="exp-import").set_value(
         ("bom.json", b"\xef\xbb\xbf" + json.dumps(_config()).encode(), "application/json")).run()
     assert not at.error and at.session_state[slider_key(MODEL, "channel", "fc2")] == 0.6
 
 
 def test_bad_config_uploads_show_one_error_and_change_nothing(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "experiments")
     _upload(at, json.dumps(_config()), "good.json")  # a known state to keep
     assert at.session_state[slider_key(MODEL, "channel", "fc2")] == 0.6
     before = _tune_state(at)
@@ -307,19 +311,21 @@ def test_bad_config_uploads_show_one_error_and_change_nothing(monkeypatch, tmp_p
 
 
 def test_layer_config_ticks_the_block_checkboxes(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "mnist-resnet", tmp_path)
+    at = open_app(monkeypatch, "mnist-resnet", tmp_path, "experiments")
     spec = get_spec("mnist-resnet")
     config = PruneConfig("mnist-resnet", "layer", {}, model_fingerprint=spec.fingerprint,
                          remove_blocks=("layer3.1", "layer1.0"))
     _upload(at, config.to_json())
+    goto(at, "tune")
     assert at.radio(key="method").value == "layer"
     ticked = {b: at.checkbox(key=f"drop|mnist-resnet|{b}").value for b in ("layer1.0", "layer1.1", "layer2.1",
                                                                         "layer3.1")}
     assert ticked == {"layer1.0": True, "layer1.1": False, "layer2.1": False, "layer3.1": True}
-    _upload(at, PruneConfig("mnist-resnet", "layer", {}, remove_blocks=("layer9.9",)).to_json(), "bad.json")
+    _upload(goto(at, "experiments"), PruneConfig("mnist-resnet", "layer", {}, remove_blocks=("layer9.9",)).to_json(),
+            "bad.json")
     assert [e.value for e in at.error] == ["Cannot load bad.json: mnist-resnet has no layer layer(s) named layer9.9 "
                                            "(it has: layer1.0, layer1.1, layer2.1, layer3.1)"]
-    assert at.checkbox(key="drop|mnist-resnet|layer3.1").value is True  # unchanged
+    assert goto(at, "tune").checkbox(key="drop|mnist-resnet|layer3.1").value is True  # unchanged
     assert not at.exception
 
 
@@ -329,7 +335,7 @@ def test_a_dashboard_run_is_recorded_in_the_store_while_it_runs_and_when_done(mo
     from core.store import Store
     from tests.dashboard.test_app import open_app, wait_for_job
 
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     at.slider(key="ratio-all|digits-mlp|channel").set_value(0.5).run()
     at.number_input(key="epochs").set_value(0).run()
     at.button(key="apply").click().run()

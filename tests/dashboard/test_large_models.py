@@ -137,7 +137,7 @@ def group_labels(at: AppTest) -> list[str]:
 
 
 def test_sliders_grouped_by_stage_with_mean_ratio(monkeypatch, tmp_path, units):
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "tune")
     assert len(units) == 37
     labels = group_labels(at)
     assert [label.split(" · ")[0] for label in labels] == ["conv1", "layer1", "layer2", "layer3", "layer4"]
@@ -150,7 +150,7 @@ def test_sliders_grouped_by_stage_with_mean_ratio(monkeypatch, tmp_path, units):
 
 
 def test_search_draws_only_matches_and_keeps_the_rest(monkeypatch, tmp_path, units):
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "tune")
     at.slider(key=key("layer1.0.conv1")).set_value(0.3).run()
     at.text_input(key="unit-search").input("layer3").run()
     assert drawn_units(at) == LAYER3
@@ -165,7 +165,7 @@ def test_search_draws_only_matches_and_keeps_the_rest(monkeypatch, tmp_path, uni
 
 
 def test_bulk_set_all_layers_and_solver_leave_locked_units(monkeypatch, tmp_path, units):
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "tune")
     locked = ["layer3.0.conv2", "layer4.1.conv1"]
     at.slider(key=key(locked[0])).set_value(0.2).run()
     at.multiselect(key=f"locked|{MODEL}|channel").set_value(locked).run()
@@ -217,7 +217,7 @@ def test_model_heatmap_of_54_layers_shows_stages_until_full_detail(monkeypatch, 
 
 
 def test_locks_survive_a_method_without_the_solver(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "tune")
     at.multiselect(key=f"locked|{MODEL}|channel").set_value(["layer2.0.conv1"]).run()
     at.radio(key="method").set_value("head").run()  # no heads in a CNN: no sliders, no solver panel
     at.run()  # Streamlit has dropped the solver's "Locked" value by now

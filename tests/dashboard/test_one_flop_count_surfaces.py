@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 from core.models import load
 from dashboard.components.format import human
 from tests.core.test_one_flop_count import forward_passes_elsewhere, textbook_mnist_vit
+from tests.dashboard.nav import goto
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +106,7 @@ def test_every_surface_shows_the_same_count_before_and_after_a_head_cut(monkeypa
     assert _metrics(at, "FLOPs / image")[0].value == human(BASE)
     assert int(_layer_table(at)["flops"].sum()) == BASE
     # Tune: the estimate at zero is the baseline; half the heads gives the count after the cut
+    goto(at, "tune")
     assert _estimate_hover(at)["dense FLOPs"] == (BASE, BASE)
     at.radio(key="method").set_value("head").run()
     at.slider(key="ratio-all|mnist-vit|head").set_value(0.5).run()
@@ -112,6 +114,7 @@ def test_every_surface_shows_the_same_count_before_and_after_a_head_cut(monkeypa
     tune = _metrics(at, "FLOPs / image (estimate)")[0]
     assert tune.value == human(HALF_HEADS) and tune.delta == f"{100 * (HALF_HEADS / BASE - 1):+.1f}%"
     # Results: the saved run's tiles (same change as the estimate) and its exact table
+    goto(at, "results")
     results = _metrics(at, "FLOPs / image")[-1]
     assert results.value == human(HALF_HEADS) and results.delta == tune.delta == "-26.0%"
     exact = next(df.value for df in at.dataframe if "pruned / baseline" in df.value.columns)

@@ -22,6 +22,7 @@ from core import models
 from dashboard import uploads
 from dashboard.components.format import human
 from dashboard.components.own_model import OWN
+from tests.dashboard.nav import goto
 from tests.dashboard.test_app import metric, open_app, wait_for_job
 
 FACTORY = '''
@@ -103,7 +104,7 @@ def test_own_factory_model_loads_prunes_fine_tunes_and_measures(monkeypatch, tmp
     assert metric(at, "Parameters") == human(sum(p.numel() for p in expected.model.parameters()))
     assert float(metric(at, "Test accuracy").rstrip("%")) > 90  # trained in build(): a meaningful baseline
 
-    at.slider(key=f"ratio-all|{handle}|channel").set_value(0.5).run()
+    goto(at, "tune").slider(key=f"ratio-all|{handle}|channel").set_value(0.5).run()
     assert not at.number_input(key="epochs").proto.disabled
     at.number_input(key="epochs").set_value(1).run()
     at.button(key="apply").click().run()
@@ -115,8 +116,9 @@ def test_own_factory_model_loads_prunes_fine_tunes_and_measures(monkeypatch, tmp
     assert handle in run_dir.name  # the handle, not the reference's slashes, names files
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["pruned"]["params"] < saved["baseline"]["params"]
-    assert [m for m in at.metric if m.label == "Parameters"][-1].value == human(saved["pruned"]["params"])
-    assert json.loads(at.json[0].value)["model"] == ref  # Export hands out a config the CLI can replay
+    assert [m for m in goto(at, "results").metric if m.label == "Parameters"][-1].value == human(
+        saved["pruned"]["params"])
+    assert json.loads(goto(at, "export").json[0].value)["model"] == ref  # Export hands out a config the CLI can replay
     command = f"prunelab apply config.json --model {shlex.quote(ref)} --out pruned/"
     assert any(c.value == command for c in at.code)
     _replays(at.json[0].value, command, tmp_path / "replay", saved["pruned"]["params"])
@@ -167,6 +169,7 @@ def test_pickled_model_needs_trust_warns_and_loads_with_uploaded_data(monkeypatc
     saved = list((tmp_path / "home" / "uploads").iterdir())
     assert [p.name[uploads.PREFIX_CHARS:] for p in saved] == ["-digits.npz"]
     # evaluation data only: no fine-tuning, and the Tune page says why
+    goto(at, "tune")
     assert at.number_input(key="epochs").value == 0 and at.number_input(key="epochs").proto.disabled
     assert any("needs training data" in c.value for c in at.caption)
 

@@ -10,6 +10,7 @@ from core.allocate import Target, allocate, drop_curves, predicted_drop
 from core.estimate import build_cost_model
 from core.sensitivity import SweepSpec, read_table, sweep
 from tests.conftest import get_spec
+from tests.dashboard.nav import goto
 from tests.dashboard.test_app import chart_specs, metric, open_app, wait_for_job
 
 SMALL = {"sens-grid": [0.25, 0.5], "sens-eval": 200, "sens-calib": 64}
@@ -28,7 +29,7 @@ def set_small_sweep(at) -> None:
 
 
 def test_sweep_runs_in_background_then_heatmap_then_cache(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "sensitivity")
     set_small_sweep(at)
     assert any("Not measured yet" in i.value for i in at.info)
     at.button(key="run-sweep").click().run()
@@ -40,7 +41,7 @@ def test_sweep_runs_in_background_then_heatmap_then_cache(monkeypatch, tmp_path)
     cached = read_table(next((tmp_path / "cache" / "sensitivity").glob("*.csv")), "digits-mlp")
     assert len(cached) == 4 and set(cached["unit"]) == {"fc1", "fc2"}
     # a new session (a refresh) shows the cached sweep at once: no button, no job
-    fresh = open_app(monkeypatch, "digits-mlp", tmp_path)
+    fresh = open_app(monkeypatch, "digits-mlp", tmp_path, "sensitivity")
     set_small_sweep(fresh)
     assert not [b for b in fresh.button if b.key == "run-sweep"]
     assert "sweep" not in fresh.session_state  # nothing was started
@@ -51,7 +52,9 @@ def test_solver_fills_sliders_with_cores_allocation_and_prediction_is_kept(monke
     spec = get_spec("digits-mlp")
     table = sweep(spec, small_sweep_spec("digits-mlp"))  # measured once, then cached for the app
     at = open_app(monkeypatch, "digits-mlp", tmp_path)
-    set_small_sweep(at)
+    baseline_accuracy = get_baseline_accuracy(at)  # the Model page's measured baseline
+    set_small_sweep(goto(at, "sensitivity"))
+    goto(at, "tune")
     at.selectbox(key="solver-target").set_value("flops")
     at.number_input(key="solver-value").set_value(2.0)
     at.selectbox(key="solver-strategy").set_value("sensitivity").run()
@@ -64,7 +67,7 @@ def test_solver_fills_sliders_with_cores_allocation_and_prediction_is_kept(monke
     # the predicted accuracy follows the sliders: baseline test accuracy minus the summed sweep drops
     drop = predicted_drop(drop_curves(table), expected.ratios)
     predicted = metric(at, "Accuracy (predicted)")
-    assert predicted == f"{100 * max(0.0, get_baseline_accuracy(at) - drop):.2f}%"
+    assert predicted == f"{100 * max(0.0, baseline_accuracy - drop):.2f}%"
     # apply: the run stores the prediction next to the measurement, and Results shows both
     at.number_input(key="epochs").set_value(0).run()
     at.button(key="apply").click().run()
@@ -72,7 +75,7 @@ def test_solver_fills_sliders_with_cores_allocation_and_prediction_is_kept(monke
     run_dir = next((tmp_path / "runs").iterdir())
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert f"{100 * saved['prediction']['accuracy']:.2f}%" == predicted
-    assert metric(at, "Predicted accuracy") == predicted
+    assert metric(goto(at, "results"), "Predicted accuracy") == predicted
     assert metric(at, "Measured accuracy") == f"{100 * saved['pruned']['accuracy']:.2f}%"
 
 
@@ -81,7 +84,7 @@ def get_baseline_accuracy(at) -> float:
 
 
 def test_focused_unit_slider_comes_first(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "mnist-resnet", tmp_path)
+    at = open_app(monkeypatch, "mnist-resnet", tmp_path, "tune")
     at.session_state["focus"] = "layer3.0.conv2"
     at.run()
     assert any("Selected in a chart: layer3.0.conv2" in c.value for c in at.caption)
@@ -90,7 +93,7 @@ def test_focused_unit_slider_comes_first(monkeypatch, tmp_path):
 
 
 def test_sensitivity_strategy_without_sweep_says_so(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     at.selectbox(key="solver-strategy").set_value("sensitivity").run()
     at.button(key="solve").click().run()
     assert any("needs a sensitivity table" in e.value for e in at.error)

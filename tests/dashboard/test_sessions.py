@@ -17,6 +17,7 @@ from core.config import FinetuneConfig, PruneConfig
 from core.processes import process_start
 from dashboard import cache
 from dashboard.components.format import human
+from tests.dashboard.nav import goto
 from tests.dashboard.test_app import open_app, run_job, wait_for_job
 
 MODEL = "digits-mlp"
@@ -33,7 +34,8 @@ def _start(at, method: str, ratio: float) -> None:
 
 
 def _results_show(at, run_id: str, method: str, params: int) -> None:
-    """The Results tab shows run_id: selected, its method in the caption, its parameter count."""
+    """The Results page shows run_id: selected, its method in the caption, its parameter count."""
+    goto(at, "results")
     assert at.selectbox(key="results-run").value == run_id
     assert at.session_state["selected_run"] == run_id
     assert any(f"Method: {method}," in c.value for c in at.caption)
@@ -50,7 +52,7 @@ def test_two_sessions_prune_at_once_without_mixing_runs_or_touching_shared_cache
     weights = {k: v.clone() for k, v in shared.model.state_dict().items()}
     base = cache.baseline(MODEL)
 
-    a, b = open_app(monkeypatch, MODEL, tmp_path), open_app(monkeypatch, MODEL, tmp_path)
+    a, b = open_app(monkeypatch, MODEL, tmp_path, "tune"), open_app(monkeypatch, MODEL, tmp_path, "tune")
     _start(a, "channel", 0.5)
     _start(b, "unstructured", 0.8)  # while a's run is going
     assert run_job(a, MODEL).job_id != run_job(b, MODEL).job_id  # two configs: two jobs side by side
@@ -85,7 +87,7 @@ def test_results_follow_a_run_whose_folder_appeared_before_it_was_announced(monk
     writing the run and writing its outcome) lists the new run before Tune announces it; the announcement must
     still select it on Results. The second job is held there: its run is made here, its slot names a process
     that is still alive, and its outcome is written only after the check."""
-    at = open_app(monkeypatch, MODEL, tmp_path)
+    at = open_app(monkeypatch, MODEL, tmp_path, "tune")
     _start(at, "channel", 0.25)
     first = run_job(wait_for_job(at), MODEL).result
     held = subprocess.Popen(["sleep", "300"])
@@ -97,15 +99,15 @@ def test_results_follow_a_run_whose_folder_appeared_before_it_was_announced(monk
                              finetune=FinetuneConfig(epochs=0))
         second = job_tasks.run_and_record(spec, lambda *_: None, config, None, base, None)
         assert len(runs.completed()) == 2  # the second run's files are written; its job has not ended
-        at.run()
+        goto(at, "results")  # a full rerun
         assert at.selectbox(key="results-run").value == first  # listed, not yet announced: the shown run stays
         (folder / "outcome.json").write_text(json.dumps({"result": second, "error": None}))
     finally:
         held.kill()
         held.wait()
-    wait_for_job(at)
+    wait_for_job(goto(at, "tune"))  # Tune announces the runs it started
     assert at.session_state["announced"] == second
-    assert at.selectbox(key="results-run").value == second
+    assert goto(at, "results").selectbox(key="results-run").value == second
 
 
 def _held_job(pid: int) -> Path:

@@ -24,6 +24,7 @@ from core.config import PruneConfig
 from dashboard.components.own_model import OWN
 from dashboard.components.text import JOINER, md
 from tests.conftest import get_spec
+from tests.dashboard.nav import PAGES, goto
 from tests.dashboard.test_app import open_app, wait_for_job
 
 HOST = "http://2130706433:9"  # 127.0.0.1 written without dots: torch module names cannot hold a "."
@@ -87,17 +88,18 @@ def as_text(page: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", page)).replace(JOINER, "")
 
 
-def assert_shown_as_text(at: AppTest) -> None:
-    """The planted text appears as itself somewhere, and nothing on the page points at its host."""
-    pages = rendered(at)
+def assert_shown_as_text(at: AppTest, every_page: bool = False) -> None:
+    """The planted text appears as itself somewhere, and nothing on the page (or on any page) points at its
+    host."""
+    pages = [text for page in PAGES for text in rendered(goto(at, page))] if every_page else rendered(at)
     assert not [p for p in pages if HOST in "".join(re.findall(r'(?:src|href)="([^"]*)"', p))], \
         [p for p in pages if "<img" in p or "<a " in p]
     assert any(PLANT in as_text(p) for p in pages), "the planted text is not shown"
 
 
 def test_an_imported_config_key_is_shown_as_text(monkeypatch, tmp_path):
-    """Item 3's first case: the Experiments tab's import error quotes the config's unknown ratio keys."""
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    """Item 3's first case: the Experiments page's import error quotes the config's unknown ratio keys."""
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "experiments")
     config = PruneConfig("digits-mlp", "channel", {"fc1": 0.3, PLANT: 0.5},
                          model_fingerprint=get_spec("digits-mlp").fingerprint)
     at.file_uploader(key="exp-import").set_value((f"{PLANT}.json", config.to_json().encode(), "application/json"))
@@ -123,8 +125,8 @@ def test_a_hugging_face_architecture_is_shown_as_text(monkeypatch, tmp_path):
 
 @pytest.mark.slow
 def test_a_layer_name_is_shown_as_text_on_every_page(monkeypatch, tmp_path):
-    """A user model with a layer named like an image: the Model, Tune, Results, Export and Experiments pages
-    (all drawn on every run) after a run that prunes it."""
+    """A user model with a layer named like an image: the Model, Sensitivity, Tune, Results, Export and
+    Experiments pages (each visited) after a run that prunes it."""
     factory = tmp_path / "factory.py"
     factory.write_text(FACTORY)
     at = open_app(monkeypatch, "digits-mlp", tmp_path / "home")
@@ -132,15 +134,15 @@ def test_a_layer_name_is_shown_as_text_on_every_page(monkeypatch, tmp_path):
     at.sidebar.text_input(key="own-ref").input(f"{factory}:build")
     at.sidebar.button(key="own-load").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert_shown_as_text(at)  # Tune's slider labels name the layer
+    assert_shown_as_text(at, every_page=True)  # Tune's slider labels name the layer
 
     handle = at.sidebar.selectbox(key="model").value
-    at.slider(key=f"ratio-all|{handle}|channel").set_value(0.5).run()
+    goto(at, "tune").slider(key=f"ratio-all|{handle}|channel").set_value(0.5).run()
     at.number_input(key="epochs").set_value(0).run()
     at.button(key="apply").click().run()
     wait_for_job(at)
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert_shown_as_text(at)
+    assert_shown_as_text(at, every_page=True)
 
 
 CORPUS = [

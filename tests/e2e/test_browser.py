@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.e2e.nav import go
+
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -69,17 +71,17 @@ def shot(page, name: str) -> None:
 
 def sweep_and_solve(page, expect) -> None:
     """Sensitivity sweep with its progress bar, the heatmap, then the solver for 2x fewer FLOPs."""
-    page.get_by_role("tab", name="Sensitivity").click()
+    go(page, "Sensitivity")
     page.get_by_role("button", name="Run sensitivity sweep").click()
     expect(page.get_by_test_id("stProgress").first).to_be_visible(timeout=60_000)  # progress while it runs
     shot(page, "sensitivity-running")
     expect(page.get_by_text("accuracy drop").first).to_be_visible(timeout=300_000)
     expect(page.locator("[data-testid='stPlotlyChart']:visible").first).to_be_visible(timeout=60_000)
     shot(page, "sensitivity-page")
-    page.get_by_role("tab", name="Tune").click()
+    go(page, "Tune")
     page.get_by_text("Budget solver: fill the sliders for a target").click()
     solve = page.get_by_role("button", name="Solve and fill the sliders")
-    for attempt in range(3):  # a click landing while the page is still rerunning (tab switch) can be dropped
+    for attempt in range(3):  # a click landing while the page is still rerunning (page switch) can be dropped
         solve.click()
         try:
             expect(page.get_by_text("allocation: target met")).to_be_visible(timeout=30_000)
@@ -162,8 +164,13 @@ def test_the_whole_journey_in_a_real_browser(server, home, tmp_path):
 
         page.get_by_role("button", name="Apply and measure").click()  # one epoch of fine-tuning by default
         expect(page.get_by_text("measured and saved")).to_be_visible(timeout=300_000)
-        page.get_by_role("tab", name="Results").click()
+        go(page, "Results")
         expect(page.get_by_text("% of baseline (lower is better)")).to_be_visible(timeout=30_000)
+        assert "run=" in page.url and "model=mnist-resnet" in page.url  # the shown run and model, in the URL
+        shown_run = page.url
+        page.reload()  # a new session: the URL brings back the page, the model and the run
+        expect(page.get_by_text("% of baseline (lower is better)")).to_be_visible(timeout=60_000)
+        assert page.url == shown_run
         shot(page, "results-page")
         page.get_by_text("Show the exported graph in Netron").click()
         viewer = page.frame_locator("iframe[title^='Netron graph']").first  # st.iframe, titled by its alt
@@ -171,12 +178,13 @@ def test_the_whole_journey_in_a_real_browser(server, home, tmp_path):
         assert viewer.locator("svg#canvas g.node").count() > 10
         shot(page, "netron")
 
-        page.get_by_role("tab", name="Export").click()
+        go(page, "Export")
         expect(page.get_by_test_id("stDownloadButton").filter(has_text="model.onnx")).to_be_visible()
         config_path = download(page, "config.json", tmp_path)
         onnx_path = download(page, "model.onnx", tmp_path)
         shot(page, "export-page")
-        page.get_by_role("tab", name="Experiments").click()
+        page.goto(f"{server}/experiments?model=mnist-resnet")  # a page reached by its URL alone
+
         expect(page.get_by_text("Pareto").first).to_be_visible(timeout=60_000)
         shot(page, "experiments-page")
         browser.close()

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from tests.e2e.nav import go
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port
 from tests.e2e.test_no_outside_requests import serve, stop
 
@@ -48,7 +49,7 @@ def test_netron_shows_the_graph_and_refuses_other_hosts(tmp_path):
             page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(
                 ("http://127.0.0.1", "data:", "blob:", "about:")) else None)
             page.goto(f"http://127.0.0.1:{port}")
-            page.get_by_role("tab", name="Results").click()
+            go(page, "Results")
             page.get_by_text("Show the exported graph in Netron").click()
             viewer = page.frame_locator("iframe[title^='Netron graph']").first
             expect(viewer.locator("svg#canvas g.node").first).to_be_attached(timeout=120_000)

@@ -30,6 +30,7 @@ from dashboard.components.text import JOINER
 from tests.dashboard.test_untrusted_text import CORPUS, FACTORY
 from tests.dashboard.test_untrusted_text import HOST as CORPUS_HOST
 from tests.dashboard.test_untrusted_text import PLANT as FACTORY_PLANT
+from tests.e2e.nav import go
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -141,7 +142,7 @@ def test_planted_markdown_in_a_config_an_hf_config_and_a_layer_name_fetches_noth
             page.goto(f"http://127.0.0.1:{port}")
             expect(page.get_by_text("Test accuracy").first).to_be_visible(timeout=120_000)
 
-            page.get_by_role("tab", name="Experiments").click()
+            go(page, "Experiments")
             uploader = page.get_by_test_id("stFileUploader").filter(has_text="A PruneLab config.json")
             uploader.locator("input[type=file]").set_input_files(str(config))
             error = page.get_by_test_id("stAlert").filter(has_text="has no channel layer")
@@ -156,7 +157,7 @@ def test_planted_markdown_in_a_config_an_hf_config_and_a_layer_name_fetches_noth
             own_model(page, expect, f"{factory}:build")
             chosen = page.get_by_test_id("stSidebar").get_by_text("Your model", exact=False)
             expect(chosen).to_be_visible(timeout=180_000)  # the pages now show it
-            page.get_by_role("tab", name="Tune").click()
+            go(page, "Tune")
             expect(page.get_by_test_id("stSlider").filter(has_text="fc1")).to_have_count(0, timeout=180_000)
             slider = page.get_by_test_id("stSlider").filter(has_text="coupled")
             expect(slider).to_have_count(1, timeout=180_000)  # the factory's one unit
