@@ -25,6 +25,7 @@ from core.experiment import baseline, run
 from core.export import export_onnx
 from core.hardware import cached, choose_by_measurement, load_or_build
 from core.importance import REGISTRY as CRITERIA
+from core.jobs import PASSIVE
 from core.latency import measure_cached
 from core.metric_keys import ModelMetrics, latency_key
 from core.models import available, load, replay_reference
@@ -581,6 +582,7 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
         raise PruneLabError(f"unknown model {args.model!r}; available: {', '.join(available())}")
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     os.environ["PRUNELAB_MODEL"] = args.model
+    os.environ.setdefault("OMP_WAIT_POLICY", PASSIVE)  # the server times and prunes beside a browser: see core.jobs
     argv = [sys.executable, "-m", "streamlit", "run", str(app),
             "--server.address", args.address, "--server.port", str(args.port),
             "--server.headless", "true", "--browser.gatherUsageStats", "false",

@@ -43,6 +43,9 @@ from core.files import write_atomic
 from core.workspace import safe_name, workspace
 
 KILL_AFTER_S = 5.0  # a cancelled worker that has not exited this long after SIGTERM is killed
+# OpenMP threads that sleep instead of spinning while they wait: beside a browser and a server on 2 cores, torch's
+# two spinning threads made a sweep 3.8x slower (221 s vs 54 s measured, docs/benchmarks.md); idle, no slower
+PASSIVE = "PASSIVE"
 PROGRESS_EVERY_S = 0.25  # at most 4 progress writes a second: watchers poll about once a second
 
 
@@ -184,9 +187,11 @@ def start(folder: Path, task: str, model: ModelRef, kwargs: dict[str, Any]) -> J
 def _spawn(folder: Path, payload: bytes) -> int:
     """Run the worker in its own session (so cancel can end it with everything it started); its output goes to
     log.txt. A thread of this process waits for it, so it never lingers as a zombie."""
+    env = {**os.environ}
+    env.setdefault("OMP_WAIT_POLICY", PASSIVE)
     with open(folder / "log.txt", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "core.job_worker", str(folder)], stdin=subprocess.PIPE,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     assert proc.stdin is not None
     proc.stdin.write(payload)
     proc.stdin.close()
