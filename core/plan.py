@@ -17,7 +17,6 @@ from core import methods
 from core.config import Pattern
 from core.errors import PruneLabError
 from core.methods.layer import RANKINGS as RANKINGS
-from core.methods.layer import block_drops as block_drops
 from core.methods.layer import blocks_to_remove as blocks_to_remove
 from core.methods.nm import nm_ratios as nm_ratios
 from core.methods.unstructured import global_ratios as global_ratios

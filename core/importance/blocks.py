@@ -1,12 +1,21 @@
-"""Block influence (Men et al. 2024, ShortGPT): how much a residual block changes its input, the score
-by which layer pruning (core.prune.layers) removes the blocks that matter least."""
+"""Scores of residual blocks, by which layer pruning (core.prune.layers) removes the blocks that matter
+least: block influence (Men et al. 2024, ShortGPT: how much a block changes its input) or the accuracy
+lost when the block alone is removed."""
 
 from __future__ import annotations
 
+import copy
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.data import seeded_order
 from core.errors import PruneLabError
+from core.evaluate import evaluate
+from core.finetune import recalibrate_batchnorm
+from core.prune.layers import remove_blocks
+from core.spec import ModelSpec, require_data
 from core.structure import forward_with_hooks
 
 
@@ -37,3 +46,20 @@ def block_scores(model: nn.Module, blocks: list[str], x: Tensor, batch_size: int
     if silent:
         raise PruneLabError(f"blocks never called in the forward pass: {', '.join(map(repr, silent))}")
     return {b: min(2.0, max(0.0, 1.0 - total[b] / count[b])) for b in blocks}
+
+
+def block_drops(spec: ModelSpec, blocks: list[str], calib_x: torch.Tensor, seed: int,
+                eval_samples: int = 1000) -> dict[str, float]:
+    """Accuracy lost when each block alone is removed (BatchNorm re-estimated on calib_x), on training
+    images after the calibration subset — the test set stays untouched."""
+    split = require_data(spec, "ranking blocks by sensitivity")
+    rest = seeded_order(len(split.train_x), seed)[len(calib_x):][:eval_samples]
+    x, y = split.train_x[rest], split.train_y[rest]
+    base = evaluate(spec.model, x, y)["accuracy"]
+    drops = {}
+    for block in blocks:
+        model = copy.deepcopy(spec.model)
+        remove_blocks(model, [block])
+        recalibrate_batchnorm(model, calib_x)
+        drops[block] = base - evaluate(model, x, y)["accuracy"]
+    return drops

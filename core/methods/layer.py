@@ -5,27 +5,23 @@ no criterion ranks them."""
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from core.data import seeded_order
 from core.errors import PruneLabError
-from core.evaluate import evaluate
-from core.finetune import recalibrate_batchnorm
 from core.graph import Unit, block_units
 from core.importance import Calibration
-from core.importance.blocks import block_scores
+from core.importance.blocks import block_drops, block_scores
 from core.methods.base import PlanOptions
 from core.methods.shrink import ShrinkMethod
 from core.protocols import ConfigLike, CostLike
 from core.prune import calibration
 from core.prune.layers import rank_blocks, remove_blocks
 from core.ratios import check_ratio
-from core.spec import ModelSpec, require_data
+from core.spec import ModelSpec
 
 RANKINGS = ("cosine", "sensitivity")
 
@@ -85,20 +81,3 @@ def blocks_to_remove(spec: ModelSpec, ratio: float, rank: str = "cosine", calibr
     scores = (block_scores(spec.model, blocks, calib.x) if rank == "cosine"
               else block_drops(spec, blocks, calib.x, seed))
     return rank_blocks(scores)[: round(ratio * len(blocks))]
-
-
-def block_drops(spec: ModelSpec, blocks: list[str], calib_x: torch.Tensor, seed: int,
-                eval_samples: int = 1000) -> dict[str, float]:
-    """Accuracy lost when each block alone is removed (BatchNorm re-estimated on calib_x), on training
-    images after the calibration subset — the test set stays untouched."""
-    split = require_data(spec, "ranking blocks by sensitivity")
-    rest = seeded_order(len(split.train_x), seed)[len(calib_x):][:eval_samples]
-    x, y = split.train_x[rest], split.train_y[rest]
-    base = evaluate(spec.model, x, y)["accuracy"]
-    drops = {}
-    for block in blocks:
-        model = copy.deepcopy(spec.model)
-        remove_blocks(model, [block])
-        recalibrate_batchnorm(model, calib_x)
-        drops[block] = base - evaluate(model, x, y)["accuracy"]
-    return drops
