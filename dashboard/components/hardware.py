@@ -9,6 +9,7 @@ from core.allocate import Target
 from core.hardware import LatencyTable
 from core.metric_keys import latency_key
 from dashboard import cache, jobs
+from dashboard.components import messages
 from dashboard.components.text import md
 
 
@@ -16,14 +17,7 @@ def table(name: str, batch: int) -> LatencyTable | None:
     """The measured table of this model at `batch`, if one is on disk (nothing is measured here). Every
     Tune rerun asks for it, so the parsed table is kept in memory until the file changes."""
     path = hardware.cache_path(cache.spec(name), batch, 1)
-    return _read(str(path), path.stat().st_mtime_ns) if path.exists() else None
-
-
-@st.cache_data(max_entries=16)
-def _read(path: str, mtime_ns: int) -> LatencyTable:
-    import json
-
-    return LatencyTable(**json.loads(open(path).read()))
+    return cache.latency_table(str(path), path.stat().st_mtime_ns) if path.exists() else None
 
 
 def _build(name: str, batch: int) -> None:
@@ -61,7 +55,7 @@ def apply_solution(name: str, slider_key) -> None:
     """Before the sliders are drawn: put a finished hardware-aware solution into them (once)."""
     result, error = jobs.panel("hw-solve", name)
     if error:
-        st.session_state["solver-message"] = ("error", error)
+        messages.say("solver-message", name, "error", error)  # components.solver.SOLVER_MESSAGE
     job = jobs.current("hw-solve", name)
     if not result or job is None or st.session_state.get("hw-applied") == job.job_id:
         return
@@ -72,5 +66,5 @@ def apply_solution(name: str, slider_key) -> None:
     best = max((r for r in result["report"] if "speedup" in r), key=lambda r: r["speedup"], default=None)
     detail = f" — measured {best['speedup']:.2f}x faster than the baseline" if best else ""
     verdict = "met" if result["met"] else "NOT met"
-    st.session_state["solver-message"] = ("success" if result["met"] else "warning",
-                                          f"hardware-aware allocation: target {verdict}{detail}. Sliders filled.")
+    messages.say("solver-message", name, "success" if result["met"] else "warning",
+                 f"hardware-aware allocation: target {verdict}{detail}. Sliders filled.")

@@ -4,7 +4,8 @@ A config is checked against the model shown (core.prune.check_config_matches: sa
 unit or block it names must be one the model has, core.graph.units) before anything changes; then the method
 radio, the criterion, the method's sliders (or N:M / block shape, or the layer method's block checkboxes) are
 set through their session-state keys. Callbacks do it (they run before the widgets are drawn) and leave a
-(kind, text) message in session state for the page to show; a rejected config changes no widget.
+(kind, text) message about the model for the page to show (components.messages); a rejected config changes no
+widget.
 
 Fine-tuning, schedule and seed stay as they are on Tune (their widgets belong to components.training): the
 message says what the config used.
@@ -24,9 +25,9 @@ from core.prune import check_config_matches
 from core.store import Store
 from core.user_models import describe_reference
 from dashboard import cache
+from dashboard.components import messages
 from dashboard.components.own_model import OWN, PENDING
 from dashboard.components.sliders import MAX_RATIO, slider_key
-from dashboard.components.text import md
 
 LOAD_MESSAGE = "exp-load-message"  # session key: outcome of "Load into Tune"
 IMPORT_MESSAGE = "exp-import-message"  # session key: outcome of the last uploaded config
@@ -113,17 +114,13 @@ def import_bytes(name: str, data: bytes, filename: str = "config.json") -> str:
     return load(name, read_config_bytes(data), filename)
 
 
-def _say(key: str, kind: str, text: str) -> None:
-    st.session_state[key] = (kind, text)
-
-
 def on_load(name: str, exp_id: str) -> None:
     """on_click callback of "Load into Tune": the recorded experiment's config into the Tune widgets."""
     st.session_state.pop(OFFER, None)
     try:
-        _say(LOAD_MESSAGE, "success", load(name, Store().get(exp_id).config, f"experiment {exp_id}"))
+        messages.say(LOAD_MESSAGE, name, "success", load(name, Store().get(exp_id).config, f"experiment {exp_id}"))
     except PruneLabError as e:
-        _say(LOAD_MESSAGE, "error", f"Cannot load {exp_id}: {e}")
+        messages.say(LOAD_MESSAGE, name, "error", f"Cannot load {exp_id}: {e}")
 
 
 def on_upload(name: str, key: str) -> None:
@@ -131,12 +128,12 @@ def on_upload(name: str, key: str) -> None:
     st.session_state.pop(OFFER, None)
     upload = st.session_state.get(key)
     if upload is None:  # the file was removed
-        st.session_state.pop(IMPORT_MESSAGE, None)
+        messages.clear(IMPORT_MESSAGE, name)
         return
     try:
-        _say(IMPORT_MESSAGE, "success", import_bytes(name, upload.getvalue(), upload.name))
+        messages.say(IMPORT_MESSAGE, name, "success", import_bytes(name, upload.getvalue(), upload.name))
     except PruneLabError as e:
-        _say(IMPORT_MESSAGE, "error", f"Cannot load {upload.name}: {e}")
+        messages.say(IMPORT_MESSAGE, name, "error", f"Cannot load {upload.name}: {e}")
 
 
 def _open_own_model_form(ref: str) -> None:
@@ -155,9 +152,7 @@ def offer_own_model() -> None:
                   args=(ref,), help="Fills in the sidebar form; the model's code runs only when you press Load there.")
 
 
-def show(key: str) -> None:
-    """Draw the message a callback left under key (st.success / st.error), if any: plain text, which quotes
-    config keys, file names and errors (shown as text, never as Markdown)."""
-    kind, text = st.session_state.get(key, (None, None))
-    if kind:
-        getattr(st, kind)(md(text))
+def show(key: str, name: str) -> None:
+    """Draw the message a callback left under key about model `name` (st.success / st.error), if any: plain
+    text, which quotes config keys, file names and errors (shown as text, never as Markdown)."""
+    messages.show(key, name)

@@ -10,10 +10,11 @@ from core.errors import PruneLabError
 from core.graph import kept_channels, ratio_for
 from dashboard import cache
 from dashboard.components import hardware as hardware_ui
+from dashboard.components import messages
 from dashboard.components.sliders import MAX_RATIO, slider_key
 from dashboard.components.sweeps import cached_table, current_spec
-from dashboard.components.text import md
 
+SOLVER_MESSAGE = "solver-message"  # components.messages key: the last solve's verdict, per model
 TARGET_LABELS = {"flops": "FLOPs: x times fewer", "params": "Parameters: x times fewer",
                  "size_mb": "fp32 size at most (MB)", "latency_ms": "Latency b1 at most (ms, estimate)",
                  "speedup": "Speed-up: x times faster (estimate)"}
@@ -38,12 +39,12 @@ def _solve(name: str, method: str, criterion: str, lut) -> None:
         target = Target(state["solver-target"], state["solver-value"])
         if hardware_aware:  # builds and times candidate models: a background job fills the sliders later
             hardware_ui.solve_in_background(name, state["solver-strategy"], target, bounds, table, scores, lut)
-            state["solver-message"] = ("info", "Timing hardware-aware candidates in the background…")
+            messages.say(SOLVER_MESSAGE, name, "info", "Timing hardware-aware candidates in the background…")
             return
         base_ms = cache.baseline(name).metrics["latency_ms"]
         result = allocate(state["solver-strategy"], cm, target, bounds, table, scores, base_ms)
     except PruneLabError as e:
-        state["solver-message"] = ("error", str(e))
+        messages.say(SOLVER_MESSAGE, name, "error", str(e))
         return
     snapped = widths and state.get("hw-aware", False)
     units = {u.name: u for u in cm.units}
@@ -54,8 +55,8 @@ def _solve(name: str, method: str, criterion: str, lut) -> None:
         else:
             state[slider_key(name, method, unit)] = min(MAX_RATIO, ratio)  # the solver works in steps of 0.01
     verdict = "met" if result.met else "NOT met within the bounds (closest shown)"
-    state["solver-message"] = ("success" if result.met else "warning",
-                               f"{result.strategy} allocation: target {verdict}. Sliders filled; adjust by hand.")
+    messages.say(SOLVER_MESSAGE, name, "success" if result.met else "warning",
+                 f"{result.strategy} allocation: target {verdict}. Sliders filled; adjust by hand.")
 
 
 def solver_panel(name: str, method: str, criterion: str, lut=None) -> None:
@@ -77,6 +78,4 @@ def solver_panel(name: str, method: str, criterion: str, lut=None) -> None:
         if st.session_state.get("solver-strategy") == "sensitivity" and cached_table(
                 current_spec(name, method, criterion)) is None:
             st.caption("The sensitivity strategy needs a sweep for this method and criterion (Sensitivity page).")
-        kind, text = st.session_state.get("solver-message", (None, None))
-        if kind:
-            getattr(st, kind)(md(text))
+        messages.show(SOLVER_MESSAGE, name)

@@ -18,7 +18,7 @@ from core.errors import PruneLabError
 from core.store import RUN_FILES, STATUSES, Experiment, Store, Unreadable
 from core.workspace import workspace
 from dashboard.components import experiments as tables
-from dashboard.components import load_config
+from dashboard.components import load_config, messages
 from dashboard.components.pareto import AXES, pareto_chart
 from dashboard.components.text import md
 
@@ -115,16 +115,16 @@ def _downloads(exp: Experiment) -> None:
         st.warning(f"{', '.join(missing)} missing from {md(exp.folder)}.")
 
 
-def _delete(exp_id: str, confirm_key: str) -> None:
+def _delete(name: str, exp_id: str, confirm_key: str) -> None:
     """on_click callback: remove the experiment's record and folder (the store refuses what it must not)."""
     st.session_state.pop(confirm_key, None)
     try:
         folder = Store().delete(exp_id)
     except PruneLabError as e:
-        st.session_state[DELETE_MESSAGE] = ("error", str(e))
+        messages.say(DELETE_MESSAGE, name, "error", str(e))
         return
     where = f" and its folder {folder}" if folder else " (it had no files left)"
-    st.session_state[DELETE_MESSAGE] = ("success", f"Deleted {exp_id}{where}.")
+    messages.say(DELETE_MESSAGE, name, "success", f"Deleted {exp_id}{where}.")
 
 
 def _one(name: str, shown: list[Experiment]) -> None:
@@ -138,12 +138,12 @@ def _one(name: str, shown: list[Experiment]) -> None:
     _downloads(exp)
     st.button("Load into Tune", key="exp-load", on_click=load_config.on_load, args=(name, exp.id),
               help="Sets the Tune page's method, criterion and sliders (or blocks) to this experiment's config.")
-    load_config.show(load_config.LOAD_MESSAGE)
+    load_config.show(load_config.LOAD_MESSAGE, name)
     confirm_key = f"exp-delete-confirm|{exp.id}"
     c1, c2 = st.columns([3, 1], vertical_alignment="center")
     confirmed = c1.checkbox(f"Yes, delete {md(exp.id)} and its run folder", key=confirm_key)
-    c2.button("Delete", key="exp-delete", disabled=not confirmed, on_click=_delete, args=(exp.id, confirm_key))
-    load_config.show(DELETE_MESSAGE)
+    c2.button("Delete", key="exp-delete", disabled=not confirmed, on_click=_delete, args=(name, exp.id, confirm_key))
+    load_config.show(DELETE_MESSAGE, name)
 
 
 def _import(name: str) -> None:
@@ -151,7 +151,7 @@ def _import(name: str) -> None:
     st.markdown("#### Import a config file")
     st.file_uploader("A PruneLab config.json (from Export, the CLI or another machine)", type=["json"],
                      max_upload_size=1, key=UPLOAD_KEY, on_change=load_config.on_upload, args=(name, UPLOAD_KEY))
-    load_config.show(load_config.IMPORT_MESSAGE)
+    load_config.show(load_config.IMPORT_MESSAGE, name)
     load_config.offer_own_model()
 
 
@@ -201,5 +201,5 @@ def render(name: str) -> None:
     else:
         st.info("No experiments recorded for this model yet: runs from the Tune page and the command line are "
                 "listed here.")
-        load_config.show(DELETE_MESSAGE)
+        load_config.show(DELETE_MESSAGE, name)
     _import(name)
