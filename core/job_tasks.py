@@ -17,6 +17,7 @@ from core.config import PruneConfig
 from core.deploy import deploy_folder
 from core.estimate import build_cost_model
 from core.jobs import ModelRef
+from core.run_progress import overall_progress
 from core.sensitivity import SweepSpec, sweep
 from core.spec import ModelSpec
 
@@ -42,7 +43,7 @@ def run_and_record(spec: ModelSpec, progress: StageProgress, config: PruneConfig
     """Prune, fine-tune and measure per config, recorded in the store as it happens; the run's id."""
     run_dir = runs.new_run_dir(spec.name, config.method)  # recorded as running now; complete once metrics.json is
     with runs.record(run_dir, config) as finish:
-        out = experiment.run(spec, config, progress, base=base, hardware=lut)
+        out = experiment.run(spec, config, overall_progress(progress, config), base=base, hardware=lut)  # one bar
         out.prediction = prediction
         out.write(run_dir)
         finish(json.loads(out.metrics_json()))

@@ -86,10 +86,11 @@ class JobStatus:
         return min(1.0, self.done / max(self.total, 1))
 
     def seconds_left(self, now: float | None = None) -> float | None:
-        """Time left in this stage at the rate so far (None until a first step is done)."""
+        """Time left at the job's rate so far (None until a first step is done). Measured from the job's start:
+        a run reports one fraction of the whole run across its stages (core.run_progress)."""
         if not self.active or self.done <= 0 or self.total <= self.done:
             return None
-        spent = (now or time.time()) - self.stage_started
+        spent = (now or time.time()) - self.started
         return spent / self.done * (self.total - self.done)
 
 

@@ -1,0 +1,60 @@
+"""One progress scale for a whole run: core.experiment.run reports each phase on its own (stage, done, total),
+each counting from zero (the CLI draws one bar per stage); a page watching a run in a worker wants one bar that
+only grows. overall_progress maps every phase report onto a fraction of the whole run, weighting each phase by
+its expected share of the run's time, and passes it on as (stage, percent done, 100) with the stage's name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core.config import PruneConfig
+
+StageProgress = Callable[[str, int, int], None]  # (stage, done, total), as core.experiment reports
+TICKS = 100  # the overall scale: percent of the run
+
+# Expected share of a run's time per phase (by the stage name's first word), measured roughly on the sample
+# models: timing two models dominates a one-shot run; fine-tuning dominates one that trains.
+SHARES_TRAINING = {"measuring baseline": 0.10, "train": 0.65, "exporting": 0.05, "measuring": 0.15, "checking": 0.05}
+SHARES_ONESHOT = {"measuring baseline": 0.25, "train": 0.15, "exporting": 0.10, "measuring": 0.40, "checking": 0.10}
+TRAIN_STAGES = ("pruning", "fine-tuning")  # core.schedule's stages, all inside the "train" phase
+
+
+class _Overall:
+    """The stateful mapping: where each phase starts on the run's scale, and which pruning round is running."""
+
+    def __init__(self, say: StageProgress, shares: dict[str, float]):
+        self.say, self.shares, self.best = say, shares, 0
+        self.starts = dict(zip(shares, _cumulative(list(shares.values())), strict=True))
+        self.round, self.rounds = 0, 1  # of an iterative schedule: pruning reports (round - 1, rounds)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage == "done":
+            self.best = TICKS
+        else:
+            phase, within = self._place(stage, done, max(total, 1))
+            at = int(TICKS * (self.starts[phase] + self.shares[phase] * min(within, 1.0)))
+            self.best = max(self.best, min(at, TICKS - 1))  # never back; full only when done
+        self.say(stage, self.best, TICKS)
+
+    def _place(self, stage: str, done: int, total: int) -> tuple[str, float]:
+        """(phase, fraction of that phase done) for one report."""
+        if stage.startswith("pruning"):  # core.schedule: (rounds done, rounds)
+            self.round, self.rounds = done, total
+            return "train", done / total
+        if stage.startswith("fine-tuning"):  # the steps of the current round
+            return "train", (self.round + done / total) / self.rounds
+        phase = stage if stage in self.shares else stage.split()[0]
+        return phase, done / total
+
+
+def _cumulative(shares: list[float]) -> list[float]:
+    starts, at = [], 0.0
+    for share in shares:
+        starts.append(at)
+        at += share
+    return starts
+
+
+def overall_progress(say: StageProgress, config: PruneConfig) -> StageProgress:
+    """A StageProgress for core.experiment.run that reports to `say` one growing percent of the whole run."""
+    return _Overall(say, SHARES_TRAINING if config.finetune.epochs else SHARES_ONESHOT)
