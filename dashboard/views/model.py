@@ -12,6 +12,7 @@ from core.importance import REGISTRY, NotApplicable
 from core.importance.heads import HEAD_CRITERIA
 from core.structure import attention_modules
 from dashboard import cache
+from dashboard.components import criteria
 from dashboard.components.charts import head_heatmap, importance_heatmap
 from dashboard.components.format import metric_row
 from dashboard.components.heat import MAX_COLS
@@ -39,9 +40,12 @@ def render(name: str) -> None:
     granularity = c1.radio("Rows", ["channel groups", "layers"], horizontal=True, key="heat-rows",
                            help="Channel groups: channels that must be cut together (Torch-Pruning's dependency "
                                 "graph); scores are group magnitudes. Layers: each conv/linear's output channels.")
-    criterion = c2.selectbox("Criterion", list(REGISTRY), key="heat-criterion",
+    offered = criteria.offered(REGISTRY, spec.has_data)
+    criteria.keep_offered("heat-criterion", offered)  # a data criterion from another model falls back
+    criterion = c2.selectbox("Criterion", offered, key="heat-criterion",
                              format_func=lambda c: REGISTRY[c].label,
-                             help="\n".join(f"- **{c.label}**: {c.summary}" for c in REGISTRY.values()))
+                             help="\n".join(f"- **{REGISTRY[c].label}**: {REGISTRY[c].summary}" for c in offered)
+                             + criteria.note(spec.has_data))
     sort = c3.toggle("Sort channels", value=True, key="heat-sort")
     method = "channel" if granularity == "channel groups" else "unstructured"
     try:

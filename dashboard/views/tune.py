@@ -15,8 +15,8 @@ from core.graph import kept_channels
 from core.importance import REGISTRY
 from core.metric_keys import latency_key
 from dashboard import cache, jobs
+from dashboard.components import criteria, locks, methods, strategy_helper
 from dashboard.components import hardware as hardware_ui
-from dashboard.components import locks, methods, strategy_helper
 from dashboard.components.charts import estimate_bars
 from dashboard.components.format import human
 from dashboard.components.sliders import slider_key
@@ -85,9 +85,9 @@ def _launch(name: str, config: PruneConfig, prediction: dict | None, lut=None) -
     jobs.start("run", name, key, config=config, prediction=prediction, base=cache.baseline(name), lut=lut)
 
 
-def _method_and_criterion() -> tuple[str, str]:
+def _method_and_criterion(has_data: bool) -> tuple[str, str]:
     """The method radio (a one-line help for each: all in its tooltip, the chosen one below it) and the
-    criteria that method can use."""
+    criteria that method can use (those needing data only for a model with data)."""
     c1, c2 = st.columns([3, 1])
     names = registry.names()
     method = c1.radio("Method", names, index=names.index(DEFAULT_METHOD), horizontal=True, key="method",
@@ -97,11 +97,11 @@ def _method_and_criterion() -> tuple[str, str]:
     if not technique.uses_criterion:
         c2.caption(technique.ranking)
         return method, technique.criteria()[0]  # unused by the method; the one it accepts
-    allowed = list(technique.criteria())
-    if st.session_state.get("criterion") not in allowed:
-        st.session_state["criterion"] = allowed[0]  # before the widget: it may only offer these
+    allowed = criteria.offered(technique.criteria(), has_data)
+    criteria.keep_offered("criterion", allowed)  # before the widget: it may only offer these
     criterion = c2.selectbox("Criterion", allowed, key="criterion", format_func=lambda c: REGISTRY[c].label,
-                             help="What ranks weights, channels or heads for removal (lowest first).")
+                             help="What ranks weights, channels or heads for removal (lowest first)."
+                                  + criteria.note(has_data))
     return method, criterion
 
 
@@ -150,7 +150,7 @@ def _apply(name: str, config: PruneConfig | None, prediction: dict | None, lut) 
 
 def render(name: str) -> None:
     strategy_helper.helper(name)
-    method, criterion = _method_and_criterion()
+    method, criterion = _method_and_criterion(cache.spec(name).has_data)
     units = cache.cost_model(name, method).units
     lut = None
     technique = registry.get(method)

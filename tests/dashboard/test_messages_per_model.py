@@ -3,6 +3,8 @@ model's pages only: after switching the sidebar to another model, the page does 
 
 from __future__ import annotations
 
+import pytest
+
 from core.config import PruneConfig
 from tests.dashboard.nav import goto
 from tests.dashboard.test_app import open_app
@@ -17,6 +19,7 @@ def _switch(at, model: str) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+@pytest.mark.slow  # two models opened in AppTest: ~30 s on 2 busy cores
 def test_the_solver_message_stays_with_its_model(monkeypatch, tmp_path):
     at = open_app(monkeypatch, "mnist-resnet", tmp_path, "tune")
     at.selectbox(key="solver-strategy").set_value("uniform").run()
@@ -27,6 +30,7 @@ def test_the_solver_message_stays_with_its_model(monkeypatch, tmp_path):
     assert not any("allocation: target" in t for t in _texts(at)), _texts(at)
 
 
+@pytest.mark.slow  # two models opened in AppTest: ~30 s on 2 busy cores
 def test_an_imported_config_message_stays_with_its_model(monkeypatch, tmp_path):
     config = PruneConfig("digits-mlp", "channel", {}).to_json().encode()
     at = open_app(monkeypatch, "digits-mlp", tmp_path, "experiments")
