@@ -4,8 +4,9 @@ Cached objects are shared by all users: the model in a ModelSpec is never modifi
 deep copies), and cached dicts are treated as read-only by the pages.
 
 A user's own model (the sidebar's "Your own model…") is known to the pages by a handle, "user-<hash>" of
-what loads it (see `UserModel`); the handle maps to its load arguments in a registry shared by all
-sessions of this server process, so `spec(handle)` can load it like any registry name. Its ModelSpec is
+what loads it (see `UserModel`); the handle maps to its load arguments in the session that loaded it
+(dashboard.state.user_models), so `spec(handle)` can load it like any registry name. The cache below is
+keyed by the arguments too, so nothing but the cache is shared between sessions. Its ModelSpec is
 renamed to the handle: configs, runs, sweeps and cache files then name it consistently (and safely: a
 reference holds slashes, which must not end up in the workspace's file names).
 """
@@ -26,13 +27,16 @@ from core import experiment, latency, methods, models, plan, runs
 from core.config import Pattern
 from core.errors import PruneLabError
 from core.estimate import CostModel, build_cost_model
+from core.hardware import LatencyTable
 from core.importance.blocks import block_scores as score_blocks
 from core.importance.heads import head_scores as score_heads
 from core.importance.heads import scores_frame
 from core.metrics import layer_summary
 from core.prune import calibration
+from core.sensitivity import read_table
 from core.spec import ModelSpec
-from dashboard import uploads
+from core.strategy import detect_family
+from dashboard import netron_server, state, uploads
 
 USER_PREFIX = "user-"
 
@@ -73,30 +77,27 @@ def _stamp(path: str | None) -> list[int] | None:
     return [sum(s.st_size for s in stats), max(s.st_mtime_ns for s in stats)]
 
 
-_USER_MODELS: dict[str, UserModel] = {}  # handle -> load arguments; one dict per server process
-
-
 def user_model(name: str) -> UserModel | None:
-    """The load arguments behind a handle (None for a registry name)."""
-    return _USER_MODELS.get(name)
+    """The load arguments behind a handle this session loaded (None for a registry name)."""
+    return state.user_models().get(name) if name.startswith(USER_PREFIX) else None
 
 
 def is_loaded(args: UserModel) -> bool:
-    """Whether a model with these arguments (and unchanged files) already loaded in this server process."""
-    return args.handle() in _USER_MODELS
+    """Whether this session already loaded a model with these arguments (and unchanged files)."""
+    return args.handle() in state.user_models()
 
 
 def load_user_model(args: UserModel) -> str:
-    """Register args under their handle and load the model (cached); return the handle. A model that fails
-    to load (PruneLabError, or any exception from the user's code) is not left registered."""
-    handle = args.handle()
-    known = handle in _USER_MODELS
-    _USER_MODELS[handle] = args
+    """Register args under their handle in this session and load the model (cached); return the handle. A model
+    that fails to load (PruneLabError, or any exception from the user's code) is not left registered."""
+    handle, loaded = args.handle(), state.user_models()
+    known = handle in loaded
+    loaded[handle] = args
     try:
         spec(handle)
     except BaseException:
         if not known:
-            _USER_MODELS.pop(handle, None)
+            loaded.pop(handle, None)
         raise
     return handle
 
@@ -107,10 +108,15 @@ def display_name(name: str) -> str:
     return name if args is None else args.ref
 
 
-@st.cache_resource(show_spinner="Loading the model…")
 def spec(name: str) -> ModelSpec:
-    """The model called `name`: a registry name, or a user model's handle (renamed to the handle)."""
-    args = user_model(name)
+    """The model called `name`: a registry name, or a handle of a user model this session loaded (renamed to the
+    handle)."""
+    return load_spec(name, user_model(name))
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def load_spec(name: str, args: UserModel | None) -> ModelSpec:
+    """The model `name` loaded with args (None: a registry model); shared by every session that asks the same."""
     if args is None:
         if name.startswith(USER_PREFIX):
             raise PruneLabError(f"{name} is not loaded in this server session: load it again under "
@@ -222,6 +228,30 @@ def saved_runs(name: str) -> list[runs.SavedRun]:
 def _saved_run(path: str) -> runs.SavedRun | None:
     found = runs.list_runs(folders=[Path(path)])
     return found[0] if found else None
+
+
+@st.cache_data(show_spinner=False)
+def model_family(name: str) -> str:
+    """cnn, transformer or mlp (core.strategy.detect_family) of the model called `name`."""
+    return detect_family(spec(name).model)
+
+
+@st.cache_data(max_entries=32)
+def sweep_table(path: str, mtime_ns: int, model: str) -> pd.DataFrame:
+    """A measured sweep's table, parsed once per file version (every rerun of several parts asks for it)."""
+    return read_table(path, model)
+
+
+@st.cache_data(max_entries=16)
+def latency_table(path: str, mtime_ns: int) -> LatencyTable:
+    """A width-latency table file (core.hardware), parsed once per file version."""
+    return LatencyTable(**json.loads(Path(path).read_text()))
+
+
+@st.cache_resource(show_spinner="Starting the Netron viewer…")
+def netron_port(model_path: str, mtime_ns: int) -> int:
+    """One Netron server per version of a model file (a server is a resource: kept, not copied)."""
+    return netron_server.serve(model_path)
 
 
 @st.cache_resource(show_spinner=False)

@@ -32,6 +32,15 @@ KEPT = frozenset({
 KEPT_PREFIXES = ("nm-layers|", "drop|", "strategy-family|")  # per-model keys: N:M layers, dropped blocks
 
 
+USER_MODELS = "user-models"  # session key: handle -> load arguments (dashboard.cache.UserModel) of own models
+
+
+def user_models() -> dict:
+    """The user's own models this session loaded, by handle: a session loads another's model only by loading it
+    itself (nothing about them is kept per server process)."""
+    return st.session_state.setdefault(USER_MODELS, {})
+
+
 def initial_model(default: str) -> str:
     """The model a new session starts on: the URL's `?model=`, else `default`. The sidebar offers it only
     if it is a model it lists (a user model's handle from another session is not)."""

@@ -41,7 +41,8 @@ def pick_model(default: str) -> str:
         st.session_state["model"] = pending
     if st.session_state.get("model") not in names:
         st.session_state["model"] = default if default in names else names[0]
-    choice = st.sidebar.selectbox("Model", names, key="model", format_func=cache.display_name,
+    labels = {n: cache.display_name(n) for n in names}  # a user model's handle reads as its reference
+    choice = st.sidebar.selectbox("Model", names, key="model", format_func=labels.__getitem__,
                                   help="Bundled sample models with trained weights, the reference zoo, models "
                                        "you loaded, or your own.")
     if choice != OWN:

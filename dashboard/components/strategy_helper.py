@@ -14,7 +14,7 @@ import streamlit as st
 from core import methods
 from core.strategy import BOTTLENECKS, FAMILIES, HARDWARE, LOSSES, Recommendation, Situation, recommend
 from dashboard import cache
-from dashboard.cache_extra import model_family
+from dashboard.cache import model_family
 from dashboard.components.locks import locked_units
 from dashboard.components.sliders import MAX_RATIO, all_key, set_ratios, slider_key
 from dashboard.components.text import md

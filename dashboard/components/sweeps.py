@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.sensitivity import DEFAULT_GRID, SweepSpec, cache_path, read_table
+from core.sensitivity import DEFAULT_GRID, SweepSpec, cache_path
 from dashboard import cache
 
 GRID_CHOICES = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -32,9 +32,4 @@ def cached_table(sweep: SweepSpec) -> pd.DataFrame | None:
     path = cache_path(sweep)
     if not path.exists():
         return None
-    return _read(str(path), path.stat().st_mtime_ns, sweep.model)
-
-
-@st.cache_data(max_entries=32)
-def _read(path: str, mtime_ns: int, model: str) -> pd.DataFrame:
-    return read_table(path, model)
+    return cache.sweep_table(str(path), path.stat().st_mtime_ns, sweep.model)

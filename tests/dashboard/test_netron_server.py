@@ -11,7 +11,7 @@ import http.client
 
 import pytest
 
-from dashboard.components import netron
+from dashboard import netron_server as netron
 
 MODEL = b"not really onnx, but served as the model"
 
@@ -20,7 +20,7 @@ MODEL = b"not really onnx, but served as the model"
 def port(tmp_path_factory: pytest.TempPathFactory) -> int:
     path = tmp_path_factory.mktemp("netron") / "model.onnx"
     path.write_bytes(MODEL)
-    return netron.serve(str(path), path.stat().st_mtime_ns)
+    return netron.serve(str(path))
 
 
 def fetch(port: int, path: str, host: str | None) -> tuple[int, bytes]:

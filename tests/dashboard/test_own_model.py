@@ -4,6 +4,7 @@ workspace, errors that leave the current model in place, and a pickle that runs 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -129,7 +130,8 @@ def _replays(config: str, command: str, folder: Path, params: int) -> None:
     folder.mkdir()
     (folder / "config.json").write_text(config)
     argv = [sys.executable, "-m", "core.cli", *shlex.split(command)[1:]]
-    done = subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # as this process (conftest): digits_cnn.py trains in build()
+    done = subprocess.run(argv, cwd=folder, capture_output=True, text=True, timeout=600, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((folder / "pruned" / "metrics.json").read_text())["pruned"]["params"] == params
 

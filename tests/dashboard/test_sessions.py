@@ -44,7 +44,7 @@ def _results_show(at, run_id: str, method: str, params: int) -> None:
 
 def test_two_sessions_prune_at_once_without_mixing_runs_or_touching_shared_caches(monkeypatch, tmp_path):
     monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
-    cache.spec.clear(MODEL)  # so the loads below count every load of the model in this process
+    cache.load_spec.clear(MODEL, None)  # so the loads below count every load of the model in this process
     loads = []
     real_load = models.load
     monkeypatch.setattr(models, "load", lambda *a, **kw: loads.append(a) or real_load(*a, **kw))
