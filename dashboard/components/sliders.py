@@ -89,6 +89,10 @@ def all_slider(model: str, method: str, units: tuple[Unit, ...], keys: dict[str,
               args=(keys, global_key, {u.name: u for u in units}, table, model, method),
               help="Moves every slider below to this value (locked units keep theirs); then fine-tune them one "
                    "by one.")
+    values = [st.session_state[k] for k in keys.values()]
+    if len(set(values)) > 1:  # set one by one or by the solver: this slider shows their mean (solver) or a last move
+        st.caption(f"Layers are mixed: from {min(values):.2f} to {max(values):.2f}, mean "
+                   f"{sum(values) / len(values):.2f}. Moving this slider sets every unlocked layer to its value.")
 
 
 def drawer(method: str, keys: dict[str, str], held: set[str], table: LatencyTable | None, snap: bool) -> Draw:

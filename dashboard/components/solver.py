@@ -11,10 +11,11 @@ from core.graph import kept_channels, ratio_for
 from dashboard import cache
 from dashboard.components import hardware as hardware_ui
 from dashboard.components import messages
-from dashboard.components.sliders import MAX_RATIO, slider_key
+from dashboard.components.sliders import MAX_RATIO, STEP, all_key, slider_key
 from dashboard.components.sweeps import cached_table, current_spec
 
 SOLVER_MESSAGE = "solver-message"  # components.messages key: the last solve's verdict, per model
+STRATEGIES = ["sensitivity", "global", "uniform"]
 TARGET_LABELS = {"flops": "FLOPs: x times fewer", "params": "Parameters: x times fewer",
                  "size_mb": "fp32 size at most (MB)", "latency_ms": "Latency b1 at most (ms, estimate)",
                  "speedup": "Speed-up: x times faster (estimate)"}
@@ -54,9 +55,21 @@ def _solve(name: str, method: str, criterion: str, lut) -> None:
             state[slider_key(name, method, unit, hw=True)] = ratio_for(units[unit], kept)
         else:
             state[slider_key(name, method, unit)] = min(MAX_RATIO, ratio)  # the solver works in steps of 0.01
+    mean = show_mean(name, method, list(units), bool(snapped))
     verdict = "met" if result.met else "NOT met within the bounds (closest shown)"
     messages.say(SOLVER_MESSAGE, name, "success" if result.met else "warning",
-                 f"{result.strategy} allocation: target {verdict}. Sliders filled; adjust by hand.")
+                 f"{result.strategy} allocation: target {verdict}. Sliders filled (All layers shows their mean, "
+                 f"{mean:.2f}); adjust by hand.")
+
+
+def show_mean(name: str, method: str, units: list[str], hw: bool) -> float:
+    """Set the "All layers" slider to the mean of the unit sliders (what the solver set, in slider steps)."""
+    state = st.session_state
+    values = [state.get(slider_key(name, method, u, hw=hw), 0.0) for u in units]
+    mean = min(MAX_RATIO, round(sum(values) / max(len(values), 1) / STEP) * STEP)
+    state[all_key(name, method, hw=hw)] = round(mean, 2)
+    return mean
+
 
 
 def solver_panel(name: str, method: str, criterion: str, lut=None) -> None:
@@ -64,7 +77,9 @@ def solver_panel(name: str, method: str, criterion: str, lut=None) -> None:
         c = st.columns([2, 1, 1.4, 1, 1])
         c[0].selectbox("Target", list(TARGET_LABELS), key="solver-target", format_func=TARGET_LABELS.get)
         c[1].number_input("Value", 0.001, 1e6, 2.0, key="solver-value")
-        c[2].selectbox("Strategy", ["sensitivity", "global", "uniform"], key="solver-strategy",
+        has_sweep = cached_table(current_spec(name, method, criterion)) is not None
+        default = "sensitivity" if has_sweep else "global"  # global needs no sweep: a first solve works
+        c[2].selectbox("Strategy", STRATEGIES, index=STRATEGIES.index(default), key="solver-strategy",
                        help="sensitivity: least predicted accuracy drop from the sweep; global: one importance "
                             "threshold across layers; uniform: the same ratio everywhere")
         c[3].number_input("Min ratio", 0.0, MAX_RATIO, 0.0, 0.05, key="solver-min")
@@ -75,7 +90,9 @@ def solver_panel(name: str, method: str, criterion: str, lut=None) -> None:
             st.checkbox("Hardware-aware: keep fast widths, choose the alignment by timing whole models",
                         key="solver-hw")
         st.button("Solve and fill the sliders", key="solve", on_click=_solve, args=(name, method, criterion, lut))
-        if st.session_state.get("solver-strategy") == "sensitivity" and cached_table(
-                current_spec(name, method, criterion)) is None:
-            st.caption("The sensitivity strategy needs a sweep for this method and criterion (Sensitivity page).")
+        if not has_sweep:
+            where = ("run one on the Sensitivity page" if cache.spec(name).has_data
+                     else "sweeps measure accuracy and this model has no data set")
+            st.caption(f"The sensitivity strategy needs a sensitivity sweep for this method and criterion ({where}): "
+                       "until then the solver starts on global (one importance threshold across layers).")
         messages.show(SOLVER_MESSAGE, name)
