@@ -44,7 +44,7 @@ from core.workspace import safe_name, workspace
 
 KILL_AFTER_S = 5.0  # a cancelled worker that has not exited this long after SIGTERM is killed
 # OpenMP threads that sleep instead of spinning while they wait: beside a browser and a server on 2 cores, torch's
-# two spinning threads made a sweep 3.8x slower (221 s vs 54 s measured, docs/benchmarks.md); idle, no slower
+# two spinning threads made a sweep several times slower (bench/omp_wait.py, docs/benchmarks.md)
 PASSIVE = "PASSIVE"
 PROGRESS_EVERY_S = 0.25  # at most 4 progress writes a second: watchers poll about once a second
 
