@@ -7,8 +7,9 @@ set through their session-state keys. Callbacks do it (they run before the widge
 (kind, text) message about the model for the page to show (components.messages); a rejected config changes no
 widget.
 
-Fine-tuning, schedule and seed stay as they are on Tune (their widgets belong to components.training): the
-message says what the config used.
+The schedule, fine-tuning and seed are set too (components.training's keys), within what those widgets take; a
+value they cannot show (more epochs than the field allows, a batch size Tune has no field for) is named in the
+message. A model without training data stays one-shot without fine-tuning, and the message says so.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.config import PruneConfig, read_config_bytes
+from core.config import FinetuneConfig, PruneConfig, read_config_bytes
 from core.errors import PruneLabError
 from core.models import is_registered
 from core.prune import check_config_matches
@@ -28,6 +29,7 @@ from dashboard import cache
 from dashboard.components import messages
 from dashboard.components.own_model import OWN, PENDING
 from dashboard.components.sliders import MAX_RATIO, slider_key
+from dashboard.components.training import missing_training_data
 
 LOAD_MESSAGE = "exp-load-message"  # session key: outcome of "Load into Tune"
 IMPORT_MESSAGE = "exp-import-message"  # session key: outcome of the last uploaded config
@@ -94,18 +96,49 @@ def tune_state(name: str, config: PruneConfig) -> tuple[dict[str, Any], list[str
     return state, notes
 
 
+EPOCHS_MAX, LR_RANGE = 20, (0.0001, 1.0)  # what components.training's fields take
+
+
+def training_state(name: str, config: PruneConfig) -> tuple[dict[str, Any], list[str]]:
+    """The session-state values of components.training's widgets that show config's schedule, fine-tuning and
+    seed, and notes on what could not be shown as is."""
+    sched, ft = config.schedule, config.finetune
+    state: dict[str, Any] = {"seed": config.seed}
+    if missing := missing_training_data(cache.spec(name), label=cache.display_name(name)):
+        wanted = ft.epochs or sched.kind != "oneshot"
+        return state, [f"schedule and fine-tuning not loaded ({missing})"] if wanted else []
+    notes: list[str] = []
+    epochs = min(ft.epochs, EPOCHS_MAX)
+    if epochs != ft.epochs:
+        notes.append(f"fine-tuning epochs capped at {EPOCHS_MAX} (the config has {ft.epochs})")
+    lr = min(max(ft.lr, LR_RANGE[0]), LR_RANGE[1])
+    if lr != ft.lr:
+        notes.append(f"learning rate {ft.lr:g} shown as {lr:g} (the field's range)")
+    if ft.batch_size != FinetuneConfig().batch_size:
+        notes.append(f"batch size {ft.batch_size} not loaded (Tune fine-tunes with {FinetuneConfig().batch_size})")
+    state |= {"epochs": epochs, "lr": lr, "distill": ft.distill, "distill-temperature": ft.temperature,
+              "distill-alpha": ft.alpha, "rewind": ft.rewind, "schedule": sched.kind, "schedule-steps": sched.steps,
+              "schedule-curve": sched.curve, "schedule-every": sched.update_every}
+    return state, notes
+
+
 def load(name: str, config: PruneConfig, source: str) -> str:
     """Check config against model `name`, put it into Tune's session state, and return the success text.
     Raises PruneLabError (nothing changed) if it does not fit."""
     config = checked(name, config)
     state, notes = tune_state(name, config)
-    st.session_state.update(state)
+    training, training_notes = training_state(name, config)
+    st.session_state.update(state | training)
     what = (f"{len(config.remove_blocks)} block(s) to remove" if config.technique.takes_blocks
             else f"{sum(1 for r in config.ratios.values() if r > 0)} non-zero ratio(s)")
+    return (f"Loaded {source} into Tune: {config.method}, {what}; {schedule_words(config)}, seed {config.seed}"
+            + "".join(f"; {n}" for n in notes + training_notes) + ". Open the Tune page to review and apply.")
+
+
+def schedule_words(config: PruneConfig) -> str:
+    """'iterative schedule, 3 fine-tuning epoch(s) at lr 0.005' for the message."""
     ft = config.finetune
-    return (f"Loaded {source} into Tune: {config.method}, {what}" + "".join(f"; {n}" for n in notes)
-            + f". Open the Tune page to review and apply. Fine-tuning is not loaded (this config: {ft.epochs} "
-              f"epoch(s), {config.schedule.kind} schedule, lr {ft.lr:g}, seed {config.seed}).")
+    return f"{config.schedule.kind} schedule, {ft.epochs} fine-tuning epoch(s) at lr {ft.lr:g}"
 
 
 def import_bytes(name: str, data: bytes, filename: str = "config.json") -> str:
