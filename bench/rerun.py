@@ -3,6 +3,7 @@ zoo models (ResNet-50, ViT-S/16). Issue 12 moved the dashboard from `st.tabs` (e
 rerun) to `st.navigation` (only the shown page runs); this measures the difference.
 
     .venv/bin/python -m bench.rerun --label before   # or: --label after
+    .venv/bin/python -m bench.rerun --label "tabs, same hour" --app /tmp/old/app.py   # an older app.py
 
 Each label's raw figures are kept in bench/rerun.json (one entry per label, replaced when measured again), and
 docs/benchmarks.md's `rerun` section is rewritten from all of them, so the "before" figures survive the code
@@ -36,27 +37,27 @@ MODELS = ("resnet50", "vit-s16")
 MOVES = 7  # slider moves timed per model; the table gives their median
 
 
-def open_tune(name: str) -> tuple[AppTest, float]:
+def open_tune(app: Path, name: str) -> tuple[AppTest, float]:
     """The app on the Tune page for model `name` with empty caches, and the seconds that took (first run,
     then the switch to Tune where the app has pages)."""
     st.cache_data.clear()
     st.cache_resource.clear()
     os.environ["PRUNELAB_MODEL"] = name
     t0 = time.perf_counter()
-    at = AppTest.from_file(str(APP), default_timeout=900).run()
-    if (APP.parent / TUNE_PAGE).exists():
+    at = AppTest.from_file(str(app), default_timeout=900).run()
+    if (app.parent / TUNE_PAGE).exists():
         at.switch_page(TUNE_PAGE).run()
     if at.exception:
         raise SystemExit(f"{name}: the app failed: {[e.value for e in at.exception]}")
     return at, time.perf_counter() - t0
 
 
-def rerun_times(name: str) -> dict:
+def rerun_times(app: Path, name: str) -> dict:
     """First-run seconds and each slider move's rerun seconds for one model (a channel slider, new value
     each move so every move is a real change)."""
     with tempfile.TemporaryDirectory() as home:
         os.environ["PRUNELAB_HOME"] = home
-        at, first = open_tune(name)
+        at, first = open_tune(app, name)
         key = slider_key(name, "channel", cost_model(name, "channel").units[0].name)
         moves = []
         for i in range(MOVES):
@@ -73,12 +74,12 @@ def _commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def measure(label: str, models: list[str]) -> dict:
+def measure(label: str, app: Path, models: list[str]) -> dict:
     """One label's entry: where and when it was measured, and each model's raw times."""
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit(),
-            "layout": "pages" if (APP.parent / TUNE_PAGE).exists() else "tabs",
+            "app": str(app), "layout": "pages" if (app.parent / TUNE_PAGE).exists() else "tabs",
             "load_avg_1min": os.getloadavg()[0], "streamlit": st.__version__, "torch": torch.__version__,
-            "models": {name: rerun_times(name) for name in models}, "label": label}
+            "models": {name: rerun_times(app, name) for name in models}, "label": label}
 
 
 def table(results: dict[str, dict]) -> str:
@@ -90,8 +91,9 @@ def table(results: dict[str, dict]) -> str:
         "empty caches, the app opened and (with pages) switched to Tune. Rerun: a channel slider on Tune moved "
         f"to a new value, {MOVES} times; the median and every move in s. With `st.tabs` every tab's script "
         "(Model, Sensitivity, Tune, Results, Export, Experiments with its store sync) reruns; with "
-        "`st.navigation` only Tune's. The machine has 2 cores shared with other work: the 1-minute load "
-        "average at the start is given.", "",
+        "`st.navigation` only Tune's. A label measured with `--app` ran an older app.py (the tabs one) on the "
+        "same code as the label beside it, at the same hour. The machine has 2 cores shared with other work: "
+        "the 1-minute load average at the start is given.", "",
         "| label | layout | model | first run, s | rerun median, s | reruns, s | measured (commit, load) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -108,10 +110,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", required=True, help="what the code measured is, e.g. before or after")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--app", type=Path, default=APP, help="the app script (default: dashboard/app.py); an "
+                        "older app.py saved elsewhere runs on today's pages and views")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as the tests run; on a shared 2-core machine two torch threads spin
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[args.label] = measure(args.label, args.models)
+    results[args.label] = measure(args.label, args.app.resolve(), args.models)
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     text = table(results)
     write_section("rerun", text)

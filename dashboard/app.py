@@ -25,8 +25,10 @@ from dashboard.components.own_model import pick_model
 from dashboard.components.text import md
 
 DEFAULT_MODEL = "mnist-resnet"
-PAGES = (("model", "Model", "🔎"), ("sensitivity", "Sensitivity", "📉"), ("tune", "Tune", "🎚️"),
-         ("results", "Results", "📊"), ("export", "Export", "📦"), ("experiments", "Experiments", "🗂️"))
+PAGES = (("model", "Model", ":material/category:"), ("sensitivity", "Sensitivity", ":material/insights:"),
+         ("tune", "Tune", ":material/tune:"), ("results", "Results", ":material/analytics:"),
+         ("export", "Export", ":material/download:"), ("experiments", "Experiments", ":material/table_view:"))
+# Material icons ship with Streamlit's own font (emoji need a system emoji font, which servers often lack)
 
 
 def _sidebar() -> None:

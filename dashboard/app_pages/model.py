@@ -13,11 +13,11 @@ def next_steps(name: str) -> None:
     if cache.spec(name).has_data:
         box.markdown("**Next:** measure how much accuracy each layer costs when pruned, then set ratios "
                      "(by hand or with the budget solver) and apply them.")
-        box.page_link("app_pages/sensitivity.py", label="Sensitivity: run a sweep", icon="📉")
+        box.page_link("app_pages/sensitivity.py", label="Sensitivity: run a sweep", icon=":material/insights:")
     else:
         box.markdown("**Next:** this model has no data set, so accuracy cannot be measured here; set ratios and "
                      "see what they remove in size, FLOPs and latency.")
-    box.page_link("app_pages/tune.py", label="Tune: set ratios and apply", icon="🎚️")
+    box.page_link("app_pages/tune.py", label="Tune: set ratios and apply", icon=":material/tune:")
 
 
 def page(name: str) -> None:
