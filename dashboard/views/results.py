@@ -7,6 +7,7 @@ import streamlit as st
 
 from core.config import PruneConfig
 from core.graph import layer_widths
+from core.metric_keys import ModelMetrics, latency_key
 from core.runs import SavedRun
 from dashboard import cache
 from dashboard.components import netron
@@ -100,12 +101,35 @@ def _trajectory(run: SavedRun) -> None:
                f"accuracy against the {'non-zero ' if mask else ''}parameters left.")
 
 
+RETIMED_DIFFERS = 0.10  # relative difference of a baseline latency between Model and Results worth explaining
+
+
+def _baseline_note(name: str, base: dict) -> None:
+    """Say that the run timed its baseline again, beside the pruned model; where that figure differs from the
+    Model page's (timed alone, at another moment) by more than RETIMED_DIFFERS, show both."""
+    model_page = cache.baseline(name).metrics
+    differ = []
+    for batch in ModelMetrics.from_dict(base).latency_batches:
+        key = latency_key(batch)
+        here, there = base.get(key), model_page.get(key)
+        if here and there and abs(here / there - 1) > RETIMED_DIFFERS:
+            differ.append(f"b{batch} {here:.3g} ms here, {there:.3g} ms on the Model page")
+    text = ("The baseline's latency here was timed with the run, beside the pruned model, under the same load, so "
+            "the two compare fairly; the Model page times the baseline alone.")
+    if differ:
+        st.info(f"{text} They differ ({'; '.join(differ)}): the machine's load changed between the two timings. "
+                "Compare the pruned model with this run's baseline.")
+    else:
+        st.caption(text)
+
+
 def render(name: str) -> None:
     run = pick_run(name, key="results-run")
     if run is None:
         return
     base, pruned = run.metrics["baseline"], run.metrics["pruned"]
     metric_row(pruned, base)
+    _baseline_note(name, base)
     c1, c2 = st.columns([3, 1])
     c1.plotly_chart(comparison_bars(base, pruned), width="stretch", key="compare-chart")
     c2.plotly_chart(accuracy_bars(base, pruned), width="stretch", key="accuracy-chart")
