@@ -32,8 +32,9 @@ class _Overall:
             self.best = TICKS
         else:
             phase, within = self._place(stage, done, max(total, 1))
-            at = int(TICKS * (self.starts[phase] + self.shares[phase] * min(within, 1.0)))
-            self.best = max(self.best, min(at, TICKS - 1))  # never back; full only when done
+            if phase in self.shares:  # a stage this table does not know keeps the bar where it is
+                at = int(TICKS * (self.starts[phase] + self.shares[phase] * min(within, 1.0)))
+                self.best = max(self.best, min(at, TICKS - 1))  # never back; full only when done
         self.say(stage, self.best, TICKS)
 
     def _place(self, stage: str, done: int, total: int) -> tuple[str, float]:
