@@ -4,14 +4,16 @@ with the stage's name, and the time left is estimated from the whole job's rate,
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
+from core import jobs
 from core.config import FinetuneConfig, PruneConfig, Schedule
 from core.experiment import run
-from core.jobs import JobStatus
-from core.run_progress import overall_progress
+from core.jobs import JobStatus, ModelRef
+from core.run_progress import TICKS, overall_progress
 from tests.conftest import get_spec
 
 
@@ -36,3 +38,24 @@ def test_time_left_is_the_whole_jobs_rate_not_the_stages():
     # half the run done in 60 s, the current stage begun 1 s ago: about 60 s are left, not 1 s
     job = JobStatus(Path("."), "j", "run", "running", "fine-tuning", 50, 100, started=1000.0, stage_started=1059.0)
     assert job.seconds_left(now=1060.0) == 60.0
+
+
+@pytest.mark.slow  # a real run in a worker process: ~30 s on 2 busy cores
+def test_a_run_job_reports_the_whole_runs_percent(tmp_path, monkeypatch):
+    """The worker's run task (core.job_tasks) reports through overall_progress: every progress the page reads is
+    on the run's one scale (percent) and never goes back."""
+    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path / "home"))
+    spec = get_spec("digits-mlp")
+    config = PruneConfig(model=spec.name, method="channel", ratios={"fc1": 0.5}, model_fingerprint=spec.fingerprint,
+                         finetune=FinetuneConfig(epochs=2))
+    folder = tmp_path / "run"
+    jobs.start(folder, "run", ModelRef(spec.name), {"config": config, "prediction": None, "base": None, "lut": None})
+    seen = []
+    while (job := jobs.status(folder)) is not None and job.active:
+        if job.state == "running" and job.total > 1:
+            seen.append((job.stage, job.done, job.total))
+        time.sleep(0.1)
+    assert job is not None and (job.state, job.error) == ("done", None)
+    assert seen and {total for _, _, total in seen} == {TICKS}
+    done = [d for _, d, _ in seen]
+    assert done == sorted(done)
