@@ -8,6 +8,7 @@ import pytest
 from core.config import PruneConfig
 from tests.dashboard.nav import goto
 from tests.dashboard.test_app import open_app
+from tests.dashboard.test_bad_runs import _prune
 
 
 def _texts(at) -> list[str]:
@@ -39,3 +40,16 @@ def test_an_imported_config_message_stays_with_its_model(monkeypatch, tmp_path):
     _switch(at, "mnist-resnet")
     goto(at, "experiments")
     assert not any("Loaded config.json" in t for t in _texts(at)), _texts(at)
+
+
+@pytest.mark.slow  # a CLI run, then the Experiments page of two models: ~30 s on 2 busy cores
+def test_a_delete_message_stays_with_its_model(monkeypatch, tmp_path):
+    _prune(tmp_path, monkeypatch, {"fc1": 0.5}, "gone")
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "experiments")
+    exp_id = at.selectbox(key="exp-selected").value
+    at.checkbox(key=f"exp-delete-confirm|{exp_id}").check().run()
+    at.button(key="exp-delete").click().run()
+    assert any(t.startswith(f"Deleted {exp_id}") for t in _texts(at)), _texts(at)
+    _switch(at, "mnist-resnet")
+    goto(at, "experiments")
+    assert not any("Deleted" in t for t in _texts(at)), _texts(at)
