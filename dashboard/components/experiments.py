@@ -1,4 +1,4 @@
-"""Tables of the Experiments tab, built from core.store records: the experiment list, a config diff and two
+"""Tables of the Experiments page, built from core.store records: the experiment list, a config diff and two
 experiments' headline numbers side by side. Pure functions of their data (no Streamlit calls)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Pareto chart of the Experiments tab: accuracy against a cost, the front highlighted. A pure function of
+"""The Pareto chart of the Experiments page: accuracy against a cost, the front highlighted. A pure function of
 its data (no Streamlit calls), so it is easy to test."""
 
 from __future__ import annotations

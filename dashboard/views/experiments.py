@@ -184,7 +184,7 @@ def _unreadable(rows: list[Unreadable]) -> None:
 
 
 def render(name: str) -> None:
-    """The Experiments tab of model `name` (the store synced first; the import works without experiments)."""
+    """The Experiments page of model `name` (the store synced first; the import works without experiments)."""
     store = _open_store()
     everything, unreadable = store.scan(model=name) if store is not None else ([], [])
     if unreadable:
