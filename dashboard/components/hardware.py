@@ -10,6 +10,7 @@ from core.hardware import LatencyTable
 from core.metric_keys import latency_key
 from dashboard import cache, jobs
 from dashboard.components import messages
+from dashboard.components.sliders import show_mean
 from dashboard.components.text import md
 
 
@@ -63,6 +64,7 @@ def apply_solution(name: str, slider_key) -> None:
     st.session_state["hw-aware"] = True
     for unit, ratio in result["ratios"].items():
         st.session_state[slider_key(name, "channel", unit, hw=True)] = ratio
+    show_mean(name, "channel", [u.name for u in cache.cost_model(name, "channel").units], hw=True)
     best = max((r for r in result["report"] if "speedup" in r), key=lambda r: r["speedup"], default=None)
     detail = f" — measured {best['speedup']:.2f}x faster than the baseline" if best else ""
     verdict = "met" if result["met"] else "NOT met"

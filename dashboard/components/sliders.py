@@ -53,6 +53,15 @@ def set_ratios(keys: dict[str, str], units: dict[str, Unit], names: list[str], v
         st.session_state[keys[name]] = shown_ratio(units[name], value, table)
 
 
+def show_mean(model: str, method: str, units: list[str], hw: bool) -> float:
+    """Set the "All layers" slider to the mean of the unit sliders, in slider steps (after a solver filled them:
+    the slider then reflects what was set; a caption says the layers are mixed). Call before it is drawn."""
+    values = [st.session_state.get(slider_key(model, method, u, hw=hw), 0.0) for u in units]
+    mean = round(min(MAX_RATIO, round(sum(values) / max(len(values), 1) / STEP) * STEP), 2)
+    st.session_state[all_key(model, method, hw=hw)] = mean
+    return mean
+
+
 def _set_all(keys: dict[str, str], source: str, units: dict[str, Unit], table: LatencyTable | None,
              model: str, method: str) -> None:
     """on_change of the "all layers" slider: every unlocked unit takes its value."""

@@ -11,7 +11,7 @@ from core.graph import kept_channels, ratio_for
 from dashboard import cache
 from dashboard.components import hardware as hardware_ui
 from dashboard.components import messages
-from dashboard.components.sliders import MAX_RATIO, STEP, all_key, slider_key
+from dashboard.components.sliders import MAX_RATIO, show_mean, slider_key
 from dashboard.components.sweeps import cached_table, current_spec
 
 SOLVER_MESSAGE = "solver-message"  # components.messages key: the last solve's verdict, per model
@@ -61,14 +61,6 @@ def _solve(name: str, method: str, criterion: str, lut) -> None:
                  f"{result.strategy} allocation: target {verdict}. Sliders filled (All layers shows their mean, "
                  f"{mean:.2f}); adjust by hand.")
 
-
-def show_mean(name: str, method: str, units: list[str], hw: bool) -> float:
-    """Set the "All layers" slider to the mean of the unit sliders (what the solver set, in slider steps)."""
-    state = st.session_state
-    values = [state.get(slider_key(name, method, u, hw=hw), 0.0) for u in units]
-    mean = min(MAX_RATIO, round(sum(values) / max(len(values), 1) / STEP) * STEP)
-    state[all_key(name, method, hw=hw)] = round(mean, 2)
-    return mean
 
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dashboard.test_app import open_app
+from tests.dashboard.test_app import open_app, wait_for_job
+from tests.dashboard.test_hardware_ui import write_staircase_table
 
 MODEL = "mnist-resnet"
 
@@ -25,3 +26,21 @@ def test_the_default_strategy_solves_without_a_sweep_and_the_all_slider_follows(
     mean = sum(layers) / len(layers)
     assert at.slider(key=f"ratio-all|{MODEL}|channel").value == pytest.approx(mean, abs=0.005)
     assert any("mixed" in c.value for c in at.caption)
+
+
+@pytest.mark.slow  # a hardware-aware solve timed in a worker: ~30 s on 2 busy cores
+def test_the_all_slider_follows_a_hardware_aware_solve(monkeypatch, tmp_path):
+    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
+    write_staircase_table("digits-mlp")
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
+    at.selectbox(key="solver-target").set_value("flops")
+    at.number_input(key="solver-value").set_value(2.0)
+    at.selectbox(key="solver-strategy").set_value("uniform")
+    at.checkbox(key="solver-hw").check().run()
+    at.button(key="solve").click().run()
+    wait_for_job(at, "hw-solve")
+    assert not at.exception and at.session_state["hw-aware"] is True
+    layers = [s.value for s in at.select_slider if s.key.startswith("ratio-hw|digits-mlp|channel|")]
+    assert layers and any(layers)
+    mean = sum(layers) / len(layers)
+    assert at.slider(key="ratio-all-hw|digits-mlp|channel").value == pytest.approx(mean, abs=0.005)
