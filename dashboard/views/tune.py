@@ -134,7 +134,8 @@ def _config(name: str, method: str, criterion: str, choice: methods.Choice, trai
 
 def _apply(name: str, config: PruneConfig | None, prediction: dict | None, lut) -> None:
     """The Apply button (disabled while a run is going or nothing valid is set) and the run's outcome."""
-    busy = jobs.running("run", name, st.session_state.get(f"run-key|{name}"))
+    own = st.session_state.get(f"run-key|{name}")  # this session's run job; other sessions' runs do not block it
+    busy = own is not None and jobs.running("run", name, own)
     if st.button("Apply and measure", type="primary", key="apply", disabled=config is None or busy):
         if config is not None and not busy:
             _launch(name, config, prediction, lut)
