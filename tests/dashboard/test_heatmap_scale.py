@@ -13,7 +13,7 @@ from dashboard.components.charts import sensitivity_heatmap
 def _table(drops: dict[str, list[float]]) -> pd.DataFrame:
     ratios = (0.1, 0.5, 0.9)
     return pd.DataFrame([{"unit": u, "ratio": r, "accuracy_drop": d / 100, "accuracy": 0.99 - d / 100,
-                          "loss_increase": d / 50} for u, ds in drops.items() for r, d in zip(ratios, ds)])
+                          "loss_increase": d / 50} for u, ds in drops.items() for r, d in zip(ratios, ds, strict=True)])
 
 
 def test_one_dominating_row_does_not_wash_out_the_others():
