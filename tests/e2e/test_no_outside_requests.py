@@ -157,6 +157,8 @@ def test_planted_markdown_in_a_config_an_hf_config_and_a_layer_name_fetches_noth
             own_model(page, expect, f"{factory}:build")
             chosen = page.get_by_test_id("stSidebar").get_by_text("Your model", exact=False)
             expect(chosen).to_be_visible(timeout=180_000)  # the pages now show it
+            loading = page.get_by_test_id("stSidebar").get_by_text("until your model loads")
+            expect(loading).to_have_count(0, timeout=180_000)  # loaded (a page switch during a load loses it)
             go(page, "Tune")
             expect(page.get_by_test_id("stSlider").filter(has_text="fc1")).to_have_count(0, timeout=180_000)
             slider = page.get_by_test_id("stSlider").filter(has_text="coupled")
