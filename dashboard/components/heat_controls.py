@@ -32,9 +32,9 @@ def handle_pick(event, grouped: bool, source: str) -> None:
     row = points[0]["y"]
     if not grouped:
         st.session_state["focus"] = row
-        st.success(f"{md(row)} is now first among the sliders on the Tune tab.")
+        st.success(f"{md(row)} is now first among the sliders on the Tune page.")
         return
     if st.session_state.get(memory) != row:
         st.session_state[memory] = row
         st.session_state[SEARCH_KEY] = row
-    st.success(f"The Tune tab's search now shows the {md(row)} group's sliders.")
+    st.success(f"The Tune page's search now shows the {md(row)} group's sliders.")

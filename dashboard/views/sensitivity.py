@@ -37,10 +37,10 @@ def render(name: str) -> None:
     spec = cache.spec(name)
     if not spec.has_data:
         st.info(f"{name} has no data set (random weights, for size and latency work): sensitivity sweeps measure "
-                "accuracy and are not available for it. The Tune tab's estimates and hardware-aware widths are.")
+                "accuracy and are not available for it. The Tune page's estimates and hardware-aware widths are.")
         return
     if missing := missing_training_data(spec, "a sensitivity sweep", cache.display_name(name)):
-        st.info(f"{md(missing)}. The Tune tab's estimates and hardware-aware widths work without it.")
+        st.info(f"{md(missing)}. The Tune page's estimates and hardware-aware widths work without it.")
         return
     _controls()
     sweep_spec = current_spec(name)
