@@ -10,20 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.metrics import flops_by_module, total_flops
+from tests.core.test_one_flop_count import MHA
 
 B, L, E, H = 1, 17, 64, 4
 PROJECTIONS = 2 * B * L * E * E * 4  # q, k, v and output projections: 2 FLOPs per multiply-add
 ATTENTION = 2 * (2 * B * H * L * L * (E // H))  # scores q·kᵀ and the weighted sum of v
-
-
-class MHA(nn.Module):
-    def __init__(self, need_weights: bool) -> None:
-        super().__init__()
-        self.attn = nn.MultiheadAttention(E, H, batch_first=True)
-        self.need_weights = need_weights
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attn(x, x, x, need_weights=self.need_weights)[0]
 
 
 class SDPA(nn.Module):
@@ -34,7 +25,7 @@ class SDPA(nn.Module):
 
 @pytest.mark.parametrize("need_weights", [True, False])
 def test_multihead_attention_counts_projections_and_attention(need_weights):
-    model, x = MHA(need_weights).eval(), torch.randn(B, L, E)
+    model, x = MHA(E, H, need_weights).eval(), torch.randn(B, L, E)
     assert FlopCounterCheck.raw_no_grad(model, x) < PROJECTIONS + ATTENTION  # the blind spot is real
     with torch.no_grad():  # callers often measure under no_grad; the count must not depend on it
         assert total_flops(model, x) == PROJECTIONS + ATTENTION
