@@ -14,11 +14,14 @@ from streamlit.testing.v1 import AppTest
 from core.config import PruneConfig
 from core.estimate import build_cost_model
 from core.importance import REGISTRY
+from core.importance.blocks import block_scores
+from core.importance.heads import HEAD_CRITERIA
 from core.plan import global_ratios
-from core.prune import HEAD_CRITERIA, calibration
-from core.prune.layers import block_scores, rank_blocks
+from core.prune import calibration
+from core.prune.layers import rank_blocks
 from dashboard.components.charts import trajectory_chart
 from tests.conftest import get_spec
+from tests.dashboard.nav import goto
 from tests.dashboard.test_app import chart_specs, open_app, wait_for_job
 
 
@@ -42,7 +45,7 @@ def estimate(model: str, method: str, ratios: dict[str, float]) -> dict[str, int
 
 
 def test_unstructured_global_threshold_fills_sliders_and_runs(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     choose(at, "unstructured")
     at.slider(key="ratio-all|digits-mlp|unstructured").set_value(0.5).run()
     at.radio(key="scope").set_value("global threshold").run()
@@ -59,7 +62,7 @@ def test_unstructured_global_threshold_fills_sliders_and_runs(monkeypatch, tmp_p
 
 
 def test_nm_pattern_on_chosen_layers(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     choose(at, "nm")
     assert at.multiselect(key="nm-layers|digits-mlp").value == ["fc1", "fc2", "fc3"]  # core.plan.nm_ratios
     assert not [s for s in at.slider if s.key.startswith("ratio|")]  # the share is fixed: no sliders
@@ -73,7 +76,7 @@ def test_nm_pattern_on_chosen_layers(monkeypatch, tmp_path):
 
 
 def test_block_pattern_with_sliders(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     choose(at, "block")
     at.number_input(key="block-rows").set_value(2).run()
     at.number_input(key="block-cols").set_value(2).run()
@@ -86,7 +89,7 @@ def test_block_pattern_with_sliders(monkeypatch, tmp_path):
 
 
 def test_channel_run_shrinks_as_estimated(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     choose(at, "channel")
     at.slider(key="ratio|digits-mlp|channel|fc2").set_value(0.5).run()
     config, metrics = apply_and_read(at, tmp_path)
@@ -97,7 +100,7 @@ def test_channel_run_shrinks_as_estimated(monkeypatch, tmp_path):
 
 
 def test_neuron_run_shrinks_hidden_layers_as_estimated(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     choose(at, "neuron")
     assert "units" in at.slider(key="ratio|digits-mlp|neuron|fc1").help
     at.slider(key="ratio-all|digits-mlp|neuron").set_value(0.25).run()
@@ -110,7 +113,7 @@ def test_neuron_run_shrinks_hidden_layers_as_estimated(monkeypatch, tmp_path):
 def test_head_run_removes_heads_as_estimated(monkeypatch, tmp_path):
     at = open_app(monkeypatch, "mnist-vit", tmp_path)
     assert any(s["data"][0]["type"] == "heatmap" and len(s["data"][0]["y"]) == 4 for s in chart_specs(at))
-    choose(at, "head")
+    choose(goto(at, "tune"), "head")
     assert at.selectbox(key="criterion").options == [REGISTRY[c].label for c in HEAD_CRITERIA]
     at.selectbox(key="criterion").set_value("taylor").run()
     key = "ratio|mnist-vit|head|blocks.0.attn"
@@ -128,7 +131,7 @@ def test_head_run_removes_heads_as_estimated(monkeypatch, tmp_path):
 
 
 def test_layer_run_removes_the_lowest_scoring_blocks(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "mnist-vit", tmp_path)
+    at = open_app(monkeypatch, "mnist-vit", tmp_path, "tune")
     choose(at, "layer")
     spec = get_spec("mnist-vit")
     blocks = ["blocks.0", "blocks.1", "blocks.2", "blocks.3"]
@@ -146,7 +149,7 @@ def test_layer_run_removes_the_lowest_scoring_blocks(monkeypatch, tmp_path):
 
 
 def test_iterative_schedule_draws_its_trajectory(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     choose(at, "unstructured", epochs=1)
     at.slider(key="ratio-all|digits-mlp|unstructured").set_value(0.6).run()
     at.radio(key="schedule").set_value("iterative").run()
@@ -158,7 +161,7 @@ def test_iterative_schedule_draws_its_trajectory(monkeypatch, tmp_path):
     assert config.finetune.distill and config.finetune.temperature == 2.0
     points = metrics["trajectory"]
     assert [p["phase"] for p in points] == ["baseline", "pruned", "fine-tuned", "pruned", "fine-tuned"]
-    chart = next(s for s in chart_specs(at) if s["data"][0].get("mode") == "lines")
+    chart = next(s for s in chart_specs(goto(at, "results")) if s["data"][0].get("mode") == "lines")
     markers = [trace for trace in chart["data"] if trace.get("mode") == "markers"]
     assert sum(len(trace["x"]) for trace in markers) == len(points) == 5
     assert [trace["name"] for trace in markers] == ["baseline", "pruned", "fine-tuned"]
@@ -178,18 +181,18 @@ def test_trajectory_chart_without_accuracy_shows_flops_share():
 
 
 def test_refused_combination_shows_the_reason_and_starts_nothing(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     choose(at, "channel", epochs=1)
     at.radio(key="schedule").set_value("dynamic").run()
     assert any("dynamic schedule" in e.value for e in at.error)
     assert at.button(key="apply").disabled  # AppTest, like a browser, cannot click it
     at.run()
-    assert "job" not in at.session_state
+    assert not (tmp_path / "jobs").exists()
     assert not (tmp_path / "runs").exists()
 
 
 def test_method_without_units_says_so_and_cannot_apply(monkeypatch, tmp_path):
-    at = open_app(monkeypatch, "digits-mlp", tmp_path)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     choose(at, "head")
     assert any("has no attention modules" in i.value for i in at.info)
     assert at.button(key="apply").disabled
