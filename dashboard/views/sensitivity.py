@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core import methods
 from core.importance import REGISTRY
 from dashboard import cache, jobs
 from dashboard.components.charts import sensitivity_heatmap, unit_cost_bars
@@ -16,8 +17,9 @@ from dashboard.components.training import missing_training_data
 
 def _controls() -> None:
     c = st.columns([1.2, 1.2, 2.4, 1, 1, 0.8])
-    c[0].radio("Granularity", ["channel", "unstructured"], key="sens-granularity",
-               help="channel: one coupled channel group at a time; unstructured: one layer's weights at a time")
+    swept = sorted((n for n, m in methods.REGISTRY.items() if m.swept), key=lambda n: methods.get(n).mask)
+    c[0].radio("Granularity", swept, key="sens-granularity",  # structural first: what a sweep is most often for
+               help="\n".join(f"- **{n}**: one unit at a time; {methods.get(n).help}" for n in swept))
     c[1].selectbox("Criterion", list(REGISTRY), key="sens-criterion", format_func=lambda k: REGISTRY[k].label,
                    help="Decides which channels / weights go first at each ratio.")
     st.session_state.setdefault("sens-grid", [round(0.1 * i, 1) for i in range(1, 10)])
