@@ -22,12 +22,18 @@ from core.sensitivity import SweepSpec, cache_path, read_table, sweep
 from tests.conftest import get_spec
 
 TINY = {"grid": (0.5,), "eval_samples": 100, "calibration_samples": 64}
-LONG = {"grid": tuple(round(0.05 * i, 2) for i in range(1, 20)), "eval_samples": 1500, "calibration_samples": 256}
+# long enough to watch, cancel and kill: 171 pruned and evaluated mnist-resnet copies (digits-mlp takes <1 s)
+LONG = {"grid": tuple(round(0.05 * i, 2) for i in range(1, 20)), "eval_samples": 2000, "calibration_samples": 256}
+SLOW = "mnist-resnet"
 
 
-def _spec(**kw) -> SweepSpec:
-    spec = get_spec("digits-mlp")
+def _spec(model: str = "digits-mlp", **kw) -> SweepSpec:
+    spec = get_spec(model)
     return SweepSpec(spec.name, spec.fingerprint, "channel", **kw)
+
+
+def _long() -> dict:
+    return {"sweep_spec": _spec(SLOW, **LONG)}
 
 
 def _wait(folder: Path, until, timeout: float = 180.0) -> jobs.JobStatus:
@@ -59,9 +65,9 @@ def test_a_sweep_job_runs_in_another_process_and_equals_the_in_process_sweep(tmp
 
 def test_a_second_start_finds_the_running_job_and_cancel_ends_its_process(tmp_path):
     folder = tmp_path / "sweep"
-    first = jobs.start(folder, "sweep", ModelRef("digits-mlp"), {"sweep_spec": _spec(**LONG)})
+    first = jobs.start(folder, "sweep", ModelRef(SLOW), _long())
     running = _wait(folder, lambda j: j.state == "running" and j.done > 0)
-    second = jobs.start(folder, "sweep", ModelRef("digits-mlp"), {"sweep_spec": _spec(**LONG)})
+    second = jobs.start(folder, "sweep", ModelRef(SLOW), _long())
     assert second.job_id == first.job_id == running.job_id  # no duplicate
     pid = _pid(folder)
     jobs.cancel(folder)
@@ -78,7 +84,7 @@ def test_a_second_start_finds_the_running_job_and_cancel_ends_its_process(tmp_pa
 
 def test_a_killed_worker_is_reported_lost_not_running(tmp_path):
     folder = tmp_path / "sweep"
-    jobs.start(folder, "sweep", ModelRef("digits-mlp"), {"sweep_spec": _spec(**LONG)})
+    jobs.start(folder, "sweep", ModelRef(SLOW), _long())
     _wait(folder, lambda j: j.state == "running")
     os.kill(_pid(folder)["pid"], signal.SIGKILL)
     lost = _wait(folder, lambda j: not j.active, timeout=30)
@@ -94,7 +100,7 @@ def test_a_task_error_comes_back_as_its_one_line(tmp_path):
 
 def test_progress_reports_stage_counts_and_time_left(tmp_path):
     folder = tmp_path / "sweep"
-    jobs.start(folder, "sweep", ModelRef("digits-mlp"), {"sweep_spec": _spec(**LONG)})
+    jobs.start(folder, "sweep", ModelRef(SLOW), _long())
     job = _wait(folder, lambda j: j.stage == "sensitivity sweep" and 0 < j.done < j.total)
     assert job.total > 1 and 0 < job.fraction < 1
     assert job.seconds_left() is not None and job.seconds_left() > 0
@@ -113,8 +119,8 @@ def test_arguments_that_cannot_reach_a_worker_are_refused_before_anything_starts
 def test_a_worker_stops_when_the_server_that_started_it_is_gone(tmp_path):
     folder = tmp_path / "sweep"
     starter = (f"from core import jobs; from core.jobs import ModelRef; from core.sensitivity import SweepSpec; "
-               f"from core.models import load; s = load('digits-mlp'); "
-               f"jobs.start(__import__('pathlib').Path({str(folder)!r}), 'sweep', ModelRef('digits-mlp'), "
+               f"from core.models import load; s = load({SLOW!r}); "
+               f"jobs.start(__import__('pathlib').Path({str(folder)!r}), 'sweep', ModelRef({SLOW!r}), "
                f"{{'sweep_spec': SweepSpec(s.name, s.fingerprint, 'channel', **{LONG!r})}})")
     subprocess.run([sys.executable, "-c", starter], check=True, timeout=300)  # starts the job, then exits
     pid = _pid(folder)
