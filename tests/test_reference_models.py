@@ -17,6 +17,7 @@ from core.metrics import count_params
 from core.models import available, load
 from core.sensitivity import SweepSpec, sweep
 from sample_models import ZOO
+from tests.dashboard.nav import goto
 from tests.dashboard.test_app import metric, open_app
 from tests.test_cli import _call
 
@@ -104,5 +105,7 @@ def test_dashboard_shows_accuracy_not_available(monkeypatch, tmp_path):
     assert metric(at, "Test accuracy") == "n/a"
     assert not at.error
     assert any("no data set" in c.value for c in at.caption)
+    goto(at, "sensitivity")
     assert any("sensitivity sweeps measure accuracy and are not available" in i.value for i in at.info)
+    goto(at, "tune")
     assert at.number_input(key="epochs").value == 0 and at.number_input(key="epochs").proto.disabled
