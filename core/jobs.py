@@ -7,7 +7,7 @@ talks to its watchers only through small files in its folder:
 
 - `pid.json`       the worker's pid and /proc start time (written by the server as it starts the worker)
 - `request.json`   task, model, who started it and when (written last: a job is visible once it is whole)
-- `progress.json`  stage, done, total, when the stage started (rewritten atomically, a few times a second)
+- `progress.json`  stage, done, total (rewritten atomically, a few times a second)
 - `outcome.json`   the result (JSON) or the error, written once at the end
 - `cancelled`      present when a user cancelled it
 
@@ -73,7 +73,6 @@ class JobStatus:
     done: int
     total: int
     started: float  # time.time() when requested
-    stage_started: float
     result: Any = None
     error: str | None = None
 
@@ -129,7 +128,6 @@ def status(folder: Path) -> JobStatus | None:
     return JobStatus(folder, str(request.get("job_id")), str(request.get("task")), state,
                      str(progress.get("stage", "starting")), int(progress.get("done", 0)),
                      int(progress.get("total", 1)), float(request.get("created", 0.0)),
-                     float(progress.get("stage_started", request.get("created", 0.0))),
                      outcome.get("result") if outcome else None, error)
 
 
@@ -229,16 +227,16 @@ class Reporter:
     """The worker's side: writes progress.json (throttled) and outcome.json."""
 
     def __init__(self, folder: Path):
-        self.folder, self._last, self._stage, self._stage_started = folder, 0.0, None, time.time()
+        self.folder, self._last, self._stage = folder, 0.0, None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         now = time.time()
-        if stage != self._stage:
-            self._stage, self._stage_started, self._last = stage, now, 0.0
+        if stage != self._stage:  # a new stage is always written at once
+            self._stage, self._last = stage, 0.0
         if now - self._last < PROGRESS_EVERY_S and 0 < done < total:
             return
         self._last = now
-        data = {"stage": stage, "done": done, "total": total, "stage_started": self._stage_started}
+        data = {"stage": stage, "done": done, "total": total}
         write_atomic(self.folder / "progress.json", json.dumps(data).encode())
 
     def finish(self, result: Any = None, error: str | None = None) -> None:

@@ -115,8 +115,7 @@ def _held_job(pid: int) -> Path:
     folder = core_jobs.slot("run", MODEL, "held")
     folder.mkdir(parents=True)
     (folder / "pid.json").write_text(json.dumps({"pid": pid, "started": process_start(pid)}))
-    (folder / "progress.json").write_text(json.dumps({"stage": "measuring", "done": 0, "total": 1,
-                                                      "stage_started": time.time()}))
+    (folder / "progress.json").write_text(json.dumps({"stage": "measuring", "done": 0, "total": 1}))
     (folder / "request.json").write_text(json.dumps({"job_id": "held", "task": "run", "model": MODEL,
                                                      "created": time.time()}))
     return folder
