@@ -3,6 +3,8 @@ only fast widths, the table is measured from the page, and the hardware-aware so
 
 from __future__ import annotations
 
+from streamlit.testing.v1 import AppTest
+
 import core.hardware as hw
 from core.graph import channel_units, kept_channels
 from core.hardware import LatencyTable, candidate_widths
@@ -51,9 +53,9 @@ def test_table_is_measured_from_the_page(monkeypatch, tmp_path):
     assert any("Measured (" in c.value for c in at.caption)
 
 
-def test_hardware_solver_times_candidates_and_fills_sliders(monkeypatch, tmp_path):
-    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
-    spec = get_spec("digits-mlp")
+def solve_for_half_the_flops_on_hardware(monkeypatch, tmp_path) -> tuple[AppTest, LatencyTable]:
+    """Tune on digits-mlp with a staircase width table: a hardware-aware uniform solve for 2x fewer FLOPs, run
+    to its end in the worker; the app and the table."""
     table = write_staircase_table("digits-mlp")
     at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
     at.selectbox(key="solver-target").set_value("flops")
@@ -61,7 +63,13 @@ def test_hardware_solver_times_candidates_and_fills_sliders(monkeypatch, tmp_pat
     at.selectbox(key="solver-strategy").set_value("uniform")
     at.checkbox(key="solver-hw").check().run()
     at.button(key="solve").click().run()
-    wait_for_job(at, "hw-solve")
+    return wait_for_job(at, "hw-solve"), table
+
+
+def test_hardware_solver_times_candidates_and_fills_sliders(monkeypatch, tmp_path):
+    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
+    spec = get_spec("digits-mlp")
+    at, table = solve_for_half_the_flops_on_hardware(monkeypatch, tmp_path)
     assert not at.exception
     assert at.session_state["hw-aware"] is True
     messages = [m.value for m in [*at.success, *at.info, *at.warning, *at.error]]

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dashboard.test_app import open_app, wait_for_job
-from tests.dashboard.test_hardware_ui import write_staircase_table
+from tests.dashboard.test_app import open_app
+from tests.dashboard.test_hardware_ui import solve_for_half_the_flops_on_hardware
 
 MODEL = "mnist-resnet"
 
@@ -31,14 +31,7 @@ def test_the_default_strategy_solves_without_a_sweep_and_the_all_slider_follows(
 @pytest.mark.slow  # a hardware-aware solve timed in a worker: ~30 s on 2 busy cores
 def test_the_all_slider_follows_a_hardware_aware_solve(monkeypatch, tmp_path):
     monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
-    write_staircase_table("digits-mlp")
-    at = open_app(monkeypatch, "digits-mlp", tmp_path, "tune")
-    at.selectbox(key="solver-target").set_value("flops")
-    at.number_input(key="solver-value").set_value(2.0)
-    at.selectbox(key="solver-strategy").set_value("uniform")
-    at.checkbox(key="solver-hw").check().run()
-    at.button(key="solve").click().run()
-    wait_for_job(at, "hw-solve")
+    at, _ = solve_for_half_the_flops_on_hardware(monkeypatch, tmp_path)
     assert not at.exception and at.session_state["hw-aware"] is True
     layers = [s.value for s in at.select_slider if s.key.startswith("ratio-hw|digits-mlp|channel|")]
     assert layers and any(layers)
