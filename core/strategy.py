@@ -19,6 +19,7 @@ from torch import nn
 
 from core import methods
 from core.errors import PruneLabError
+from core.importance import REGISTRY
 from core.structure import has_attention
 
 BOTTLENECKS = ("memory", "speed", "hardware")
@@ -38,6 +39,7 @@ class Situation:
     accuracy_loss: str
     hardware: str
     family: str
+    has_data: bool = True  # without a data set, criteria that need data (gradients, activations) are not offered
 
     def __post_init__(self) -> None:
         for value, allowed, what in ((self.bottleneck, BOTTLENECKS, "bottleneck"), (self.accuracy_loss, LOSSES,
@@ -62,9 +64,16 @@ def recommend(s: Situation) -> Recommendation:
     method, why = _method(s)
     schedule, when = _schedule(s, method)
     technique = methods.get(method)
-    criterion = technique.suggested_criterion
+    criterion = _criterion(technique, s.has_data)
     also = technique.transformer_follow_up if s.family == "transformer" else ""
     return Recommendation(method, criterion, schedule, _RATIO[s.accuracy_loss], f"{why}; {when}", also)
+
+
+def _criterion(technique: methods.Method, has_data: bool) -> str:
+    """The method's suggested criterion, or (for a model without data) the first it accepts that needs none."""
+    if has_data or not REGISTRY[technique.suggested_criterion].uses_data:
+        return technique.suggested_criterion
+    return next(c for c in technique.criteria() if not REGISTRY[c].uses_data)
 
 
 def _method(s: Situation) -> tuple[str, str]:

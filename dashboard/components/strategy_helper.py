@@ -44,7 +44,7 @@ def situation(name: str) -> Situation:
     family = c[3].selectbox("Model family", FAMILIES, index=FAMILIES.index(model_family(name)),
                             key=f"strategy-family|{name}", format_func=LABELS.get,
                             help="Detected from the model's layers (attention: transformer; convolutions: CNN).")
-    return Situation(bottleneck, loss, hardware, family)
+    return Situation(bottleneck, loss, hardware, family, has_data=cache.spec(name).has_data)
 
 
 def _apply(name: str, rec: Recommendation) -> None:

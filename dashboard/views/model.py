@@ -7,9 +7,9 @@ from __future__ import annotations
 import streamlit as st
 from torch import nn
 
+from core import methods
 from core.graph import unsupported_layers
 from core.importance import REGISTRY, NotApplicable
-from core.importance.heads import HEAD_CRITERIA
 from core.structure import attention_modules
 from dashboard import cache
 from dashboard.components import criteria
@@ -100,9 +100,10 @@ def _left_alone(model: nn.Module) -> None:
 def _heads(name: str, has_data: bool) -> None:
     """Attention modules x heads importance, by a selectable head criterion."""
     st.markdown("#### Importance: which attention heads carry weight")
-    default = HEAD_CRITERIA.index("taylor" if has_data else "l1")  # taylor on noise inputs means little
+    head_criteria = list(methods.get("head").criteria())
+    default = head_criteria.index("taylor" if has_data else "l1")  # taylor on noise inputs means little
     column, _ = st.columns([1, 3])
-    criterion = column.selectbox("Head criterion", HEAD_CRITERIA, index=default, key="head-criterion",
+    criterion = column.selectbox("Head criterion", head_criteria, index=default, key="head-criterion",
                                  help="taylor: |dL/dgate| of a gate on each head's output (Michel et al. 2019); "
                                       "l1/l2: norm of the head's q/k/v rows and output-projection columns; random.")
     st.plotly_chart(head_heatmap(cache.head_scores(name, criterion)), width="stretch", key="head-heatmap")

@@ -51,9 +51,9 @@ def render(name: str) -> None:
         st.error(f"The sweep failed: {md(error)}")
     table = cached_table(sweep_spec)
     if table is None:
-        what = "channel group" if sweep_spec.granularity == "channel" else "layer"
-        st.info(f"Not measured yet: the sweep prunes one {what} at a time at each ratio"
-                f"{' (then re-estimates BatchNorm)' if sweep_spec.granularity == 'channel' else ''} and "
+        shrinks = not methods.get(sweep_spec.granularity).mask  # shrinking sweeps cut coupled channel groups
+        st.info(f"Not measured yet: the sweep prunes one {'channel group' if shrinks else 'layer'} at a time at "
+                f"each ratio{' (then re-estimates BatchNorm)' if shrinks else ''} and "
                 f"measures accuracy on {sweep_spec.eval_samples:,} images. Results are cached on disk.")
         st.button("Run sensitivity sweep", type="primary", key="run-sweep", disabled=jobs.running("sweep", name),
                   on_click=_launch, args=(name,))

@@ -59,3 +59,15 @@ def test_family_is_detected(name, family):
 def test_unknown_answers_are_refused():
     with pytest.raises(PruneLabError, match="unknown hardware 'tpu'"):
         Situation("speed", "small", "tpu", "cnn")
+
+
+@pytest.mark.parametrize("family", ["transformer", "cnn", "mlp"])
+def test_a_model_without_data_is_never_offered_a_criterion_that_needs_data(family):
+    """A data-less transformer was told to rank heads by taylor (gate gradients on noise inputs mean little, and
+    the Tune page does not even offer taylor without data)."""
+    from core.importance import REGISTRY
+
+    for bottleneck in ("memory", "speed", "hardware"):
+        rec = recommend(Situation(bottleneck, "small", "cpu", family, has_data=False))
+        assert not REGISTRY[rec.criterion].uses_data, rec
+    assert recommend(Situation("speed", "small", "cpu", "transformer")).criterion == "taylor"  # with data
