@@ -32,7 +32,7 @@ from core.models import available, load, replay_reference
 from core.plan import plan
 from core.prune import calibration, check_config_matches
 from core.run_folder import aside_path, holder, holds_run, in_use
-from core.runs import occupant, read_run, record
+from core.runs import occupant, record
 from core.sensitivity import SweepSpec, cache_path, read_table, sweep
 from core.store import STATUSES, Store
 
@@ -487,7 +487,8 @@ def _fmt_acc(accuracy: float | None) -> str:
 def cmd_deploy(args: argparse.Namespace) -> None:
     """Measure every deployable form of a run folder's model; write model.int8.onnx and deploy.json."""
     folder = Path(args.run)
-    spec = _replay_model(args, read_run(folder).config, str(folder))[0] if (folder / "config.json").exists() else None
+    spec = _replay_model(args, PruneConfig.load(folder / "config.json"), str(folder))[0] \
+        if (folder / "config.json").exists() else None
     report = deploy_folder(folder, args.batch, spec)
     if args.json:
         print(json.dumps(report.rows))

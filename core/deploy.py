@@ -26,13 +26,13 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from core.config import PruneConfig
 from core.errors import PruneLabError
 from core.export import export_onnx
 from core.files import write_atomic
 from core.latency import measure_interleaved, session
 from core.models import load, replay_reference
 from core.prune import calibration
-from core.runs import read_run
 
 MAGIC = b"PLSE1"
 
@@ -175,13 +175,13 @@ def deploy_folder(folder, batch: int = 1, spec=None) -> Deployment:
     folder = Path(folder)
     if not (folder / "model.onnx").is_file():
         raise PruneLabError(f"{folder} has no model.onnx (a folder written by prunelab prune/apply)")
-    run = read_run(folder)
+    config = PruneConfig.load(folder / "config.json")
     # a model loaded with options (weights, data) is passed in; a file the folder names never runs unasked
-    spec = spec or load(replay_reference(run.config.model, str(folder)))
+    spec = spec or load(replay_reference(config.model, str(folder)))
     base_onnx, _ = export_onnx(spec.model, spec.example_input)
     test = (spec.split.test_x.numpy(), spec.split.test_y.numpy()) if spec.has_data else (None, None)
-    report = variants(run.onnx_bytes(), base_onnx, *test,
-                      calibration(spec, 256, run.config.seed).x.numpy(), tuple(spec.example_input.shape[1:]), batch)
+    report = variants((folder / "model.onnx").read_bytes(), base_onnx, *test,
+                      calibration(spec, 256, config.seed).x.numpy(), tuple(spec.example_input.shape[1:]), batch)
     write_atomic(folder / "model.int8.onnx", report.int8_onnx)
     write_atomic(folder / "deploy.json", (json.dumps({"batch": batch, "rows": report.rows}, indent=2) + "\n").encode())
     return report

@@ -1,9 +1,11 @@
-"""Saved runs: every dashboard experiment is written to the workspace so a refresh or restart loses
-nothing. A run is a folder with the same three files the CLI writes (config.json, model.onnx,
-metrics.json). The workspace is $PRUNELAB_HOME, or ~/.prunelab by default.
+"""Recording a run: its folder holds its files (config.json, model.onnx, metrics.json: what the CLI writes, so a
+refresh or restart loses nothing) and the experiment store holds its record. The workspace is $PRUNELAB_HOME, or
+~/.prunelab by default.
 
 record() claims a run's folder (locked while the run writes it, its identity written first: core.run_folder)
-and enters the run in the experiment store (core.store: status, parent, numbers) while it happens.
+and enters the run in the experiment store (core.store: status, parent, numbers) while it happens. Runs are
+listed and read back only through the store (core.store.Store.list/get): its record, an Experiment, is the one
+run type; a folder is found through it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from core.config import PruneConfig
@@ -23,22 +24,6 @@ from core.errors import PruneLabError
 from core.run_folder import FolderLock, aside_path, belongs, holds_run, new_identity, read_identity, write_identity
 from core.store import Store
 from core.workspace import safe_name, workspace
-
-
-@dataclass(frozen=True)
-class SavedRun:
-    """A run folder and what it holds, read back from disk."""
-
-    path: Path
-    config: PruneConfig
-    metrics: dict
-
-    @property
-    def run_id(self) -> str:
-        return self.path.name
-
-    def onnx_bytes(self) -> bytes:
-        return (self.path / "model.onnx").read_bytes()
 
 
 def new_run_dir(model: str, method: str) -> Path:
@@ -54,34 +39,6 @@ def new_run_dir(model: str, method: str) -> Path:
         except FileExistsError:
             continue
     raise PruneLabError(f"cannot create a run folder under {runs}")
-
-
-def read_run(path: Path) -> SavedRun:
-    """Load a run folder; raises PruneLabError if it is incomplete or unreadable."""
-    try:
-        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise PruneLabError(f"run {path.name} is unreadable: {e}") from None
-    return SavedRun(path, PruneConfig.load(path / "config.json"), metrics)
-
-
-def completed() -> list[Path]:
-    """Folders of complete runs, newest first (metrics.json is written last: without it, interrupted)."""
-    done = sorted((workspace() / "runs").glob("*/metrics.json"), key=lambda m: m.stat().st_mtime_ns, reverse=True)
-    return [m.parent for m in done]
-
-
-def list_runs(model: str | None = None, folders: list[Path] | None = None) -> list[SavedRun]:
-    """Complete runs in the workspace (or in `folders`), newest first; broken folders are skipped."""
-    runs = []
-    for path in completed() if folders is None else folders:
-        try:
-            run = read_run(path)
-        except PruneLabError:
-            continue
-        if model is None or run.config.model == model:
-            runs.append(run)
-    return runs
 
 
 def _log_warning(message: str) -> None:

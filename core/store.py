@@ -48,7 +48,7 @@ from core.processes import alive, process_start
 from core.run_folder import RUN_FILES
 from core.store_folders import folder_record, moved_here, own_metrics
 from core.store_recovery import move_aside, salvage
-from core.store_rows import NUMBERS, BadRow, Experiment, Unreadable, experiment, numbers, unreadable
+from core.store_rows import NUMBERS, BadRow, Experiment, Unreadable, experiment, numbers, runs_root, unreadable
 from core.workspace import workspace
 
 __all__ = ["PARETO_AXES", "RUN_FILES", "SCHEMA_VERSION", "STATUSES", "Experiment", "Store", "Unreadable"]
@@ -253,7 +253,7 @@ class Store:
                                  f"({', '.join('?' * len(names))})", [row[n] for n in names])
         self.notice = (f"the experiment store {self.path} was damaged ({reason.split(': ', 1)[-1]}); it was moved "
                        f"to {self.recovered} (nothing deleted) and a new store started with the {len(rows)} "
-                       f"record(s) still readable; run folders under {_runs_root()} are found again")
+                       f"record(s) still readable; run folders under {runs_root()} are found again")
         _log.warning(self.notice)
 
     # --- recording a run ---------------------------------------------------------------------------------
@@ -376,7 +376,7 @@ class Store:
         is imported first (sync)."""
         key = Path(folder).resolve()
         found = self._folder_id(key)
-        if found is None and _within(key, _runs_root()) and not self.read_only:
+        if found is None and _within(key, runs_root()) and not self.read_only:
             self.sync()
             found = self._folder_id(key)
         return found
@@ -439,8 +439,8 @@ class Store:
             why = f"is {exp.status}" if exp.status != "done" else "has no files (a later run replaced them)"
             raise PruneLabError(f"experiment {exp_id} {why}: nothing to export")
         src, dest = _owned(exp.folder), Path(dest_dir)
-        if _within(dest.resolve(), _runs_root(), or_equal=True):
-            raise PruneLabError(f"will not export into {dest}: it is inside the run folders {_runs_root()}")
+        if _within(dest.resolve(), runs_root(), or_equal=True):
+            raise PruneLabError(f"will not export into {dest}: it is inside the run folders {runs_root()}")
         # a run whose ONNX export failed has no model.onnx (its metrics.json says why): the rest is exported
         names = [n for n in RUN_FILES if n != "model.onnx" or "onnx_error" not in (exp.metrics or {}).get("pruned", {})]
         missing = [n for n in names if not (src / n).is_file()]
@@ -524,7 +524,7 @@ class Store:
     def _import(self) -> list[str]:
         """Record run folders under <workspace>/runs that no row points at (a folder whose run uid is already
         recorded is that row's, moved: the row is pointed at it instead)."""
-        root = _runs_root()
+        root = runs_root()
         with self._connect() as conn:
             known = {r["folder"] for r in conn.execute("SELECT folder FROM experiments WHERE folder IS NOT NULL")}
         found = [r for d in _run_folders(root) if str(d) not in known and (r := folder_record(d)) is not None]
@@ -656,17 +656,13 @@ def pareto_front(points: list[Experiment], x: str) -> list[Experiment]:
 # --- folders -------------------------------------------------------------------------------------------------
 
 
-def _runs_root() -> Path:
-    return (workspace() / "runs").resolve()
-
-
 def _within(path: Path, root: Path, or_equal: bool = False) -> bool:
     return path.is_relative_to(root) and (or_equal or path != root)
 
 
 def _owned(folder: Path) -> Path:
     """The folder, resolved, if it lies inside <workspace>/runs; PruneLabError otherwise."""
-    resolved, root = folder.resolve(), _runs_root()
+    resolved, root = folder.resolve(), runs_root()
     if not _within(resolved, root):
         raise PruneLabError(f"{folder} is outside {root}: PruneLab only deletes or exports run folders it keeps "
                             "there (delete --keep-files forgets the record and leaves the files)")

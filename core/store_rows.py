@@ -1,6 +1,10 @@
 """Rows of the experiment store as records: an Experiment, or an Unreadable naming why a row cannot be one (a
 config of a newer version, damaged metrics JSON, a value of the wrong type), so one bad row never hides the
-others."""
+others.
+
+An Experiment is the one run type: the store returns it and every surface reads it (the CLI's `experiments`,
+the Results, Export and Experiments pages). Only the engine's in-memory result (core.experiment.RunOutput: the
+pruned model object, its ONNX bytes) is another thing; what it records is this record's config and metrics."""
 
 from __future__ import annotations
 
@@ -14,14 +18,16 @@ from typing import Any
 from core.config import PruneConfig
 from core.errors import PruneLabError
 from core.metric_keys import ACCURACY, FLOPS, LATENCY_MS, PARAMS, SIZE_BYTES
+from core.workspace import workspace
 
 NUMBERS = (PARAMS, FLOPS, SIZE_BYTES, LATENCY_MS, ACCURACY)  # copied from metrics["pruned"]; column = key
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """One recorded run. folder is None when its files are gone (a later run was recorded in the same folder
-    after they were removed; its config and metrics stay here). metrics is None until the run is done."""
+    """One recorded run. metrics is its metrics.json (None until the run is done). folder holds its files
+    (model.onnx, config.json, metrics.json, deploy.json...); None when they are gone (a later run was recorded in
+    the same folder after they were removed; its config and metrics stay here)."""
 
     id: str
     model: str
@@ -42,6 +48,15 @@ class Experiment:
     accuracy: float | None
     pid: int | None
     host: str | None
+
+    def file(self, name: str) -> Path | None:
+        """One of the run's files (e.g. "model.onnx") if its folder holds it and lies inside <workspace>/runs,
+        else None: files are handed out only from there (a record naming another folder, a CLI --out or a
+        tampered row, is not followed)."""
+        if self.folder is None or not self.folder.resolve().is_relative_to(runs_root()):
+            return None
+        path = self.folder / name
+        return path if path.is_file() else None
 
     def to_dict(self, metrics: bool = True) -> dict[str, Any]:
         """JSON-ready fields (config as its dict; metrics left out if not wanted, e.g. in a long list)."""
@@ -68,6 +83,11 @@ class Unreadable:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "model": self.model, "method": self.method, "status": self.status,
                 "created_at": self.created_at, "folder": self.folder, "unreadable": self.reason}
+
+
+def runs_root() -> Path:
+    """<workspace>/runs, resolved: the only folder whose run files PruneLab deletes, exports or hands out."""
+    return (workspace() / "runs").resolve()
 
 
 class BadRow(Exception):

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import experiment, latency, methods, models, plan, runs
+from core import experiment, latency, methods, models, plan
 from core.config import Pattern
 from core.errors import PruneLabError
 from core.estimate import CostModel, build_cost_model
@@ -217,17 +217,6 @@ def global_ratios(name: str, ratio: float, criterion: str, samples: int = 512, s
 def nm_layers(name: str) -> list[str]:
     """The layers that can hold an N:M pattern (more than one input channel per group)."""
     return list(plan.nm_ratios(spec(name), Pattern(), None))
-
-
-def saved_runs(name: str) -> list[runs.SavedRun]:
-    """The model's saved runs, newest first; a run is read from disk once, not on every rerun."""
-    return [run for run in (_saved_run(str(p)) for p in runs.completed()) if run and run.config.model == name]
-
-
-@st.cache_data(max_entries=512)
-def _saved_run(path: str) -> runs.SavedRun | None:
-    found = runs.list_runs(folders=[Path(path)])
-    return found[0] if found else None
 
 
 @st.cache_data(show_spinner=False)

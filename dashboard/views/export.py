@@ -1,5 +1,6 @@
 """Export page: download the config, the pruned ONNX model (fp32 and int8) and the measurements of a
-saved run, and see what each deployable form costs (mask vs shrink vs deploy)."""
+recorded run (the store's record, as on Results; its folder gives the model files), and see what each deployable
+form costs (mask vs shrink vs deploy)."""
 
 from __future__ import annotations
 
@@ -11,22 +12,25 @@ import pandas as pd
 import streamlit as st
 
 from core.config import PruneConfig
+from core.store import Experiment
 from dashboard import cache, jobs
 from dashboard.components.text import md
 from dashboard.views.results import pick_run
 
 
-def _deployment(name: str, run) -> None:
+def _deployment(name: str, run: Experiment) -> None:
     st.markdown("#### What each deployable form costs")
-    report_path = run.path / "deploy.json"
+    if run.file("model.onnx") is None:
+        st.caption("Measuring the deployable forms needs the run's model.onnx.")
+        return
     _, error = jobs.panel("deploy", name)
     if error:
         st.error(f"Measuring the deployable forms failed: {md(error)}")
-    if not report_path.exists():
+    if (report_path := run.file("deploy.json")) is None:
         st.caption("Dense ONNX, gzip, a sparse encoding, int8 ONNX (onnxruntime static quantisation) and sparse + "
                    "int8 — each measured for size, latency and accuracy.")
         st.button("Measure deployable forms (int8 included)", key="run-deploy", disabled=jobs.running("deploy", name),
-                  on_click=lambda: jobs.start("deploy", name, run_path=str(run.path)))
+                  on_click=lambda: jobs.start("deploy", name, run_path=str(run.folder)))
         return
     report = json.loads(report_path.read_text())
     table = pd.DataFrame(report["rows"]).rename(columns={
@@ -36,8 +40,7 @@ def _deployment(name: str, run) -> None:
     st.dataframe(table, hide_index=True, width="stretch")
     st.caption("Latency only where onnxruntime runs the form as it is; encodings must be decoded to dense first "
                "(no sparse kernels on this CPU runtime), gzip inflated.")
-    int8 = run.path / "model.int8.onnx"
-    if int8.exists():
+    if int8 := run.file("model.int8.onnx"):
         st.download_button("model.int8.onnx", int8.read_bytes(), file_name="model.int8.onnx",
                            mime="application/octet-stream", key="dl-int8")
 
@@ -50,16 +53,18 @@ def render(name: str) -> None:
     c1, c2, c3 = st.columns(3)
     c1.download_button("config.json", config.to_json(), file_name="config.json", mime="application/json",
                        key="dl-config", width="stretch")
-    if (run.path / "model.onnx").exists():
-        c2.download_button("model.onnx", run.onnx_bytes(), file_name="model.onnx", mime="application/octet-stream",
+    if onnx := run.file("model.onnx"):
+        c2.download_button("model.onnx", onnx.read_bytes(), file_name="model.onnx", mime="application/octet-stream",
                            key="dl-onnx", width="stretch")
-    else:  # the exporter could not handle this model; metrics.json says why
-        c2.warning(f"No model.onnx: {md(run.metrics['pruned'].get('onnx_error', 'export failed'))}")
-    c3.download_button("metrics.json", (run.path / "metrics.json").read_bytes(), file_name="metrics.json",
-                       mime="application/json", key="dl-metrics", width="stretch")
+    else:  # the exporter could not handle this model (metrics.json says why), or its folder is gone or elsewhere
+        why = run.metrics["pruned"].get("onnx_error") or f"not in a run folder of this workspace ({run.folder})"
+        c2.warning(f"No model.onnx: {md(why)}")
+    # the record's metrics are the run's metrics.json, written alike (core.experiment.RunOutput.metrics_json)
+    c3.download_button("metrics.json", json.dumps(run.metrics, indent=2, sort_keys=True) + "\n",
+                       file_name="metrics.json", mime="application/json", key="dl-metrics", width="stretch")
     st.markdown("Replay this configuration without a browser (same pruned model, same measurements):")
     st.code(command, language="bash")
-    st.markdown(f"Saved in {md(run.path)}")
+    st.markdown(f"Saved in {md(run.folder or 'no folder (a later run replaced its files)')}")
     with st.expander("config.json, as downloaded"):
         st.json(config.to_dict())
     _deployment(name, run)

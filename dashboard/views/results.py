@@ -1,4 +1,6 @@
-"""Results page: a saved run measured against the baseline, in charts and exact figures."""
+"""Results page: a recorded run measured against the baseline, in charts and exact figures. Runs are listed and
+read from the experiment store (its record, core.store.Experiment, is what the CLI's `experiments show` prints
+too); the run's folder is read only for its files (model.onnx for Netron)."""
 
 from __future__ import annotations
 
@@ -6,9 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from core.config import PruneConfig
+from core.errors import PruneLabError
 from core.graph import layer_widths
 from core.metric_keys import ModelMetrics, latency_key
-from core.runs import SavedRun
+from core.store import Experiment, Store
 from dashboard import cache
 from dashboard.components import netron
 from dashboard.components.charts import accuracy_bars, compared, comparison_bars, trajectory_chart, width_chart
@@ -17,27 +20,37 @@ from dashboard.components.sliders import slider_key
 from dashboard.components.text import md
 
 
-def pick_run(name: str, key: str) -> SavedRun | None:
-    """A selectbox over the model's saved runs (newest first), defaulting to the session's last run."""
-    saved = cache.saved_runs(name)
+def recorded_runs(name: str) -> list[Experiment]:
+    """The model's finished runs as the experiment store records them, newest first (a small SQLite query, read
+    on every rerun so a new run shows at once); a store that cannot be opened is said on the page."""
+    try:
+        return Store().list(model=name, status="done")
+    except PruneLabError as e:
+        st.error(f"The experiment store cannot be read: {md(e)}", icon=":material/error:")
+        return []
+
+
+def pick_run(name: str, key: str) -> Experiment | None:
+    """A selectbox over the model's recorded runs (newest first), defaulting to the session's last run."""
+    saved = recorded_runs(name)
     if not saved:
         st.info("No runs yet for this model: set ratios on the Tune page and press “Apply and measure”.")
         return None
-    ids = [r.run_id for r in saved]
+    ids = [r.id for r in saved]
     announced = st.session_state.get("announced")  # a run this session just made: show it once, then let go
     if announced in ids and st.session_state.get(f"{key}:announced") != announced:
         st.session_state[key] = st.session_state[f"{key}:announced"] = announced
     wanted = st.session_state.get("selected_run")
     index = ids.index(wanted) if wanted in ids else 0
     chosen = st.selectbox("Run", ids, index=index, key=key,
-                          format_func=lambda rid: _label(next(r for r in saved if r.run_id == rid)))
+                          format_func=lambda rid: _label(next(r for r in saved if r.id == rid)))
     st.session_state["selected_run"] = chosen
-    return next(r for r in saved if r.run_id == chosen)
+    return next(r for r in saved if r.id == chosen)
 
 
-def _label(run: SavedRun) -> str:
+def _label(run: Experiment) -> str:
     acc = run.metrics["pruned"].get("accuracy")
-    return f"{run.run_id} · {run.config.finetune.epochs} ep · acc " + ("n/a" if acc is None else f"{100 * acc:.2f}%")
+    return f"{run.id} · {run.config.finetune.epochs} ep · acc " + ("n/a" if acc is None else f"{100 * acc:.2f}%")
 
 
 def _table(base: dict, pruned: dict) -> pd.DataFrame:
@@ -56,7 +69,7 @@ def _load_ratios(name: str, method: str, ratios: dict[str, float]) -> None:
         st.session_state[slider_key(name, method, unit.name)] = round(ratios.get(unit.name, 0.0), 4)
 
 
-def _graph(name: str, run: SavedRun) -> None:
+def _graph(name: str, run: Experiment) -> None:
     """What changed in the network: every layer's width (always), and the exported graph in Netron."""
     st.markdown("#### The pruned network")
     spec = cache.spec(name)
@@ -67,10 +80,13 @@ def _graph(name: str, run: SavedRun) -> None:
     st.plotly_chart(width_chart(layer_widths(spec.model, units, ratios)), width="stretch", key="width-chart")
     if note := technique.what_changed(run.metrics.get("removed", {}), run.config.remove_blocks):
         st.caption(md(note))
+    onnx = run.file("model.onnx")
     if error := run.metrics["pruned"].get("onnx_error"):
         st.info(f"No exported graph: {md(error)}. The figures above are measured in torch.")
+    elif onnx is None:
+        st.info(f"No exported graph here: no model.onnx in a run folder of this workspace ({md(run.folder)}).")
     elif st.toggle("Show the exported graph in Netron", key="netron-on"):
-        netron.embed(run.path / "model.onnx")
+        netron.embed(onnx)
 
 
 def schedule_text(config: PruneConfig) -> str:
@@ -89,7 +105,7 @@ def schedule_text(config: PruneConfig) -> str:
     return text
 
 
-def _trajectory(run: SavedRun) -> None:
+def _trajectory(run: Experiment) -> None:
     """The schedule's measurements step by step, when there is more than before and after."""
     points = run.metrics.get("trajectory") or []
     if len(points) <= 2:
