@@ -100,14 +100,8 @@ class Budget:
         return kept_channels(self.units[unit], ratio)
 
     def latency(self, ratios: dict[str, float]) -> float:
-        """Estimated latency (ms): hardware-aware, the baseline's minus each unit's measured saving;
-        otherwise the baseline's scaled by the share of FLOPs kept."""
-        if self.hardware is not None:
-            saved = sum(self.hardware.saving(u, self.kept(u, r)) for u, r in ratios.items())
-            return (self.base_latency_ms or 0.0) - saved
-        sparse = methods.get(self.cost_model.method).mask  # masks save only non-zero FLOPs
-        key = "sparse_flops" if sparse else "flops"
-        return self.base_latency_ms * self.cost_model.estimate(ratios)[key] / self.base[key]
+        """Estimated latency (ms) of ratios: see latency_estimate."""
+        return latency_estimate(self.cost_model, self.base_latency_ms or 0.0, ratios, self.hardware, self.base)
 
     def cost(self, ratios: dict[str, float]) -> float:
         """The quantity the target constrains (lower is better): FLOPs, params, MB or ms."""
@@ -153,6 +147,19 @@ class Budget:
 
     def met(self, ratios: dict[str, float]) -> bool:
         return self.cost(ratios) <= self.limit() * (1 + 1e-9)
+
+
+def latency_estimate(cost_model: CostModel, base_ms: float, ratios: dict[str, float], hardware=None,
+                     base: dict[str, int] | None = None) -> float:
+    """Estimated latency (ms) of ratios, from the baseline's measured latency base_ms: with a width-latency table
+    (core.hardware.LatencyTable), base_ms minus each unit's measured saving at the width it keeps; otherwise base_ms
+    scaled by the share of FLOPs kept (non-zero FLOPs for masks). base: cost_model.estimate({}), if at hand."""
+    if hardware is not None:
+        units = {u.name: u for u in cost_model.units}
+        return base_ms - sum(hardware.saving(u, kept_channels(units[u], r)) for u, r in ratios.items())
+    key = "sparse_flops" if methods.get(cost_model.method).mask else "flops"  # masks save only non-zero FLOPs
+    base = base or cost_model.estimate({})
+    return base_ms * cost_model.estimate(ratios)[key] / base[key]
 
 
 # ---- sensitivity curves ------------------------------------------------------------------------------

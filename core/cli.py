@@ -8,33 +8,30 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
-import shutil
 import sys
 import traceback
 from pathlib import Path
 
 from core import methods
-from core.allocate import Bounds, Target, allocate
+from core.allocate import STRATEGIES, Target
 from core.config import FinetuneConfig, Pattern, PruneConfig, Schedule, check_int, parse_json, read_json_file
 from core.deploy import deploy_folder
 from core.errors import PruneLabError
-from core.estimate import build_cost_model
-from core.experiment import baseline, run
-from core.export import export_onnx
-from core.hardware import cached, choose_by_measurement, load_or_build
+from core.experiment import baseline
+from core.hardware import cached
 from core.importance import REGISTRY as CRITERIA
 from core.jobs import PASSIVE
-from core.latency import measure_cached
 from core.metric_keys import ModelMetrics, latency_key
 from core.models import available, load, replay_reference
 from core.plan import plan
-from core.prune import calibration, check_config_matches
-from core.run_folder import aside_path, holder, holds_run, in_use
-from core.runs import occupant, record
+from core.prune import check_config_matches
 from core.sensitivity import SweepSpec, cache_path, read_table, sweep
 from core.store import STATUSES, Store
+from core.workflows import SolveOutcome, SolveRequest, check_units, defaults, run_and_record, solve, swept_by
+from core.workflows.outputs import check_out_file, check_run_folder, parent_run
 
 METRIC_ROWS = [  # (key, label, format) for the human-readable summary
     ("params", "parameters", "{:,.0f}"),
@@ -125,55 +122,6 @@ def _progress():
         close()
 
 
-def _out_file(text: str) -> Path:
-    """--out naming a file: not a directory, in a directory that exists and is writable (checked first)."""
-    path = Path(text)
-    if path.is_dir():
-        raise PruneLabError(f"--out {text} is a directory; give a file name")
-    parent = path.absolute().parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise PruneLabError(f"--out {text}: {parent} is not a writable directory")
-    return path
-
-
-MIN_FREE_BYTES = 1 << 20  # a run with less free space under --out (1 MiB) is refused before it starts
-
-
-def _out_dir(text: str, force: bool = False) -> Path:
-    """--out must be a directory we can write into or create, and not hold another run (unless --force, which
-    moves that run aside when the run starts); checked before any slow work, and not created until there is
-    something to write. core.runs.record checks again under the folder's lock: this is the early answer."""
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise PruneLabError(f"--out {text} exists and is not a directory")
-    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise PruneLabError(f"--out {text}: {existing} is not a writable directory")
-    free = shutil.disk_usage(existing).free
-    if free < MIN_FREE_BYTES:  # a full disk is known now, not after the work
-        raise PruneLabError(f"--out {text}: only {free:,} bytes free on the disk of {existing.absolute()}; a run "
-                            f"writes its model, config and metrics there (free at least {MIN_FREE_BYTES:,} bytes)")
-    if in_use(path):
-        raise PruneLabError(f"--out {path.absolute()} is in use by {holder(path)}; wait for it to end or choose "
-                            "another folder")
-    if holds_run(path) and not force:
-        name, status = _occupant(path)
-        raise PruneLabError(f"--out {path.absolute()} already holds run {name} ({status}); choose another folder, "
-                            f"or add --force to move it aside to {aside_path(path, name.replace(' ', '-')).name} "
-                            "and run here")
-    return path
-
-
-def _occupant(path: Path) -> tuple[str, str]:
-    """(id, status) of the run in a folder, for messages; the store is only read."""
-    try:
-        store = Store()
-    except (PruneLabError, OSError):
-        store = None
-    name, status, _ = occupant(path, store)
-    return name, status
-
-
 def _table(columns: dict[str, dict]) -> str:
     lines = [f"{'':30}" + "".join(f"{c:>18}" for c in columns)]
     first = next(iter(columns.values()))
@@ -220,17 +168,11 @@ def _warn(message: str) -> None:
 
 def _run_and_write(spec, config, outdir: Path, threads: int, batches: tuple[int, ...] | None = None,
                    parent: str | None = None, force: bool = False) -> None:
-    """Run, write the three files into outdir, and record the run in the experiment store (outdir is its
-    folder, claimed first: see core.runs.record; running before, done or failed after). force moves a run
-    already in outdir aside. Files that cannot all be written fail the run with the reason."""
-    with record(outdir, config, parent, warn=_warn, replace=force) as finish:
-        with _progress() as progress:
-            out = run(spec, config, progress, threads=threads, hardware=cached(spec, batch=1), batches=batches)
-        try:
-            paths = out.write(outdir)
-        except OSError as e:
-            raise PruneLabError(f"cannot write results into {outdir}: {e}") from None
-        finish(json.loads(out.metrics_json()))
+    """Run and record (core.workflows.run_and_record: outdir is the run's folder, claimed first; force moves a run
+    already there aside), then print what was measured and written."""
+    with _progress() as progress:
+        out, paths = run_and_record(spec, config, outdir, threads, progress, batches, parent, force,
+                                    hardware=cached(spec, batch=1), warn=_warn)
     print(_table({"baseline": out.baseline, "pruned": out.pruned}))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     if out.clamped:
@@ -245,7 +187,7 @@ def _run_and_write(spec, config, outdir: Path, threads: int, batches: tuple[int,
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
-    outdir = _out_dir(args.out, args.force)
+    outdir = check_run_folder(args.out, args.force)
     settings = _settings(args)  # every option checked before the model loads
     method, blocks = args.method, ()
     if args.config:
@@ -264,7 +206,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
                               scope=args.scope, rank=args.rank, seed=args.seed)
     config = PruneConfig(model=spec.name, method=method, ratios=ratios, criterion=args.criterion,
                          model_fingerprint=spec.fingerprint, remove_blocks=blocks, **settings)
-    _check_layers(spec, config)
+    check_units(spec, config)
     _run_and_write(spec, config, outdir, args.threads, args.latency_batches, force=args.force)
 
 
@@ -299,49 +241,25 @@ def _block(text: str) -> tuple[int, int]:
     return int(rows), int(cols)
 
 
-def _check_layers(spec, config) -> None:
-    """Refuse ratios for layers the model does not have, naming them."""
-    known = {u.name for u in config.technique.units(spec.model, spec.example_input)}
-    unknown = sorted((set(config.ratios) | set(config.remove_blocks)) - known)
-    if unknown:
-        raise PruneLabError(f"{spec.name} has no {config.method} layer(s) named {', '.join(unknown)} "
-                            f"(see: prunelab layers {spec.name} --method {config.method})")
-
-
 def cmd_apply(args: argparse.Namespace) -> None:
-    import dataclasses
-
-    outdir = _out_dir(args.out, args.force)
+    outdir = check_run_folder(args.out, args.force)
     config = PruneConfig.load(args.config)
     if args.finetune_epochs is not None:
         config = dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, epochs=args.finetune_epochs))
     spec, config = _replay_model(args, config, args.config)
     check_config_matches(spec, config)
-    _check_layers(spec, config)
-    _run_and_write(spec, config, outdir, args.threads, args.latency_batches, _parent_run(Path(args.config)),
+    check_units(spec, config)
+    _run_and_write(spec, config, outdir, args.threads, args.latency_batches, parent_run(Path(args.config), _warn),
                    force=args.force)
 
 
 def _replay_model(args: argparse.Namespace, config, source: str):
     """(spec, config) for replaying `config` from `source`: its model only if the user allowed it (a registry
     name, --model, or --trust-code; core.models.replay_reference), the config renamed to a --model given."""
-    import dataclasses
-
     spec = _load(args, replay_reference(config.model, source, args.model, args.trust_code))
     if not config.model_fingerprint:
         _warn(f"{source} has no model_fingerprint: the weights it is replayed onto are not checked")
     return spec, dataclasses.replace(config, model=spec.name)
-
-
-def _parent_run(config_file: Path) -> str | None:
-    """The recorded experiment a config file comes from: the one whose run folder holds it as config.json."""
-    if config_file.name != "config.json":
-        return None
-    try:
-        return Store().id_for_folder(config_file.parent)
-    except (PruneLabError, OSError) as e:
-        _warn(f"cannot look up the config's run in the experiment store: {e}")
-        return None
 
 
 def _batches(text: str) -> tuple[int, ...]:
@@ -368,7 +286,7 @@ def _grid(text: str) -> tuple[float, ...]:
 
 def cmd_sensitivity(args: argparse.Namespace) -> None:
 
-    out = _out_file(args.out)
+    out = check_out_file(args.out)
     _check_ints(args, "eval_samples", "calibration_samples", "seed")
     spec = _load(args)
     sweep_spec = SweepSpec(spec.name, spec.fingerprint, args.granularity, args.criterion, args.grid,
@@ -394,90 +312,61 @@ def _lock(text: str) -> tuple[str, float]:
     return name, _ratio(value)
 
 
+TARGET_OPTIONS = {"flops": "target_flops", "params": "target_params", "size_mb": "target_size_mb",
+                  "latency_ms": "target_latency_ms", "speedup": "target_speedup"}  # Target kind: its option
+
+
 def cmd_allocate(args: argparse.Namespace) -> None:
-    kind, value = next((k, v) for k, v in (("flops", args.target_flops), ("params", args.target_params),
-                                          ("size_mb", args.target_size_mb), ("latency_ms", args.target_latency_ms),
-                                          ("speedup", args.target_speedup))
-                       if v is not None)
-    target = Target(kind, value)
-    out = _out_file(args.out)
+    """A SolveRequest from the options, solved by core.workflows.solve (as the Tune page's solver); the config
+    written and the outcome printed."""
+    target = next(Target(k, getattr(args, o)) for k, o in TARGET_OPTIONS.items() if getattr(args, o) is not None)
+    out = check_out_file(args.out)
     _check_ints(args, "calibration_samples", "seed")
+    if args.strategy == "sensitivity" and not args.sensitivity:
+        raise PruneLabError("the sensitivity strategy needs --sensitivity FILE.csv (from `prunelab sensitivity`); "
+                            "or choose --strategy uniform or global")
     spec = _load(args)
-    table, method, criterion = _allocation_inputs(spec, args)
-    methods.get(method).check_criterion(criterion)
-    cost_model = build_cost_model(spec.model, spec.example_input, method)
-    units = [u.name for u in cost_model.units]
-    stale = sorted(set(table["unit"]) - set(units)) if table is not None else []
-    if stale:
-        raise PruneLabError(f"{args.sensitivity} names units {spec.name} does not have: {', '.join(stale[:5])}")
-    bounds = Bounds(low={u: args.min_ratio for u in units}, high={u: args.max_ratio for u in units},
-                    locked=dict(args.lock or []))
-    scores = _global_scores(spec, method, criterion, args) if args.strategy == "global" else None
-    base = _baseline_at(spec, args.latency_batch) if kind in ("latency_ms", "speedup") or args.hardware_aware else None
-
-    def solve(hardware=None):
-        return allocate(args.strategy, cost_model, target, bounds, table, scores,
-                        base[1] if base else None, hardware)
-
-    result = _hardware_solve(spec, cost_model, solve, base[0], args) if args.hardware_aware else solve()
-    config = PruneConfig(model=spec.name, method=method, ratios={u: r for u, r in result.ratios.items() if r > 0},
-                         criterion=criterion, model_fingerprint=spec.fingerprint, seed=args.seed)
+    table = read_table(args.sensitivity, spec.name) if args.sensitivity else None
+    method, criterion = swept_by(table) if table is not None else (args.method, args.criterion)
+    request = SolveRequest(target, args.strategy, method, criterion, args.min_ratio, args.max_ratio,
+                           dict(args.lock or []), table, args.calibration_samples, args.seed, args.latency_batch,
+                           args.hardware_aware)
+    with _progress() as progress:
+        outcome = solve(spec, request, progress)
     try:
-        config.save(out)
+        outcome.config(spec).save(out)
     except OSError as e:
         raise PruneLabError(f"cannot write {out}: {e}") from None
-    base = cost_model.estimate({})
-    print(f"{args.strategy} allocation for {kind} {value}: {'met' if result.met else 'NOT met within the bounds'}")
+    _print_allocation(outcome, args.out)
+
+
+def _print_allocation(outcome: SolveOutcome, out: str) -> None:
+    """The solver's verdict, its estimate against the baseline's, the predicted drop and how to run it."""
+    result, base, target = outcome.allocation, outcome.base_estimate, outcome.request.target
+    if outcome.hardware is not None:
+        _print_candidates(outcome)
+    print(f"{result.strategy} allocation for {target.kind} {target.value}: "
+          f"{'met' if result.met else 'NOT met within the bounds'}")
     for key in ("params", "nonzero_params", "flops", "sparse_flops", "size_bytes"):
         print(f"  {key:16} {result.estimate[key]:>14,} of {base[key]:>14,} ({result.estimate[key] / base[key]:.3f}) "
               "estimate")
-    if result.predicted_drop is not None:
-        print(f"  predicted accuracy drop {100 * result.predicted_drop:.2f} points (sum of single-unit drops, "
+    if prediction := outcome.prediction:
+        print(f"  predicted accuracy drop {100 * prediction['drop']:.2f} points (sum of single-unit drops, "
               "before fine-tuning)")
-    print(f"wrote {args.out}; run it with: prunelab apply {args.out} --finetune-epochs 1 --out DIR")
+    print(f"wrote {out}; run it with: prunelab apply {out} --finetune-epochs 1 --out DIR")
     if not result.met:
         raise PruneLabError("the target cannot be met within the given bounds; the closest config was written")
 
 
-def _allocation_inputs(spec, args: argparse.Namespace):
-    """(sensitivity table or None, method, criterion): from --sensitivity's CSV, or from --method and
-    --criterion for the strategies that need no sweep (uniform, global)."""
-    if args.sensitivity:
-        table = read_table(args.sensitivity, spec.name)
-        return table, table["granularity"].iloc[0], table["criterion"].iloc[0]
-    if args.strategy == "sensitivity":
-        raise PruneLabError("the sensitivity strategy needs --sensitivity FILE.csv (from `prunelab sensitivity`); "
-                            "or choose --strategy uniform or global")
-    return None, args.method, args.criterion
-
-
-def _global_scores(spec, method: str, criterion: str, args: argparse.Namespace) -> dict:
-    calib = calibration(spec, args.calibration_samples, args.seed)
-    return methods.get(method).scores(spec.model, spec.example_input, criterion, calib, args.seed)
-
-
-def _baseline_at(spec, batch: int) -> tuple[bytes, float]:
-    """The base model's ONNX file and its measured median latency (ms) at `batch`."""
-    onnx, _ = export_onnx(spec.model, spec.example_input)
-    return onnx, measure_cached(onnx, tuple(spec.example_input.shape[1:]), batch=batch).median_ms
-
-
-def _hardware_solve(spec, cost_model, solve, base_onnx: bytes, args: argparse.Namespace):
-    """Hardware-aware: build (or load) the width-latency table, then pick the alignment by measuring."""
-
-    if not methods.get(cost_model.method).hardware_aware:
-        raise PruneLabError("--hardware-aware needs a channel sensitivity table (masks do not change widths)")
-    with _bar("latency table") as progress:
-        table = load_or_build(spec, list(cost_model.units), args.latency_batch, progress=progress)
-    with _bar("measuring aligned candidates") as progress:
-        result, report = choose_by_measurement(spec, solve, table, base_onnx, progress)
+def _print_candidates(outcome: SolveOutcome) -> None:
+    """Hardware-aware: the width table's block and each alignment's candidate, measured against the baseline."""
+    table = outcome.hardware
     print(f"hardware-aware: the runtime's channel blocks measure {table.round_to()} wide "
           f"({table.runtime}); candidates, measured against the baseline:")
-    for row in report:
+    for row in outcome.candidates:
         speed = f"{row['speedup']:.2f}x faster" if "speedup" in row else "not built (target not met)"
         drop = "" if row["predicted_drop"] is None else f", predicted drop {100 * row['predicted_drop']:.1f} points"
         print(f"  widths in multiples of {row['align']:>2}: {speed}{drop}")
-    return result
 
 
 def _fmt_acc(accuracy: float | None) -> str:
@@ -629,7 +518,7 @@ def build_parser() -> Parser:
 
     ly = sub.add_parser("layers", help="list the prunable layers / channel groups (the keys of a config)")
     ly.add_argument("model")
-    ly.add_argument("--method", choices=methods.names(), default="channel")
+    ly.add_argument("--method", choices=methods.names(), default=defaults.METHOD)
     ly.add_argument("--json", action="store_true")
 
     pr = sub.add_parser("prune", help="prune a model, fine-tune, export and measure")
@@ -640,27 +529,32 @@ def build_parser() -> Parser:
                        "channel group, hidden-unit group or attention module's heads, or of the removable blocks")
     group.add_argument("--config", help="per-layer ratios from a JSON {layer: ratio} or a PruneLab config (only its "
                        "ratios and method are used; `prunelab apply` replays a whole config)")
-    pr.add_argument("--criterion", choices=list(CRITERIA), default="l1",
+    pr.add_argument("--criterion", choices=list(CRITERIA), default=defaults.CRITERION,
                     help="what ranks weights/channels for removal (docs/user-guide.md lists them)")
     pr.add_argument("--scope", choices=["layer", "global"], default="layer",
                     help="unstructured: R of every layer, or one threshold across layers (total R)")
-    pr.add_argument("--nm", type=_nm, default=(2, 4), metavar="N:M", help="nm method: keep N of every M (2:4)")
-    pr.add_argument("--block", type=_block, default=(4, 1), metavar="RxC", help="block method: block shape (4x1)")
+    pattern, schedule, finetune = defaults.PATTERN, defaults.SCHEDULE, defaults.FINETUNE
+    pr.add_argument("--nm", type=_nm, default=(pattern.n, pattern.m), metavar="N:M",
+                    help=f"nm method: keep N of every M ({pattern.n}:{pattern.m})")
+    pr.add_argument("--block", type=_block, default=pattern.block, metavar="RxC",
+                    help="block method: block shape ({}x{})".format(*pattern.block))
     pr.add_argument("--rank", choices=["cosine", "sensitivity"], default="cosine",
                     help="layer method: rank blocks by how little they change their input, or by accuracy lost")
-    pr.add_argument("--schedule", choices=["oneshot", "iterative", "dynamic"], default="oneshot")
-    pr.add_argument("--steps", type=_positive_int, default=3, help="iterative: prune/fine-tune rounds")
-    pr.add_argument("--curve", choices=["cubic", "linear"], default="cubic", help="iterative/dynamic ratio curve")
-    pr.add_argument("--update-every", type=_positive_int, default=10, help="dynamic: optimiser steps per mask update")
-    pr.add_argument("--finetune-epochs", type=int, default=0,
+    pr.add_argument("--schedule", choices=["oneshot", "iterative", "dynamic"], default=schedule.kind)
+    pr.add_argument("--steps", type=_positive_int, default=schedule.steps, help="iterative: prune/fine-tune rounds")
+    pr.add_argument("--curve", choices=["cubic", "linear"], default=schedule.curve,
+                    help="iterative/dynamic ratio curve")
+    pr.add_argument("--update-every", type=_positive_int, default=schedule.update_every,
+                    help="dynamic: optimiser steps per mask update")
+    pr.add_argument("--finetune-epochs", type=int, default=finetune.epochs,
                     help="the schedule's whole fine-tuning budget in epochs (0 = none)")
     pr.add_argument("--distill", action="store_true", help="distil from the unpruned model while fine-tuning")
-    pr.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
-    pr.add_argument("--alpha", type=float, default=0.5, help="weight of the distillation loss (0..1)")
+    pr.add_argument("--temperature", type=float, default=finetune.temperature, help="distillation temperature")
+    pr.add_argument("--alpha", type=float, default=finetune.alpha, help="weight of the distillation loss (0..1)")
     pr.add_argument("--rewind", action="store_true",
                     help="lottery ticket: reset surviving weights to their initial values, then train (masks only)")
-    pr.add_argument("--lr", type=float, default=0.01, help="peak fine-tuning learning rate")
-    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--lr", type=float, default=finetune.lr, help="peak fine-tuning learning rate")
+    pr.add_argument("--seed", type=int, default=defaults.SEED)
     pr.add_argument("--out", required=True, help="directory for config.json, model.onnx, metrics.json")
     pr.add_argument("--force", action="store_true", help="if --out holds an earlier run, move it (and its "
                     "record) aside to OUT.replaced-<its id> instead of refusing")
@@ -674,14 +568,15 @@ def build_parser() -> Parser:
 
     se = sub.add_parser("sensitivity", help="prune one layer/group at a time over a ratio grid; write a CSV")
     se.add_argument("model")
-    se.add_argument("--criterion", choices=list(CRITERIA), default="l1")
-    se.add_argument("--granularity", choices=[n for n, m in methods.REGISTRY.items() if m.swept], default="channel")
-    se.add_argument("--grid", type=_grid, default=tuple(round(0.1 * i, 1) for i in range(1, 10)),
-                    help="comma-separated ratios (default 0.1,...,0.9)")
-    se.add_argument("--eval-samples", type=_positive_int, default=1000,
+    se.add_argument("--criterion", choices=list(CRITERIA), default=defaults.SWEEP_CRITERION)
+    se.add_argument("--granularity", choices=[n for n, m in methods.REGISTRY.items() if m.swept],
+                    default=defaults.METHOD)
+    se.add_argument("--grid", type=_grid, default=defaults.SWEEP_GRID,
+                    help="comma-separated ratios (default " + ",".join(map(str, defaults.SWEEP_GRID)) + ")")
+    se.add_argument("--eval-samples", type=_positive_int, default=defaults.SWEEP_EVAL_SAMPLES,
                     help="training images (not used for calibration) each point is evaluated on")
-    se.add_argument("--calibration-samples", type=_positive_int, default=512)
-    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--calibration-samples", type=_positive_int, default=defaults.SWEEP_CALIBRATION_SAMPLES)
+    se.add_argument("--seed", type=int, default=defaults.SWEEP_SEED)
     se.add_argument("--no-cache", action="store_true", help="measure again even if this sweep is cached")
     se.add_argument("--out", required=True, help="CSV file to write")
 
@@ -689,9 +584,11 @@ def build_parser() -> Parser:
     al.add_argument("model")
     al.add_argument("--sensitivity", help="CSV written by `prunelab sensitivity` (needed by the sensitivity "
                     "strategy; it also fixes method and criterion)")
-    al.add_argument("--method", choices=[n for n, m in methods.REGISTRY.items() if m.solved], default="channel",
+    solver = {f.name: defaults.default(SolveRequest, f.name) for f in dataclasses.fields(SolveRequest)
+              if f.name not in ("target", "table", "locked")}  # the Tune page's solver starts from these too
+    al.add_argument("--method", choices=[n for n, m in methods.REGISTRY.items() if m.solved], default=solver["method"],
                     help="without --sensitivity: what the ratios prune")
-    al.add_argument("--criterion", choices=list(CRITERIA), default="l1",
+    al.add_argument("--criterion", choices=list(CRITERIA), default=solver["criterion"],
                     help="without --sensitivity: what ranks channels/weights")
     tg = al.add_mutually_exclusive_group(required=True)
     tg.add_argument("--target-flops", type=float, help="F: F times fewer FLOPs")
@@ -702,13 +599,14 @@ def build_parser() -> Parser:
     tg.add_argument("--target-speedup", type=float, help="X: X times faster than the baseline (estimate)")
     al.add_argument("--hardware-aware", action="store_true",
                     help="keep widths the runtime is fast at (a measured table); pick the alignment by timing")
-    al.add_argument("--latency-batch", type=_positive_int, default=1, help="batch size latency refers to")
-    al.add_argument("--strategy", choices=["uniform", "global", "sensitivity"], default="sensitivity")
-    al.add_argument("--min-ratio", type=_ratio, default=0.0)
-    al.add_argument("--max-ratio", type=_ratio, default=0.9)
+    al.add_argument("--latency-batch", type=_positive_int, default=solver["latency_batch"],
+                    help="batch size latency refers to")
+    al.add_argument("--strategy", choices=list(STRATEGIES), default=solver["strategy"])
+    al.add_argument("--min-ratio", type=_ratio, default=solver["min_ratio"])
+    al.add_argument("--max-ratio", type=_ratio, default=solver["max_ratio"])
     al.add_argument("--lock", type=_lock, action="append", metavar="UNIT=RATIO", help="hold a unit at a ratio")
-    al.add_argument("--calibration-samples", type=_positive_int, default=512)
-    al.add_argument("--seed", type=int, default=0)
+    al.add_argument("--calibration-samples", type=_positive_int, default=solver["calibration_samples"])
+    al.add_argument("--seed", type=int, default=solver["seed"])
     al.add_argument("--out", required=True, help="config.json to write")
 
     dp = sub.add_parser("deploy", help="size, latency and accuracy of every deployable form of a run (incl. int8)")

@@ -5,14 +5,12 @@ caches and the store — and the task returns how to find them."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from core import experiment, hardware, models, runs
-from core.allocate import allocate
+from core import experiment, hardware, models, workflows
 from core.config import PruneConfig
 from core.deploy import deploy_folder
 from core.estimate import build_cost_model
@@ -40,14 +38,11 @@ def run_sweep(spec: ModelSpec, progress: StageProgress, sweep_spec: SweepSpec) -
 
 def run_and_record(spec: ModelSpec, progress: StageProgress, config: PruneConfig, prediction: dict | None,
                    base: experiment.Baseline, lut: hardware.LatencyTable | None) -> str:
-    """Prune, fine-tune and measure per config, recorded in the store as it happens; the run's id."""
-    run_dir = runs.new_run_dir(spec.name, config.method)  # recorded as running now; complete once metrics.json is
-    with runs.record(run_dir, config) as finish:
-        out = experiment.run(spec, config, overall_progress(progress, config), base=base, hardware=lut)  # one bar
-        out.prediction = prediction
-        out.write(run_dir)
-        finish(json.loads(out.metrics_json()))
-    return run_dir.name
+    """Prune, fine-tune and measure per config, recorded in the store as it happens (core.workflows, as the CLI
+    does), reporting the whole run's progress on one bar; the run's id."""
+    _, paths = workflows.run_and_record(spec, config, progress=overall_progress(progress, config),
+                                        prediction=prediction, base=base, hardware=lut)
+    return paths["metrics.json"].parent.name
 
 
 def measure_deployable(spec: ModelSpec, progress: StageProgress, run_path: str) -> int:
@@ -63,17 +58,12 @@ def time_widths(spec: ModelSpec, progress: StageProgress, batch: int) -> int:
     return table.round_to()
 
 
-def solve_on_hardware(spec: ModelSpec, progress: StageProgress, strategy: str, target, bounds, sweep_table,
-                      scores, base_ms: float, lut: hardware.LatencyTable, base_onnx: bytes) -> dict:
-    """The budget solver per alignment, each candidate built and timed (core.hardware.choose_by_measurement)."""
-    cm = build_cost_model(spec.model, spec.example_input, "channel")
-
-    def solve(hw_table):
-        return allocate(strategy, cm, target, bounds, sweep_table, scores, base_ms, hw_table)
-
-    chosen, report = hardware.choose_by_measurement(spec, solve, lut, base_onnx,
-                                                    lambda d, t: progress("timing candidates", d, t))
-    return {"ratios": chosen.ratios, "met": chosen.met, "report": report}
+def solve_on_hardware(spec: ModelSpec, progress: StageProgress, request: workflows.SolveRequest, scores,
+                      lut: hardware.LatencyTable, base: experiment.Baseline) -> dict:
+    """A hardware-aware budget solve (core.workflows.solve): candidates per alignment, each built and timed."""
+    outcome = workflows.solve(spec, request, lambda stage, d, t: progress("timing candidates", d, t), scores=scores,
+                              lut=lut, base=base)
+    return {"ratios": outcome.allocation.ratios, "met": outcome.allocation.met, "report": outcome.candidates}
 
 
 TASKS: dict[str, Callable[..., Any]] = {

@@ -5,9 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core import hardware
-from core.allocate import Target
 from core.hardware import LatencyTable
-from core.metric_keys import latency_key
+from core.workflows import SolveRequest
 from dashboard import cache, jobs
 from dashboard.components import messages
 from dashboard.components.sliders import show_mean
@@ -44,12 +43,10 @@ def panel(name: str) -> LatencyTable | None:
     return measured
 
 
-def solve_in_background(name: str, strategy: str, target: Target, bounds, sweep_table, scores,
-                        lut: LatencyTable) -> None:
-    """Hardware-aware solving builds and times candidate models (tens of seconds): a background job."""
-    base = cache.baseline(name)
-    jobs.start("hw-solve", name, strategy=strategy, target=target, bounds=bounds, sweep_table=sweep_table,
-               scores=scores, base_ms=base.metrics[latency_key(lut.batch)], lut=lut, base_onnx=base.onnx)
+def solve_in_background(name: str, request: SolveRequest, scores, lut: LatencyTable) -> None:
+    """Hardware-aware solving builds and times candidate models (tens of seconds): a background job
+    (core.job_tasks' hw-solve, which calls core.workflows.solve as the CLI does)."""
+    jobs.start("hw-solve", name, request=request, scores=scores, lut=lut, base=cache.baseline(name))
 
 
 def apply_solution(name: str, slider_key) -> None:

@@ -25,6 +25,7 @@ from core.models import is_registered
 from core.prune import check_config_matches
 from core.store import Store
 from core.user_models import describe_reference
+from core.workflows import check_units
 from dashboard import cache
 from dashboard.components import messages
 from dashboard.components.own_model import OWN, PENDING
@@ -59,11 +60,8 @@ def checked(name: str, config: PruneConfig) -> PruneConfig:
     config = _for_this_model(name, config)
     spec = cache.spec(name)
     check_config_matches(spec, config)
-    known = {u.name for u in cache.cost_model(name, config.method).units}  # the method's units, cached
-    unknown = sorted((set(config.ratios) | set(config.remove_blocks)) - known)
-    if unknown:
-        raise PruneLabError(f"{cache.display_name(name)} has no {config.method} layer(s) named "
-                            f"{', '.join(unknown)} (it has: {', '.join(sorted(known)) or 'none'})")
+    known = [u.name for u in cache.cost_model(name, config.method).units]  # the method's units, cached
+    check_units(spec, config, known, label=cache.display_name(name))  # the CLI's check, on the cached units
     return config
 
 

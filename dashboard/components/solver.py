@@ -5,9 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from core import methods
-from core.allocate import Bounds, Target, allocate
+from core.allocate import Target
 from core.errors import PruneLabError
 from core.graph import kept_channels, ratio_for
+from core.workflows import SolveRequest, solve
 from dashboard import cache
 from dashboard.components import hardware as hardware_ui
 from dashboard.components import messages
@@ -16,6 +17,7 @@ from dashboard.components.sweeps import cached_table, current_spec
 
 SOLVER_MESSAGE = "solver-message"  # components.messages key: the last solve's verdict, per model
 STRATEGIES = ["sensitivity", "global", "uniform"]
+DEFAULT = SolveRequest(Target("flops", 2.0))  # the solver's defaults (core.workflows.solve), as the CLI's
 TARGET_LABELS = {"flops": "FLOPs: x times fewer", "params": "Parameters: x times fewer",
                  "size_mb": "fp32 size at most (MB)", "latency_ms": "Latency b1 at most (ms, estimate)",
                  "speedup": "Speed-up: x times faster (estimate)"}
@@ -28,22 +30,21 @@ def _solve(name: str, method: str, criterion: str, lut) -> None:
     hardware_aware = widths and state.get("solver-hw", False)
     try:
         cm = cache.cost_model(name, method)
-        units = [u.name for u in cm.units]
         shown_hw = widths and state.get("hw-aware", False)  # which sliders show
         locked = {u: state.get(slider_key(name, method, u, hw=shown_hw), 0.0) for u in state.get("solver-locked", [])}
-        bounds = Bounds(low={u: state["solver-min"] for u in units}, high={u: state["solver-max"] for u in units},
-                        locked=locked)
         sweep_spec = current_spec(name, method, criterion)
-        table = cached_table(sweep_spec)
+        request = SolveRequest(Target(state["solver-target"], state["solver-value"]), state["solver-strategy"],
+                               method, criterion, state["solver-min"], state["solver-max"], locked,
+                               cached_table(sweep_spec), sweep_spec.calibration_samples, sweep_spec.seed,
+                               latency_batch=lut.batch if hardware_aware else 1, hardware_aware=hardware_aware)
         scores = (cache.raw_scores(name, method, criterion, sweep_spec.calibration_samples, sweep_spec.seed)
-                  if state["solver-strategy"] == "global" else None)
-        target = Target(state["solver-target"], state["solver-value"])
+                  if request.strategy == "global" else None)
         if hardware_aware:  # builds and times candidate models: a background job fills the sliders later
-            hardware_ui.solve_in_background(name, state["solver-strategy"], target, bounds, table, scores, lut)
+            hardware_ui.solve_in_background(name, request, scores, lut)
             messages.say(SOLVER_MESSAGE, name, "info", "Timing hardware-aware candidates in the background…")
             return
-        base_ms = cache.baseline(name).metrics["latency_ms"]
-        result = allocate(state["solver-strategy"], cm, target, bounds, table, scores, base_ms)
+        result = solve(cache.spec(name), request, cost_model=cm, scores=scores,
+                       base=cache.baseline(name)).allocation
     except PruneLabError as e:
         messages.say(SOLVER_MESSAGE, name, "error", str(e))
         return
@@ -68,14 +69,14 @@ def solver_panel(name: str, method: str, criterion: str, lut=None) -> None:
     with st.expander("Budget solver: fill the sliders for a target", expanded=False):
         c = st.columns([2, 1, 1.4, 1, 1])
         c[0].selectbox("Target", list(TARGET_LABELS), key="solver-target", format_func=TARGET_LABELS.get)
-        c[1].number_input("Value", 0.001, 1e6, 2.0, key="solver-value")
+        c[1].number_input("Value", 0.001, 1e6, DEFAULT.target.value, key="solver-value")
         has_sweep = cached_table(current_spec(name, method, criterion)) is not None
         default = "sensitivity" if has_sweep else "global"  # global needs no sweep: a first solve works
         c[2].selectbox("Strategy", STRATEGIES, index=STRATEGIES.index(default), key="solver-strategy",
                        help="sensitivity: least predicted accuracy drop from the sweep; global: one importance "
                             "threshold across layers; uniform: the same ratio everywhere")
-        c[3].number_input("Min ratio", 0.0, MAX_RATIO, 0.0, 0.05, key="solver-min")
-        c[4].number_input("Max ratio", 0.0, MAX_RATIO, 0.9, 0.05, key="solver-max")
+        c[3].number_input("Min ratio", 0.0, MAX_RATIO, DEFAULT.min_ratio, 0.05, key="solver-min")
+        c[4].number_input("Max ratio", 0.0, MAX_RATIO, DEFAULT.max_ratio, 0.05, key="solver-max")
         units = [u.name for u in cache.cost_model(name, method).units]
         st.multiselect("Locked (keep their current slider value)", units, key="solver-locked")
         if lut is not None and methods.get(method).hardware_aware:

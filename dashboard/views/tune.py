@@ -8,12 +8,10 @@ import hashlib
 import streamlit as st
 
 from core import methods as registry
-from core.allocate import drop_curves, predicted_drop
 from core.config import FinetuneConfig, PruneConfig, Schedule
 from core.errors import PruneLabError
-from core.graph import kept_channels
 from core.importance import REGISTRY
-from core.metric_keys import latency_key
+from core.workflows import baseline_latency_ms, estimate_latency, predict_accuracy
 from dashboard import cache, jobs
 from dashboard.components import criteria, locks, methods, strategy_helper
 from dashboard.components import hardware as hardware_ui
@@ -33,14 +31,8 @@ def _prediction(name: str, method: str, criterion: str, ratios: dict[str, float]
     if not cache.spec(name).has_data or not registry.get(method).swept:
         return None
     sweep_spec = current_spec(name, method, criterion)
-    table = cached_table(sweep_spec)
-    if table is None:
-        return None
-    base = cache.baseline(name).metrics["accuracy"]
-    drop = predicted_drop(drop_curves(table), ratios)
-    return {"accuracy": max(0.0, base - drop), "drop": drop, "sweep": sweep_spec.key(),
-            "method": "baseline test accuracy minus the sum of single-unit drops of the sensitivity sweep; "
-                      "before fine-tuning"}
+    return predict_accuracy(cached_table(sweep_spec), ratios, cache.baseline(name).metrics["accuracy"],
+                            sweep_spec.key())
 
 
 def _estimates(base: dict, est: dict, prediction: dict | None, has_data: bool, method: str) -> None:
@@ -64,12 +56,9 @@ def _estimates(base: dict, est: dict, prediction: dict | None, has_data: bool, m
 
 
 def _latency_estimate(name: str, lut, model_cost, ratios: dict[str, float]) -> None:
-    """The measured baseline latency minus what the width-latency table says each unit saves."""
-    metrics = cache.baseline(name).metrics
-    base_ms = metrics[latency_key(lut.batch)]
-    units = {u.name: u for u in model_cost.units}
-    saved = sum(lut.saving(u, kept_channels(units[u], r)) for u, r in ratios.items())
-    est = max(base_ms - saved, 0.0)
+    """The measured baseline latency minus what the width-latency table says each unit saves (core.workflows)."""
+    base_ms = baseline_latency_ms(cache.spec(name), lut.batch, cache.baseline(name))
+    est = estimate_latency(model_cost, base_ms, ratios, lut)
     pct = 100 * (est / base_ms - 1)
     st.metric(f"Latency at batch {lut.batch} (estimate from the width table)", f"{est:.3g} ms",
               f"{pct:+.1f}%" if abs(pct) >= 0.05 else None, delta_color="inverse",
