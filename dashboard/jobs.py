@@ -15,7 +15,7 @@ import streamlit as st
 
 from core import jobs
 from core.jobs import JobStatus, ModelRef
-from dashboard import cache
+from dashboard import cache, state
 from dashboard.components.text import md
 
 POLL_S = 1.0  # how often a page looks at a running job's progress file
@@ -62,7 +62,7 @@ def _watch(task: str, folder: str, job_id: str) -> None:
     if job is None or job.job_id != job_id or not job.active:
         st.rerun()  # it ended (or was replaced): the whole page draws its outcome
     st.progress(job.fraction, text=progress_text(job, time.time()))
-    st.button("Cancel", key=f"cancel-{task}", on_click=jobs.cancel, args=(job.folder,),
+    st.button("Cancel", key=state.cancel_key(task), on_click=jobs.cancel, args=(job.folder,),
               help="Stops the worker process; nothing it had not finished is kept.")
 
 

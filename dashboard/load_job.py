@@ -15,15 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from core.limits import LOAD_TIMEOUT
 from core.probe import Outcome, Probe
+from dashboard import state
 from dashboard.cache import UserModel
 from dashboard.components.text import md
-
-JOB = "own-load-job"  # session key: the LoadJob being followed, or None
 
 
 @dataclass(frozen=True)
@@ -36,25 +34,26 @@ def start(args: UserModel) -> LoadJob:
     """Start check-loading args in a child process (ending any load this session had running)."""
     abandon()
     probe = Probe(args.ref, args.weights, args.data, args.trust_pickle, alive=_session_alive())
-    st.session_state[JOB] = job = LoadJob(args, probe)
+    job = LoadJob(args, probe)
+    state.set_load_job(job)
     return job
 
 
 def current() -> LoadJob | None:
     """The load this session is running, if any."""
-    return st.session_state.get(JOB)
+    return state.load_job()
 
 
 def abandon() -> None:
     """Stop this session's running load (the user left the form, or loads something else)."""
-    job = st.session_state.pop(JOB, None)
+    job = state.take_load_job()
     if job is not None:
         job.probe.cancel()
 
 
 def follow(box: DeltaGenerator, job: LoadJob) -> Outcome:
     """Draw Cancel and the elapsed time in box while the load runs; return how it ended."""
-    if box.button("Cancel", key="own-cancel", help="Stop loading this model (its process is killed)."):
+    if box.button("Cancel", key=state.OWN_CANCEL, help="Stop loading this model (its process is killed)."):
         job.probe.cancel()
     status = box.empty()
     limit = LOAD_TIMEOUT.show(job.probe.timeout)
@@ -64,7 +63,7 @@ def follow(box: DeltaGenerator, job: LoadJob) -> Outcome:
         if (outcome := job.probe.wait(1.0)) is not None:
             break
     status.empty()
-    st.session_state[JOB] = None
+    state.set_load_job(None)
     return outcome
 
 

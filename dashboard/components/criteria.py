@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import streamlit as st
-
 from core.importance import REGISTRY
+from dashboard import state
 
 
 def offered(criteria: Iterable[str], has_data: bool) -> list[str]:
@@ -18,8 +17,7 @@ def offered(criteria: Iterable[str], has_data: bool) -> list[str]:
 
 def keep_offered(key: str, options: list[str]) -> None:
     """Before the widget under key is drawn: a value it no longer offers becomes its first option."""
-    if st.session_state.get(key) not in options:
-        st.session_state[key] = options[0]
+    state.keep_choice(key, options)
 
 
 def note(has_data: bool) -> str:

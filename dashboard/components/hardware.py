@@ -7,9 +7,8 @@ import streamlit as st
 from core import hardware
 from core.hardware import LatencyTable
 from core.workflows import SolveRequest
-from dashboard import cache, jobs
+from dashboard import cache, jobs, state
 from dashboard.components import messages
-from dashboard.components.sliders import show_mean
 from dashboard.components.text import md
 
 
@@ -27,15 +26,15 @@ def _build(name: str, batch: int) -> None:
 def panel(name: str) -> LatencyTable | None:
     """Toggle, batch choice and table status; returns the measured table (or None)."""
     c1, c2, c3 = st.columns([1.3, 0.8, 2.4])
-    c1.toggle("Hardware-aware widths", key="hw-aware",
+    c1.toggle("Hardware-aware widths", key=state.HW_AWARE,
               help="Sliders offer only widths this CPU runtime is fast at (measured, not assumed).")
-    batch = c2.selectbox("Latency batch", cache.baseline(name).metrics["latency_batches"], key="hw-batch")
+    batch = c2.selectbox("Latency batch", cache.baseline(name).metrics["latency_batches"], key=state.HW_BATCH)
     _, error = jobs.panel("lut", name)
     if error:
         st.error(f"Timing the layer widths failed: {md(error)}")
     measured = table(name, batch)
     if measured is None:
-        c3.button("Measure each layer's latency by width (about 15 s)", key="build-lut",
+        c3.button("Measure each layer's latency by width (about 15 s)", key=state.BUILD_LUT,
                   disabled=jobs.running("lut", name), on_click=_build, args=(name, batch))
     else:
         c3.caption(f"Measured ({md(measured.runtime)}): this CPU runs channels in blocks of {measured.round_to()}; "
@@ -49,21 +48,25 @@ def solve_in_background(name: str, request: SolveRequest, scores, lut: LatencyTa
     jobs.start("hw-solve", name, request=request, scores=scores, lut=lut, base=cache.baseline(name))
 
 
-def apply_solution(name: str, slider_key) -> None:
-    """Before the sliders are drawn: put a finished hardware-aware solution into them (once)."""
+def apply_solution(name: str) -> None:
+    """Before the sliders and the hardware-aware toggle are drawn: put a finished hardware-aware solution into
+    them (once), through the one slider writer (snapped to the measured table's fast widths)."""
     result, error = jobs.panel("hw-solve", name)
     if error:
-        messages.say("solver-message", name, "error", error)  # components.solver.SOLVER_MESSAGE
+        messages.say(state.SOLVER_MESSAGE, name, "error", error)
     job = jobs.current("hw-solve", name)
-    if not result or job is None or st.session_state.get("hw-applied") == job.job_id:
+    batch = state.get(state.HW_BATCH) or cache.baseline(name).metrics["latency_batches"][0]
+    measured = table(name, batch)
+    if not result or job is None or measured is None or state.hw_solution_applied(job.job_id):
         return
-    st.session_state["hw-applied"] = job.job_id
-    st.session_state["hw-aware"] = True
-    for unit, ratio in result["ratios"].items():
-        st.session_state[slider_key(name, "channel", unit, hw=True)] = ratio
-    show_mean(name, "channel", [u.name for u in cache.cost_model(name, "channel").units], hw=True)
+    state.mark_hw_solution_applied(job.job_id)
+    state.set_hw_aware(True)
+    tune = state.TuneState(name, "channel")
+    units = {u.name: u for u in cache.cost_model(name, "channel").units}
+    tune.set_sliders(result["ratios"], units, measured)
+    tune.show_mean(list(units), hw=True)
     best = max((r for r in result["report"] if "speedup" in r), key=lambda r: r["speedup"], default=None)
     detail = f" — measured {best['speedup']:.2f}x faster than the baseline" if best else ""
     verdict = "met" if result["met"] else "NOT met"
-    messages.say("solver-message", name, "success" if result["met"] else "warning",
+    messages.say(state.SOLVER_MESSAGE, name, "success" if result["met"] else "warning",
                  f"hardware-aware allocation: target {verdict}{detail}. Sliders filled.")

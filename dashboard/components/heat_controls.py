@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard import state
 from dashboard.components.heat import GROUP_ROWS
-from dashboard.components.slider_groups import SEARCH_KEY
 from dashboard.components.text import md
 
 
@@ -22,19 +22,16 @@ def grouped_view(rows: int, key: str) -> bool:
 
 
 def handle_pick(event, grouped: bool, source: str) -> None:
-    """A clicked row: a unit becomes the Tune tab's focused slider; a group (grouped view) becomes the Tune
-    tab's search, once per click (so the search can then be edited)."""
+    """A clicked row in chart `source`: a unit becomes the Tune page's focused slider; a group (grouped view)
+    becomes the Tune page's search, once per click (so the search can then be edited)."""
     points = (event.get("selection") or {}).get("points") if event else None
-    memory = f"picked|{source}"
     if not points:
-        st.session_state.pop(memory, None)
+        state.pick_group(source, None)
         return
     row = points[0]["y"]
     if not grouped:
-        st.session_state["focus"] = row
+        state.set_focus(row)
         st.success(f"{md(row)} is now first among the sliders on the Tune page.")
         return
-    if st.session_state.get(memory) != row:
-        st.session_state[memory] = row
-        st.session_state[SEARCH_KEY] = row
+    state.pick_group(source, row)
     st.success(f"The Tune page's search now shows the {md(row)} group's sliders.")

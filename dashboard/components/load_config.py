@@ -3,7 +3,8 @@
 A config is checked against the model shown (core.prune.check_config_matches: same model, same weights; every
 unit or block it names must be one the model has, core.graph.units) before anything changes; then the method
 radio, the criterion, the method's sliders (or N:M / block shape, or the layer method's block checkboxes) are
-set through their session-state keys. Callbacks do it (they run before the widgets are drawn) and leave a
+set through dashboard.state (the sliders by its one slider writer: steps of 0.01, capped at MAX_RATIO, as a
+solver fill). Callbacks do it (they run before the widgets are drawn) and leave a
 (kind, text) message about the model for the page to show (components.messages); a rejected config changes no
 widget.
 
@@ -26,29 +27,25 @@ from core.prune import check_config_matches
 from core.store import Store
 from core.user_models import describe_reference
 from core.workflows import check_units
-from dashboard import cache
+from dashboard import cache, state
 from dashboard.components import messages
-from dashboard.components.own_model import OWN, PENDING
-from dashboard.components.sliders import MAX_RATIO, slider_key
+from dashboard.components.own_model import OWN
 from dashboard.components.training import missing_training_data
-
-LOAD_MESSAGE = "exp-load-message"  # session key: outcome of "Load into Tune"
-IMPORT_MESSAGE = "exp-import-message"  # session key: outcome of the last uploaded config
-OFFER = "exp-import-offer"  # session key: the model file a refused config names, offered to the own-model form
+from dashboard.state import IMPORT_MESSAGE, LOAD_MESSAGE, MAX_RATIO  # noqa: F401 - the pages show them
 
 
 def _for_this_model(name: str, config: PruneConfig) -> PruneConfig:
     """config, renamed to the handle if it names model `name` by its reference (as Export hands it out); for
     another model, PruneLabError saying how to switch, and nothing loaded: a config never loads the model it
-    names. A model file or folder is offered to the sidebar's own-model form (OFFER), where the user's Load
-    runs it."""
+    names. A model file or folder is offered to the sidebar's own-model form (state.offer_model_file), where the
+    user's Load runs it."""
     shown = cache.display_name(name)
     if config.model in (name, shown):
         return replace(config, model=name)
     wrong = f"config is for model {config.model!r}, not {shown!r}"
     if is_registered(config.model):
         raise PruneLabError(f"{wrong}: choose {config.model} in the sidebar, then import it again")
-    st.session_state[OFFER] = config.model
+    state.offer_model_file(config.model)
     raise PruneLabError(f"{wrong}; {describe_reference(config.model)}, so nothing was loaded. If you trust it, "
                         "load it under “Your own model…” in the sidebar (button below), then import the config again")
 
@@ -65,33 +62,32 @@ def checked(name: str, config: PruneConfig) -> PruneConfig:
     return config
 
 
-def tune_state(name: str, config: PruneConfig) -> tuple[dict[str, Any], list[str]]:
-    """The session-state values that show `config` on Tune, and notes on what could not be shown as is."""
-    state: dict[str, Any] = {"method": config.method}
+def tune_state(name: str, config: PruneConfig) -> tuple[dict[str, Any], dict[str, float], list[str]]:
+    """The widget values (by session key) that show `config` on Tune, the ratios its sliders take (every unit
+    of the method: 0 where the config has none; dashboard.state's one slider writer rounds and caps them), and
+    notes on what could not be shown as is."""
+    values: dict[str, Any] = {state.METHOD: config.method}
     technique = config.technique
     if technique.uses_criterion:
-        state["criterion"] = config.criterion
+        values[state.CRITERION] = config.criterion
     units = [u.name for u in cache.cost_model(name, config.method).units]
     notes: list[str] = []
-    if technique.sliders:
-        capped = sorted(u for u, r in config.ratios.items() if r > MAX_RATIO)
-        state |= {slider_key(name, config.method, u): round(min(config.ratios.get(u, 0.0), MAX_RATIO), 4)
-                  for u in units}
-        if capped:
-            notes.append(f"capped at {MAX_RATIO} (the sliders' maximum): {', '.join(capped)}")
+    sliders = {u: config.ratios.get(u, 0.0) for u in units} if technique.sliders else {}
+    if capped := sorted(u for u, r in sliders.items() if r > MAX_RATIO):
+        notes.append(f"capped at {MAX_RATIO} (the sliders' maximum): {', '.join(capped)}")
     if technique.hardware_aware:
-        state["hw-aware"] = False  # plain sliders take any ratio
+        values[state.HW_AWARE] = False  # plain sliders take any ratio
     if technique.pattern == "block":
-        state["block-rows"], state["block-cols"] = config.pattern.block
+        values[state.BLOCK_ROWS], values[state.BLOCK_COLS] = config.pattern.block
     if technique.pattern == "nm":
         eligible = cache.nm_layers(name)
-        state |= {"nm-n": config.pattern.n, "nm-m": config.pattern.m,
-                  f"nm-layers|{name}": [u for u in eligible if config.ratios.get(u)]}
+        values |= {state.NM_N: config.pattern.n, state.NM_M: config.pattern.m,
+                   state.nm_layers_key(name): [u for u in eligible if config.ratios.get(u)]}
         if skipped := sorted(u for u, r in config.ratios.items() if r and u not in eligible):
             notes.append(f"left out (one input channel per group, no N:M choice): {', '.join(skipped)}")
     if technique.takes_blocks:
-        state |= {f"drop|{name}|{b}": b in config.remove_blocks for b in units}
-    return state, notes
+        values |= {state.drop_key(name, b): b in config.remove_blocks for b in units}
+    return values, sliders, notes
 
 
 EPOCHS_MAX, LR_RANGE = 20, (0.0001, 1.0)  # what components.training's fields take
@@ -101,10 +97,10 @@ def training_state(name: str, config: PruneConfig) -> tuple[dict[str, Any], list
     """The session-state values of components.training's widgets that show config's schedule, fine-tuning and
     seed, and notes on what could not be shown as is."""
     sched, ft = config.schedule, config.finetune
-    state: dict[str, Any] = {"seed": config.seed}
+    values: dict[str, Any] = {state.SEED: config.seed}
     if missing := missing_training_data(cache.spec(name), label=cache.display_name(name)):
         wanted = ft.epochs or sched.kind != "oneshot"
-        return state, [f"schedule and fine-tuning not loaded ({missing})"] if wanted else []
+        return values, [f"schedule and fine-tuning not loaded ({missing})"] if wanted else []
     notes: list[str] = []
     epochs = min(ft.epochs, EPOCHS_MAX)
     if epochs != ft.epochs:
@@ -114,19 +110,21 @@ def training_state(name: str, config: PruneConfig) -> tuple[dict[str, Any], list
         notes.append(f"learning rate {ft.lr:g} shown as {lr:g} (the field's range)")
     if ft.batch_size != FinetuneConfig().batch_size:
         notes.append(f"batch size {ft.batch_size} not loaded (Tune fine-tunes with {FinetuneConfig().batch_size})")
-    state |= {"epochs": epochs, "lr": lr, "distill": ft.distill, "distill-temperature": ft.temperature,
-              "distill-alpha": ft.alpha, "rewind": ft.rewind, "schedule": sched.kind, "schedule-steps": sched.steps,
-              "schedule-curve": sched.curve, "schedule-every": sched.update_every}
-    return state, notes
+    values |= {state.EPOCHS: epochs, state.LR: lr, state.DISTILL: ft.distill, state.DISTILL_TEMPERATURE: ft.temperature,
+               state.DISTILL_ALPHA: ft.alpha, state.REWIND: ft.rewind, state.SCHEDULE: sched.kind,
+               state.SCHEDULE_STEPS: sched.steps, state.SCHEDULE_CURVE: sched.curve,
+               state.SCHEDULE_EVERY: sched.update_every}
+    return values, notes
 
 
 def load(name: str, config: PruneConfig, source: str) -> str:
     """Check config against model `name`, put it into Tune's session state, and return the success text.
     Raises PruneLabError (nothing changed) if it does not fit."""
     config = checked(name, config)
-    state, notes = tune_state(name, config)
+    values, sliders, notes = tune_state(name, config)
     training, training_notes = training_state(name, config)
-    st.session_state.update(state | training)
+    state.load_settings(values | training)  # in a callback: before Tune's widgets are drawn
+    state.TuneState(name, config.method).set_sliders(sliders)
     what = (f"{len(config.remove_blocks)} block(s) to remove" if config.technique.takes_blocks
             else f"{sum(1 for r in config.ratios.values() if r > 0)} non-zero ratio(s)")
     return (f"Loaded {source} into Tune: {config.method}, {what}; {schedule_words(config)}, seed {config.seed}"
@@ -147,7 +145,7 @@ def import_bytes(name: str, data: bytes, filename: str = "config.json") -> str:
 
 def on_load(name: str, exp_id: str) -> None:
     """on_click callback of "Load into Tune": the recorded experiment's config into the Tune widgets."""
-    st.session_state.pop(OFFER, None)
+    state.offer_model_file(None)
     try:
         messages.say(LOAD_MESSAGE, name, "success", load(name, Store().get(exp_id).config, f"experiment {exp_id}"))
     except PruneLabError as e:
@@ -156,8 +154,8 @@ def on_load(name: str, exp_id: str) -> None:
 
 def on_upload(name: str, key: str) -> None:
     """on_change callback of the config uploader (key: its widget key): the file's config into Tune."""
-    st.session_state.pop(OFFER, None)
-    upload = st.session_state.get(key)
+    state.offer_model_file(None)
+    upload = state.get(key)
     if upload is None:  # the file was removed
         messages.clear(IMPORT_MESSAGE, name)
         return
@@ -169,17 +167,15 @@ def on_upload(name: str, key: str) -> None:
 
 def _open_own_model_form(ref: str) -> None:
     """on_click: the sidebar switches to "Your own model…" with ref typed in; nothing is loaded until Load."""
-    st.session_state[PENDING] = OWN
-    st.session_state["own-ref"] = ref
-    st.session_state.pop(OFFER, None)
+    state.open_own_model_form(OWN, ref)
 
 
 def offer_own_model() -> None:
     """Under an import refused because its config names a model file: the button that takes the user to the
     own-model form with that reference (their Load, with its time limit, is the confirmation)."""
-    ref = st.session_state.get(OFFER)
+    ref = state.offered_model_file()
     if ref:
-        st.button("Open “Your own model…” with this reference", key="exp-import-own", on_click=_open_own_model_form,
+        st.button("Open “Your own model…” with this reference", key=state.EXP_IMPORT_OWN, on_click=_open_own_model_form,
                   args=(ref,), help="Fills in the sidebar form; the model's code runs only when you press Load there.")
 
 

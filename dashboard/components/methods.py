@@ -19,10 +19,12 @@ from core.errors import PruneLabError
 from core.graph import Unit
 from core.hardware import LatencyTable
 from core.prune.layers import rank_blocks
-from dashboard import cache
+from dashboard import cache, state
+from dashboard.components import messages
 from dashboard.components.slider_groups import FLAT_MAX, grouped_sliders
-from dashboard.components.sliders import MAX_RATIO, all_key, ratio_sliders, slider_key
+from dashboard.components.sliders import ratio_sliders
 from dashboard.components.text import md
+from dashboard.state import MAX_RATIO
 
 
 @dataclass(frozen=True)
@@ -56,55 +58,51 @@ def controls(name: str, method: str, criterion: str, units: tuple[Unit, ...],
     if technique.global_scope:
         _scope(name, method, criterion)
     st.markdown(f"#### Ratio removed per {technique.unit_heading}")
-    snap = technique.hardware_aware and st.session_state.get("hw-aware", False)
+    snap = technique.hardware_aware and state.hw_aware()
     layout = grouped_sliders if len(units) > FLAT_MAX else ratio_sliders
-    ratios = layout(name, method, units, focus=st.session_state.get("focus"), table=lut, snap=snap)
+    ratios = layout(name, method, units, focus=state.focus(), table=lut, snap=snap)
     return Choice(ratios, pattern=pattern)
 
 
 def _scope(name: str, method: str, criterion: str) -> None:
     """Per layer (each slider is its layer's share) or one global threshold across all layers."""
-    scope = st.radio("Scope", ["per layer", "global threshold"], horizontal=True, key="scope",
+    scope = st.radio("Scope", ["per layer", "global threshold"], horizontal=True, key=state.SCOPE,
                      help="global threshold: one importance threshold over every weight of the model, at the "
                           "“All layers” share; layers then lose different shares (the total is the same).")
     if scope == "global threshold":
-        st.button("Fill the sliders from one global threshold at the “All layers” value", key="fill-global",
+        st.button("Fill the sliders from one global threshold at the “All layers” value", key=state.FILL_GLOBAL,
                   on_click=_fill_global, args=(name, method, criterion))
-        kind, text = st.session_state.get("global-message", (None, None))
-        if kind:
-            getattr(st, kind)(md(text))
+        messages.show(state.GLOBAL_MESSAGE, name)
 
 
 def _fill_global(name: str, method: str, criterion: str) -> None:
     """on_click callback (runs before the sliders are drawn): core.plan.global_ratios into the sliders."""
-    state = st.session_state
-    ratio = state.get(all_key(name, method), 0.0)
+    tune = state.TuneState(name, method)
+    ratio = tune.all_value()
     try:
-        ratios = cache.global_ratios(name, ratio, criterion, seed=int(state.get("seed", 0)))
+        ratios = cache.global_ratios(name, ratio, criterion, seed=state.seed())
     except PruneLabError as e:
-        state["global-message"] = ("error", str(e))
+        messages.say(state.GLOBAL_MESSAGE, name, "error", str(e))
         return
-    for unit, r in ratios.items():
-        state[slider_key(name, method, unit)] = min(MAX_RATIO, r)
+    tune.set_sliders(ratios)
     capped = sorted(u for u, r in ratios.items() if r > MAX_RATIO)
     note = f" Capped at {MAX_RATIO} (the sliders' maximum): {', '.join(capped)}." if capped else ""
-    state["global-message"] = ("warning" if capped else "success",
-                               f"Sliders filled from one {criterion} threshold removing {ratio:.0%} of all "
-                               f"weights.{note}")
+    messages.say(state.GLOBAL_MESSAGE, name, "warning" if capped else "success",
+                 f"Sliders filled from one {criterion} threshold removing {ratio:.0%} of all weights.{note}")
 
 
 def _nm(name: str, units: tuple[Unit, ...]) -> Choice | None:
     """N and M, and the layers that get the pattern (no sliders: the share is fixed at 1 - N/M)."""
     c1, c2, c3 = st.columns([1, 1, 4])
-    n = int(c1.number_input("N (kept)", 1, 63, 2, key="nm-n", help="weights kept in every group of M"))
-    m = int(c2.number_input("M (group)", 2, 64, 4, key="nm-m", help="consecutive input weights per group"))
+    n = int(c1.number_input("N (kept)", 1, 63, 2, key=state.NM_N, help="weights kept in every group of M"))
+    m = int(c2.number_input("M (group)", 2, 64, 4, key=state.NM_M, help="consecutive input weights per group"))
     try:
         pattern = Pattern(n, m)
     except PruneLabError as e:
         st.error(md(e))
         return None
     eligible = cache.nm_layers(name)
-    layers = c3.multiselect("Layers with the pattern", eligible, default=eligible, key=f"nm-layers|{name}",
+    layers = c3.multiselect("Layers with the pattern", eligible, default=eligible, key=state.nm_layers_key(name),
                             help="Layers with a single input channel per group have nothing to choose within.")
     share = methods.nm_share(n, m)
     skipped = [u.name for u in units if u.name not in eligible]
@@ -117,8 +115,8 @@ def _nm(name: str, units: tuple[Unit, ...]) -> Choice | None:
 def _block_shape() -> Pattern | None:
     """The (rows, cols) block that block pruning zeroes as a whole; None (with the reason) if invalid."""
     c1, c2, _ = st.columns([1, 1, 4])
-    rows = int(c1.number_input("Block rows", 1, 256, 4, key="block-rows", help="output channels per block"))
-    cols = int(c2.number_input("Block cols", 1, 256, 1, key="block-cols", help="inputs per block"))
+    rows = int(c1.number_input("Block rows", 1, 256, 4, key=state.BLOCK_ROWS, help="output channels per block"))
+    cols = int(c2.number_input("Block cols", 1, 256, 1, key=state.BLOCK_COLS, help="inputs per block"))
     try:
         return Pattern(block=(rows, cols))
     except PruneLabError as e:
@@ -129,23 +127,21 @@ def _block_shape() -> Pattern | None:
 def _layer(name: str) -> Choice:
     """One checkbox per removable block with its block influence; remove_blocks in score order."""
     scores = cache.block_scores(name)
-    keys = {b: f"drop|{name}|{b}" for b in scores}
+    tune = state.TuneState(name, "layer")
     st.markdown("#### Blocks to remove")
     c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
-    c1.number_input("Remove the N least important", 0, len(scores), 1, key=f"drop-n|{name}")
-    c2.button("Tick the N least important", key="drop-lowest", on_click=_tick_lowest, args=(name, keys, scores))
+    c1.number_input("Remove the N least important", 0, len(scores), 1, key=state.drop_n_key(name))
+    c2.button("Tick the N least important", key=state.DROP_LOWEST, on_click=_tick_lowest, args=(tune, scores))
     cols = st.columns(min(4, len(scores)))
     for i, (block, score) in enumerate(scores.items()):
-        cols[i % len(cols)].checkbox(f"{md(block)} · 1−cos {score:.3f}", key=keys[block],
+        cols[i % len(cols)].checkbox(f"{md(block)} · 1−cos {score:.3f}", key=state.drop_key(name, block),
                                      help="Block influence: 1 − cosine similarity of the block's input and output "
                                           "on the calibration images. Lower = the block changes little = safer to "
                                           "remove.")
     st.caption("A removed block becomes the identity: its skip connection already carries the input past it.")
-    return Choice({}, tuple(b for b in rank_blocks(scores) if st.session_state.get(keys[b])))
+    return Choice({}, tuple(tune.dropped(rank_blocks(scores))))
 
 
-def _tick_lowest(name: str, keys: dict[str, str], scores: dict[str, float]) -> None:
+def _tick_lowest(tune: state.TuneState, scores: dict[str, float]) -> None:
     """on_click callback: tick exactly the N blocks with the lowest scores."""
-    lowest = set(rank_blocks(scores)[: int(st.session_state[f"drop-n|{name}"])])
-    for block, key in keys.items():
-        st.session_state[key] = block in lowest
+    tune.tick_blocks(scores, set(rank_blocks(scores)[: tune.drop_count()]))

@@ -16,15 +16,12 @@ from streamlit.delta_generator import DeltaGenerator
 
 from core.errors import PruneLabError
 from core.models import available
-from dashboard import cache, load_job, uploads
+from dashboard import cache, load_job, state, uploads
 from dashboard.components.text import md
 
 Field = tuple[str, uploads.Upload | None]  # a file field: the typed path and the upload (None: none)
 
 OWN = "Your own model…"
-LOADED = "own-models"  # session key: handles of the user models loaded in this session, in order
-SHOWN = "model-shown"  # session key: the model the pages show (the last choice that was not OWN)
-PENDING = "model-pending"  # session key: a handle to select before the selectbox is drawn
 WEIGHT_TYPES = ["pt", "pth", "safetensors"]
 PICKLE_RISK = ("Loading a pickle runs whatever code it carries, with this server's permissions. Only tick this "
                "for files whose source you trust.")
@@ -36,21 +33,18 @@ REF_HELP = ("`path/to/file.py:build` — a function returning a dict (model, exa
 
 def pick_model(default: str) -> str:
     """Draw the model selectbox (and the own-model form when chosen); return the name the pages show."""
-    names = [*available(), *st.session_state.get(LOADED, []), OWN]
-    if pending := st.session_state.pop(PENDING, None):
-        st.session_state["model"] = pending
-    if st.session_state.get("model") not in names:
-        st.session_state["model"] = default if default in names else names[0]
+    names = [*available(), *state.loaded_models(), OWN]
+    state.settle_model_choice(names, default)  # before the selectbox is drawn
     labels = {n: cache.display_name(n) for n in names}  # a user model's handle reads as its reference
-    choice = st.sidebar.selectbox("Model", names, key="model", format_func=labels.__getitem__,
+    choice = st.sidebar.selectbox("Model", names, key=state.MODEL_CHOICE, format_func=labels.__getitem__,
                                   help="Bundled sample models with trained weights, the reference zoo, models "
                                        "you loaded, or your own.")
     if choice != OWN:
         load_job.abandon()  # a load left running behind a closed form would load for nobody
-        st.session_state[SHOWN] = choice
+        state.show_model(choice)
         _describe(choice)
         return choice
-    shown = st.session_state.get(SHOWN) or (default if default in names else names[0])
+    shown = state.last_shown(default if default in names else names[0])
     st.sidebar.caption(f"The pages show **{md(cache.display_name(shown))}** until your model loads.")
     _form()
     return shown
@@ -69,24 +63,25 @@ def _describe(name: str) -> None:
 def _form() -> None:
     """Reference, weights, data, trust and Load, in a bordered box of the sidebar."""
     box = st.sidebar.container(border=True)
-    ref = box.text_input("Model reference", key="own-ref", placeholder="path/to/file.py:build", help=REF_HELP)
-    weights = _file_field(box, "Weights (optional)", "own-weights", WEIGHT_TYPES, "path/to/weights.safetensors")
-    data = _file_field(box, "Data (optional)", "own-data", ["npz"], "path/to/data.npz (x, y; x_train, y_train)")
-    trust = box.checkbox("Trust this pickle (runs its code)", key="own-trust",
+    ref = box.text_input("Model reference", key=state.OWN_REF, placeholder="path/to/file.py:build", help=REF_HELP)
+    weights = _file_field(box, "Weights (optional)", state.OWN_WEIGHTS, WEIGHT_TYPES, "path/to/weights.safetensors")
+    data = _file_field(box, "Data (optional)", state.OWN_DATA, ["npz"], "path/to/data.npz (x, y; x_train, y_train)")
+    trust = box.checkbox("Trust this pickle (runs its code)", key=state.OWN_TRUST,
                          help="Needed for a whole pickled model (.pt) or weights saved as pickled objects.")
     if trust:
         box.warning(PICKLE_RISK, icon="⚠️")
-    if box.button("Load", key="own-load", type="primary"):
+    if box.button("Load", key=state.OWN_LOAD, type="primary"):
         _load(box, ref, weights, data, trust)
     elif (job := load_job.current()) is not None:  # started in an earlier run of this session: follow it on
         _finish(box, job.args, job)
 
 
-def _file_field(box: DeltaGenerator, label: str, key: str, types: list[str], placeholder: str) -> Field:
+def _file_field(box: DeltaGenerator, label: str, field: str, types: list[str], placeholder: str) -> Field:
     """A path text input and, below it, an uploader for the same file: (typed path, upload or None)."""
-    path = box.text_input(label, key=f"{key}-path", placeholder=placeholder)
+    path_key, upload_key = state.file_keys(field)
+    path = box.text_input(label, key=path_key, placeholder=placeholder)
     upload = box.file_uploader("…or upload it", type=types,
-                               key=f"{key}-upload", max_upload_size=uploads.limit_mb(),
+                               key=upload_key, max_upload_size=uploads.limit_mb(),
                                help=f"At most {uploads.UPLOAD_LIMIT_BYTES / 2**20:.0f} MB; saved in the "
                                     "workspace's uploads folder.")
     return path, upload
@@ -136,6 +131,5 @@ def _finish(box: DeltaGenerator, args: cache.UserModel, job: load_job.LoadJob | 
     except Exception as e:  # a bug in the user's code that core did not wrap: show it, keep the app
         box.error(f"loading failed: {type(e).__name__}: {md(e)}")
         return
-    st.session_state[LOADED] = [*(h for h in st.session_state.get(LOADED, []) if h != handle), handle]
-    st.session_state[PENDING] = handle
+    state.add_loaded_model(handle)  # selected on the rerun, before the selectbox is drawn
     st.rerun()

@@ -7,15 +7,13 @@ import streamlit as st
 from core import methods
 from core.allocate import Target
 from core.errors import PruneLabError
-from core.graph import kept_channels, ratio_for
 from core.workflows import SolveRequest, solve
-from dashboard import cache
+from dashboard import cache, state
 from dashboard.components import hardware as hardware_ui
 from dashboard.components import messages
-from dashboard.components.sliders import MAX_RATIO, show_mean, slider_key
 from dashboard.components.sweeps import cached_table, current_spec
+from dashboard.state import MAX_RATIO, SOLVER_MESSAGE
 
-SOLVER_MESSAGE = "solver-message"  # components.messages key: the last solve's verdict, per model
 STRATEGIES = ["sensitivity", "global", "uniform"]
 DEFAULT = SolveRequest(Target("flops", 2.0))  # the solver's defaults (core.workflows.solve), as the CLI's
 TARGET_LABELS = {"flops": "FLOPs: x times fewer", "params": "Parameters: x times fewer",
@@ -25,16 +23,17 @@ TARGET_LABELS = {"flops": "FLOPs: x times fewer", "params": "Parameters: x times
 
 def _solve(name: str, method: str, criterion: str, lut) -> None:
     """on_click callback: runs before the sliders are drawn, so it may set their values."""
-    state = st.session_state
+    settings = state.solver_settings()
+    tune = state.TuneState(name, method)
     widths = lut is not None and methods.get(method).hardware_aware  # a width-latency table applies
-    hardware_aware = widths and state.get("solver-hw", False)
+    hardware_aware = widths and settings.hardware_aware
+    shown_hw = widths and state.hw_aware()  # which sliders show
     try:
         cm = cache.cost_model(name, method)
-        shown_hw = widths and state.get("hw-aware", False)  # which sliders show
-        locked = {u: state.get(slider_key(name, method, u, hw=shown_hw), 0.0) for u in state.get("solver-locked", [])}
+        locked = {u: tune.slider(u, hw=shown_hw) for u in settings.locked}
         sweep_spec = current_spec(name, method, criterion)
-        request = SolveRequest(Target(state["solver-target"], state["solver-value"]), state["solver-strategy"],
-                               method, criterion, state["solver-min"], state["solver-max"], locked,
+        request = SolveRequest(Target(settings.target, settings.value), settings.strategy,
+                               method, criterion, settings.low, settings.high, locked,
                                cached_table(sweep_spec), sweep_spec.calibration_samples, sweep_spec.seed,
                                latency_batch=lut.batch if hardware_aware else 1, hardware_aware=hardware_aware)
         scores = (cache.raw_scores(name, method, criterion, sweep_spec.calibration_samples, sweep_spec.seed)
@@ -48,41 +47,34 @@ def _solve(name: str, method: str, criterion: str, lut) -> None:
     except PruneLabError as e:
         messages.say(SOLVER_MESSAGE, name, "error", str(e))
         return
-    snapped = widths and state.get("hw-aware", False)
     units = {u.name: u for u in cm.units}
-    for unit, ratio in result.ratios.items():
-        if snapped:  # the sliders offer fast widths only: take the fast width at or below the solution's
-            kept = lut.snap(unit, kept_channels(units[unit], ratio))
-            state[slider_key(name, method, unit, hw=True)] = ratio_for(units[unit], kept)
-        else:
-            state[slider_key(name, method, unit)] = min(MAX_RATIO, ratio)  # the solver works in steps of 0.01
-    mean = show_mean(name, method, list(units), bool(snapped))
+    # the one slider writer: steps of 0.01 capped, or (hardware-aware sliders) the fast width at or below
+    tune.set_sliders(result.ratios, units, lut if shown_hw else None)
+    mean = tune.show_mean(list(units), hw=bool(shown_hw))
     verdict = "met" if result.met else "NOT met within the bounds (closest shown)"
     messages.say(SOLVER_MESSAGE, name, "success" if result.met else "warning",
                  f"{result.strategy} allocation: target {verdict}. Sliders filled (All layers shows their mean, "
                  f"{mean:.2f}); adjust by hand.")
 
 
-
-
 def solver_panel(name: str, method: str, criterion: str, lut=None) -> None:
     with st.expander("Budget solver: fill the sliders for a target", expanded=False):
         c = st.columns([2, 1, 1.4, 1, 1])
-        c[0].selectbox("Target", list(TARGET_LABELS), key="solver-target", format_func=TARGET_LABELS.get)
-        c[1].number_input("Value", 0.001, 1e6, DEFAULT.target.value, key="solver-value")
+        c[0].selectbox("Target", list(TARGET_LABELS), key=state.SOLVER_TARGET, format_func=TARGET_LABELS.get)
+        c[1].number_input("Value", 0.001, 1e6, DEFAULT.target.value, key=state.SOLVER_VALUE)
         has_sweep = cached_table(current_spec(name, method, criterion)) is not None
         default = "sensitivity" if has_sweep else "global"  # global needs no sweep: a first solve works
-        c[2].selectbox("Strategy", STRATEGIES, index=STRATEGIES.index(default), key="solver-strategy",
+        c[2].selectbox("Strategy", STRATEGIES, index=STRATEGIES.index(default), key=state.SOLVER_STRATEGY,
                        help="sensitivity: least predicted accuracy drop from the sweep; global: one importance "
                             "threshold across layers; uniform: the same ratio everywhere")
-        c[3].number_input("Min ratio", 0.0, MAX_RATIO, DEFAULT.min_ratio, 0.05, key="solver-min")
-        c[4].number_input("Max ratio", 0.0, MAX_RATIO, DEFAULT.max_ratio, 0.05, key="solver-max")
+        c[3].number_input("Min ratio", 0.0, MAX_RATIO, DEFAULT.min_ratio, 0.05, key=state.SOLVER_MIN)
+        c[4].number_input("Max ratio", 0.0, MAX_RATIO, DEFAULT.max_ratio, 0.05, key=state.SOLVER_MAX)
         units = [u.name for u in cache.cost_model(name, method).units]
-        st.multiselect("Locked (keep their current slider value)", units, key="solver-locked")
+        st.multiselect("Locked (keep their current slider value)", units, key=state.SOLVER_LOCKED)
         if lut is not None and methods.get(method).hardware_aware:
             st.checkbox("Hardware-aware: keep fast widths, choose the alignment by timing whole models",
-                        key="solver-hw")
-        st.button("Solve and fill the sliders", key="solve", on_click=_solve, args=(name, method, criterion, lut))
+                        key=state.SOLVER_HW)
+        st.button("Solve and fill the sliders", key=state.SOLVE, on_click=_solve, args=(name, method, criterion, lut))
         if not has_sweep:
             where = ("run one on the Sensitivity page" if cache.spec(name).has_data
                      else "sweeps measure accuracy and this model has no data set")

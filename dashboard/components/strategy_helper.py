@@ -13,10 +13,10 @@ import streamlit as st
 
 from core import methods
 from core.strategy import BOTTLENECKS, FAMILIES, HARDWARE, LOSSES, Recommendation, Situation, recommend
-from dashboard import cache
+from dashboard import cache, state
 from dashboard.cache import model_family
+from dashboard.components import messages
 from dashboard.components.locks import locked_units
-from dashboard.components.sliders import MAX_RATIO, all_key, set_ratios, slider_key
 from dashboard.components.text import md
 from dashboard.components.training import missing_training_data
 
@@ -26,7 +26,6 @@ LABELS = {
     "cpu": "CPU", "gpu": "GPU", "mobile": "Mobile / embedded", "specialized": "Specialised (block-sparse)",
     "cnn": "CNN", "transformer": "Transformer", "mlp": "MLP",
 }
-MESSAGE = "strategy-message"
 
 
 def describe(rec: Recommendation) -> str:
@@ -38,40 +37,38 @@ def describe(rec: Recommendation) -> str:
 def situation(name: str) -> Situation:
     """The four answers (the model family pre-filled from the model, editable)."""
     c = st.columns(4)
-    bottleneck = c[0].selectbox("Bottleneck", BOTTLENECKS, key="strategy-bottleneck", format_func=LABELS.get)
-    loss = c[1].selectbox("Acceptable accuracy loss", LOSSES, key="strategy-loss", format_func=LABELS.get)
-    hardware = c[2].selectbox("Target hardware", HARDWARE, key="strategy-hardware", format_func=LABELS.get)
+    bottleneck = c[0].selectbox("Bottleneck", BOTTLENECKS, key=state.STRATEGY_BOTTLENECK, format_func=LABELS.get)
+    loss = c[1].selectbox("Acceptable accuracy loss", LOSSES, key=state.STRATEGY_LOSS, format_func=LABELS.get)
+    hardware = c[2].selectbox("Target hardware", HARDWARE, key=state.STRATEGY_HARDWARE, format_func=LABELS.get)
     family = c[3].selectbox("Model family", FAMILIES, index=FAMILIES.index(model_family(name)),
-                            key=f"strategy-family|{name}", format_func=LABELS.get,
+                            key=state.strategy_family_key(name), format_func=LABELS.get,
                             help="Detected from the model's layers (attention: transformer; convolutions: CNN).")
     return Situation(bottleneck, loss, hardware, family, has_data=cache.spec(name).has_data)
 
 
 def _apply(name: str, rec: Recommendation) -> None:
     """on_click: method, criterion, schedule and the method's unlocked sliders to the recommendation."""
-    state = st.session_state
-    state["method"], state["criterion"] = rec.method, rec.criterion
+    state.choose_method(rec.method, rec.criterion)
     notes = [f"method {rec.method}, criterion {rec.criterion}"]
     technique = methods.get(rec.method)
     if technique.hardware_aware:
-        state["hw-aware"] = False  # plain sliders take any ratio
+        state.set_hw_aware(False)  # plain sliders take any ratio
     if technique.sliders:
         notes.append(_sliders(name, rec.method, rec.ratio))
     elif technique.pattern == "nm":
-        state["nm-n"], state["nm-m"] = 2, 4
+        state.set_nm(2, 4)
         notes.append("N:M set to 2:4 (50% of each layer's weights: what sparse tensor cores run)")
     notes.append(_schedule(name, rec.schedule))
-    state[MESSAGE] = "Tune is set: " + "; ".join(notes) + "."
+    state.say(state.STRATEGY_MESSAGE, name, "success", "Tune is set: " + "; ".join(notes) + ".")
 
 
 def _sliders(name: str, method: str, ratio: float) -> str:
     """Every unlocked slider of the method (and its "all" slider) to ratio; the note for the message."""
     units = {u.name: u for u in cache.cost_model(name, method).units}
-    keys = {n: slider_key(name, method, n) for n in units}
     held = locked_units(name, method, list(units))
-    value = min(ratio, MAX_RATIO)
-    set_ratios(keys, units, [n for n in units if n not in held], value, None)
-    st.session_state[all_key(name, method)] = value
+    tune = state.TuneState(name, method)
+    tune.set_sliders({n: ratio for n in units if n not in held})
+    value = tune.set_all(ratio)
     kept = f" (locked, kept: {', '.join(sorted(held))})" if held else ""
     return f"{len(units) - len(held)} slider(s) at {value:.2f}{kept}"
 
@@ -81,10 +78,8 @@ def _schedule(name: str, kind: str) -> str:
     missing = missing_training_data(cache.spec(name), label=cache.display_name(name))
     if missing:
         return f"schedule stays one-shot without fine-tuning ({missing})"
-    st.session_state["schedule"] = kind
-    if int(st.session_state.get("epochs", 1)) < 1:
-        st.session_state["epochs"] = 1
-    return f"{kind} schedule with {int(st.session_state.get('epochs', 1))} fine-tuning epoch(s)"
+    epochs = state.set_schedule(kind)
+    return f"{kind} schedule with {epochs} fine-tuning epoch(s)"
 
 
 def helper(name: str) -> None:
@@ -97,8 +92,8 @@ def helper(name: str) -> None:
         if not units:
             st.warning(f"{md(cache.display_name(name))} {methods.get(rec.method).no_units}: "
                        f"{rec.method} pruning cannot be applied to it. Check the model family, or answer differently.")
-        st.button("Apply to Tune", key="strategy-apply", disabled=not units, on_click=_apply, args=(name, rec),
+        st.button("Apply to Tune", key=state.STRATEGY_APPLY, disabled=not units, on_click=_apply, args=(name, rec),
                   help="Sets the method, criterion, schedule and every unlocked slider of the method to the "
                        "recommended ratio.")
-        if st.session_state.get(MESSAGE):
-            st.success(md(st.session_state.pop(MESSAGE)))
+        messages.show(state.STRATEGY_MESSAGE, name)  # once: the next rerun does not repeat it
+        messages.clear(state.STRATEGY_MESSAGE, name)

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 import pandas as pd
-import streamlit as st
 
 from core.sensitivity import DEFAULT_GRID, SweepSpec, cache_path
-from dashboard import cache
+from dashboard import cache, state
 
 GRID_CHOICES = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 
 def current_spec(name: str, granularity: str | None = None, criterion: str | None = None) -> SweepSpec:
     """The SweepSpec the Sensitivity page is set to (granularity/criterion may be overridden)."""
-    state = st.session_state
-    spec = cache.spec(name)
+    settings = state.sweep_settings()
     return SweepSpec(
-        model=name, fingerprint=spec.fingerprint,
-        granularity=granularity or state.get("sens-granularity", "channel"),
-        criterion=criterion or state.get("sens-criterion", "l1"),
-        grid=tuple(sorted(state.get("sens-grid", DEFAULT_GRID))) or DEFAULT_GRID,
-        eval_samples=int(state.get("sens-eval", 1000)),
-        calibration_samples=int(state.get("sens-calib", 512)),
-        seed=int(state.get("sens-seed", 0)),
+        model=name, fingerprint=cache.spec(name).fingerprint,
+        granularity=granularity or settings.get("granularity", "channel"),
+        criterion=criterion or settings.get("criterion", "l1"),
+        grid=tuple(sorted(settings.get("grid", DEFAULT_GRID))) or DEFAULT_GRID,
+        eval_samples=int(settings.get("eval_samples", 1000)),
+        calibration_samples=int(settings.get("calibration_samples", 512)),
+        seed=int(settings.get("seed", 0)),
     )
 
 

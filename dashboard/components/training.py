@@ -14,6 +14,7 @@ import streamlit as st
 from core.config import SCHEDULES
 from core.errors import PruneLabError
 from core.spec import ModelSpec, require_data
+from dashboard import state
 from dashboard.components.text import md
 
 SCHEDULE_HELP = {
@@ -46,14 +47,15 @@ def options(spec: ModelSpec, label: str | None = None) -> Training:
     """Epochs, learning rate and seed, then schedule, distillation and rewind in an expander; without
     training data, fine-tuning is off and disabled (one-shot pruning only), and the reason is shown."""
     missing = missing_training_data(spec, label=label)
-    if missing:  # the field is shared by all models: a value set for one with data would show, disabled
-        st.session_state["epochs"] = 0
+    if missing:
+        state.no_finetuning()
     c1, c2, c3 = st.columns(3)
-    epochs = c1.number_input("Fine-tune epochs", 0, 20, "min" if missing else 1, key="epochs", disabled=bool(missing),
+    epochs = c1.number_input("Fine-tune epochs", 0, 20, "min" if missing else 1, key=state.EPOCHS,
+                             disabled=bool(missing),
                              help="SGD with momentum, warm-up then cosine decay; 0 skips fine-tuning. The budget "
                                   "of the whole schedule." + (f" Not available: {md(missing)}." if missing else ""))
-    lr = c2.number_input("Peak learning rate", 0.0001, 1.0, 0.01, format="%.4f", key="lr")
-    seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
+    lr = c2.number_input("Peak learning rate", 0.0001, 1.0, 0.01, format="%.4f", key=state.LR)
+    seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key=state.SEED)
     finetune: dict[str, Any] = {"epochs": 0 if missing else int(epochs), "lr": float(lr)}
     if missing:
         st.caption(f"No fine-tuning: {md(missing)}. One-shot pruning only.")
@@ -66,19 +68,19 @@ def options(spec: ModelSpec, label: str | None = None) -> Training:
 
 def _schedule() -> dict[str, Any]:
     """Kind, and only the settings that kind uses: steps (iterative), curve, update interval (dynamic)."""
-    kind = st.radio("Schedule", SCHEDULES, horizontal=True, key="schedule",
+    kind = st.radio("Schedule", SCHEDULES, horizontal=True, key=state.SCHEDULE,
                     captions=[SCHEDULE_HELP[k] for k in SCHEDULES])
     fields: dict[str, Any] = {"kind": kind}
     c1, c2, c3 = st.columns(3)
     if kind == "iterative":
-        fields["steps"] = int(c1.number_input("Steps", 1, 100, 3, key="schedule-steps",
+        fields["steps"] = int(c1.number_input("Steps", 1, 100, 3, key=state.SCHEDULE_STEPS,
                                               help="pruning rounds; the epochs are split evenly between them"))
     if kind != "oneshot":
-        fields["curve"] = c2.radio("Curve", ["cubic", "linear"], horizontal=True, key="schedule-curve",
+        fields["curve"] = c2.radio("Curve", ["cubic", "linear"], horizontal=True, key=state.SCHEDULE_CURVE,
                                    help="share of the final ratio reached over time: cubic cuts most early "
                                         "(Zhu & Gupta), linear in equal increments")
     if kind == "dynamic":
-        fields["update_every"] = int(c3.number_input("Update masks every", 1, 10_000, 10, key="schedule-every",
+        fields["update_every"] = int(c3.number_input("Update masks every", 1, 10_000, 10, key=state.SCHEDULE_EVERY,
                                                      help="optimiser steps between mask updates"))
     return fields
 
@@ -87,14 +89,15 @@ def _teacher_and_rewind() -> dict[str, Any]:
     """Knowledge distillation from the unpruned model (temperature, alpha) and lottery-ticket rewind."""
     c1, c2, c3, c4 = st.columns(4)
     fields: dict[str, Any] = {
-        "distill": c1.checkbox("Distillation", key="distill",
+        "distill": c1.checkbox("Distillation", key=state.DISTILL,
                                help="train toward the unpruned model's softened logits as well as the labels"),
-        "rewind": c4.checkbox("Lottery-ticket rewind", key="rewind",
+        "rewind": c4.checkbox("Lottery-ticket rewind", key=state.REWIND,
                               help="reset surviving weights to their initial values before training (mask methods)"),
     }
     if fields["distill"]:
-        fields["temperature"] = float(c2.number_input("Temperature", 0.5, 100.0, 4.0, 0.5, key="distill-temperature",
+        fields["temperature"] = float(c2.number_input("Temperature", 0.5, 100.0, 4.0, 0.5,
+                                                      key=state.DISTILL_TEMPERATURE,
                                                       help="softens both models' logits"))
-        fields["alpha"] = float(c3.slider("Alpha", 0.0, 1.0, 0.5, 0.05, key="distill-alpha",
+        fields["alpha"] = float(c3.slider("Alpha", 0.0, 1.0, 0.5, 0.05, key=state.DISTILL_ALPHA,
                                           help="weight of the distillation term; 1 − alpha weighs the labels"))
     return fields

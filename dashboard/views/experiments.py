@@ -17,14 +17,13 @@ import streamlit as st
 from core.errors import PruneLabError
 from core.store import RUN_FILES, STATUSES, Experiment, Store, Unreadable
 from core.workspace import workspace
+from dashboard import state
 from dashboard.components import experiments as tables
 from dashboard.components import load_config, messages
 from dashboard.components.pareto import AXES, pareto_chart
 from dashboard.components.text import md
 
 ALL = "all"
-DELETE_MESSAGE = "exp-delete-message"  # session key: outcome of the last delete
-UPLOAD_KEY = "exp-import"
 MIME = {"config.json": "application/json", "model.onnx": "application/octet-stream",
         "metrics.json": "application/json"}
 
@@ -33,18 +32,17 @@ def _filtered(everything: list[Experiment]) -> list[Experiment]:
     """Method, status and id-search filters over the model's experiments."""
     c1, c2, c3 = st.columns([1, 1, 2])
     with c1:
-        shown = _pick("Method", [ALL, *sorted({e.method for e in everything})], "exp-method")
+        shown = _pick("Method", [ALL, *sorted({e.method for e in everything})], state.EXP_METHOD)
     with c2:
-        status = _pick("Status", [ALL, *STATUSES], "exp-status")
-    text = c3.text_input("Search ids", key="exp-search", placeholder="part of an id")
+        status = _pick("Status", [ALL, *STATUSES], state.EXP_STATUS)
+    text = c3.text_input("Search ids", key=state.EXP_SEARCH, placeholder="part of an id")
     return [e for e in everything if shown in (ALL, e.method) and status in (ALL, e.status)
             and tables.matches(e, text)]
 
 
 def _pick(label: str, options: list[str], key: str, index: int = 0) -> str:
     """A selectbox that forgets a choice no longer offered (a deleted experiment, a filtered-out one)."""
-    if st.session_state.get(key) not in options:
-        st.session_state.pop(key, None)
+    state.forget_choice(key, options)  # before the selectbox is drawn
     return st.selectbox(label, options, index=min(index, len(options) - 1), key=key)
 
 
@@ -57,10 +55,10 @@ def _compare(shown: list[Experiment], store: Store) -> None:
     ids = [e.id for e in shown]
     c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
     with c1:
-        a = _pick("A", ids, "exp-a", index=1)  # the list is newest first: A older, B newer by default
+        a = _pick("A", ids, state.EXP_A, index=1)  # the list is newest first: A older, B newer by default
     with c2:
-        b = _pick("B", [i for i in ids if i != a], "exp-b")
-    changed_only = c3.toggle("Changed only", value=True, key="exp-changed-only")
+        b = _pick("B", [i for i in ids if i != a], state.EXP_B)
+    changed_only = c3.toggle("Changed only", value=True, key=state.EXP_CHANGED_ONLY)
     frame = tables.diff_frame(store.diff(a, b), a, b, changed_only)
     if frame.empty:
         st.info(f"{md(a)} and {md(b)} have the same config.")
@@ -73,11 +71,11 @@ def _compare(shown: list[Experiment], store: Store) -> None:
 def _pareto(name: str, store: Store) -> None:
     """Accuracy against the chosen cost for every done experiment of the model, the front highlighted."""
     st.markdown("#### Pareto front")
-    axis = st.selectbox("Cost", list(AXES), format_func=AXES.get, key="exp-pareto-x")
+    axis = st.selectbox("Cost", list(AXES), format_func=AXES.get, key=state.EXP_PARETO_X)
     done = store.list(model=name, status="done")
     points = [e for e in done if e.accuracy is not None and getattr(e, axis) is not None]
     if points:
-        st.plotly_chart(pareto_chart(points, store.pareto(name, axis), axis), width="stretch", key="exp-pareto")
+        st.plotly_chart(pareto_chart(points, store.pareto(name, axis), axis), width="stretch", key=state.EXP_PARETO)
         st.caption("The front: experiments no other one beats on both the cost (lower) and test accuracy (higher).")
     else:
         st.info("No finished experiment of this model has both a test accuracy and this cost to plot.")
@@ -94,7 +92,7 @@ def _inside_runs(folder: Path) -> bool:
 def _downloads(exp: Experiment) -> None:
     """Download buttons for a done experiment's files, read from its folder (only once asked for: a model file
     can be large); a missing model.onnx says why."""
-    if not st.toggle("Download its files (config.json, model.onnx, metrics.json)", key="exp-downloads"):
+    if not st.toggle("Download its files (config.json, model.onnx, metrics.json)", key=state.EXP_DOWNLOADS):
         return
     if exp.status != "done" or exp.folder is None:
         why = f"it is {exp.status}" if exp.status != "done" else "a later run replaced its files"
@@ -107,7 +105,7 @@ def _downloads(exp: Experiment) -> None:
     present = [n for n in RUN_FILES if (exp.folder / n).is_file()]
     for col, file in zip(st.columns(len(RUN_FILES)), present, strict=False):
         col.download_button(file, (exp.folder / file).read_bytes(), file_name=file, mime=MIME[file],
-                            key=f"exp-dl-{file}", width="stretch")
+                            key=state.download_key(file), width="stretch")
     if "model.onnx" not in present:
         why = (exp.metrics or {}).get("pruned", {}).get("onnx_error") or f"it is missing from {exp.folder}"
         st.warning(f"No model.onnx for this run: {md(why)}. The config and measurements are still here.")
@@ -117,41 +115,43 @@ def _downloads(exp: Experiment) -> None:
 
 def _delete(name: str, exp_id: str, confirm_key: str) -> None:
     """on_click callback: remove the experiment's record and folder (the store refuses what it must not)."""
-    st.session_state.pop(confirm_key, None)
+    state.forget(confirm_key)
     try:
         folder = Store().delete(exp_id)
     except PruneLabError as e:
-        messages.say(DELETE_MESSAGE, name, "error", str(e))
+        messages.say(state.DELETE_MESSAGE, name, "error", str(e))
         return
     where = f" and its folder {folder}" if folder else " (it had no files left)"
-    messages.say(DELETE_MESSAGE, name, "success", f"Deleted {exp_id}{where}.")
+    messages.say(state.DELETE_MESSAGE, name, "success", f"Deleted {exp_id}{where}.")
 
 
 def _one(name: str, shown: list[Experiment]) -> None:
     """One experiment: its files to download, Load into Tune, and delete behind a confirmation."""
     st.markdown("#### One experiment: download, load into Tune, delete")
     by_id = {e.id: e for e in shown}
-    exp = by_id[_pick("Experiment", list(by_id), "exp-selected")]
+    exp = by_id[_pick("Experiment", list(by_id), state.EXP_SELECTED)]
     detail = f" · parent {exp.parent}" if exp.parent else ""
     st.caption(md(f"{exp.status} · {exp.method}, criterion {exp.criterion}{detail} · folder {exp.folder or '—'}"
                   + (f" · {exp.error}" if exp.error else "")))
     _downloads(exp)
-    st.button("Load into Tune", key="exp-load", on_click=load_config.on_load, args=(name, exp.id),
+    st.button("Load into Tune", key=state.EXP_LOAD, on_click=load_config.on_load, args=(name, exp.id),
               help="Sets the Tune page's method, criterion and sliders (or blocks) to this experiment's config.")
-    load_config.show(load_config.LOAD_MESSAGE, name)
-    confirm_key = f"exp-delete-confirm|{exp.id}"
+    load_config.show(state.LOAD_MESSAGE, name)
+    confirm_key = state.delete_confirm_key(exp.id)
     c1, c2 = st.columns([3, 1], vertical_alignment="center")
     confirmed = c1.checkbox(f"Yes, delete {md(exp.id)} and its run folder", key=confirm_key)
-    c2.button("Delete", key="exp-delete", disabled=not confirmed, on_click=_delete, args=(name, exp.id, confirm_key))
-    load_config.show(DELETE_MESSAGE, name)
+    c2.button("Delete", key=state.EXP_DELETE, disabled=not confirmed, on_click=_delete,
+              args=(name, exp.id, confirm_key))
+    load_config.show(state.DELETE_MESSAGE, name)
 
 
 def _import(name: str) -> None:
     """A config.json upload, checked against the model and loaded into Tune (see components.load_config)."""
     st.markdown("#### Import a config file")
     st.file_uploader("A PruneLab config.json (from Export, the CLI or another machine)", type=["json"],
-                     max_upload_size=1, key=UPLOAD_KEY, on_change=load_config.on_upload, args=(name, UPLOAD_KEY))
-    load_config.show(load_config.IMPORT_MESSAGE, name)
+                     max_upload_size=1, key=state.EXP_IMPORT, on_change=load_config.on_upload,
+                     args=(name, state.EXP_IMPORT))
+    load_config.show(state.IMPORT_MESSAGE, name)
     load_config.offer_own_model()
 
 
@@ -201,5 +201,5 @@ def render(name: str) -> None:
     else:
         st.info("No experiments recorded for this model yet: runs from the Tune page and the command line are "
                 "listed here.")
-        load_config.show(DELETE_MESSAGE, name)
+        load_config.show(state.DELETE_MESSAGE, name)
     _import(name)

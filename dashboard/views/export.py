@@ -13,7 +13,7 @@ import streamlit as st
 
 from core.config import PruneConfig
 from core.store import Experiment
-from dashboard import cache, jobs
+from dashboard import cache, jobs, state
 from dashboard.components.text import md
 from dashboard.views.results import pick_run
 
@@ -29,7 +29,8 @@ def _deployment(name: str, run: Experiment) -> None:
     if (report_path := run.file("deploy.json")) is None:
         st.caption("Dense ONNX, gzip, a sparse encoding, int8 ONNX (onnxruntime static quantisation) and sparse + "
                    "int8 — each measured for size, latency and accuracy.")
-        st.button("Measure deployable forms (int8 included)", key="run-deploy", disabled=jobs.running("deploy", name),
+        st.button("Measure deployable forms (int8 included)", key=state.RUN_DEPLOY,
+                  disabled=jobs.running("deploy", name),
                   on_click=lambda: jobs.start("deploy", name, run_path=str(run.folder)))
         return
     report = json.loads(report_path.read_text())
@@ -42,26 +43,26 @@ def _deployment(name: str, run: Experiment) -> None:
                "(no sparse kernels on this CPU runtime), gzip inflated.")
     if int8 := run.file("model.int8.onnx"):
         st.download_button("model.int8.onnx", int8.read_bytes(), file_name="model.int8.onnx",
-                           mime="application/octet-stream", key="dl-int8")
+                           mime="application/octet-stream", key=state.DL_INT8)
 
 
 def render(name: str) -> None:
-    run = pick_run(name, key="export-run")
+    run = pick_run(name, key=state.EXPORT_RUN)
     if run is None:
         return
     config, command = _replay(name, run.config)
     c1, c2, c3 = st.columns(3)
     c1.download_button("config.json", config.to_json(), file_name="config.json", mime="application/json",
-                       key="dl-config", width="stretch")
+                       key=state.DL_CONFIG, width="stretch")
     if onnx := run.file("model.onnx"):
         c2.download_button("model.onnx", onnx.read_bytes(), file_name="model.onnx", mime="application/octet-stream",
-                           key="dl-onnx", width="stretch")
+                           key=state.DL_ONNX, width="stretch")
     else:  # the exporter could not handle this model (metrics.json says why), or its folder is gone or elsewhere
         why = run.metrics["pruned"].get("onnx_error") or f"not in a run folder of this workspace ({run.folder})"
         c2.warning(f"No model.onnx: {md(why)}")
     # the record's metrics are the run's metrics.json, written alike (core.experiment.RunOutput.metrics_json)
     c3.download_button("metrics.json", json.dumps(run.metrics, indent=2, sort_keys=True) + "\n",
-                       file_name="metrics.json", mime="application/json", key="dl-metrics", width="stretch")
+                       file_name="metrics.json", mime="application/json", key=state.DL_METRICS, width="stretch")
     st.markdown("Replay this configuration without a browser (same pruned model, same measurements):")
     st.code(command, language="bash")
     st.markdown(f"Saved in {md(run.folder or 'no folder (a later run replaced its files)')}")

@@ -11,7 +11,7 @@ from core import methods
 from core.graph import unsupported_layers
 from core.importance import REGISTRY, NotApplicable
 from core.structure import attention_modules
-from dashboard import cache
+from dashboard import cache, state
 from dashboard.components import criteria
 from dashboard.components.charts import head_heatmap, importance_heatmap
 from dashboard.components.format import metric_row
@@ -37,26 +37,26 @@ def render(name: str) -> None:
 
     st.markdown("#### Importance: which channels carry weight")
     c1, c2, c3 = st.columns([2, 1, 1])
-    granularity = c1.radio("Rows", ["channel groups", "layers"], horizontal=True, key="heat-rows",
+    granularity = c1.radio("Rows", ["channel groups", "layers"], horizontal=True, key=state.HEAT_ROWS,
                            help="Channel groups: channels that must be cut together (Torch-Pruning's dependency "
                                 "graph); scores are group magnitudes. Layers: each conv/linear's output channels.")
     offered = criteria.offered(REGISTRY, spec.has_data)
-    criteria.keep_offered("heat-criterion", offered)  # a data criterion from another model falls back
-    criterion = c2.selectbox("Criterion", offered, key="heat-criterion",
+    criteria.keep_offered(state.HEAT_CRITERION, offered)  # a data criterion from another model falls back
+    criterion = c2.selectbox("Criterion", offered, key=state.HEAT_CRITERION,
                              format_func=lambda c: REGISTRY[c].label,
                              help="\n".join(f"- **{REGISTRY[c].label}**: {REGISTRY[c].summary}" for c in offered)
                              + criteria.note(spec.has_data))
-    sort = c3.toggle("Sort channels", value=True, key="heat-sort")
+    sort = c3.toggle("Sort channels", value=True, key=state.HEAT_SORT)
     method = "channel" if granularity == "channel groups" else "unstructured"
     try:
         scores = cache.importance_scores(name, method, criterion)
     except NotApplicable as e:
         st.info(md(e))
     else:
-        grouped = grouped_view(len(scores), "heat-detail")
+        grouped = grouped_view(len(scores), state.HEAT_DETAIL)
         event = st.plotly_chart(importance_heatmap(scores, sort=sort, grouped=grouped), width="stretch",
-                                key="heatmap", on_select="rerun", selection_mode="points")
-        handle_pick(event, grouped, "heatmap")
+                                key=state.HEATMAP, on_select="rerun", selection_mode="points")
+        handle_pick(event, grouped, state.HEATMAP)
         data = " on 512 seeded training images" if REGISTRY[criterion].uses_data else ""
         st.caption(f"{REGISTRY[criterion].label}{data}. Each row is scaled so its strongest channel is 1; dark "
                    "cells are what pruning by this criterion removes first." + _binned_note(scores, grouped))
@@ -103,8 +103,8 @@ def _heads(name: str, has_data: bool) -> None:
     head_criteria = list(methods.get("head").criteria())
     default = head_criteria.index("taylor" if has_data else "l1")  # taylor on noise inputs means little
     column, _ = st.columns([1, 3])
-    criterion = column.selectbox("Head criterion", head_criteria, index=default, key="head-criterion",
+    criterion = column.selectbox("Head criterion", head_criteria, index=default, key=state.HEAD_CRITERION,
                                  help="taylor: |dL/dgate| of a gate on each head's output (Michel et al. 2019); "
                                       "l1/l2: norm of the head's q/k/v rows and output-projection columns; random.")
-    st.plotly_chart(head_heatmap(cache.head_scores(name, criterion)), width="stretch", key="head-heatmap")
+    st.plotly_chart(head_heatmap(cache.head_scores(name, criterion)), width="stretch", key=state.HEAD_HEATMAP)
     st.caption("Raw scores (not scaled per row): head pruning removes each module's lowest-scoring heads first.")

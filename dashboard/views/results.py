@@ -12,11 +12,11 @@ from core.errors import PruneLabError
 from core.graph import layer_widths
 from core.metric_keys import ModelMetrics, latency_key
 from core.store import Experiment, Store
-from dashboard import cache
+from dashboard import cache, state
+from dashboard.components import hardware as hardware_ui
 from dashboard.components import netron
 from dashboard.components.charts import accuracy_bars, compared, comparison_bars, trajectory_chart, width_chart
 from dashboard.components.format import metric_row
-from dashboard.components.sliders import slider_key
 from dashboard.components.text import md
 
 
@@ -37,14 +37,12 @@ def pick_run(name: str, key: str) -> Experiment | None:
         st.info("No runs yet for this model: set ratios on the Tune page and press “Apply and measure”.")
         return None
     ids = [r.id for r in saved]
-    announced = st.session_state.get("announced")  # a run this session just made: show it once, then let go
-    if announced in ids and st.session_state.get(f"{key}:announced") != announced:
-        st.session_state[key] = st.session_state[f"{key}:announced"] = announced
-    wanted = st.session_state.get("selected_run")
+    state.follow_announced(key, ids)  # a run this session just made: show it once, then let go
+    wanted = state.selected_run()
     index = ids.index(wanted) if wanted in ids else 0
     chosen = st.selectbox("Run", ids, index=index, key=key,
                           format_func=lambda rid: _label(next(r for r in saved if r.id == rid)))
-    st.session_state["selected_run"] = chosen
+    state.select_run(chosen)
     return next(r for r in saved if r.id == chosen)
 
 
@@ -63,10 +61,13 @@ def _table(base: dict, pruned: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "baseline", "pruned", "pruned / baseline"])
 
 
-def _load_ratios(name: str, method: str, ratios: dict[str, float]) -> None:
-    st.session_state["hw-aware"] = False  # plain sliders take any ratio
-    for unit in cache.cost_model(name, method).units:
-        st.session_state[slider_key(name, method, unit.name)] = round(ratios.get(unit.name, 0.0), 4)
+def _load_ratios(name: str, method: str, ratios: dict[str, float], batch: int) -> None:
+    """on_click: the aligned ratios (fast widths of the width table at `batch`) into the Tune sliders: the
+    hardware-aware ones while that table is on disk (they keep those widths exactly), else the plain ones."""
+    units = {u.name: u for u in cache.cost_model(name, method).units}
+    measured = hardware_ui.table(name, batch)
+    state.load_settings({state.HW_AWARE: measured is not None, state.HW_BATCH: batch})
+    state.TuneState(name, method).set_sliders({u: ratios.get(u, 0.0) for u in units}, units, measured)
 
 
 def _graph(name: str, run: Experiment) -> None:
@@ -77,7 +78,7 @@ def _graph(name: str, run: Experiment) -> None:
     # the units widths are cut by (neuron units are channel groups; head units are attention modules)
     units = list(cache.cost_model(name, technique.width_units or "channel").units)
     ratios = run.config.ratios if technique.width_units else {}
-    st.plotly_chart(width_chart(layer_widths(spec.model, units, ratios)), width="stretch", key="width-chart")
+    st.plotly_chart(width_chart(layer_widths(spec.model, units, ratios)), width="stretch", key=state.WIDTH_CHART)
     if note := technique.what_changed(run.metrics.get("removed", {}), run.config.remove_blocks):
         st.caption(md(note))
     onnx = run.file("model.onnx")
@@ -85,7 +86,7 @@ def _graph(name: str, run: Experiment) -> None:
         st.info(f"No exported graph: {md(error)}. The figures above are measured in torch.")
     elif onnx is None:
         st.info(f"No exported graph here: no model.onnx in a run folder of this workspace ({md(run.folder)}).")
-    elif st.toggle("Show the exported graph in Netron", key="netron-on"):
+    elif st.toggle("Show the exported graph in Netron", key=state.NETRON_ON):
         netron.embed(onnx)
 
 
@@ -112,7 +113,7 @@ def _trajectory(run: Experiment) -> None:
         return
     st.markdown("#### Along the schedule")
     mask = run.config.technique.mask
-    st.plotly_chart(trajectory_chart(points, mask), width="stretch", key="trajectory-chart")
+    st.plotly_chart(trajectory_chart(points, mask), width="stretch", key=state.TRAJECTORY_CHART)
     st.caption(f"Measured after every pruning step and fine-tuning round ({schedule_text(run.config)}); test "
                f"accuracy against the {'non-zero ' if mask else ''}parameters left.")
 
@@ -140,15 +141,15 @@ def _baseline_note(name: str, base: dict) -> None:
 
 
 def render(name: str) -> None:
-    run = pick_run(name, key="results-run")
+    run = pick_run(name, key=state.RESULTS_RUN)
     if run is None:
         return
     base, pruned = run.metrics["baseline"], run.metrics["pruned"]
     metric_row(pruned, base)
     _baseline_note(name, base)
     c1, c2 = st.columns([3, 1])
-    c1.plotly_chart(comparison_bars(base, pruned), width="stretch", key="compare-chart")
-    c2.plotly_chart(accuracy_bars(base, pruned), width="stretch", key="accuracy-chart")
+    c1.plotly_chart(comparison_bars(base, pruned), width="stretch", key=state.COMPARE_CHART)
+    c2.plotly_chart(accuracy_bars(base, pruned), width="stretch", key=state.ACCURACY_CHART)
     st.dataframe(_table(base, pruned), hide_index=True, width="stretch")
     if clamped := run.metrics.get("clamped"):
         st.warning(f"These ratios would have emptied {md(', '.join(clamped))}: one weight, channel or head was kept in "
@@ -157,8 +158,8 @@ def render(name: str) -> None:
         st.warning(f"Some kept widths are slow on this runtime: snapping them to the nearest fast widths measured "
                    f"{alt['speedup']:.2f}x faster at batch {alt['batch']} ({alt['latency_ms']:.3g} vs "
                    f"{alt['config_latency_ms']:.3g} ms).")
-        st.button("Load the aligned ratios into the Tune sliders", key="load-aligned", on_click=_load_ratios,
-                  args=(name, run.config.method, alt["ratios"]))
+        st.button("Load the aligned ratios into the Tune sliders", key=state.LOAD_ALIGNED, on_click=_load_ratios,
+                  args=(name, run.config.method, alt["ratios"], alt["batch"]))
     _trajectory(run)
     _graph(name, run)
     if (prediction := run.metrics.get("prediction")) and pruned.get("accuracy") is not None:

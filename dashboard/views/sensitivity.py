@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import methods
 from core.importance import REGISTRY
-from dashboard import cache, jobs
+from dashboard import cache, jobs, state
 from dashboard.components.charts import sensitivity_heatmap, unit_cost_bars
 from dashboard.components.heat_controls import grouped_view, handle_pick
 from dashboard.components.sweeps import GRID_CHOICES, cached_table, current_spec
@@ -18,17 +18,17 @@ from dashboard.components.training import missing_training_data
 def _controls() -> None:
     c = st.columns([1.2, 1.2, 2.4, 1, 1, 0.8])
     swept = sorted((n for n, m in methods.REGISTRY.items() if m.swept), key=lambda n: methods.get(n).mask)
-    c[0].radio("Granularity", swept, key="sens-granularity",  # structural first: what a sweep is most often for
+    c[0].radio("Granularity", swept, key=state.SENS_GRANULARITY,  # structural first: what a sweep is most often for
                help="\n".join(f"- **{n}**: one unit at a time; {methods.get(n).help}" for n in swept))
-    c[1].selectbox("Criterion", list(REGISTRY), key="sens-criterion", format_func=lambda k: REGISTRY[k].label,
+    c[1].selectbox("Criterion", list(REGISTRY), key=state.SENS_CRITERION, format_func=lambda k: REGISTRY[k].label,
                    help="Decides which channels / weights go first at each ratio.")
-    st.session_state.setdefault("sens-grid", [round(0.1 * i, 1) for i in range(1, 10)])
-    c[2].multiselect("Ratios", GRID_CHOICES, key="sens-grid", help="The fractions removed, one column each.")
-    c[3].number_input("Eval images", 50, 5000, 1000, 50, key="sens-eval",
+    state.default_grid([round(0.1 * i, 1) for i in range(1, 10)])  # before the multiselect is drawn
+    c[2].multiselect("Ratios", GRID_CHOICES, key=state.SENS_GRID, help="The fractions removed, one column each.")
+    c[3].number_input("Eval images", 50, 5000, 1000, 50, key=state.SENS_EVAL,
                       help="Training images not used for calibration; the test set stays untouched.")
-    c[4].number_input("Calibration images", 16, 4000, 512, 16, key="sens-calib",
+    c[4].number_input("Calibration images", 16, 4000, 512, 16, key=state.SENS_CALIB,
                       help="For BatchNorm re-estimation and gradient / activation criteria.")
-    c[5].number_input("Seed", 0, 2**31 - 1, 0, key="sens-seed")
+    c[5].number_input("Seed", 0, 2**31 - 1, 0, key=state.SENS_SEED)
 
 
 def _launch(name: str) -> None:
@@ -55,19 +55,19 @@ def render(name: str) -> None:
         st.info(f"Not measured yet: the sweep prunes one {'channel group' if shrinks else 'layer'} at a time at "
                 f"each ratio{' (then re-estimates BatchNorm)' if shrinks else ''} and "
                 f"measures accuracy on {sweep_spec.eval_samples:,} images. Results are cached on disk.")
-        st.button("Run sensitivity sweep", type="primary", key="run-sweep", disabled=jobs.running("sweep", name),
+        st.button("Run sensitivity sweep", type="primary", key=state.RUN_SWEEP, disabled=jobs.running("sweep", name),
                   on_click=_launch, args=(name,))
         return
     st.caption(f"Measured on {sweep_spec.eval_samples:,} training images the calibration step did not use "
                f"(baseline accuracy there {table['base_accuracy'].iloc[0]:.4f}); read from the cache.")
-    metric = st.radio("Show", ["accuracy drop", "loss increase"], horizontal=True, key="sens-metric")
+    metric = st.radio("Show", ["accuracy drop", "loss increase"], horizontal=True, key=state.SENS_METRIC)
     column = "accuracy_drop" if metric == "accuracy drop" else "loss_increase"
-    grouped = grouped_view(table["unit"].nunique(), "sens-detail")
-    event = st.plotly_chart(sensitivity_heatmap(table, column, grouped), width="stretch", key="sens-heatmap",
+    grouped = grouped_view(table["unit"].nunique(), state.SENS_DETAIL)
+    event = st.plotly_chart(sensitivity_heatmap(table, column, grouped), width="stretch", key=state.SENS_HEATMAP,
                             on_select="rerun", selection_mode="points")
-    handle_pick(event, grouped, "sens-heatmap")
+    handle_pick(event, grouped, state.SENS_HEATMAP)
     st.markdown("#### What pruning each buys")
     st.plotly_chart(unit_cost_bars(cache.unit_costs(name, sweep_spec.granularity)), width="stretch",
-                    key="unit-costs")
+                    key=state.UNIT_COSTS)
     st.caption("Share of parameters, FLOPs and measured onnxruntime kernel time (batch 32, profiler, unfused "
                "graph) in the layers whose outputs each unit cuts.")

@@ -12,12 +12,11 @@ from core.config import FinetuneConfig, PruneConfig, Schedule
 from core.errors import PruneLabError
 from core.importance import REGISTRY
 from core.workflows import baseline_latency_ms, estimate_latency, predict_accuracy
-from dashboard import cache, jobs
+from dashboard import cache, jobs, state
 from dashboard.components import criteria, locks, methods, strategy_helper
 from dashboard.components import hardware as hardware_ui
 from dashboard.components.charts import estimate_bars
 from dashboard.components.format import human
-from dashboard.components.sliders import slider_key
 from dashboard.components.solver import solver_panel
 from dashboard.components.sweeps import cached_table, current_spec
 from dashboard.components.text import md
@@ -70,7 +69,7 @@ def _launch(name: str, config: PruneConfig, prediction: dict | None, lut=None) -
     """Start the run in a worker; runs of different configs may go side by side (one slot per config), and this
     session remembers which is its own."""
     key = hashlib.sha256(config.to_json().encode()).hexdigest()[:16]
-    st.session_state[f"run-key|{name}"] = key
+    state.set_own_run(name, key)
     jobs.start("run", name, key, config=config, prediction=prediction, base=cache.baseline(name), lut=lut)
 
 
@@ -79,7 +78,7 @@ def _method_and_criterion(has_data: bool) -> tuple[str, str]:
     criteria that method can use (those needing data only for a model with data)."""
     c1, c2 = st.columns([3, 1])
     names = registry.names()
-    method = c1.radio("Method", names, index=names.index(DEFAULT_METHOD), horizontal=True, key="method",
+    method = c1.radio("Method", names, index=names.index(DEFAULT_METHOD), horizontal=True, key=state.METHOD,
                       help="\n".join(f"- **{m}**: {registry.get(m).help}" for m in names))
     c1.caption(f"**{method}**: {registry.get(method).help}")
     technique = registry.get(method)
@@ -87,8 +86,8 @@ def _method_and_criterion(has_data: bool) -> tuple[str, str]:
         c2.caption(technique.ranking)
         return method, technique.criteria()[0]  # unused by the method; the one it accepts
     allowed = criteria.offered(technique.criteria(), has_data)
-    criteria.keep_offered("criterion", allowed)  # before the widget: it may only offer these
-    criterion = c2.selectbox("Criterion", allowed, key="criterion", format_func=lambda c: REGISTRY[c].label,
+    criteria.keep_offered(state.CRITERION, allowed)  # before the widget: it may only offer these
+    criterion = c2.selectbox("Criterion", allowed, key=state.CRITERION, format_func=lambda c: REGISTRY[c].label,
                              help="What ranks weights, channels or heads for removal (lowest first)."
                                   + criteria.note(has_data))
     return method, criterion
@@ -104,7 +103,7 @@ def _estimate_section(name: str, method: str, criterion: str, choice: methods.Ch
     _estimates(base_est, est, prediction, cache.spec(name).has_data, method)
     if lut is not None:
         _latency_estimate(name, lut, model_cost, ratios)
-    st.plotly_chart(estimate_bars(base_est, est), width="stretch", key="estimate-chart")
+    st.plotly_chart(estimate_bars(base_est, est), width="stretch", key=state.ESTIMATE_CHART)
     st.caption("Estimates come from layer shapes and channel coupling (exact for conv, linear and norm layers); "
                "nothing is pruned until you apply. Latency and accuracy are only shown once measured.")
     if registry.get(method).mask:
@@ -123,18 +122,17 @@ def _config(name: str, method: str, criterion: str, choice: methods.Choice, trai
 
 def _apply(name: str, config: PruneConfig | None, prediction: dict | None, lut) -> None:
     """The Apply button (disabled while a run is going or nothing valid is set) and the run's outcome."""
-    own = st.session_state.get(f"run-key|{name}")  # this session's run job; other sessions' runs do not block it
+    own = state.own_run(name)  # this session's run job; other sessions' runs do not block it
     busy = own is not None and jobs.running("run", name, own)
-    if st.button("Apply and measure", type="primary", key="apply", disabled=config is None or busy):
+    if st.button("Apply and measure", type="primary", key=state.APPLY, disabled=config is None or busy):
         if config is not None and not busy:
             _launch(name, config, prediction, lut)
     # this session's run job; None after a refresh: the model's latest run job
-    run_id, error = jobs.panel("run", name, st.session_state.get(f"run-key|{name}"))
+    run_id, error = jobs.panel("run", name, state.own_run(name))
     if error:
         st.error(f"The run failed: {md(error)}")
     elif run_id:
-        if st.session_state.get("announced") != run_id:  # select a new run once, then let the user choose
-            st.session_state["announced"] = st.session_state["selected_run"] = run_id
+        state.announce_run(run_id)  # select a new run once, then let the user choose
         st.success(f"Run {run_id} measured and saved — open the Results and Export pages.")
 
 
@@ -145,7 +143,7 @@ def render(name: str) -> None:
     lut = None
     technique = registry.get(method)
     if technique.hardware_aware:
-        hardware_ui.apply_solution(name, slider_key)  # before any widget it sets is drawn
+        hardware_ui.apply_solution(name)  # before any widget it sets is drawn
         lut = hardware_ui.panel(name)
     if technique.solved and units:
         locks.restore(name, method)  # before the solver's "Locked" multiselect is drawn
