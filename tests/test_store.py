@@ -300,9 +300,9 @@ def test_sync_imports_folders_and_completes_late_metrics(home):
     assert store.sync() == {"interrupted": [], "completed": [], "imported": []}  # idempotent
     write_atomic(half / "metrics.json", json.dumps(_metrics()).encode())  # e.g. killed after writing its files
     assert store.sync()["completed"] == ["half"] and store.get("half").status == "done"
-    # core.runs keeps listing complete folders as before
-    assert {p.name for p in runs.completed()} == {"recorded", "from-dashboard", "half"}
-    assert {r.run_id for r in runs.list_runs("digits-mlp")} == {"recorded", "from-dashboard", "half"}
+    # the store is the one listing: every complete folder is listed through it now
+    assert {e.id for e in store.list(status="done")} == {"recorded", "from-dashboard", "half"}
+    assert {e.id for e in store.list(model="digits-mlp", status="done")} == {"recorded", "from-dashboard", "half"}
     assert store.id_for_folder(complete) == "from-dashboard" and store.id_for_folder(home) is None
 
 
@@ -562,9 +562,10 @@ def test_kill_9_mid_run_loses_nothing(home):
     assert (row.status, row.parent, row.pid) == ("interrupted", "first", victim.pid)
     for name in ("first", "second"):
         exp = store.get(name)
-        saved = runs.read_run(home / "runs" / name)
-        assert exp.status == "done" and exp.metrics == saved.metrics and exp.config == saved.config
-        assert exp.params == saved.metrics["pruned"]["params"] and (home / "runs" / name / "model.onnx").stat().st_size
+        folder = home / "runs" / name
+        saved = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        assert exp.status == "done" and exp.metrics == saved and exp.config == PruneConfig.load(folder / "config.json")
+        assert exp.params == saved["pruned"]["params"] and (folder / "model.onnx").stat().st_size
     proc = subprocess.run([*cli, "experiments", "list", "--json"], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -15,8 +15,9 @@ from core.finetune import Recipe, fit
 from core.graph import channel_units, unstructured_units
 from core.metrics import static_metrics
 from core.prune import apply
-from core.runs import list_runs, new_run_dir, read_run
+from core.runs import new_run_dir, record
 from core.spec import fingerprint
+from core.store import Store
 from core.workspace import workspace
 from tests.conftest import get_spec
 
@@ -96,21 +97,23 @@ def test_written_run_reads_back(two_runs, tmp_path, monkeypatch):
     first, _, _ = two_runs
     folder = new_run_dir("digits-mlp", "channel")
     assert folder.parent == workspace() / "runs" == tmp_path / "home" / "runs"
-    paths = first.write(folder)
-    assert {p.name for p in folder.iterdir()} == {"config.json", "model.onnx", "metrics.json"}
+    with record(folder, first.config) as finish:
+        paths = first.write(folder)
+        finish(json.loads(first.metrics_json()))
+    assert {p.name for p in folder.iterdir()} == {".prunelab-run.json", "config.json", "model.onnx", "metrics.json"}
     assert paths["model.onnx"].read_bytes() == first.onnx
-    saved = read_run(folder)
-    assert saved.config == first.config
-    assert saved.metrics == json.loads(first.metrics_json())
+    (saved,) = Store().list(model="digits-mlp")  # read back through the store, the one listing of runs
+    assert saved.config == first.config and saved.folder == folder.resolve()
+    assert saved.metrics == json.loads(first.metrics_json()) == json.loads(saved.file("metrics.json").read_text())
     assert saved.metrics["pruned"]["accuracy"] == first.pruned["accuracy"]
-    assert saved.onnx_bytes() == first.onnx
-    assert folder in [r.path for r in list_runs("digits-mlp")]
-    assert folder not in [r.path for r in list_runs("mnist-vit")]
-    # a folder without metrics.json (interrupted) is skipped, not an error
+    assert saved.file("model.onnx").read_bytes() == first.onnx
+    assert Store().list(model="mnist-vit") == []
+    # a folder without metrics.json (interrupted) is no finished run, not an error
     half = new_run_dir("digits-mlp", "channel")
     assert half != folder
     first.config.save(half / "config.json")
-    assert half not in [r.path for r in list_runs()]
+    Store().sync()
+    assert half.resolve() not in [r.folder for r in Store().list(status="done")]
 
 
 def _finetuned(seed: int) -> torch.nn.Module:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from core.cli import main
+from core.store import Store
 from core.workspace import workspace
 from tests.dashboard.nav import goto
 from tests.dashboard.test_app import open_app
@@ -17,6 +18,13 @@ def _prune(tmp_path, monkeypatch, ratios: dict, name: str) -> None:
     out = workspace() / "runs" / name
     assert main(["prune", "digits-mlp", "--method", "channel", "--config", str(tmp_path / "ratios.json"),
                  "--latency-batches", "1,32", "--out", str(out)]) == 0
+
+
+def _measured(name: str, metrics: dict) -> None:
+    """As if run `name` had measured `metrics`: its metrics.json and its record in the store (which the pages
+    read) say so."""
+    (workspace() / "runs" / name / "metrics.json").write_text(json.dumps(metrics))
+    Store().finish(name, metrics)
 
 
 def test_clamped_ratio_is_reported_on_results(tmp_path, monkeypatch):
@@ -34,7 +42,7 @@ def test_run_without_onnx_shows_torch_figures_and_why(tmp_path, monkeypatch):
         for key in [k for k in m if k.startswith("latency_ms") or k.startswith("latency_p90")]:
             del m[key]
         m["onnx_error"], m["onnx_bytes"] = "ONNX export failed: Unsupported: data-dependent branch", 0
-    (folder / "metrics.json").write_text(json.dumps(metrics))
+    _measured("no-onnx", metrics)
     (folder / "model.onnx").unlink()
     at = open_app(monkeypatch, "digits-mlp", tmp_path, "results")
     assert not at.exception, [e.value for e in at.exception]

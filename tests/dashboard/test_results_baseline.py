@@ -12,7 +12,7 @@ import pytest
 from core.workspace import workspace
 from tests.dashboard.nav import goto
 from tests.dashboard.test_app import chart_specs, metric, open_app
-from tests.dashboard.test_bad_runs import _prune
+from tests.dashboard.test_bad_runs import _measured, _prune
 
 
 @pytest.mark.slow  # a CLI run, then AppTest on the Model and Results pages: ~30 s on 2 busy cores
@@ -23,7 +23,7 @@ def test_results_explains_a_retimed_baseline_and_keeps_the_accuracy_axis_honest(
     # as if the machine was busy while the run timed both models: the run's baseline b32 far above the Model page's
     metrics["baseline"]["latency_ms_batch32"] = 1000.0
     metrics["baseline"]["accuracy"], metrics["pruned"]["accuracy"] = 0.980, 0.976  # a 0.4-point drop
-    (folder / "metrics.json").write_text(json.dumps(metrics))
+    _measured("busy", metrics)
     at = open_app(monkeypatch, "digits-mlp", tmp_path)
     model_page_b32 = metric(at, "Latency b32 (median)")  # e.g. "0.123 ms": the Model page's own baseline
     goto(at, "results")

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 
-from core import job_tasks, models, runs
+from core import job_tasks, models
 from core import jobs as core_jobs
 from core.config import FinetuneConfig, PruneConfig
 from core.processes import process_start
+from core.store import Store
 from dashboard import cache
 from dashboard.components.format import human
 from tests.dashboard.nav import goto
@@ -64,7 +65,7 @@ def test_two_sessions_prune_at_once_without_mixing_runs_or_touching_shared_cache
     run_a, run_b = run_job(a, MODEL).result, run_job(b, MODEL).result
     assert run_a != run_b
 
-    saved = {r.run_id: r for r in cache.saved_runs(MODEL)}
+    saved = {r.id: r for r in Store().list(model=MODEL, status="done")}  # the one listing of runs
     assert (saved[run_a].config.method, saved[run_b].config.method) == ("channel", "unstructured")
     assert saved[run_a].config.ratios == {"fc1": 0.5, "fc2": 0.5}
     assert saved[run_b].config.ratios == {"fc1": 0.8, "fc2": 0.8, "fc3": 0.8}
@@ -98,7 +99,7 @@ def test_results_follow_a_run_whose_folder_appeared_before_it_was_announced(monk
         config = PruneConfig(model=MODEL, method="channel", ratios={"fc1": 0.5}, model_fingerprint=spec.fingerprint,
                              finetune=FinetuneConfig(epochs=0))
         second = job_tasks.run_and_record(spec, lambda *_: None, config, None, base, None)
-        assert len(runs.completed()) == 2  # the second run's files are written; its job has not ended
+        assert len(Store().list(model=MODEL, status="done")) == 2  # the second run is recorded; its job has not ended
         goto(at, "results")  # a full rerun
         assert at.selectbox(key="results-run").value == first  # listed, not yet announced: the shown run stays
         (folder / "outcome.json").write_text(json.dumps({"result": second, "error": None}))

@@ -116,7 +116,7 @@ def check_downloads(config_path: Path, onnx_path: Path, home: Path) -> dict:
     import onnxruntime
 
     from core.config import PruneConfig
-    from core.runs import list_runs
+    from core.store import Store
 
     config = PruneConfig.load(config_path)
     assert config.model == "mnist-resnet" and config.method == "channel" and config.finetune.epochs == 1
@@ -126,10 +126,10 @@ def check_downloads(config_path: Path, onnx_path: Path, home: Path) -> dict:
         assert out.shape == (batch, 10)
     os.environ["PRUNELAB_HOME"], previous = str(home), os.environ.get("PRUNELAB_HOME")
     try:
-        (run,) = [r for r in list_runs("mnist-resnet") if r.config == config]
+        (run,) = [r for r in Store().list(model="mnist-resnet", status="done") if r.config == config]
+        assert run.file("model.onnx").read_bytes() == onnx_path.read_bytes()
     finally:
         os.environ["PRUNELAB_HOME"] = previous or ""
-    assert run.onnx_bytes() == onnx_path.read_bytes()
     return run.metrics["pruned"]
 
 
