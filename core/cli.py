@@ -206,7 +206,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
                               scope=args.scope, rank=args.rank, seed=args.seed)
     config = PruneConfig(model=spec.name, method=method, ratios=ratios, criterion=args.criterion,
                          model_fingerprint=spec.fingerprint, remove_blocks=blocks, **settings)
-    check_units(spec, config)
+    check_units(spec, config, hint=f"; see: prunelab layers {spec.name} --method {config.method}")
     _run_and_write(spec, config, outdir, args.threads, args.latency_batches, force=args.force)
 
 
@@ -248,7 +248,7 @@ def cmd_apply(args: argparse.Namespace) -> None:
         config = dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, epochs=args.finetune_epochs))
     spec, config = _replay_model(args, config, args.config)
     check_config_matches(spec, config)
-    check_units(spec, config)
+    check_units(spec, config, hint=f"; see: prunelab layers {spec.name} --method {config.method}")
     _run_and_write(spec, config, outdir, args.threads, args.latency_batches, parent_run(Path(args.config), _warn),
                    force=args.force)
 

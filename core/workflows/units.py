@@ -11,14 +11,15 @@ from core.spec import ModelSpec
 
 
 def check_units(spec: ModelSpec, config: PruneConfig, known: Iterable[str] | None = None,
-                label: str | None = None) -> None:
+                label: str | None = None, hint: str = "") -> None:
     """PruneLabError naming every unit or block of `config` the model does not have, and the ones it has.
 
     known: the method's unit names if the caller has them already (the dashboard's cached cost model), else they
-    are listed from the model; label: how the model is called in the message (default its name)."""
+    are listed from the model; label: how the model is called in the message (default its name); hint: where the
+    front end lists the units, appended to the message."""
     names = set(known) if known is not None else {u.name for u in config.technique.units(spec.model,
                                                                                           spec.example_input)}
     unknown = sorted((set(config.ratios) | set(config.remove_blocks)) - names)
     if unknown:
         raise PruneLabError(f"{label or spec.name} has no {config.method} layer(s) named {', '.join(unknown)} "
-                            f"(it has: {', '.join(sorted(names)) or 'none'})")
+                            f"(it has: {', '.join(sorted(names)) or 'none'}){hint}")

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.sensitivity import DEFAULT_GRID, SweepSpec, cache_path
+from core.sensitivity import SweepSpec, cache_path
+from core.workflows import defaults
 from dashboard import cache, state
 
 GRID_CHOICES = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 
 def current_spec(name: str, granularity: str | None = None, criterion: str | None = None) -> SweepSpec:
-    """The SweepSpec the Sensitivity page is set to (granularity/criterion may be overridden)."""
+    """The SweepSpec the Sensitivity page is set to (granularity/criterion may be overridden); a setting not made
+    yet has core's default (core.workflows.defaults, as the CLI's sensitivity options)."""
     settings = state.sweep_settings()
     return SweepSpec(
         model=name, fingerprint=cache.spec(name).fingerprint,
-        granularity=granularity or settings.get("granularity", "channel"),
-        criterion=criterion or settings.get("criterion", "l1"),
-        grid=tuple(sorted(settings.get("grid", DEFAULT_GRID))) or DEFAULT_GRID,
-        eval_samples=int(settings.get("eval_samples", 1000)),
-        calibration_samples=int(settings.get("calibration_samples", 512)),
-        seed=int(settings.get("seed", 0)),
+        granularity=granularity or settings.get("granularity", defaults.METHOD),
+        criterion=criterion or settings.get("criterion", defaults.SWEEP_CRITERION),
+        grid=tuple(sorted(settings.get("grid", defaults.SWEEP_GRID))) or defaults.SWEEP_GRID,
+        eval_samples=int(settings.get("eval_samples", defaults.SWEEP_EVAL_SAMPLES)),
+        calibration_samples=int(settings.get("calibration_samples", defaults.SWEEP_CALIBRATION_SAMPLES)),
+        seed=int(settings.get("seed", defaults.SWEEP_SEED)),
     )
 
 
