@@ -285,7 +285,6 @@ def _grid(text: str) -> tuple[float, ...]:
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> None:
-
     out = check_out_file(args.out)
     _check_ints(args, "eval_samples", "calibration_samples", "seed")
     spec = _load(args)
