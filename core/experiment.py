@@ -39,7 +39,10 @@ LATENCY_BATCHES = (1, 32)
 
 @dataclass
 class RunOutput:
-    """What run() produced: the pruned model, its ONNX file and every measurement."""
+    """What run() produced, in memory: the pruned model object and its ONNX bytes (which no record holds), and
+    every measurement. It is never listed nor read back: once recorded (core.runs.record), its config and
+    metrics_json() are the config and metrics of the run's record, core.store.Experiment, the one run type the
+    store returns and every surface reads."""
 
     config: PruneConfig
     model: nn.Module

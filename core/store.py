@@ -1,8 +1,10 @@
 """The experiment store: one SQLite file listing every run, its status and headline numbers, so no work is lost.
 
-A run's files stay in its folder (config.json, model.onnx, metrics.json; see core.runs). The store adds what a
-folder cannot say by itself: that a run is still going, failed (and why) or was killed; which run it started
-from; and its numbers in columns that filter, sort and give a Pareto front without opening every file.
+It is the one listing of runs, and its record (core.store_rows.Experiment) the one run type every surface reads:
+the CLI's `experiments`, the Results, Export and Experiments pages. A run's files stay in its folder (config.json,
+model.onnx, metrics.json; see core.runs), found through its record. The store adds what a folder cannot say by
+itself: that a run is still going, failed (and why) or was killed; which run it started from; and its numbers in
+columns that filter, sort and give a Pareto front (core.store_compare) without opening every file.
 
 A record is always its run's own: a row carries its run's uid, which the run also writes into its folder first
 (core.run_folder) and into its metrics.json; completing, importing and repairing only ever take metrics that
@@ -20,7 +22,8 @@ one; a store that cannot be written (read-only or full disk) is still read (read
 
 A row remembers the process that started it (pid, its start time from /proc, host): opening the store turns a
 'running' row whose process is gone into 'interrupted'. sync() also imports run folders under
-<workspace>/runs that the store has not seen (e.g. written before it existed).
+<workspace>/runs that the store has not seen (e.g. written before it existed, or copied in): that repair is
+the only way a folder becomes a listed run.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from core.errors import PruneLabError
 from core.files import write_atomic
 from core.processes import alive, process_start
 from core.run_folder import RUN_FILES
+from core.store_compare import config_diff, pareto_front
 from core.store_folders import folder_record, moved_here, own_metrics
 from core.store_recovery import move_aside, salvage
 from core.store_rows import NUMBERS, BadRow, Experiment, Unreadable, experiment, numbers, runs_root, unreadable
@@ -609,48 +613,6 @@ def _free_id(conn: sqlite3.Connection, name: str) -> str:
         if conn.execute("SELECT 1 FROM experiments WHERE id = ?", (candidate,)).fetchone() is None:
             return candidate
     raise PruneLabError(f"no free experiment id for {name!r}")
-
-
-# --- diff and Pareto -------------------------------------------------------------------------------------------
-
-
-def config_diff(a: PruneConfig, b: PruneConfig) -> list[dict[str, Any]]:
-    """Store.diff on two configs: ratio rows, removed-block rows, then setting rows."""
-    rows = [_row("ratio", u, a.ratios.get(u, 0.0), b.ratios.get(u, 0.0)) for u in sorted({*a.ratios, *b.ratios})]
-    rows += [_row("remove_block", k, k in a.remove_blocks, k in b.remove_blocks)
-             for k in sorted({*a.remove_blocks, *b.remove_blocks})]
-    fa, fb = _settings(a), _settings(b)
-    return rows + [_row("setting", k, fa[k], fb[k]) for k in fa]
-
-
-def _row(kind: str, name: str, a: Any, b: Any) -> dict[str, Any]:
-    return {"kind": kind, "name": name, "a": a, "b": b, "changed": a != b}
-
-
-def _settings(config: PruneConfig) -> dict[str, Any]:
-    """Every config field but the ratios and blocks, nested ones flattened (schedule.kind, finetune.epochs)."""
-    data = config.to_dict()
-    for key in ("ratios", "remove_blocks", "version"):
-        del data[key]
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update({f"{key}.{k}": v for k, v in value.items()})
-        else:
-            flat[key] = value
-    return flat
-
-
-def pareto_front(points: list[Experiment], x: str) -> list[Experiment]:
-    """Points not dominated on (x lower, accuracy higher), by x. Sorted by x then accuracy descending, a point
-    is on the front iff its accuracy beats every earlier one, or it equals the last point kept."""
-    front: list[Experiment] = []
-    for e in sorted(points, key=lambda e: (getattr(e, x), -e.accuracy)):
-        if not front or e.accuracy > front[-1].accuracy:
-            front.append(e)
-        elif (getattr(e, x), e.accuracy) == (getattr(front[-1], x), front[-1].accuracy):
-            front.append(e)
-    return front
 
 
 # --- folders -------------------------------------------------------------------------------------------------

@@ -10,13 +10,11 @@ named, a store that cannot be written is shown as last saved.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
 from core.errors import PruneLabError
 from core.store import RUN_FILES, STATUSES, Experiment, Store, Unreadable
-from core.workspace import workspace
+from core.store_rows import runs_root
 from dashboard import state
 from dashboard.components import experiments as tables
 from dashboard.components import load_config, messages
@@ -84,11 +82,6 @@ def _pareto(name: str, store: Store) -> None:
                    f"reports none) or no {AXES[axis]}.")
 
 
-def _inside_runs(folder: Path) -> bool:
-    """Whether a run folder lies inside <workspace>/runs (the store only hands out files from there)."""
-    return folder.resolve().is_relative_to((workspace() / "runs").resolve())
-
-
 def _downloads(exp: Experiment) -> None:
     """Download buttons for a done experiment's files, read from its folder (only once asked for: a model file
     can be large); a missing model.onnx says why."""
@@ -98,13 +91,13 @@ def _downloads(exp: Experiment) -> None:
         why = f"it is {exp.status}" if exp.status != "done" else "a later run replaced its files"
         st.caption(f"Nothing to download: {md(why)}.")
         return
-    if not _inside_runs(exp.folder):
-        st.info(f"Its folder {md(exp.folder)} is outside {md(workspace() / 'runs')}: PruneLab only hands out run "
+    if not exp.folder.resolve().is_relative_to(runs_root()):
+        st.info(f"Its folder {md(exp.folder)} is outside {md(runs_root())}: PruneLab only hands out run "
                 "files it keeps there (copy them from the folder itself).")
         return
-    present = [n for n in RUN_FILES if (exp.folder / n).is_file()]
-    for col, file in zip(st.columns(len(RUN_FILES)), present, strict=False):
-        col.download_button(file, (exp.folder / file).read_bytes(), file_name=file, mime=MIME[file],
+    present = {n: path for n in RUN_FILES if (path := exp.file(n))}
+    for col, (file, path) in zip(st.columns(len(RUN_FILES)), present.items(), strict=False):
+        col.download_button(file, path.read_bytes(), file_name=file, mime=MIME[file],
                             key=state.download_key(file), width="stretch")
     if "model.onnx" not in present:
         why = (exp.metrics or {}).get("pruned", {}).get("onnx_error") or f"it is missing from {exp.folder}"
