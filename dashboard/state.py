@@ -10,8 +10,11 @@ pages change values through the writers. Streamlit lets code set a widget's valu
 is drawn in a run (in a callback, or earlier in the script): every writer that sets a widget's value says
 so in its docstring.
 
-Ratio sliders have one writer, `TuneState.set_sliders`: plain sliders take the value in steps of STEP,
-capped at MAX_RATIO; hardware-aware sliders the fast width at or below what the capped value keeps.
+Ratio sliders have one writer, `TuneState.set_sliders`: plain sliders take the value capped at MAX_RATIO and
+rounded to RATIO_DIGITS decimals (a solver's, a config's or a global threshold's ratio is kept, not moved to the
+slider's 0.01 grid: applying what was imported or solved must cut what the config or the solve says);
+hardware-aware sliders the fast width at or below what the capped value keeps. The "All layers" slider, which
+only shows a value the user moves, holds its value in slider steps.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from core.graph import Unit, kept_channels, ratio_for
 from core.hardware import LatencyTable
 
 MAX_RATIO = 0.95  # ratio sliders' maximum: the config accepts anything below 1; 0.95 keeps at least 5% of a layer
-STEP = 0.01  # ratio sliders' step
+STEP = 0.01  # ratio sliders' step (what a hand move sets)
+RATIO_DIGITS = 6  # decimals a written ratio keeps: core.graph.ratio_for's, finer than one channel of any unit
 
 # --- sidebar: the model choice and the user's own models -------------------------------------------------------
 MODEL_CHOICE = "model"  # the sidebar's model selectbox
@@ -463,7 +467,12 @@ def solver_settings() -> SolverSettings:
 # --- Tune: one model and method -------------------------------------------------------------------------------------
 
 def slider_value(value: float) -> float:
-    """What a plain ratio slider holds for `value`: within [0, MAX_RATIO], in steps of STEP."""
+    """What a plain ratio slider holds for `value`: within [0, MAX_RATIO], to RATIO_DIGITS decimals."""
+    return round(min(max(value, 0.0), MAX_RATIO), RATIO_DIGITS)
+
+
+def _in_steps(value: float) -> float:
+    """value within [0, MAX_RATIO], in slider steps (the "All layers" slider)."""
     return round(round(min(max(value, 0.0), MAX_RATIO) / STEP) * STEP, 2)
 
 
@@ -505,7 +514,7 @@ class TuneState:
     def set_sliders(self, ratios: Mapping[str, float], units: Mapping[str, Unit] | None = None,
                     table: LatencyTable | None = None) -> dict[str, float]:
         """THE writer of ratio sliders (in a callback, or before the sliders are drawn): plain sliders take each
-        ratio in steps of STEP, capped at MAX_RATIO; with a width-latency table (units then needed), the
+        ratio capped at MAX_RATIO, to RATIO_DIGITS decimals; with a width-latency table (units then needed), the
         hardware-aware sliders take the snapped fast width. Returns what the sliders now hold."""
         written = {u: slider_value(r) if table is None else snapped_value(units[u], r, table)
                    for u, r in ratios.items()}
@@ -514,8 +523,9 @@ class TuneState:
         return written
 
     def set_all(self, value: float, hw: bool = False) -> float:
-        """The "All layers" slider to value (in a callback, or before it is drawn); returns what it holds."""
-        st.session_state[self.all_key(hw)] = held = slider_value(value)
+        """The "All layers" slider to value, in its steps (in a callback, or before it is drawn); returns what it
+        holds."""
+        st.session_state[self.all_key(hw)] = held = _in_steps(value)
         return held
 
     def show_mean(self, units: list[str], hw: bool = False) -> float:

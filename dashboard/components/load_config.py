@@ -3,8 +3,8 @@
 A config is checked against the model shown (core.prune.check_config_matches: same model, same weights; every
 unit or block it names must be one the model has, core.graph.units) before anything changes; then the method
 radio, the criterion, the method's sliders (or N:M / block shape, or the layer method's block checkboxes) are
-set through dashboard.state (the sliders by its one slider writer: steps of 0.01, capped at MAX_RATIO, as a
-solver fill). Callbacks do it (they run before the widgets are drawn) and leave a
+set through dashboard.state (the sliders by its one slider writer: capped at MAX_RATIO, as a solver fill sets
+them). Callbacks do it (they run before the widgets are drawn) and leave a
 (kind, text) message about the model for the page to show (components.messages); a rejected config changes no
 widget.
 

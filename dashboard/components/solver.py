@@ -48,7 +48,7 @@ def _solve(name: str, method: str, criterion: str, lut) -> None:
         messages.say(SOLVER_MESSAGE, name, "error", str(e))
         return
     units = {u.name: u for u in cm.units}
-    # the one slider writer: steps of 0.01 capped, or (hardware-aware sliders) the fast width at or below
+    # the one slider writer: capped at MAX_RATIO, or (hardware-aware sliders) the fast width at or below
     tune.set_sliders(result.ratios, units, lut if shown_hw else None)
     mean = tune.show_mean(list(units), hw=bool(shown_hw))
     verdict = "met" if result.met else "NOT met within the bounds (closest shown)"

@@ -1,7 +1,9 @@
 """One owner of the dashboard's session state (issue 12): dashboard/state.py alone writes st.session_state and
 alone spells session-key strings; every other module asks it. Checked on the source with ast (a new file is
 covered the day it is added), plus one behavioural check of the one slider writer: a budget-solver fill, a config
-import and a hardware-aware solution put the same rounded, capped values into the Tune sliders."""
+import and a hardware-aware solution put the same rounded, capped values into the Tune sliders (a config's and a
+solve's ratios kept to state.RATIO_DIGITS decimals, not moved to the slider grid: applying them must cut what they
+say)."""
 
 from __future__ import annotations
 
@@ -166,7 +168,7 @@ def test_the_key_check_finds_literals_fstrings_and_key_parameters():
 
 MODEL = "digits-mlp"
 ASKED = {"fc1": 1 / 3, "fc2": 0.97}  # off the slider grid, and above the sliders' maximum
-PLAIN = {"fc1": 0.33, "fc2": 0.95}  # steps of 0.01, capped at the sliders' maximum
+PLAIN = {"fc1": 0.333333, "fc2": 0.95}  # to state.RATIO_DIGITS decimals, capped at the sliders' maximum
 
 
 def _sliders(at: AppTest, hw: bool = False) -> dict[str, float]:
