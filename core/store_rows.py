@@ -53,10 +53,11 @@ class Experiment:
         """One of the run's files (e.g. "model.onnx") if its folder holds it and lies inside <workspace>/runs,
         else None: files are handed out only from there (a record naming another folder, a CLI --out or a
         tampered row, is not followed)."""
-        if self.folder is None or not self.folder.resolve().is_relative_to(runs_root()):
+        if self.folder is None:
             return None
-        path = self.folder / name
-        return path if path.is_file() else None
+        folder, root = self.folder.resolve(), runs_root()
+        inside = folder != root and folder.is_relative_to(root)
+        return folder / name if inside and (folder / name).is_file() else None
 
     def to_dict(self, metrics: bool = True) -> dict[str, Any]:
         """JSON-ready fields (config as its dict; metrics left out if not wanted, e.g. in a long list)."""

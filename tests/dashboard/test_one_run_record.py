@@ -60,3 +60,22 @@ def test_a_copied_run_folder_is_no_run_until_the_store_records_it(tmp_path, monk
     goto(at, "results")
     assert sorted(_listed(at)) == ["copied", "mine"]
     assert Store().get("copied").metrics == Store().get("mine").metrics
+
+
+def test_a_run_recorded_outside_the_run_folders_is_listed_without_handing_out_its_files(tmp_path, monkeypatch):
+    """`prunelab prune --out DIR` records its run like any other, so Results lists it; but the pages hand out
+    and show files only from <workspace>/runs (as Experiments and `experiments export` do)."""
+    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path / "home"))
+    (tmp_path / "ratios.json").write_text(json.dumps({"fc1": 0.5}))
+    out = tmp_path / "elsewhere"
+    assert main(["prune", "digits-mlp", "--method", "channel", "--config", str(tmp_path / "ratios.json"),
+                 "--latency-batches", "1", "--out", str(out)]) == 0
+    (record,) = Store().list(model="digits-mlp")
+    assert record.folder == out.resolve() and (out / "model.onnx").is_file()
+    at = open_app(monkeypatch, "digits-mlp", tmp_path / "home", "results")
+    assert _listed(at) == [record.id]
+    assert record.file("model.onnx") is None and record.file("metrics.json") is None
+    assert any("No exported graph here" in i.value for i in at.info)
+    labels = [d.label for d in goto(at, "export").get("download_button")]
+    assert labels == ["config.json", "metrics.json"]
+    assert any("No model.onnx" in w.value for w in at.warning)
