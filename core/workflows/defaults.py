@@ -22,6 +22,7 @@ CRITERION: str = default(PruneConfig, "criterion")
 SEED: int = default(PruneConfig, "seed")
 CALIBRATION_SAMPLES: int = default(PruneConfig, "calibration_samples")
 FINETUNE = FinetuneConfig()  # epochs, lr, distillation, rewind
+PAGE_FINETUNE_EPOCHS = 1  # the Tune page proposes one epoch (a cut model usually needs it); the CLI asks for it
 SCHEDULE = Schedule()  # kind, steps, curve, update_every
 PATTERN = Pattern()  # N:M and block shape
 

@@ -14,6 +14,7 @@ import streamlit as st
 from core.config import SCHEDULES
 from core.errors import PruneLabError
 from core.spec import ModelSpec, require_data
+from core.workflows import defaults
 from dashboard import state
 from dashboard.components.text import md
 
@@ -50,12 +51,12 @@ def options(spec: ModelSpec, label: str | None = None) -> Training:
     if missing:
         state.no_finetuning()
     c1, c2, c3 = st.columns(3)
-    epochs = c1.number_input("Fine-tune epochs", 0, 20, "min" if missing else 1, key=state.EPOCHS,
-                             disabled=bool(missing),
+    epochs = c1.number_input("Fine-tune epochs", 0, 20, "min" if missing else defaults.PAGE_FINETUNE_EPOCHS,
+                             key=state.EPOCHS, disabled=bool(missing),
                              help="SGD with momentum, warm-up then cosine decay; 0 skips fine-tuning. The budget "
                                   "of the whole schedule." + (f" Not available: {md(missing)}." if missing else ""))
-    lr = c2.number_input("Peak learning rate", 0.0001, 1.0, 0.01, format="%.4f", key=state.LR)
-    seed = c3.number_input("Seed", 0, 2**31 - 1, 0, key=state.SEED)
+    lr = c2.number_input("Peak learning rate", 0.0001, 1.0, defaults.FINETUNE.lr, format="%.4f", key=state.LR)
+    seed = c3.number_input("Seed", 0, 2**31 - 1, defaults.SEED, key=state.SEED)
     finetune: dict[str, Any] = {"epochs": 0 if missing else int(epochs), "lr": float(lr)}
     if missing:
         st.caption(f"No fine-tuning: {md(missing)}. One-shot pruning only.")
@@ -73,14 +74,15 @@ def _schedule() -> dict[str, Any]:
     fields: dict[str, Any] = {"kind": kind}
     c1, c2, c3 = st.columns(3)
     if kind == "iterative":
-        fields["steps"] = int(c1.number_input("Steps", 1, 100, 3, key=state.SCHEDULE_STEPS,
+        fields["steps"] = int(c1.number_input("Steps", 1, 100, defaults.SCHEDULE.steps, key=state.SCHEDULE_STEPS,
                                               help="pruning rounds; the epochs are split evenly between them"))
     if kind != "oneshot":
         fields["curve"] = c2.radio("Curve", ["cubic", "linear"], horizontal=True, key=state.SCHEDULE_CURVE,
                                    help="share of the final ratio reached over time: cubic cuts most early "
                                         "(Zhu & Gupta), linear in equal increments")
     if kind == "dynamic":
-        fields["update_every"] = int(c3.number_input("Update masks every", 1, 10_000, 10, key=state.SCHEDULE_EVERY,
+        fields["update_every"] = int(c3.number_input("Update masks every", 1, 10_000, defaults.SCHEDULE.update_every,
+                                                     key=state.SCHEDULE_EVERY,
                                                      help="optimiser steps between mask updates"))
     return fields
 
@@ -95,9 +97,9 @@ def _teacher_and_rewind() -> dict[str, Any]:
                               help="reset surviving weights to their initial values before training (mask methods)"),
     }
     if fields["distill"]:
-        fields["temperature"] = float(c2.number_input("Temperature", 0.5, 100.0, 4.0, 0.5,
+        fields["temperature"] = float(c2.number_input("Temperature", 0.5, 100.0, defaults.FINETUNE.temperature, 0.5,
                                                       key=state.DISTILL_TEMPERATURE,
                                                       help="softens both models' logits"))
-        fields["alpha"] = float(c3.slider("Alpha", 0.0, 1.0, 0.5, 0.05, key=state.DISTILL_ALPHA,
+        fields["alpha"] = float(c3.slider("Alpha", 0.0, 1.0, defaults.FINETUNE.alpha, 0.05, key=state.DISTILL_ALPHA,
                                           help="weight of the distillation term; 1 − alpha weighs the labels"))
     return fields

@@ -7,6 +7,7 @@ import streamlit as st
 
 from core import methods
 from core.importance import REGISTRY
+from core.workflows import defaults
 from dashboard import cache, jobs, state
 from dashboard.components.charts import sensitivity_heatmap, unit_cost_bars
 from dashboard.components.heat_controls import grouped_view, handle_pick
@@ -22,13 +23,13 @@ def _controls() -> None:
                help="\n".join(f"- **{n}**: one unit at a time; {methods.get(n).help}" for n in swept))
     c[1].selectbox("Criterion", list(REGISTRY), key=state.SENS_CRITERION, format_func=lambda k: REGISTRY[k].label,
                    help="Decides which channels / weights go first at each ratio.")
-    state.default_grid([round(0.1 * i, 1) for i in range(1, 10)])  # before the multiselect is drawn
+    state.default_grid(list(defaults.SWEEP_GRID))  # before the multiselect is drawn
     c[2].multiselect("Ratios", GRID_CHOICES, key=state.SENS_GRID, help="The fractions removed, one column each.")
-    c[3].number_input("Eval images", 50, 5000, 1000, 50, key=state.SENS_EVAL,
+    c[3].number_input("Eval images", 50, 5000, defaults.SWEEP_EVAL_SAMPLES, 50, key=state.SENS_EVAL,
                       help="Training images not used for calibration; the test set stays untouched.")
-    c[4].number_input("Calibration images", 16, 4000, 512, 16, key=state.SENS_CALIB,
+    c[4].number_input("Calibration images", 16, 4000, defaults.SWEEP_CALIBRATION_SAMPLES, 16, key=state.SENS_CALIB,
                       help="For BatchNorm re-estimation and gradient / activation criteria.")
-    c[5].number_input("Seed", 0, 2**31 - 1, 0, key=state.SENS_SEED)
+    c[5].number_input("Seed", 0, 2**31 - 1, defaults.SWEEP_SEED, key=state.SENS_SEED)
 
 
 def _launch(name: str) -> None:

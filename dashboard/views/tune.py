@@ -11,7 +11,7 @@ from core import methods as registry
 from core.config import FinetuneConfig, PruneConfig, Schedule
 from core.errors import PruneLabError
 from core.importance import REGISTRY
-from core.workflows import baseline_latency_ms, estimate_latency, predict_accuracy
+from core.workflows import baseline_latency_ms, defaults, estimate_latency, predict_accuracy
 from dashboard import cache, jobs, state
 from dashboard.components import criteria, locks, methods, strategy_helper
 from dashboard.components import hardware as hardware_ui
@@ -21,8 +21,6 @@ from dashboard.components.solver import solver_panel
 from dashboard.components.sweeps import cached_table, current_spec
 from dashboard.components.text import md
 from dashboard.components.training import Training, options
-
-DEFAULT_METHOD = "channel"
 
 
 def _prediction(name: str, method: str, criterion: str, ratios: dict[str, float]) -> dict | None:
@@ -78,7 +76,7 @@ def _method_and_criterion(has_data: bool) -> tuple[str, str]:
     criteria that method can use (those needing data only for a model with data)."""
     c1, c2 = st.columns([3, 1])
     names = registry.names()
-    method = c1.radio("Method", names, index=names.index(DEFAULT_METHOD), horizontal=True, key=state.METHOD,
+    method = c1.radio("Method", names, index=names.index(defaults.METHOD), horizontal=True, key=state.METHOD,
                       help="\n".join(f"- **{m}**: {registry.get(m).help}" for m in names))
     c1.caption(f"**{method}**: {registry.get(method).help}")
     technique = registry.get(method)
