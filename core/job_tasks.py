@@ -13,8 +13,10 @@ from typing import Any
 from core import experiment, hardware, models, workflows
 from core.config import PruneConfig
 from core.deploy import deploy_folder
+from core.errors import PruneLabError
 from core.estimate import build_cost_model
 from core.jobs import ModelRef
+from core.run_folder import read_identity
 from core.run_progress import overall_progress
 from core.sensitivity import SweepSpec, sweep
 from core.spec import ModelSpec
@@ -42,7 +44,12 @@ def run_and_record(spec: ModelSpec, progress: StageProgress, config: PruneConfig
     does), reporting the whole run's progress on one bar; the run's id."""
     _, paths = workflows.run_and_record(spec, config, progress=overall_progress(progress, config),
                                         prediction=prediction, base=base, hardware=lut)
-    return paths["metrics.json"].parent.name
+    folder = paths["metrics.json"].parent
+    identity = read_identity(folder)  # its store id: the folder's name, made unique by the store
+    if identity is None or identity.id is None:  # pages list runs from the store: say where the files are
+        raise PruneLabError(f"the run was measured and written to {folder}, but the experiment store could not "
+                            "record it")
+    return identity.id
 
 
 def measure_deployable(spec: ModelSpec, progress: StageProgress, run_path: str) -> int:
