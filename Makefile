@@ -35,6 +35,8 @@ lint: setup
 
 # The real-browser tests run first, in a pytest process of their own: a browser journey shares this 2-core
 # machine with its Streamlit server, and threads left running by hundreds of in-process tests starve it.
+# The rest run in two processes (pytest-xdist), one per core: each test runs torch on one thread
+# (tests/conftest.py), and a file's tests stay in one process (--dist loadfile) to share its loaded models.
 test: setup browser lint
 	$(BIN)/python -m pytest tests/e2e
-	$(BIN)/python -m pytest --ignore=tests/e2e
+	$(BIN)/python -m pytest -n 2 --dist loadfile --ignore=tests/e2e
