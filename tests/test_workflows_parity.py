@@ -16,6 +16,7 @@ import io
 from pathlib import Path
 
 import pytest
+import streamlit as st
 
 from core.cli import main
 from core.config import PruneConfig
@@ -81,6 +82,7 @@ def test_cli_allocate_and_the_tune_solver_give_the_same_ratios(monkeypatch, tmp_
     _cli(*argv)
     written = PruneConfig.load(tmp_path / "config.json").ratios
 
+    st.cache_data.clear()  # a dashboard server on this workspace: not one that measured in an earlier test's
     at = open_app(monkeypatch, MODEL, tmp_path, "tune")
     at.selectbox(key="solver-target").set_value(kind)
     at.number_input(key="solver-value").set_value(value)

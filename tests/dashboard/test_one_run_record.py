@@ -12,7 +12,7 @@ from core.cli import main
 from core.store import Store
 from core.store_rows import Experiment
 from core.workspace import workspace
-from dashboard.views import results
+from dashboard.views import export, results
 from tests.dashboard.nav import goto
 from tests.dashboard.test_app import open_app
 from tests.dashboard.test_bad_runs import _prune
@@ -42,6 +42,7 @@ def test_cli_show_and_the_results_and_export_pages_read_the_same_record(tmp_path
 
     pick = results.pick_run
     monkeypatch.setattr(results, "pick_run", spy)
+    monkeypatch.setattr(export, "pick_run", spy)  # export imported it by name (maybe before this test)
     at = open_app(monkeypatch, "digits-mlp", tmp_path, "results")
     goto(at, "export")
     assert not at.exception, [e.value for e in at.exception]
