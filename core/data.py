@@ -80,6 +80,12 @@ def seeded_order(n: int, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 
+def id_bound(example: torch.Tensor) -> int | None:
+    """The largest token id random inputs may hold for a model taking `example` (None: it takes floats). Ids run
+    from 1 (0 is padding) to the largest id of the example, so every id drawn is one the embedding table has."""
+    return None if example.is_floating_point() else int(example.max())
+
+
 def random_inputs(example: torch.Tensor, batch: int, generator: torch.Generator) -> torch.Tensor:
     """A batch of random inputs shaped like `example` (batch of one): standard-normal floats for images,
     or token ids between 1 and the largest id in `example` for integer inputs (0 is padding), so every
@@ -87,7 +93,7 @@ def random_inputs(example: torch.Tensor, batch: int, generator: torch.Generator)
     shape = (batch, *example.shape[1:])
     if example.is_floating_point():
         return torch.randn(shape, generator=generator, dtype=example.dtype)
-    return torch.randint(1, int(example.max()) + 1, shape, generator=generator, dtype=example.dtype)
+    return torch.randint(1, id_bound(example) + 1, shape, generator=generator, dtype=example.dtype)
 
 
 def calibration_subset(x: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:

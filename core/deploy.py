@@ -27,6 +27,7 @@ import onnx
 from onnx import numpy_helper
 
 from core.config import PruneConfig
+from core.data import id_bound
 from core.errors import PruneLabError
 from core.export import export_onnx
 from core.files import write_atomic
@@ -137,14 +138,16 @@ class Deployment:
 
 
 def variants(onnx_bytes: bytes, baseline_onnx: bytes, x_test: np.ndarray | None, y_test: np.ndarray | None,
-             calibration: np.ndarray, input_shape: tuple[int, ...], batch: int = 1) -> Deployment:
+             calibration: np.ndarray, input_shape: tuple[int, ...], batch: int = 1,
+             max_id: int | None = None) -> Deployment:
     """Every deployable form of a pruned model beside the baseline's dense ONNX: bytes, onnxruntime
     latency (median, interleaved, at `batch`; None where it cannot run as such) and test accuracy (None
-    for a model without data)."""
+    for a model without data). max_id: the largest token id of a model taking ids (core.data.id_bound)."""
     int8 = quantize_int8(onnx_bytes, calibration)
     tensors = initializers(onnx_bytes)
     sparse, sparse8 = encode_sparse(tensors), encode_sparse(tensors, int8=True)
-    timed = measure_interleaved({"base": baseline_onnx, "dense": onnx_bytes, "int8": int8}, input_shape, batch=batch)
+    timed = measure_interleaved({"base": baseline_onnx, "dense": onnx_bytes, "int8": int8}, input_shape, batch=batch,
+                                max_id=max_id)
 
     def accuracy(model: bytes) -> float | None:
         return None if x_test is None else onnx_accuracy(model, x_test, y_test)
@@ -181,7 +184,8 @@ def deploy_folder(folder, batch: int = 1, spec=None) -> Deployment:
     base_onnx, _ = export_onnx(spec.model, spec.example_input)
     test = (spec.split.test_x.numpy(), spec.split.test_y.numpy()) if spec.has_data else (None, None)
     report = variants((folder / "model.onnx").read_bytes(), base_onnx, *test,
-                      calibration(spec, 256, config.seed).x.numpy(), tuple(spec.example_input.shape[1:]), batch)
+                      calibration(spec, 256, config.seed).x.numpy(), tuple(spec.example_input.shape[1:]), batch,
+                      id_bound(spec.example_input))
     write_atomic(folder / "model.int8.onnx", report.int8_onnx)
     write_atomic(folder / "deploy.json", (json.dumps({"batch": batch, "rows": report.rows}, indent=2) + "\n").encode())
     return report

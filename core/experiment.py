@@ -18,6 +18,7 @@ from torch import nn
 
 from core import schedule
 from core.config import PruneConfig
+from core.data import id_bound
 from core.errors import PruneLabError
 from core.evaluate import evaluate
 from core.export import deployable, export_onnx
@@ -120,13 +121,14 @@ def _add_latency(metrics: dict[str, dict], onnx: dict[str, bytes], torch_models:
                  spec: ModelSpec, threads: int, batches: tuple[int, ...]) -> None:
     """Time the ONNX models in interleaved rounds (see core.latency) and record median and p90 per batch;
     the same for the torch models (eager PyTorch, for comparison)."""
-    shape = tuple(spec.example_input.shape[1:])
+    shape, max_id = tuple(spec.example_input.shape[1:]), id_bound(spec.example_input)
     onnx = {k: v for k, v in onnx.items() if v}  # a model whose export failed has torch figures only
     for batch in batches:
         if onnx:
-            _record(metrics, measure_interleaved(onnx, shape, batch=batch, threads=threads), "onnxruntime", batch)
-        _record(metrics, measure_torch(torch_models, shape, batch=batch, threads=threads,
-                                       integer=not spec.example_input.is_floating_point()), "torch", batch)
+            _record(metrics, measure_interleaved(onnx, shape, batch=batch, threads=threads, max_id=max_id),
+                    "onnxruntime", batch)
+        _record(metrics, measure_torch(torch_models, shape, batch=batch, threads=threads, max_id=max_id), "torch",
+                batch)
     for m in metrics.values():
         m["latency_threads"] = threads
         m["latency_batches"] = list(batches)
@@ -138,12 +140,11 @@ def measure(model: nn.Module, spec: ModelSpec, onnx: bytes, threads: int = 1,
     """Every metric of one deployable model: size, FLOPs, accuracy, onnxruntime latency (cached per
     exported file, see core.latency.measure_cached) and eager-torch latency for comparison."""
     metrics = _static(model, spec, onnx)
-    shape = tuple(spec.example_input.shape[1:])
+    shape, max_id = tuple(spec.example_input.shape[1:]), id_bound(spec.example_input)
     for batch in batches or default_batches(spec):
         if onnx:
-            _record({"m": metrics}, {"m": measure_cached(onnx, shape, batch, threads)}, "onnxruntime", batch)
-        torch_lat = measure_torch({"m": model}, shape, batch=batch, threads=threads,
-                                  integer=not spec.example_input.is_floating_point())
+            _record({"m": metrics}, {"m": measure_cached(onnx, shape, batch, threads, max_id)}, "onnxruntime", batch)
+        torch_lat = measure_torch({"m": model}, shape, batch=batch, threads=threads, max_id=max_id)
         _record({"m": metrics}, torch_lat, "torch", batch)
     metrics.update(latency_threads=threads, latency_batches=list(batches or default_batches(spec)),
                    runtime=f"onnxruntime {onnxruntime.__version__} CPU, torch {torch.__version__}")
@@ -237,7 +238,7 @@ def aligned_alternative(spec: ModelSpec, ratios: dict[str, float], onnx: bytes, 
     apply_channel(model, {n: r for n, r in snapped.items() if r > 0}, spec.example_input)
     alt_onnx, _ = export_onnx(model, spec.example_input)
     timed = measure_interleaved({"config": onnx, "aligned": alt_onnx}, tuple(spec.example_input.shape[1:]),
-                                batch=table.batch, threads=table.threads)
+                                batch=table.batch, threads=table.threads, max_id=id_bound(spec.example_input))
     if timed["aligned"].median_ms >= timed["config"].median_ms * 0.97:
         return None
     return {"ratios": {n: r for n, r in snapped.items() if r > 0}, "batch": table.batch,

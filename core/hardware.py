@@ -23,6 +23,7 @@ import onnxruntime
 import torch
 from torch import nn
 
+from core.data import id_bound
 from core.export import export_onnx
 from core.files import write_cache
 from core.graph import Unit
@@ -288,7 +289,8 @@ def choose_by_measurement(spec, solve: Callable[[LatencyTable], object], table: 
     if not candidates:
         return solve(table.aligned(aligns[-1])), report
     onnx = {"baseline": base_onnx, **{align: data for align, _, data in candidates.values()}}
-    timed = measure_interleaved(onnx, tuple(spec.example_input.shape[1:]), batch=table.batch, threads=table.threads)
+    timed = measure_interleaved(onnx, tuple(spec.example_input.shape[1:]), batch=table.batch, threads=table.threads,
+                                max_id=id_bound(spec.example_input))
     for row in report:
         lat = timed.get(row["align"]) or (timed.get(row["duplicate_of"]) if row["duplicate_of"] else None)
         if lat is not None:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.errors import PruneLabError
 from core.files import write_cache
 from core.workspace import workspace
 
@@ -80,12 +81,13 @@ def _stats(times: dict[str, list[float]], batch: int, threads: int, warmup: int,
             for k, t in times.items()}
 
 
-def _inputs(keys, input_shape: tuple[int, ...] | dict, batch: int, integer: bool = False) -> dict[str, np.ndarray]:
-    """Random float32 inputs, or int64 token ids in 1..999 (valid in any vocabulary worth timing)."""
+def _inputs(keys, input_shape: tuple[int, ...] | dict, batch: int, max_id: int | None = None) -> dict[str, np.ndarray]:
+    """Random float32 inputs, or (max_id given: a model taking token ids) int64 ids in 1..max_id, ids its embedding
+    table has (core.data.id_bound)."""
     rng = np.random.default_rng(0)
     shapes = input_shape if isinstance(input_shape, dict) else dict.fromkeys(keys, input_shape)
-    if integer:
-        return {k: rng.integers(1, 1000, (batch, *shapes[k])).astype(np.int64) for k in keys}
+    if max_id is not None:
+        return {k: rng.integers(1, max_id + 1, (batch, *shapes[k])).astype(np.int64) for k in keys}
     return {k: rng.standard_normal((batch, *shapes[k])).astype(np.float32) for k in keys}
 
 
@@ -97,17 +99,20 @@ def measure_interleaved(
     warmup: int = 10,
     rounds: int = 10,
     round_ms: float = 30.0,
+    max_id: int | None = None,
 ) -> dict[str, Latency]:
     """Time several ONNX models in alternating rounds, so that load from other processes on a shared
     machine hits all of them alike instead of whichever happened to run during a busy spell.
 
     Each round runs every model back to back (order reversed every other round) for about round_ms
     milliseconds each (at least 5 runs); medians and p90s are over all timed runs of a model.
-    input_shape (without the batch dimension) is shared, or given per model as a dict.
+    input_shape (without the batch dimension) is shared, or given per model as a dict; max_id: the largest token
+    id of a model taking ids (core.data.id_bound), which such a model must be given.
     """
     sessions = {k: session(v, threads) for k, v in onnx_models.items()}
-    integer = any("int" in s.get_inputs()[0].type for s in sessions.values())
-    inputs = _inputs(sessions, input_shape, batch, integer)
+    if max_id is None and any("int" in s.get_inputs()[0].type for s in sessions.values()):
+        raise PruneLabError("a model taking token ids is timed with ids its vocabulary has: give max_id")
+    inputs = _inputs(sessions, input_shape, batch, max_id)
     runners = {k: partial(s.run, None, {s.get_inputs()[0].name: inputs[k]}) for k, s in sessions.items()}
     return _stats(_interleave(runners, warmup, rounds, round_ms), batch, threads, warmup, "onnxruntime-cpu")
 
@@ -120,11 +125,11 @@ def measure_torch(
     warmup: int = 10,
     rounds: int = 10,
     round_ms: float = 30.0,
-    integer: bool = False,
+    max_id: int | None = None,
 ) -> dict[str, Latency]:
     """The same interleaved timing in eager PyTorch (eval mode, no autograd, `threads` intra-op threads),
-    for comparison with the runtime a model is deployed on. integer: the model takes token ids."""
-    inputs = {k: torch.from_numpy(v) for k, v in _inputs(models, input_shape, batch, integer).items()}
+    for comparison with the runtime a model is deployed on. max_id: as for measure_interleaved."""
+    inputs = {k: torch.from_numpy(v) for k, v in _inputs(models, input_shape, batch, max_id).items()}
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -136,26 +141,28 @@ def measure_torch(
     return _stats(times, batch, threads, warmup, f"torch-{torch.__version__}-cpu")
 
 
-def _cache_file(onnx_bytes: bytes, input_shape: tuple[int, ...], batch: int, threads: int) -> Path:
+def _cache_file(onnx_bytes: bytes, input_shape: tuple[int, ...], batch: int, threads: int,
+                max_id: int | None) -> Path:
     import onnxruntime
 
     cpu = platform.processor() or platform.machine()
     key = json.dumps([hashlib.sha256(onnx_bytes).hexdigest(), list(input_shape), batch, threads,
-                      onnxruntime.__version__, cpu, "v1"])
+                      onnxruntime.__version__, cpu, "v1", *([max_id] if max_id is not None else [])])
     return workspace(create=False) / "cache" / "onnx-latency" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
-def measure_cached(onnx_bytes: bytes, input_shape: tuple[int, ...], batch: int = 1, threads: int = 1) -> Latency:
+def measure_cached(onnx_bytes: bytes, input_shape: tuple[int, ...], batch: int = 1, threads: int = 1,
+                   max_id: int | None = None) -> Latency:
     """Latency of one exported artefact, measured once per (file contents, input shape, batch, threads,
     runtime version, CPU) and then read from the workspace cache. For figures shown on their own (a
     baseline); models compared with each other are timed together with measure_interleaved instead."""
-    path = _cache_file(onnx_bytes, input_shape, batch, threads)
+    path = _cache_file(onnx_bytes, input_shape, batch, threads, max_id)
     if path.exists():
         try:
             return Latency(**json.loads(path.read_text()))
         except (ValueError, TypeError):
             pass  # a damaged cache entry is measured again
-    lat = measure_interleaved({"m": onnx_bytes}, input_shape, batch=batch, threads=threads)["m"]
+    lat = measure_interleaved({"m": onnx_bytes}, input_shape, batch=batch, threads=threads, max_id=max_id)["m"]
     write_cache(path, json.dumps(lat.to_dict()).encode())  # best-effort: the measurement is returned either way
     return lat
 

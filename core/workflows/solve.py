@@ -15,6 +15,7 @@ import pandas as pd
 from core import methods
 from core.allocate import MAX_RATIO, Allocation, Bounds, Target, allocate
 from core.config import PruneConfig
+from core.data import id_bound
 from core.errors import PruneLabError
 from core.estimate import CostModel, build_cost_model
 from core.experiment import Baseline
@@ -102,7 +103,8 @@ def baseline_latency_ms(spec: ModelSpec, batch: int, base: Baseline | None = Non
     if base is not None and base.metrics.get("latency_threads") == 1 and base.metrics.get(latency_key(batch)):
         return base.metrics[latency_key(batch)]
     onnx = base.onnx if base is not None and base.onnx else baseline_onnx(spec)
-    lat = measure_cached(onnx, tuple(spec.example_input.shape[1:]), batch=batch, threads=1)
+    lat = measure_cached(onnx, tuple(spec.example_input.shape[1:]), batch=batch, threads=1,
+                         max_id=id_bound(spec.example_input))
     return round(lat.median_ms, LATENCY_DECIMALS)
 
 
