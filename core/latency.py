@@ -179,7 +179,7 @@ def _module_of(node, modules: set[str]) -> str | None:
 
 
 def profile_layers(onnx_bytes: bytes, input_shape: tuple[int, ...], modules: set[str], batch: int = 32,
-                   runs: int = 20) -> dict[str, float]:
+                   runs: int = 20, max_id: int | None = None) -> dict[str, float]:
     """Mean onnxruntime kernel time (ms per run) of each model module, from the runtime's profiler.
 
     Graph optimisations are turned off so every ONNX node keeps its name and maps back to the module it
@@ -202,7 +202,8 @@ def profile_layers(onnx_bytes: bytes, input_shape: tuple[int, ...], modules: set
         opts.enable_profiling = True
         opts.profile_file_prefix = os.path.join(tmp, "prunelab")
         sess = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
-        feed = {sess.get_inputs()[0].name: np.zeros((batch, *input_shape), np.float32)}
+        name = sess.get_inputs()[0].name
+        feed = {name: _inputs([name], input_shape, batch, max_id)[name]}  # token ids for a model taking ids
         for _ in range(3 + runs):  # 3 extra runs: each node's 3 slowest times (first-run allocation) are dropped
             sess.run(None, feed)
         with open(sess.end_profiling()) as f:

@@ -25,6 +25,7 @@ import streamlit as st
 
 from core import experiment, latency, methods, models, plan
 from core.config import Pattern
+from core.data import id_bound
 from core.errors import PruneLabError
 from core.estimate import CostModel, build_cost_model
 from core.hardware import LatencyTable
@@ -158,7 +159,8 @@ def layer_latency(name: str) -> dict[str, float]:
     """Measured onnxruntime kernel time per module (ms per batch-32 run, unfused graph)."""
     s = spec(name)
     modules = {n for n, _ in s.model.named_modules() if n}
-    return latency.profile_layers(baseline(name).onnx, tuple(s.example_input.shape[1:]), modules)
+    return latency.profile_layers(baseline(name).onnx, tuple(s.example_input.shape[1:]), modules,
+                                  max_id=id_bound(s.example_input))
 
 
 @st.cache_data

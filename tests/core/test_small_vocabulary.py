@@ -55,3 +55,15 @@ def test_every_timer_draws_ids_the_embedding_has():
     assert measure_interleaved({"m": onnx}, shape, batch=4, max_id=bound, rounds=2)["m"].median_ms > 0
     assert measure_torch({"m": spec.model}, shape, batch=4, max_id=bound, rounds=2)["m"].median_ms > 0
     assert measure_cached(onnx, shape, batch=4, max_id=bound).median_ms > 0
+
+
+def test_per_layer_profiling_feeds_token_ids():
+    """The Sensitivity page's per-unit latency profiles the baseline's ONNX file: zeros as float32 were fed to a
+    model that takes int64 ids."""
+    from core.latency import profile_layers
+
+    spec = _spec()
+    onnx, _ = export_onnx(spec.model, spec.example_input)
+    times = profile_layers(onnx, tuple(spec.example_input.shape[1:]), {"embed", "fc1", "head"}, batch=4, runs=2,
+                           max_id=int(spec.example_input.max()))
+    assert set(times) <= {"embed", "fc1", "head"} and times
