@@ -83,5 +83,36 @@ def prune_step(model: nn.Module, example_input: torch.Tensor, config: ConfigLike
                calib: Calibration, blocks: list[str]) -> dict[str, int]:
     """Prune `model` in place up to `ratios` — measured against the *current* model for structural
     methods (the schedules convert) and against all weights for mask methods, whose earlier zeros stay
-    zero — or remove `blocks` (layer method). Returns what this step removed per unit."""
-    return config.technique.cut(model, example_input, config, ratios, calib, blocks)
+    zero — or remove `blocks` (layer method). Returns what this step removed per unit. A cut after which the
+    model no longer runs is refused here (check_runs), not deep in the fine-tuning or measuring after it."""
+    removed = config.technique.cut(model, example_input, config, ratios, calib, blocks)
+    check_runs(model, example_input, config.method)
+    return removed
+
+
+def check_runs(model: nn.Module, example_input: torch.Tensor, method: str) -> None:
+    """Run the cut model once on the example (no gradients, eval mode, every module's mode restored after); if
+    it fails, raise one line naming the innermost module that was running and a method that keeps every shape.
+    A model whose code assumes its own widths (a hard-coded reshape, a head count kept elsewhere) breaks so."""
+    names = {m: n or "(model)" for n, m in model.named_modules()}
+    running: list[nn.Module] = []  # the modules entered and not yet left: on failure, the last one failed
+
+    def left(*_: object) -> None:  # a forward hook returning anything would replace the module's output
+        running.pop()
+
+    hooks = [h for m in names for h in (m.register_forward_pre_hook(lambda m, _: running.append(m)),
+                                        m.register_forward_hook(left))]
+    modes = {m: m.training for m in names}
+    try:
+        with torch.no_grad():
+            model.eval()(example_input.clone())
+    except Exception as e:  # any failure of the cut model's own code: name where it happened
+        where = f"{names[running[-1]]} ({type(running[-1]).__name__})" if running else "its forward"
+        raise PruneLabError(f"after {method} pruning the model no longer runs: {where} fails with "
+                            f"{type(e).__name__}: {str(e).splitlines()[0][:200]}. Its code seems to assume the "
+                            "widths it had; unstructured pruning (masks) keeps every shape") from None
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, training in modes.items():
+            m.training = training
