@@ -22,6 +22,7 @@ from core.errors import PruneLabError
 
 PRUNABLE = (nn.Conv2d, nn.Linear)
 PROJECTIONS = ("q", "k", "v", "proj")  # an attention module's Linear children
+RESIDUAL_FLAGS = ("use_residual", "use_res_connect", "has_skip")  # block attributes saying "adds its input"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -91,7 +92,8 @@ def is_residual(module: nn.Module) -> bool:
 
     - a `shortcut` attribute: residual only when it is nn.Identity (a conv shortcut means the block
       changes shape: ResNet BasicBlock/Bottleneck that downsample or widen);
-    - a `use_residual` attribute: residual only when it is True (MobileNetV2 InvertedResidual);
+    - a residual flag (RESIDUAL_FLAGS: `use_residual` of our MobileNetV2 InvertedResidual, torchvision's
+      `use_res_connect`, timm's `has_skip`): residual only when it is True;
     - `attn` and `fc1` or `mlp` submodules: a transformer block, which adds both to its input.
 
     Attributes rather than class names, so look-alike blocks from other code are recognised as well; a
@@ -101,8 +103,8 @@ def is_residual(module: nn.Module) -> bool:
         return False
     if hasattr(module, "shortcut"):
         return isinstance(module.shortcut, nn.Identity)
-    if hasattr(module, "use_residual"):
-        return module.use_residual is True
+    if flag := next((f for f in RESIDUAL_FLAGS if hasattr(module, f)), None):
+        return getattr(module, flag) is True
     child = lambda name: isinstance(getattr(module, name, None), nn.Module)  # noqa: E731
     return child("attn") and (child("fc1") or child("mlp"))
 

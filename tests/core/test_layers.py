@@ -250,3 +250,25 @@ def test_rank_and_choose():
     assert choose_blocks(scores, 0.9) == ["d", "a", "b", "c"]  # round(3.6)
     assert choose_blocks({}, 0.5) == []
     assert remove_blocks(copy.deepcopy(get_spec("mnist-vit").model), ["blocks.1", "blocks.1"]) == 1
+
+
+class TorchvisionStyle(nn.Module):
+    """torchvision's InvertedResidual names its flag use_res_connect; timm's blocks name it has_skip."""
+
+    def __init__(self, width: int, flag: str, on: bool) -> None:
+        super().__init__()
+        self.fc = nn.Linear(width, width)
+        self.flag = flag
+        setattr(self, flag, on)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc(x) if getattr(self, self.flag) else self.fc(x)
+
+
+@pytest.mark.parametrize("flag", ["use_res_connect", "has_skip"])
+def test_residual_flags_of_other_libraries_are_read(flag):
+    """An EfficientNet-style block flagged use_res_connect was not found by the layer method (issue 13)."""
+    model = nn.Sequential(nn.Linear(3, 8), TorchvisionStyle(8, flag, True), TorchvisionStyle(8, flag, False),
+                          nn.Linear(8, 2))
+    assert residual_blocks(model) == ["1"]
+    assert removable_blocks(model, torch.randn(2, 3)) == ["1"]
