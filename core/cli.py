@@ -20,7 +20,7 @@ from core.allocate import STRATEGIES, Target
 from core.config import FinetuneConfig, Pattern, PruneConfig, Schedule, check_int, parse_json, read_json_file
 from core.deploy import deploy_folder
 from core.errors import PruneLabError
-from core.experiment import baseline
+from core.experiment import baseline, finetune_verdict
 from core.hardware import cached
 from core.importance import REGISTRY as CRITERIA
 from core.jobs import PASSIVE
@@ -178,6 +178,8 @@ def _run_and_write(spec, config, outdir: Path, threads: int, batches: tuple[int,
     if out.clamped:
         print(f"note: these ratios would have emptied {', '.join(out.clamped)}: one weight/channel/head was kept in "
               "each (recorded in metrics.json as clamped)")
+    if verdict := finetune_verdict(out.pruned):
+        print(f"note: {verdict}")
     if error := out.pruned.get("onnx_error"):
         print(f"note: no model.onnx: {error} (size, FLOPs, accuracy and torch latency above are measured in torch)")
     if alt := out.aligned_alternative:

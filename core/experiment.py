@@ -184,6 +184,27 @@ def try_export(model: nn.Module, example_input: torch.Tensor) -> tuple[bytes, st
         return b"", str(e)
 
 
+FINETUNE_LOSS_POINTS = 0.1  # a fine-tune ending this many accuracy points (or more) below its start is reported
+
+
+def _accuracy_before_finetune(config: PruneConfig, trajectory: list[dict]) -> float | None:
+    """Test accuracy right after the last cut, before the fine-tuning that followed it (None without fine-tuning,
+    without data, or for the dynamic schedule, which prunes while it trains)."""
+    if not config.finetune.epochs or config.schedule.kind == "dynamic":
+        return None
+    return next((p["accuracy"] for p in reversed(trajectory) if p["phase"] == "pruned"), None)
+
+
+def finetune_verdict(pruned: dict) -> str | None:
+    """One sentence when fine-tuning ended below where it started (a run's pruned metrics), else None: the figure
+    reported is the fine-tuned one, so the user must hear that the model before it was better."""
+    before, after = pruned.get("accuracy_before_finetune"), pruned.get("accuracy")
+    if before is None or after is None or 100 * (before - after) < FINETUNE_LOSS_POINTS:
+        return None
+    return (f"fine-tuning lowered test accuracy from {100 * before:.2f}% (right after the cut) to {100 * after:.2f}%: "
+            "the recipe does not suit this model; try a smaller learning rate, or no fine-tuning")
+
+
 def run(
     spec: ModelSpec,
     config: PruneConfig,
@@ -213,6 +234,8 @@ def run(
     onnx, onnx_error = try_export(model, spec.example_input)
     say("measuring", 0, 1)
     metrics = {"baseline": dict(base.metrics), "pruned": _static(model, spec, onnx, onnx_error)}
+    if (before := _accuracy_before_finetune(config, trained.trajectory)) is not None:
+        metrics["pruned"]["accuracy_before_finetune"] = before
     _add_latency(metrics, {"baseline": base.onnx, "pruned": onnx}, {"baseline": spec.model, "pruned": model}, spec,
                  threads, batches)
     out = RunOutput(config, model, onnx, metrics["baseline"], metrics["pruned"], trained.removed, trained.losses,

@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.config import PruneConfig
 from core.errors import PruneLabError
+from core.experiment import finetune_verdict
 from core.graph import layer_widths
 from core.metric_keys import ModelMetrics, latency_key
 from core.store import Experiment, Store
@@ -151,6 +152,8 @@ def render(name: str) -> None:
     c1.plotly_chart(comparison_bars(base, pruned), width="stretch", key=state.COMPARE_CHART)
     c2.plotly_chart(accuracy_bars(base, pruned), width="stretch", key=state.ACCURACY_CHART)
     st.dataframe(_table(base, pruned), hide_index=True, width="stretch")
+    if verdict := finetune_verdict(pruned):
+        st.warning(f"{verdict[0].upper()}{verdict[1:]}.")  # core's sentence: our own figures only
     if clamped := run.metrics.get("clamped"):
         st.warning(f"These ratios would have emptied {md(', '.join(clamped))}: one weight, channel or head was kept in "
                    "each.")

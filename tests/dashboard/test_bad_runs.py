@@ -49,3 +49,16 @@ def test_run_without_onnx_shows_torch_figures_and_why(tmp_path, monkeypatch):
     assert any("No exported graph" in i.value for i in at.info)
     assert any(m.label.startswith("Latency b1 (torch)") for m in at.metric)
     assert any("No model.onnx" in w.value for w in goto(at, "export").warning)
+
+
+def test_a_fine_tune_that_lost_accuracy_is_reported_on_results(tmp_path, monkeypatch):
+    """The Results page says so when fine-tuning ended below where the cut left the model (core's one sentence)."""
+    _prune(tmp_path, monkeypatch, {"fc1": 0.5}, "worse")
+    metrics = json.loads((workspace() / "runs" / "worse" / "metrics.json").read_text())
+    pruned = metrics["pruned"]
+    pruned["accuracy_before_finetune"], pruned["accuracy"] = pruned["accuracy"], pruned["accuracy"] - 0.2
+    _measured("worse", metrics)
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "results")
+    warnings = [w.value for w in at.warning]
+    assert any("fine-tuning lowered test accuracy" in w.lower() for w in warnings), warnings
+    assert not at.exception
