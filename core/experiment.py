@@ -25,7 +25,7 @@ from core.export import deployable, export_onnx
 from core.files import write_atomic
 from core.graph import channel_units, emptied, kept_channels, ratio_for
 from core.latency import measure_cached, measure_interleaved, measure_torch
-from core.metric_keys import Runtime, latency_key
+from core.metric_keys import LATENCY_DECIMALS, Runtime, latency_key
 from core.metrics import static_metrics
 from core.models import initial_state
 from core.prune import check_config_matches
@@ -113,8 +113,8 @@ def default_batches(spec: ModelSpec) -> tuple[int, ...]:
 def _record(metrics: dict, timed: dict, runtime: Runtime, batch: int) -> None:
     """Each timed model's median and p90 (ms, 5 decimals) into its metrics, under core.metric_keys names."""
     for key, lat in timed.items():
-        metrics[key][latency_key(batch, "median", runtime)] = round(lat.median_ms, 5)
-        metrics[key][latency_key(batch, "p90", runtime)] = round(lat.p90_ms, 5)
+        metrics[key][latency_key(batch, "median", runtime)] = round(lat.median_ms, LATENCY_DECIMALS)
+        metrics[key][latency_key(batch, "p90", runtime)] = round(lat.p90_ms, LATENCY_DECIMALS)
 
 
 def _add_latency(metrics: dict[str, dict], onnx: dict[str, bytes], torch_models: dict[str, nn.Module],

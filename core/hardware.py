@@ -28,6 +28,7 @@ from core.export import export_onnx
 from core.files import write_cache
 from core.graph import Unit
 from core.latency import measure_interleaved
+from core.metric_keys import LATENCY_DECIMALS
 from core.prune.channel import apply_channel
 from core.workspace import safe_name, workspace
 
@@ -204,7 +205,7 @@ def build_table(model: nn.Module, example_input: torch.Tensor, units: list[Unit]
         total = np.zeros(len(cand))
         for name, side in _unit_layers(unit, shapes):  # one interleaved measurement per layer
             total += _layer_times(shapes[name], side, cand, batch, threads)
-        widths[unit.name], ms[unit.name] = cand, [round(float(t), 5) for t in total]
+        widths[unit.name], ms[unit.name] = cand, [round(float(t), LATENCY_DECIMALS) for t in total]
         if progress:
             progress(done + 1, len(units))
     runtime = f"onnxruntime {onnxruntime.__version__} CPU, {threads} thread(s), batch {batch}"

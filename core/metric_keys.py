@@ -61,6 +61,9 @@ class LatencyKey:
         return f"{_PREFIX[self.runtime]}{_STAT[self.stat]}{suffix}"
 
 
+LATENCY_DECIMALS = 5  # a latency in ms is recorded to 10 ns: one rounding for every recorded figure
+
+
 def latency_key(batch: int = 1, stat: Stat = "median", runtime: Runtime = "onnxruntime") -> str:
     """The metrics key of one latency figure ("latency_ms", "torch_latency_p90_ms_batch32")."""
     return str(LatencyKey(runtime, stat, batch))

@@ -22,7 +22,7 @@ from core.experiment import Baseline
 from core.export import export_onnx
 from core.hardware import LatencyTable, choose_by_measurement, load_or_build
 from core.latency import measure_cached
-from core.metric_keys import latency_key
+from core.metric_keys import LATENCY_DECIMALS, latency_key
 from core.prune import calibration
 from core.spec import ModelSpec
 from core.workflows.defaults import CALIBRATION_SAMPLES, CRITERION, METHOD, SEED
@@ -30,7 +30,6 @@ from core.workflows.predict import predict_accuracy
 
 StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 LATENCY_TARGETS = ("latency_ms", "speedup")  # targets measured against the baseline's latency
-LATENCY_DECIMALS = 5  # of a latency in ms, as core.experiment records it (10 ns)
 
 
 @dataclass(frozen=True, eq=False)

@@ -31,7 +31,7 @@ from dashboard import cache, state
 from dashboard.components import messages
 from dashboard.components.own_model import OWN
 from dashboard.components.training import missing_training_data
-from dashboard.state import IMPORT_MESSAGE, LOAD_MESSAGE, MAX_RATIO  # noqa: F401 - the pages show them
+from dashboard.state import IMPORT_MESSAGE, LOAD_MESSAGE, MAX_RATIO
 
 
 def _for_this_model(name: str, config: PruneConfig) -> PruneConfig:
@@ -177,9 +177,3 @@ def offer_own_model() -> None:
     if ref:
         st.button("Open “Your own model…” with this reference", key=state.EXP_IMPORT_OWN, on_click=_open_own_model_form,
                   args=(ref,), help="Fills in the sidebar form; the model's code runs only when you press Load there.")
-
-
-def show(key: str, name: str) -> None:
-    """Draw the message a callback left under key about model `name` (st.success / st.error), if any: plain
-    text, which quotes config keys, file names and errors (shown as text, never as Markdown)."""
-    messages.show(key, name)

@@ -129,13 +129,13 @@ def _one(name: str, shown: list[Experiment]) -> None:
     _downloads(exp)
     st.button("Load into Tune", key=state.EXP_LOAD, on_click=load_config.on_load, args=(name, exp.id),
               help="Sets the Tune page's method, criterion and sliders (or blocks) to this experiment's config.")
-    load_config.show(state.LOAD_MESSAGE, name)
+    messages.show(state.LOAD_MESSAGE, name)
     confirm_key = state.delete_confirm_key(exp.id)
     c1, c2 = st.columns([3, 1], vertical_alignment="center")
     confirmed = c1.checkbox(f"Yes, delete {md(exp.id)} and its run folder", key=confirm_key)
     c2.button("Delete", key=state.EXP_DELETE, disabled=not confirmed, on_click=_delete,
               args=(name, exp.id, confirm_key))
-    load_config.show(state.DELETE_MESSAGE, name)
+    messages.show(state.DELETE_MESSAGE, name)
 
 
 def _import(name: str) -> None:
@@ -144,7 +144,7 @@ def _import(name: str) -> None:
     st.file_uploader("A PruneLab config.json (from Export, the CLI or another machine)", type=["json"],
                      max_upload_size=1, key=state.EXP_IMPORT, on_change=load_config.on_upload,
                      args=(name, state.EXP_IMPORT))
-    load_config.show(state.IMPORT_MESSAGE, name)
+    messages.show(state.IMPORT_MESSAGE, name)
     load_config.offer_own_model()
 
 
@@ -194,5 +194,5 @@ def render(name: str) -> None:
     else:
         st.info("No experiments recorded for this model yet: runs from the Tune page and the command line are "
                 "listed here.")
-        load_config.show(state.DELETE_MESSAGE, name)
+        messages.show(state.DELETE_MESSAGE, name)
     _import(name)
