@@ -22,6 +22,7 @@ from core.data import id_bound
 from core.errors import PruneLabError
 from core.evaluate import evaluate
 from core.export import deployable, export_onnx
+from core.export_formats import weights_bytes
 from core.files import write_atomic
 from core.graph import channel_units, emptied, kept_channels, ratio_for
 from core.latency import measure_cached, measure_interleaved, measure_torch
@@ -30,7 +31,7 @@ from core.metrics import static_metrics
 from core.models import initial_state
 from core.prune import check_config_matches
 from core.prune.channel import apply_channel
-from core.run_folder import config_sha256, read_identity
+from core.run_folder import WEIGHTS_FILE, config_sha256, read_identity
 from core.spec import ModelSpec, require_data
 
 # progress(stage, done, total): stage is a short human label ("fine-tuning"), done/total its steps
@@ -57,6 +58,7 @@ class RunOutput:
     trajectory: list[dict] = field(default_factory=list)  # core.schedule's measurements per step
     clamped: list[str] = field(default_factory=list)  # units whose ratio would have emptied them: one kept
     run: dict | None = None  # which run wrote these metrics (core.run_folder), set by write()
+    example_input: torch.Tensor | None = None  # the model's example input: recorded with its weights (write())
 
     def metrics_json(self) -> str:
         data = {"baseline": self.baseline, "pruned": self.pruned, "removed": self.removed,
@@ -72,19 +74,23 @@ class RunOutput:
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     def write(self, outdir: Path) -> dict[str, Path]:
-        """Write config.json, model.onnx and metrics.json into outdir, each atomically; metrics.json
-        comes last, so a folder that has it is complete. In a folder claimed by core.runs.record, metrics.json
-        names the run that owns the folder (its uid and config hash), so the store takes it as that run's own;
-        a folder claimed by a run of another config is refused."""
+        """Write config.json, model.onnx, model.safetensors (the pruned module's weights, core.export_formats) and
+        metrics.json into outdir, each atomically; metrics.json comes last, so a folder that has it is complete.
+        In a folder claimed by core.runs.record, metrics.json names the run that owns the folder (its uid and
+        config hash), so the store takes it as that run's own; a folder claimed by a run of another config is
+        refused."""
         identity = read_identity(Path(outdir))
         if identity is not None and identity.config_sha256 not in (None, config_sha256(self.config)):
             raise PruneLabError(f"{outdir} belongs to run {identity.id or identity.uid[:8]}, of another config")
         self.run = identity.stamp() if identity is not None and identity.config_sha256 else None
-        names = ("config.json", "model.onnx", "metrics.json") if self.onnx else ("config.json", "metrics.json")
+        names = ("config.json", *(["model.onnx"] if self.onnx else []),
+                 *([WEIGHTS_FILE] if self.example_input is not None else []), "metrics.json")
         paths = {n: Path(outdir) / n for n in names}
         self.config.save(paths["config.json"])
         if self.onnx:  # empty when the export failed (metrics.json says why)
             write_atomic(paths["model.onnx"], self.onnx)
+        if WEIGHTS_FILE in paths:
+            write_atomic(paths[WEIGHTS_FILE], weights_bytes(self.model, self.example_input))
         write_atomic(paths["metrics.json"], self.metrics_json().encode())
         return paths
 
@@ -239,7 +245,7 @@ def run(
     _add_latency(metrics, {"baseline": base.onnx, "pruned": onnx}, {"baseline": spec.model, "pruned": model}, spec,
                  threads, batches)
     out = RunOutput(config, model, onnx, metrics["baseline"], metrics["pruned"], trained.removed, trained.losses,
-                    trajectory=trained.trajectory)
+                    trajectory=trained.trajectory, example_input=spec.example_input)
     out.clamped = emptied(config.technique.units(spec.model, spec.example_input), config.ratios)
     if hardware is not None and config.technique.hardware_aware and onnx:
         say("checking aligned widths", 0, 1)

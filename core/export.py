@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import io
 import logging
 import warnings
@@ -25,8 +26,9 @@ from core.prune.unstructured import make_permanent, refresh_masked
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 CHECK_BATCHES = (1, 7)  # batch sizes the export is verified at: one, and an odd one nobody traced
-EXPORT_BATCH = 2  # rows of the traced example: batch 1 lets torch specialise the batch (see _traced_batch)
+EXPORT_BATCH = 2  # rows of the traced example: batch 1 lets torch specialise the batch (see traced_batch)
 TOLERANCE = 1e-4  # max |onnxruntime - torch| on the outputs, relative to their largest magnitude when above 1
+MAX_BATCH = 4096  # the largest batch an exported model (ONNX, .pt2) accepts
 
 
 def deployable(model: nn.Module) -> nn.Module:
@@ -35,7 +37,7 @@ def deployable(model: nn.Module) -> nn.Module:
     return make_permanent(copy.deepcopy(model)).eval()
 
 
-def _traced_batch(example_input: torch.Tensor) -> torch.Tensor:
+def traced_batch(example_input: torch.Tensor) -> torch.Tensor:
     """The example repeated to EXPORT_BATCH rows: the same values, so token ids stay ones the model has.
 
     Why: traced at batch 1, torch specialises the batch dimension of some models (attention in
@@ -45,10 +47,16 @@ def _traced_batch(example_input: torch.Tensor) -> torch.Tensor:
     return first.repeat(EXPORT_BATCH, *([1] * (first.dim() - 1)))
 
 
+def dynamic_batch(model: nn.Module) -> dict[str, dict[int, torch.export.Dim]]:
+    """dynamic_shapes for torch.export (and the ONNX exporter built on it): dimension 0 of the model's first
+    forward argument is the batch, 1..MAX_BATCH rows."""
+    arg = next(iter(inspect.signature(model.forward).parameters))
+    return {arg: {0: torch.export.Dim("batch", max=MAX_BATCH)}}
+
+
 def _export_bytes(model: nn.Module, example_input: torch.Tensor) -> bytes:
     """ONNX bytes from torch's dynamo exporter, weights embedded, batch dimension dynamic."""
     buf = io.BytesIO()
-    arg = next(iter(__import__("inspect").signature(model.forward).parameters))
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
@@ -57,8 +65,8 @@ def _export_bytes(model: nn.Module, example_input: torch.Tensor) -> bytes:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                model, (_traced_batch(example_input),), dynamo=True, external_data=False,
-                dynamic_shapes={arg: {0: torch.export.Dim("batch", max=4096)}},
+                model, (traced_batch(example_input),), dynamo=True, external_data=False,
+                dynamic_shapes=dynamic_batch(model),
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             )
         program.save(buf)

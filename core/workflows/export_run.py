@@ -1,0 +1,59 @@
+"""A recorded run's pruned model in each format the user may take away — what `prunelab export` and the Export
+page both hand out: model.onnx and model.safetensors as the run wrote them, and a `.pt2` made from them on demand
+(core.export_formats)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.errors import PruneLabError
+from core.export_formats import load_pruned, pt2_bytes
+from core.run_folder import WEIGHTS_FILE
+from core.store import Store
+
+FORMATS = ("onnx", "pt2", "safetensors")  # the choices of `prunelab export --format`
+FILE_NAMES = {"onnx": "model.onnx", "pt2": "model.pt2", "safetensors": WEIGHTS_FILE}
+HOW_TO_LOAD = {  # one line per format, shown beside its download
+    "onnx": 'onnxruntime.InferenceSession("model.onnx").run(None, {"input": x.numpy()})',
+    "pt2": 'torch.export.load("model.pt2").module()(x)  # torch alone, no PruneLab',
+    "safetensors": 'core.export_formats.load_pruned(build(), PruneConfig.load("config.json"), "model.safetensors")',
+}
+
+
+def find_run(text: str) -> Path:
+    """A run's folder, given as the folder itself or as its id in the experiment store (as `experiments show`
+    takes it); one line when it is neither."""
+    path = Path(text)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise PruneLabError(f"{text} is not a run folder (it has no config.json)")
+        return path
+    try:
+        folder = Store().get(text).folder
+    except PruneLabError:
+        raise PruneLabError(f"{text} is neither a run folder nor a recorded experiment (see: prunelab experiments "
+                            "list)") from None
+    if folder is None:
+        raise PruneLabError(f"experiment {text} has no files (a later run replaced them)")
+    return folder
+
+
+def run_file(folder: Path, fmt: str) -> Path:
+    """The run's model.onnx or model.safetensors; one line when the run has none, saying why."""
+    path = Path(folder) / FILE_NAMES[fmt]
+    if path.is_file():
+        return path
+    if fmt == "safetensors":
+        raise PruneLabError(f"{folder} has no {WEIGHTS_FILE} (a run recorded before runs kept their pruned "
+                            f"weights); replay it to get them: prunelab apply {Path(folder) / 'config.json'} --out DIR")
+    raise PruneLabError(f"{folder} has no {FILE_NAMES[fmt]} (its ONNX export failed, metrics.json says why, or the "
+                        "file was removed)")
+
+
+def run_pt2(folder: Path, model: nn.Module, example_input: torch.Tensor) -> bytes:
+    """The .pt2 of a run: its module rebuilt (load_pruned) from the unpruned `model`, then exported."""
+    weights = run_file(folder, "safetensors")
+    return pt2_bytes(load_pruned(model, Path(folder) / "config.json", weights, example_input), example_input)
