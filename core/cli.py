@@ -21,6 +21,7 @@ from core.config import FinetuneConfig, Pattern, PruneConfig, Schedule, check_in
 from core.deploy import deploy_folder
 from core.errors import PruneLabError
 from core.experiment import baseline, finetune_verdict
+from core.files import write_atomic
 from core.hardware import cached
 from core.importance import REGISTRY as CRITERIA
 from core.jobs import PASSIVE
@@ -31,6 +32,7 @@ from core.prune import check_config_matches
 from core.sensitivity import SweepSpec, cache_path, read_table, sweep
 from core.store import STATUSES, Store
 from core.workflows import SolveOutcome, SolveRequest, check_units, defaults, run_and_record, solve, swept_by
+from core.workflows.export_run import FILE_NAMES, FORMATS, find_run, run_file, run_pt2
 from core.workflows.outputs import check_out_file, check_run_folder, parent_run
 
 METRIC_ROWS = [  # (key, label, format) for the human-readable summary
@@ -391,6 +393,24 @@ def cmd_deploy(args: argparse.Namespace) -> None:
     print(f"wrote {folder / 'model.int8.onnx'} and {folder / 'deploy.json'}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    """A run's pruned model in one format (core.workflows.export_run), written to --out. The .pt2 is rebuilt from
+    the run's weights and its base model, which runs only if it is a registry model or the user names it."""
+    folder = find_run(args.run)
+    out = check_out_file(args.out or FILE_NAMES[args.format])
+    if args.format == "pt2":
+        run_file(folder, "safetensors")  # an older run without weights is told so before any model loads
+        spec = _replay_model(args, PruneConfig.load(folder / "config.json"), str(folder))[0]
+        data = run_pt2(folder, spec.model, spec.example_input)
+    else:
+        data = run_file(folder, args.format).read_bytes()
+    try:
+        write_atomic(out, data)
+    except OSError as e:
+        raise PruneLabError(f"cannot write {out}: {e.strerror or e}") from None
+    print(f"wrote {out}")
+
+
 def _experiment_rows(experiments: list) -> str:
     """The experiments list as a table: id, model, method, status, params, FLOPs, accuracy, created (UTC)."""
     head = ("id", "model", "method", "status", "params", "FLOPs", "accuracy", "created (UTC)")
@@ -617,7 +637,13 @@ def build_parser() -> Parser:
 
     for s_ in (b, ly, pr, ap, se, al, dp):
         _model_options(s_)
-    for s_ in (ap, dp):
+    xp = sub.add_parser("export", help="a run's pruned model as ONNX, a torch.export program (.pt2) or its "
+                        "weights (.safetensors)")
+    xp.add_argument("run", help="a run folder, or a recorded run's id (see: prunelab experiments list)")
+    xp.add_argument("--format", choices=FORMATS, required=True)
+    xp.add_argument("--out", metavar="PATH", help="the file to write (default: model.<format> here)")
+
+    for s_ in (ap, dp, xp):
         _replay_options(s_)
 
     _experiments_parser(sub)
@@ -656,7 +682,7 @@ def _experiments_parser(sub) -> None:
 
 
 COMMANDS = {"baseline": cmd_baseline, "layers": cmd_layers, "prune": cmd_prune, "apply": cmd_apply,
-            "sensitivity": cmd_sensitivity, "allocate": cmd_allocate, "deploy": cmd_deploy,
+            "sensitivity": cmd_sensitivity, "allocate": cmd_allocate, "deploy": cmd_deploy, "export": cmd_export,
             "experiments": cmd_experiments, "dashboard": cmd_dashboard}
 
 
