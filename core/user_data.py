@@ -1,20 +1,149 @@
-"""A user's data: (inputs, labels) loaders materialised on the CPU, and .npz files read without pickles."""
+"""A user's data: (inputs, labels) loaders materialised on the CPU, and data files as users keep them.
+
+`load_data` is the one entry point for a data path (the CLI's --data, the dashboard's data field), whatever
+it names:
+
+- an `.npz` with arrays x and y, optionally x_train and y_train (read without pickles);
+- a `.csv` or `.jsonl` file with a text column (`text` or `sentence` unless chosen) and a label column
+  (`label` unless chosen), tokenised with the model's own tokenizer from its Hugging Face folder;
+- a Hugging Face `datasets` folder (`save_to_disk` of a Dataset or a DatasetDict) with a text or image column;
+- an image folder: one sub-folder of PNG/JPEG images per class (or train/ and test/ folders of those),
+  resized and normalised as the model's folder says.
+
+A DatasetDict's (or an image folder's) own train and test splits are kept; a single table or folder is split
+with the project's seeded order (core.data.seeded_order, SPLIT_SEED): TEST_FRACTION of the rows evaluate,
+the rest train. Each part keeps at most max_samples rows (a seeded choice when it has more). Labels are
+integers, or class names (mapped through the model's own names, else in sorted order: DataSplit.label_names).
+Readers live in core.loaders.data_*; every mismatch is one PruneLabError line naming the file.
+
+Column choices travel with the path as one string, `PATH?text=COLUMN&label=COLUMN` (data_reference), so every
+layer that carries a data path — configs' replay commands, the dashboard's jobs and check-loads — carries them.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 import torch
 
 from core import preflight
-from core.data import Split
+from core.data import SPLIT_SEED, Split, seeded_order
 from core.errors import PruneLabError
+from core.loaders.data_datasets import dataset_parts, is_datasets_folder
+from core.loaders.data_facts import ModelFacts, Part, class_ids, model_facts
+from core.loaders.data_images import Images, folder_parts, stack
+from core.loaders.data_text import file_part, tokenise
 from core.user_code import one_line, some
 
 NPZ_KEYS = ("x", "y", "x_train", "y_train")  # the arrays of an .npz data file (the only ones read)
+TEST_FRACTION = 0.2  # of a single table or folder, as the shipped data sets (digits 360/1,797, MNIST 1,000/5,000)
+TEXT_SUFFIXES = (".csv", ".jsonl")
+OPTIONS = {"text": "text_column", "label": "label_column"}  # a data reference's options: load_data's keywords
+
+
+@dataclass(frozen=True)
+class DataSplit(Split):
+    """A Split read from a user's file, with the class names in id order when its labels were names."""
+
+    label_names: tuple[str, ...] = ()
+
+
+def label_note(split: Split | None) -> str | None:
+    """'labels neg=0, pos=1' for data whose labels were class names (what each name became), else None."""
+    names = getattr(split, "label_names", ())
+    return f"labels {', '.join(f'{n}={i}' for i, n in enumerate(names))}" if names else None
+
+
+def data_reference(path: str | None, text_column: str | None = None, label_column: str | None = None) -> str | None:
+    """The one string that names data and its column choices: path, or path?text=…&label=… (None: no data)."""
+    chosen = {k: v for k, v in (("text", text_column), ("label", label_column)) if v}
+    if path is None:
+        if chosen:
+            raise PruneLabError("a text or label column was chosen but no data was given (--data)")
+        return None
+    return f"{path}?{urlencode(chosen)}" if chosen else path
+
+
+def split_reference(ref: str) -> tuple[str, dict[str, str]]:
+    """(path, {option: value}) of a data reference. A path that exists is taken whole (a '?' in a file name is
+    kept); otherwise what follows its last '?' are options, each one of OPTIONS."""
+    path, sep, query = ref.rpartition("?")
+    if not sep or Path(ref).exists():
+        return ref, {}
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise PruneLabError(f"unknown option {unknown[0]!r} in the data reference {ref} (known: {', '.join(OPTIONS)})")
+    return path, options
+
+
+def load_reference(ref: str, *, model_folder: Path | None = None, max_samples: int) -> Split:
+    """load_data of a data reference (a path, with its column choices when it carries any)."""
+    path, options = split_reference(ref)
+    return load_data(path, model_folder=model_folder, max_samples=max_samples,
+                     **{OPTIONS[k]: v or None for k, v in options.items()})
+
+
+def load_data(path: str | Path, *, model_folder: Path | None = None, text_column: str | None = None,
+              label_column: str | None = None, image_size: tuple[int, int] | None = None,
+              max_samples: int) -> Split:
+    """The Split of whatever `path` names (see the module docstring); model_folder is the model's Hugging Face
+    folder (its tokenizer, classes, image size and normalisation), image_size a size to resize images to when
+    the model says none."""
+    path = Path(path)
+    if not path.exists():
+        raise PruneLabError(f"data file {path} not found")
+    if path.is_file() and path.suffix == ".npz":
+        return load_npz(path, max_samples)
+    facts = model_facts(model_folder, image_size)
+    limit = math.ceil(max_samples / TEST_FRACTION)  # rows read from a text file: enough to fill both parts
+    if path.is_file() and path.suffix in TEXT_SUFFIXES:
+        parts = {"all": file_part(path, text_column, label_column, limit)}
+    elif path.is_dir() and is_datasets_folder(path):
+        parts = dataset_parts(path, text_column, label_column)
+    elif path.is_dir():
+        parts = folder_parts(path)
+    else:
+        raise PruneLabError(f"{path}: expected an .npz, a .csv or .jsonl file, a Hugging Face datasets folder or an "
+                            "image folder (one sub-folder of images per class)")
+    return _assemble(parts, facts, max_samples, str(path))
+
+
+def _assemble(parts: dict[str, Part], facts: ModelFacts, max_samples: int, where: str) -> DataSplit:
+    """The rows picked from each part, labels as class indices and inputs encoded, as a DataSplit."""
+    picks = {name: (parts.get("all") or parts[name], rows) for name, rows in _picks(parts, max_samples).items()}
+    read = {name: part.rows(rows) for name, (part, rows) in picks.items()}  # (inputs, raw labels) per name
+    if not len(read["test"][0]):
+        raise PruneLabError(f"{where} has no rows to evaluate on")
+    every = [label for _, labels in read.values() for label in labels]  # decides names vs indices for all parts
+    ys, names = {}, ()
+    for name, (part, rows) in picks.items():
+        ys[name], names = class_ids(read[name][1], facts, part.where, part.unit, [r + 1 for r in rows], every)
+    inputs = read["test"][0] + read["train"][0] if "train" in read else read["test"][0]
+    x = stack(inputs, facts.image, where) if isinstance(inputs, Images) else tokenise(inputs, facts, where)
+    n = len(read["test"][0])  # encoded together, split after: one padded length, one image size
+    return DataSplit(x[n:], ys.get("train", torch.empty(0, dtype=torch.long)), x[:n], ys["test"], names)
+
+
+def _picks(parts: dict[str, Part], max_samples: int) -> dict[str, list[int]]:
+    """The rows of each part to read, "test" and "train": a single part split in the seeded order
+    (TEST_FRACTION evaluate), a part with more than max_samples rows a seeded choice of them (in order)."""
+    if "all" in parts:
+        n = parts["all"].size
+        order = seeded_order(n, SPLIT_SEED).tolist()
+        cut = max(1, round(n * TEST_FRACTION))
+        return {"test": order[:cut][:max_samples], "train": order[cut:][:max_samples]}
+    return {name: _at_most(parts[name].size, max_samples) for name in ("test", "train") if name in parts}
+
+
+def _at_most(n: int, max_samples: int) -> list[int]:
+    return list(range(n)) if n <= max_samples else sorted(seeded_order(n, SPLIT_SEED)[:max_samples].tolist())
 
 
 def materialise(loader: Iterable, max_samples: int, where: str) -> tuple[torch.Tensor, torch.Tensor]:

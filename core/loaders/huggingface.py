@@ -1,6 +1,7 @@
 """A local Hugging Face model folder (config.json naming an image or sequence classifier): loaded with
 transformers from local files only, never with remote code; sizes bounded first (core.preflight); data from
-an .npz file."""
+what core.user_data.load_data reads (.npz, CSV/JSONL through the folder's tokenizer, a `datasets` folder, an
+image folder resized and normalised as the folder's processor config says)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 
 from core import preflight
 from core.errors import PruneLabError
+from core.loaders.data_text import HF_EXTRA
 from core.loaders.user_spec import finish, summary_line
 from core.spec import ModelSpec
 from core.user_code import one_line
-from core.user_data import load_npz
+from core.user_data import label_note, load_reference
 from core.weights import load_weights
 
 HF_KINDS = {"ForImageClassification": "AutoModelForImageClassification",
@@ -27,13 +29,13 @@ def from_huggingface(ref: str, folder: Path, weights: str | None, trust_pickle: 
         raise PruneLabError(f"{folder}: config.json names architectures {archs!r}; PruneLab loads image or sequence "
                             "classifiers (…ForImageClassification, …ForSequenceClassification)")
     if data is None:
-        raise PruneLabError(f"a Hugging Face model folder ({folder}) needs data: --data FILE.npz with arrays x and y")
-    split = load_npz(data, max_samples)
+        raise PruneLabError(f"a Hugging Face model folder ({folder}) needs data: --data with an .npz (arrays x, y), "
+                            "a .csv/.jsonl file, a datasets folder or an image folder")
+    split = load_reference(data, model_folder=folder, max_samples=max_samples)
     try:
         import transformers
     except ImportError:
-        raise PruneLabError("Hugging Face models need the transformers package: .venv/bin/pip install "
-                            "transformers") from None
+        raise PruneLabError(f"Hugging Face models need the transformers package: {HF_EXTRA}") from None
     auto = getattr(transformers, next(v for k, v in HF_KINDS.items() if arch.endswith(k)))
     for path in sorted(p for p in folder.iterdir() if p.suffix in preflight.WEIGHT_SUFFIXES and p.is_file()):
         preflight.weights_file(path)
@@ -55,5 +57,5 @@ def from_huggingface(ref: str, folder: Path, weights: str | None, trust_pickle: 
             transformers.utils.logging.enable_progress_bar()
     if weights is not None:
         load_weights(model, weights, trust_pickle)
-    return finish(ref, str(folder), model, split.test_x, split,
-                   summary_line(f"Hugging Face {arch} from {folder}", model, split, None))
+    summary = summary_line(f"Hugging Face {arch} from {folder}", model, split, None)
+    return finish(ref, str(folder), model, split.test_x, split, "; ".join(filter(None, (summary, label_note(split)))))

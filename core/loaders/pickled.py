@@ -10,7 +10,7 @@ from torch import nn
 from core.errors import PruneLabError
 from core.loaders.user_spec import finish, summary_line
 from core.spec import ModelSpec
-from core.user_data import load_npz
+from core.user_data import load_reference
 from core.weights import load_weights, torch_load
 
 
@@ -22,7 +22,7 @@ def from_pickle(ref: str, path: Path, weights: str | None, trust_pickle: bool, d
                             "their architecture: give a registry name or file.py:build with --weights")
     if data is None:
         raise PruneLabError(f"a pickled model ({path}) needs data: --data FILE.npz with arrays x and y")
-    split = load_npz(data, max_samples)
+    split = load_reference(data, max_samples=max_samples)
     if weights is not None:
         load_weights(obj, weights, trust_pickle)
     return finish(ref, str(path), obj, split.test_x, split, summary_line(f"pickled model {path}", obj, split, None))
