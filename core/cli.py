@@ -31,6 +31,7 @@ from core.plan import plan
 from core.prune import check_config_matches
 from core.sensitivity import SweepSpec, cache_path, read_table, sweep
 from core.store import STATUSES, Store
+from core.user_data import data_reference, label_note
 from core.workflows import SolveOutcome, SolveRequest, check_units, defaults, run_and_record, solve, swept_by
 from core.workflows.export_run import FILE_NAMES, FORMATS, find_run, run_file, run_pt2
 from core.workflows.outputs import check_out_file, check_run_folder, parent_run
@@ -507,8 +508,13 @@ def _load(args: argparse.Namespace, name: str | None = None):
     if getattr(args, "trust_pickle", False):
         print("prunelab: warning: --trust-pickle loads a pickle, which runs whatever code it carries",
               file=sys.stderr)
-    return load(name or args.model, weights=getattr(args, "weights", None),
-                trust_pickle=getattr(args, "trust_pickle", False), data=getattr(args, "data", None))
+    data = data_reference(getattr(args, "data", None), getattr(args, "text_column", None),
+                          getattr(args, "label_column", None))
+    spec = load(name or args.model, weights=getattr(args, "weights", None),
+                trust_pickle=getattr(args, "trust_pickle", False), data=data)
+    if note := label_note(spec.split):  # label names became class indices: say which is which
+        print(f"prunelab: {data}: {note}", file=sys.stderr)
+    return spec
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -516,8 +522,11 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
                         "model (weights only: no pickled code runs)")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow loading a whole pickled model (.pt); a pickle runs code, only use files you trust")
-    parser.add_argument("--data", metavar="FILE.npz", help="evaluation data (arrays x, y; optional x_train, y_train) "
-                        "for a Hugging Face folder or a pickled model")
+    parser.add_argument("--data", metavar="PATH", help="data for a Hugging Face folder or a pickled model: an .npz "
+                        "(arrays x, y; optional x_train, y_train), a .csv/.jsonl with text and label columns, a "
+                        "datasets folder (save_to_disk) or an image folder (a sub-folder per class)")
+    parser.add_argument("--text-column", metavar="NAME", help="the text column of --data (default: text or sentence)")
+    parser.add_argument("--label-column", metavar="NAME", help="the label column of --data (default: label)")
 
 
 def _replay_options(parser: argparse.ArgumentParser) -> None:
