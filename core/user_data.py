@@ -65,7 +65,7 @@ def data_reference(path: str | None, text_column: str | None = None, label_colum
     chosen = {k: v for k, v in (("text", text_column), ("label", label_column)) if v}
     if path is None:
         if chosen:
-            raise PruneLabError("a text or label column was chosen but no data was given (--data)")
+            raise PruneLabError("a text or label column was chosen, but no data to read it from")
         return None
     return f"{path}?{urlencode(chosen)}" if chosen else path
 

@@ -1,12 +1,12 @@
 """The sidebar's model choice, with a last option that loads the user's own model.
 
 "Your own model…" opens a small form: a reference (file.py:build, a pickled model .pt or a Hugging Face
-folder, as core.user_models reads them), optional weights and .npz data (a path on this machine or an
-upload, saved by dashboard.uploads), a trust-pickle checkbox and Load. Load first check-loads the model in a
-separate process (dashboard.load_job: time limit, memory limit, Cancel; killed when the session ends), then
-loads it here. A loaded model is registered in dashboard.cache under a handle, listed in this session's
-choices by its reference and selected; while the form is open, or when loading fails, the pages keep showing
-the model chosen before.
+folder, as core.user_models reads them), optional weights and data (a path on this machine or an upload,
+saved by dashboard.uploads; any format core.user_data.load_data reads) with its text and label columns, a
+trust-pickle checkbox and Load. Load first check-loads the model in a separate process (dashboard.load_job:
+time limit, memory limit, Cancel; killed when the session ends), then loads it here. A loaded model is
+registered in dashboard.cache under a handle, listed in this session's choices by its reference and selected;
+while the form is open, or when loading fails, the pages keep showing the model chosen before.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from streamlit.delta_generator import DeltaGenerator
 
 from core.errors import PruneLabError
 from core.models import available
+from core.user_data import data_reference, split_reference
 from dashboard import cache, load_job, state, uploads
 from dashboard.components.text import md
 
@@ -23,12 +24,17 @@ Field = tuple[str, uploads.Upload | None]  # a file field: the typed path and th
 
 OWN = "Your own model…"
 WEIGHT_TYPES = ["pt", "pth", "safetensors"]
+DATA_TYPES = ["npz", "csv", "jsonl"]  # uploadable data files (a datasets or image folder is given by its path)
+DATA_HINT = "path/to/data: .npz (x, y), .csv/.jsonl, a datasets folder or an image folder"
 PICKLE_RISK = ("Loading a pickle runs whatever code it carries, with this server's permissions. Only tick this "
                "for files whose source you trust.")
 REF_HELP = ("`path/to/file.py:build` — a function returning a dict (model, example_input, eval_loader, optional "
             "train_loader and metric) or a ModelSpec; `path/to/model.pt` — a whole pickled model (needs trust "
-            "and .npz data); `path/to/folder` — a local Hugging Face classifier (needs .npz data). Paths are on "
-            "the machine running the dashboard.")
+            "and data); `path/to/folder` — a local Hugging Face classifier (needs data: an .npz, a .csv/.jsonl text "
+            "file, a `datasets` folder or an image folder with a sub-folder per class). Paths are on the machine "
+            "running the dashboard.")
+COLUMN_HELP = ("For a .csv/.jsonl file or a datasets folder: the column to read. Empty: `text` or `sentence` for "
+               "the text, `label` for the label. Labels may be integers or class names.")
 
 
 def pick_model(default: str) -> str:
@@ -65,13 +71,16 @@ def _form() -> None:
     box = st.sidebar.container(border=True)
     ref = box.text_input("Model reference", key=state.OWN_REF, placeholder="path/to/file.py:build", help=REF_HELP)
     weights = _file_field(box, "Weights (optional)", state.OWN_WEIGHTS, WEIGHT_TYPES, "path/to/weights.safetensors")
-    data = _file_field(box, "Data (optional)", state.OWN_DATA, ["npz"], "path/to/data.npz (x, y; x_train, y_train)")
+    data = _file_field(box, "Data (optional)", state.OWN_DATA, DATA_TYPES, DATA_HINT)
+    left, right = box.columns(2)
+    columns = (left.text_input("Text column", key=state.OWN_TEXT_COLUMN, placeholder="text", help=COLUMN_HELP),
+               right.text_input("Label column", key=state.OWN_LABEL_COLUMN, placeholder="label", help=COLUMN_HELP))
     trust = box.checkbox("Trust this pickle (runs its code)", key=state.OWN_TRUST,
                          help="Needed for a whole pickled model (.pt) or weights saved as pickled objects.")
     if trust:
         box.warning(PICKLE_RISK, icon="⚠️")
     if box.button("Load", key=state.OWN_LOAD, type="primary"):
-        _load(box, ref, weights, data, trust)
+        _load(box, ref, weights, data, columns, trust)
     elif (job := load_job.current()) is not None:  # started in an earlier run of this session: follow it on
         _finish(box, job.args, job)
 
@@ -95,6 +104,15 @@ def _file(field: Field, what: str) -> str | None:
     return str(uploads.save(upload)) if upload is not None else (path or None)
 
 
+def _data(field: Field, columns: tuple[str, str]) -> str | None:
+    """The data reference the model loads with: the data file (typed or uploaded) and the column choices it
+    carries (core.user_data.data_reference); an unknown option typed after a '?' is refused here, in the form."""
+    ref = data_reference(_file(field, "data"), *(_clean(c) or None for c in columns))
+    if ref is not None:
+        split_reference(ref)
+    return ref
+
+
 def _clean(text: str) -> str:
     """Typed text without surrounding blanks or one pair of quotes (as pasted from a shell)."""
     text = text.strip()
@@ -102,7 +120,7 @@ def _clean(text: str) -> str:
     return text[1:-1].strip() if quoted else text
 
 
-def _load(box: DeltaGenerator, ref: str, weights: Field, data: Field, trust: bool) -> None:
+def _load(box: DeltaGenerator, ref: str, weights: Field, data: Field, columns: tuple[str, str], trust: bool) -> None:
     """Check-load the model in a separate process (dashboard.load_job), unless this server already loaded it,
     then load and select it; on failure show why in the form and keep the current model."""
     load_job.abandon()  # Load again: the form's current values replace a load still running
@@ -110,7 +128,7 @@ def _load(box: DeltaGenerator, ref: str, weights: Field, data: Field, trust: boo
         if not _clean(ref):
             raise PruneLabError("enter a model reference: path/to/file.py:build, a pickled model .pt or a "
                                 "Hugging Face model folder")
-        args = cache.UserModel(_clean(ref), _file(weights, "weights"), _file(data, "data"), trust)
+        args = cache.UserModel(_clean(ref), _file(weights, "weights"), _data(data, columns), trust)
     except PruneLabError as e:
         box.error(md(e))
         return
