@@ -37,6 +37,7 @@ from core.prune import calibration
 from core.sensitivity import read_table
 from core.spec import ModelSpec
 from core.strategy import detect_family
+from core.user_data import split_reference
 from dashboard import netron_server, state, uploads
 
 USER_PREFIX = "user-"
@@ -55,7 +56,8 @@ class UserModel:
     def handle(self) -> str:
         """'user-' and a hash of the arguments and of the files' sizes and modification times, so a model
         file edited on disk loads afresh instead of coming from the cache."""
-        stamps = [_stamp(p) for p in (_ref_path(self.ref), self.weights, self.data)]
+        data = self.data and split_reference(self.data)[0]  # the file a data reference names, without its columns
+        stamps = [_stamp(p) for p in (_ref_path(self.ref), self.weights, data)]
         text = json.dumps({**asdict(self), "stamps": stamps}, sort_keys=True)
         return USER_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:12]
 

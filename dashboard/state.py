@@ -39,6 +39,7 @@ MODEL_PENDING = "model-pending"  # a choice to select before the selectbox is dr
 OWN_MODELS = "own-models"  # handles of the user models loaded in this session, in order
 USER_MODELS = "user-models"  # handle -> load arguments (dashboard.cache.UserModel) of own models
 OWN_REF, OWN_WEIGHTS, OWN_DATA, OWN_TRUST = "own-ref", "own-weights", "own-data", "own-trust"  # the own-model form
+OWN_TEXT_COLUMN, OWN_LABEL_COLUMN = "own-text-column", "own-label-column"  # its data's column choices
 OWN_LOAD, OWN_CANCEL = "own-load", "own-cancel"  # its buttons
 LOAD_JOB = "own-load-job"  # the dashboard.load_job.LoadJob being followed, or None
 
