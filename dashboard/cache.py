@@ -38,6 +38,7 @@ from core.sensitivity import read_table
 from core.spec import ModelSpec
 from core.strategy import detect_family
 from core.user_data import split_reference
+from core.workflows import export_run
 from dashboard import netron_server, state, uploads
 
 USER_PREFIX = "user-"
@@ -239,6 +240,14 @@ def sweep_table(path: str, mtime_ns: int, model: str) -> pd.DataFrame:
 def latency_table(path: str, mtime_ns: int) -> LatencyTable:
     """A width-latency table file (core.hardware), parsed once per file version."""
     return LatencyTable(**json.loads(Path(path).read_text()))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def run_pt2(name: str, folder: str, mtime_ns: int, _spec: ModelSpec) -> bytes:
+    """A run's .pt2 (core.workflows.export_run), made once per version of its weights file. Called by the Export
+    page's download button when clicked, on a thread of its own where session state is out of reach: the page
+    passes the base model's spec (`name`'s, not hashed) instead of this looking it up."""
+    return export_run.run_pt2(Path(folder), _spec.model, _spec.example_input)
 
 
 @st.cache_resource(show_spinner="Starting the Netron viewer…")

@@ -78,6 +78,7 @@ WIDTH_CHART, TRAJECTORY_CHART, COMPARE_CHART, ACCURACY_CHART = ("width-chart", "
                                                                 "accuracy-chart")
 EXPORT_RUN, RUN_DEPLOY, DL_INT8, DL_CONFIG, DL_ONNX, DL_METRICS = ("export-run", "run-deploy", "dl-int8", "dl-config",
                                                                   "dl-onnx", "dl-metrics")
+DL_PT2, DL_WEIGHTS = "dl-pt2", "dl-weights"  # the pruned module as a torch.export program and its weights
 EXP_METHOD, EXP_STATUS, EXP_SEARCH, EXP_A, EXP_B = "exp-method", "exp-status", "exp-search", "exp-a", "exp-b"
 EXP_CHANGED_ONLY, EXP_PARETO_X, EXP_PARETO = "exp-changed-only", "exp-pareto-x", "exp-pareto"
 EXP_DOWNLOADS, EXP_SELECTED, EXP_LOAD, EXP_DELETE = "exp-downloads", "exp-selected", "exp-load", "exp-delete"

@@ -1,6 +1,7 @@
 """Export page: download the config, the pruned ONNX model (fp32 and int8) and the measurements of a
-recorded run (the store's record, as on Results; its folder gives the model files), and see what each deployable
-form costs (mask vs shrink vs deploy)."""
+recorded run (the store's record, as on Results; its folder gives the model files), the pruned module for PyTorch
+(a torch.export .pt2 and its weights as .safetensors), each with the line that loads it, and see what each
+deployable form costs (mask vs shrink vs deploy)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import pandas as pd
 import streamlit as st
 
 from core.config import PruneConfig
+from core.run_folder import WEIGHTS_FILE
 from core.store import Experiment
+from core.workflows.export_run import how_to_load
 from dashboard import cache, jobs, state
 from dashboard.components.text import md
 from dashboard.views.results import pick_run
@@ -46,6 +49,33 @@ def _deployment(name: str, run: Experiment) -> None:
                            mime="application/octet-stream", key=state.DL_INT8)
 
 
+def _pytorch(name: str, run: Experiment) -> None:
+    """The pruned module for PyTorch users: a torch.export program (made when its button is clicked, cached) and
+    the weights load_pruned rebuilds it from, each with one line that loads it."""
+    st.markdown("#### The pruned model in your format")
+    weights = run.file(WEIGHTS_FILE)
+    c1, c2, c3 = st.columns(3)
+    c1.caption("ONNX (above), in onnxruntime:")
+    c1.code(how_to_load("onnx"), language="python")
+    if weights is None:
+        c2.caption(f"No {WEIGHTS_FILE} for this run (recorded before runs kept their pruned weights, or outside this "
+                   "workspace's run folders): replay its config with the command below to get the .pt2 and the "
+                   "weights.")
+        return
+    spec, stamp = cache.spec(name), weights.stat().st_mtime_ns
+    folder = str(run.folder)
+    c2.download_button("model.pt2", lambda: cache.run_pt2(name, folder, stamp, spec), file_name="model.pt2",
+                       mime="application/octet-stream", key=state.DL_PT2, width="stretch")
+    c2.caption("A torch.export program (made when you click); runs with torch alone:")
+    c2.code(how_to_load("pt2"), language="python")
+    c3.download_button(WEIGHTS_FILE, weights.read_bytes, file_name=WEIGHTS_FILE, mime="application/octet-stream",
+                       key=state.DL_WEIGHTS, width="stretch")
+    args = cache.user_model(name)
+    c3.caption("The weights, rebuilt into your module (core.export_formats.load_pruned replays the config's cut on "
+               + ("your factory's unpruned model, build() below" if args else "the unpruned sample") + "):")
+    c3.code(how_to_load("safetensors", "build()" if args else f'load("{name}").model'), language="python")
+
+
 def render(name: str) -> None:
     run = pick_run(name, key=state.EXPORT_RUN)
     if run is None:
@@ -63,6 +93,7 @@ def render(name: str) -> None:
     # the record's metrics are the run's metrics.json, written alike (core.experiment.RunOutput.metrics_json)
     c3.download_button("metrics.json", json.dumps(run.metrics, indent=2, sort_keys=True) + "\n",
                        file_name="metrics.json", mime="application/json", key=state.DL_METRICS, width="stretch")
+    _pytorch(name, run)
     st.markdown("Replay this configuration without a browser (same pruned model, same measurements):")
     st.code(command, language="bash")
     st.markdown(f"Saved in {md(run.folder or 'no folder (a later run replaced its files)')}")

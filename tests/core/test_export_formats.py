@@ -36,15 +36,15 @@ RATIO = 0.2  # a small cut: fast, and every method still removes something
 PRUNELAB_PACKAGES = ("core", "dashboard", "sample_models")
 
 # what a user runs: torch only. Fails if anything of PruneLab was imported on the way.
-FRESH_PROCESS = """
+FRESH_PROCESS = f"""
 import sys, torch
 program = torch.export.load(sys.argv[1])
 x = torch.load(sys.argv[2], weights_only=True)
 y = program.module()(x)
-ours = sorted(m for m in sys.modules if m.split(".")[0] in {packages!r})
+ours = sorted(m for m in sys.modules if m.split(".")[0] in {PRUNELAB_PACKAGES!r})
 assert not ours, ours
 torch.save(y.detach(), sys.argv[3])
-""".format(packages=PRUNELAB_PACKAGES)
+"""
 
 
 def _call(*argv: object) -> tuple[int, str, str]:

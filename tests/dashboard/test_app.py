@@ -125,10 +125,10 @@ def test_apply_produces_measured_comparison_and_downloads(monkeypatch, tmp_path)
     widths = next(s for s in chart_specs(at) if [d.get("name") for d in s["data"]] == ["before", "after"])
     assert widths["data"][0]["x"] == ["fc1", "fc2", "fc3"]
     assert [bar["text"] for bar in widths["data"][1:]] == [["64", "32", "10"]]
-    # the Export page offers the same config that was saved, and the ONNX file
+    # the Export page offers the same config that was saved, the ONNX file, and the module for PyTorch
     goto(at, "export")
     labels = [d.label for d in at.get("download_button")]
-    assert labels == ["config.json", "model.onnx", "metrics.json"]
+    assert labels == ["config.json", "model.onnx", "metrics.json", "model.pt2", "model.safetensors"]
     config = PruneConfig.load(run_dirs[0] / "config.json")
     assert config.ratios == {"fc1": 0.5, "fc2": 0.5} and config.finetune.epochs == 1
 
@@ -141,7 +141,7 @@ def test_results_survive_a_new_session(monkeypatch, tmp_path):
     wait_for_job(at)
     fresh = open_app(monkeypatch, "digits-mlp", tmp_path, "results")
     assert fresh.selectbox(key="results-run").value == next((tmp_path / "runs").iterdir()).name
-    assert len(goto(fresh, "export").get("download_button")) == 3
+    assert len(goto(fresh, "export").get("download_button")) == 5  # config, onnx, metrics, .pt2, .safetensors
 
 
 def test_broken_run_folder_is_skipped_not_fatal(monkeypatch, tmp_path):
