@@ -95,8 +95,9 @@ def _recipe(folder: Path, config: dict[str, Any], image_size: tuple[int, int] | 
     normalise = processor.get("do_normalize", False)
     mean, std = (_floats(processor.get("image_mean")), _floats(processor.get("image_std"))) if normalise else (None,
                                                                                                                None)
-    rescale = processor.get("rescale_factor", 1 / 255) if processor.get("do_rescale", True) else 1.0
-    return ImageRecipe(size, mode, _int(processor.get("resample")) or 2, float(rescale), mean, std)
+    factor = (_floats(processor.get("rescale_factor")) or (1 / 255,))[0]  # pixel values 0..255 become 0..1
+    rescale = factor if processor.get("do_rescale", True) else 1.0
+    return ImageRecipe(size, mode, _int(processor.get("resample")) or 2, rescale, mean, std)
 
 
 def _processor(path: Path) -> dict[str, Any]:
@@ -123,6 +124,9 @@ def _size(value: Any) -> tuple[int, int] | None:
 
 
 def _floats(value: Any) -> tuple[float, ...] | None:
+    """A number or a non-empty list of numbers as floats; None for anything else."""
+    if isinstance(value, bool):
+        return None
     if isinstance(value, (int, float)):
         return (float(value),)
     if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in value):
@@ -186,7 +190,7 @@ def _named(values: list[str], found: list[str], facts: ModelFacts, where: str) -
         unknown = [v for v in found if v not in index]
         if unknown:
             raise PruneLabError(f"{where}: label names {some(unknown)} are not among the model's classes "
-                                f"({some(facts.names, 10)})")
+                                f"({', '.join(facts.names[:10])}{', …' if len(facts.names) > 10 else ''})")
         names = facts.names
     else:
         if facts.classes and len(found) > facts.classes:

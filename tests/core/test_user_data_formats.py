@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from core.errors import PruneLabError
+from core.loaders.data_facts import ModelFacts, class_ids
 from core.models import load
 from core.user_data import data_reference, load_data, split_reference
 
@@ -183,6 +184,16 @@ def test_image_folder_matches_the_hugging_face_image_processor(files):
         assert float((best[0] - image).abs().max()) < 1e-5 and best[1] == int(label)
     spec = load(str(files["vit"]), data=str(files["images"]))
     assert spec.example_input.shape == (1, 1, 16, 16) and spec.model(spec.split.test_x).shape == (6, 3)
+
+
+def test_label_names_follow_the_models_own_names_when_it_has_them():
+    named = ModelFacts(Path("m"), classes=3, names=("pos", "neg", "neu"))
+    y, names = class_ids(["neg", "pos", "neu", "neg"], named, "f.csv")
+    assert y.tolist() == [1, 0, 2, 1] and names == ("pos", "neg", "neu")  # the model's ids, not sorted order
+    with pytest.raises(PruneLabError, match=r"f\.csv: label names bad are not among the model's classes \(pos, "):
+        class_ids(["neg", "bad"], named, "f.csv")
+    y, names = class_ids([" 2", 0, "1"], ModelFacts(classes=3), "f.csv")
+    assert y.tolist() == [2, 0, 1] and names == ()  # integers, or text spelling them, are class indices
 
 
 def _one_line(match: str, named: str, **kwargs) -> None:
