@@ -245,10 +245,10 @@ def _metrics(folder: Path) -> dict:
     return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
 
 
-def test_prune_writes_three_files(pruned):
+def test_prune_writes_its_files(pruned):
     folder, stdout, stderr = pruned
     assert sorted(p.name for p in folder.iterdir()) == [".prunelab-run.json", "config.json", "metrics.json",
-                                                        "model.onnx"]  # and the run's identity, written first
+                                                        "model.onnx", "model.safetensors"]  # identity written first
     assert "wrote" in stdout and str(folder / "metrics.json") in stdout
     assert "parameters" in stdout and "test accuracy" in stdout
     assert "error" not in stderr

@@ -100,7 +100,8 @@ def test_written_run_reads_back(two_runs, tmp_path, monkeypatch):
     with record(folder, first.config) as finish:
         paths = first.write(folder)
         finish(json.loads(first.metrics_json()))
-    assert {p.name for p in folder.iterdir()} == {".prunelab-run.json", "config.json", "model.onnx", "metrics.json"}
+    assert {p.name for p in folder.iterdir()} == {".prunelab-run.json", "config.json", "model.onnx",
+                                                  "model.safetensors", "metrics.json"}
     assert paths["model.onnx"].read_bytes() == first.onnx
     (saved,) = Store().list(model="digits-mlp")  # read back through the store, the one listing of runs
     assert saved.config == first.config and saved.folder == folder.resolve()
