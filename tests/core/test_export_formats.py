@@ -26,6 +26,7 @@ from core.data import random_inputs
 from core.errors import PruneLabError
 from core.export import deployable, export_onnx
 from core.export_formats import load_pruned, pt2_bytes, stored_example, weights_bytes
+from core.models import available
 from core.plan import plan
 from core.prune import apply
 from core.spec import ModelSpec
@@ -86,7 +87,18 @@ def _relative_gap(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.slow  # a channel cut, an ONNX export, a torch.export and a fresh interpreter: 10-40 s per model
 def test_pt2_of_every_pruned_sample_loads_without_prunelab_and_equals_onnx(spec, tmp_path):
-    pruned = deployable(apply(spec, _config(spec, "channel")).model)
+    _pt2_equals_onnx(spec, "channel", tmp_path)
+
+
+@pytest.mark.slow  # 22.7 M parameters: the exports take ~30 s
+@pytest.mark.skipif("minilm" not in available(), reason="the minilm extra is not installed")
+def test_pt2_of_the_pruned_pretrained_transformer_equals_onnx(tmp_path):
+    """The MiniLM sample (token ids in, 32 per row): masks, the method that works on any attention."""
+    _pt2_equals_onnx(get_spec("minilm"), "unstructured", tmp_path)
+
+
+def _pt2_equals_onnx(spec: ModelSpec, method: str, tmp_path: Path) -> None:
+    pruned = deployable(apply(spec, _config(spec, method)).model)
     onnx, _ = export_onnx(pruned, spec.example_input)
     (tmp_path / "model.pt2").write_bytes(pt2_bytes(pruned, spec.example_input))
     x = random_inputs(spec.example_input, 3, torch.Generator().manual_seed(1))  # a batch it was not traced at
