@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from core.attention import attention_views
 from core.errors import PruneLabError
 from core.structure import (
-    PROJECTIONS,
     PRUNABLE,
     attention_heads,
-    attention_modules,
+    fixed_width_projections,
     heads_and_width,
     removable_blocks,
 )
@@ -135,10 +135,10 @@ def channel_groups(model: nn.Module, example_input: torch.Tensor, graph=None) ->
     order = {name: i for i, name in enumerate(modules)}
     names = {m: n for n, m in modules.items()} | {p: n for n, p in model.named_parameters()}
     heads = attention_heads(model)
-    head = classifier(model, example_input)
     found = []
     with _tracing(model):
-        groups = list(graph.get_all_groups(ignored_layers=[head] if head else [], root_module_types=list(PRUNABLE)))
+        groups = list(graph.get_all_groups(ignored_layers=never_cut(model, example_input),
+                                           root_module_types=list(PRUNABLE)))
     for group in groups:
         members, n_heads = [], 1
         for dep, _ in group:
@@ -156,20 +156,31 @@ def channel_groups(model: nn.Module, example_input: torch.Tensor, graph=None) ->
     return sorted(found, key=lambda pair: order[pair[0].name])
 
 
+def never_cut(model: nn.Module, example_input: torch.Tensor) -> list[nn.Module]:
+    """Layers whose outputs no channel group cuts: the classifier (its outputs are the classes) and attention
+    projections whose head width the module's code fixes (core.structure.fixed_width_projections)."""
+    head = classifier(model, example_input)
+    return ([head] if head else []) + fixed_width_projections(model)
+
+
 def channel_units(model: nn.Module, example_input: torch.Tensor, graph=None) -> list[Unit]:
     """The coupled channel groups of model (one slider each), in module order of their names."""
     return [unit for unit, _ in channel_groups(model, example_input, graph)]
 
 
 def neuron_units(model: nn.Module, example_input: torch.Tensor, graph=None) -> list[Unit]:
-    """Hidden units of Linear layers: the channel groups cut by exactly one Linear's outputs and no
-    attention head (an MLP's hidden layer: fc1's outputs with fc2's inputs). Residual streams (cut by
-    several layers' outputs) and attention projections are other methods' business."""
+    """Hidden units of Linear layers, no attention head among them: the channel groups cut by exactly one
+    Linear's outputs (an MLP's hidden layer: fc1's outputs with fc2's inputs), or by several Linears' outputs
+    that exactly one Linear reads (a gated feed-forward: Llama's gate_proj and up_proj, read by down_proj).
+    Residual streams (read by many layers) and attention projections are other methods' business."""
     modules = dict(model.named_modules())
+    linear = lambda members: all(isinstance(modules.get(m), nn.Linear) for m in members)  # noqa: E731
     found = []
     for unit in channel_units(model, example_input, graph):
-        outs = {m.name for m in unit.members if m.side == "out" and isinstance(modules.get(m.name), PRUNABLE)}
-        if unit.heads == 1 and len(outs) == 1 and isinstance(modules[next(iter(outs))], nn.Linear):
+        prunable = [m for m in unit.members if isinstance(modules.get(m.name), PRUNABLE)]
+        outs = {m.name for m in prunable if m.side == "out"}
+        ins = {m.name for m in prunable if m.side == "in"}
+        if unit.heads == 1 and outs and linear(outs) and (len(outs) == 1 or (len(ins) == 1 and linear(ins))):
             found.append(unit)
     return found
 
@@ -178,10 +189,11 @@ def head_units(model: nn.Module) -> list[Unit]:
     """One unit per attention module (core.structure): its size is the head count; cutting heads
     shrinks the q/k/v projections' outputs and the output projection's inputs alike."""
     found = []
-    for name, heads in attention_modules(model).items():
-        *qkv, out = PROJECTIONS
-        members = tuple(Member(f"{name}.{p}", "out") for p in qkv) + (Member(f"{name}.{out}", "in"),)
-        found.append(Unit(name, heads, members))
+    for name, view in attention_views(model).items():
+        prefix = f"{name}." if name else ""
+        *qkv, out = (prefix + p for p in view.paths)
+        members = tuple(dict.fromkeys(Member(p, "out") for p in qkv)) + (Member(out, "in"),)
+        found.append(Unit(name, view.groups, members))
     return found
 
 

@@ -1,4 +1,5 @@
-"""Head importance: one score per head of every attention module (core.structure.is_attention).
+"""Head importance: one score per head of every attention module (core.attention), per key/value group with
+grouped-query attention (a group is removed whole, so it is scored whole).
 
 taylor follows Michel, Levy & Neubig (2019), "Are Sixteen Heads Really Better than One?": a gate g_h
 multiplies head h's output before the output projection, and the score is |dL/dg_h| at g = 1, the
@@ -17,17 +18,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.attention import attention_views, group_weights
 from core.data import batches
 from core.errors import PruneLabError
 from core.importance.criteria import NotApplicable
 from core.importance.signals import Calibration
-from core.structure import attention_module, attention_modules
+from core.structure import attention_module
 
 HEAD_CRITERIA = ("taylor", "l1", "l2", "random")  # gate gradient (Michel et al. 2019), weight norms, random
 
 
 def _gate_hook(gate: torch.Tensor):
-    """A forward pre-hook for proj: its input (..., H*d) viewed as (..., H, d), scaled per head by gate."""
+    """A forward pre-hook for the output projection: its input (..., G*w) viewed as (..., G, w), scaled per
+    head group by gate (a group's query heads are consecutive, so its columns are contiguous)."""
 
     def hook(_module: nn.Module, args: tuple) -> tuple:
         x = args[0]
@@ -44,10 +47,10 @@ def head_gates(model: nn.Module, gates: dict[str, torch.Tensor]) -> Iterator[Non
     handles = []
     try:
         for name, gate in gates.items():
-            module = attention_module(model, name)
-            if gate.numel() != module.num_heads:
-                raise PruneLabError(f"{name}: {gate.numel()} gates for {module.num_heads} heads")
-            handles.append(module.proj.register_forward_pre_hook(_gate_hook(gate)))
+            view = attention_module(model, name)
+            if gate.numel() != view.groups:
+                raise PruneLabError(f"{name}: {gate.numel()} gates for {view.groups} heads")
+            handles.append(view.projection("o").register_forward_pre_hook(_gate_hook(gate)))
         yield
     finally:
         for handle in handles:
@@ -55,12 +58,12 @@ def head_gates(model: nn.Module, gates: dict[str, torch.Tensor]) -> Iterator[Non
 
 
 def _unit_gates(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Gates of ones that require grad, one per head of every attention module, in its weights' dtype."""
-    modules = dict(model.named_modules())
+    """Gates of ones that require grad, one per head (key/value group) of every attention module, in its
+    weights' dtype."""
     gates = {}
-    for name, heads in attention_modules(model).items():
-        weight = modules[name].proj.weight
-        gates[name] = torch.ones(heads, dtype=weight.dtype, device=weight.device, requires_grad=True)
+    for name, view in attention_views(model).items():
+        weight = view.projection("o").weight
+        gates[name] = torch.ones(view.groups, dtype=weight.dtype, device=weight.device, requires_grad=True)
     return gates
 
 
@@ -114,14 +117,11 @@ def head_scores(model: nn.Module, criterion: str, calib: Calibration, seed: int)
                             "channels")
     if criterion == "taylor":
         return head_importance(model, calib)
-    modules, out = dict(model.named_modules()), {}
+    out = {}
     gen = torch.Generator().manual_seed(seed)
-    for name, n in attention_modules(model).items():
+    for name, view in attention_views(model).items():
         if criterion == "random":
-            out[name] = torch.rand(n, generator=gen)
+            out[name] = torch.rand(view.groups, generator=gen)
             continue
-        attn, p = modules[name], 1 if criterion == "l1" else 2
-        rows = [getattr(attn, x).weight.detach().reshape(n, -1) for x in ("q", "k", "v")]
-        cols = attn.proj.weight.detach().T.reshape(n, -1)
-        out[name] = torch.cat([*rows, cols], dim=1).norm(p=p, dim=1)
+        out[name] = torch.cat(group_weights(view), dim=1).norm(p=1 if criterion == "l1" else 2, dim=1)
     return out

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.convert import make_prunable
 from core.data import Split
 from core.errors import PruneLabError
 from core.spec import ModelSpec, fingerprint
@@ -90,6 +91,8 @@ def finish(ref: str, where: str, model: nn.Module, example: torch.Tensor, split:
     if example.dim() == 0 or len(example) == 0:
         raise PruneLabError(f"{where}: example_input needs a batch dimension, got shape {tuple(example.shape)}")
     example = example[:1].detach().cpu().clone()  # a batch of one, whatever batch the user gave
+    notes = make_prunable(model)  # Conv1D -> Linear, MultiheadAttention -> q/k/v: same function, prunable parts
+    summary = "; ".join([summary, *notes])
     model = _with_tensor_output(model.cpu().eval(), example, where)
     if split is not None:
         _check_labels(split, model, where)

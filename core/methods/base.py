@@ -104,6 +104,10 @@ class Method:
         """The model's units for this method (one slider each): layers, channel groups, heads or blocks."""
         raise NotImplementedError
 
+    def why_none(self, model: nn.Module, example_input: torch.Tensor) -> str:
+        """Why units() found nothing in model, for the one-line refusal (default: no_units)."""
+        return self.no_units
+
     def plan(self, spec: ModelSpec, ratio: float | None, options: PlanOptions) -> tuple[dict[str, float],
                                                                                         tuple[str, ...]]:
         """(ratios, remove_blocks) that "remove `ratio`" means: `ratio` of every unit by default."""
@@ -112,7 +116,8 @@ class Method:
         ratio = check_ratio(self.name, ratio)
         found = self.units(spec.model, spec.example_input)
         if not found:
-            raise PruneLabError(f"{spec.name} has nothing the {self.name} method can prune ({self.no_units})")
+            raise PruneLabError(f"{spec.name} has nothing the {self.name} method can prune "
+                                f"({self.why_none(spec.model, spec.example_input)})")
         if options.scope != "layer" and not self.global_scope:
             raise PruneLabError("a global threshold is for unstructured pruning; other methods prune per unit")
         return {u.name: ratio for u in found}, ()

@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from core.attention import unrecognised
 from core.errors import PruneLabError
 from core.graph import Unit, head_units
 from core.importance import Calibration
@@ -26,7 +27,15 @@ class Head(ShrinkMethod):
     suggested_criterion: ClassVar[str] = "taylor"  # gate gradients rank heads best where there is data
     transformer_follow_up: ClassVar[str] = "then remove whole layers (--method layer)"
     help: ClassVar[str] = "removes attention heads · smaller and faster"
-    no_units: ClassVar[str] = "has no attention modules (with q/k/v/proj projections)"
+    no_units: ClassVar[str] = "has no attention modules"
+
+    def why_none(self, model: nn.Module, example_input: torch.Tensor) -> str:
+        """Name the attention-like modules that were not recognised, and what still works."""
+        odd = unrecognised(model)
+        if not odd:
+            return "has no attention modules"
+        return (f"attention modules not recognised: {', '.join(odd[:3])}; it needs q/k/v and output projections "
+                "under known names (core.attention); the channel, neuron and unstructured methods still work")
 
     def criteria(self) -> tuple[str, ...]:
         return HEAD_CRITERIA

@@ -5,6 +5,7 @@ no criterion ranks them."""
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import ClassVar
 
@@ -22,6 +23,7 @@ from core.prune import calibration
 from core.prune.layers import rank_blocks, remove_blocks
 from core.ratios import check_ratio
 from core.spec import ModelSpec
+from core.structure import why_no_blocks
 
 RANKINGS = ("cosine", "sensitivity")
 
@@ -76,7 +78,8 @@ def blocks_to_remove(spec: ModelSpec, ratio: float, rank: str = "cosine", calibr
         raise PruneLabError(f"unknown block ranking {rank!r}; choose one of {', '.join(RANKINGS)}")
     blocks = [u.name for u in block_units(spec.model, spec.example_input)]
     if not blocks:
-        raise PruneLabError(f"{spec.name} has nothing the layer method can prune ({Layer.no_units})")
+        raise PruneLabError(f"{spec.name} has nothing the layer method can prune "
+                            f"({why_no_blocks(copy.deepcopy(spec.model), spec.example_input)})")
     calib = calibration(spec, calibration_samples, seed)
     scores = (block_scores(spec.model, blocks, calib.x) if rank == "cosine"
               else block_drops(spec, blocks, calib.x, seed))

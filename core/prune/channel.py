@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from core.errors import PruneLabError
-from core.graph import call, channel_units, classifier, dependency_graph, kept_channels
+from core.graph import call, channel_units, dependency_graph, kept_channels, never_cut
 from core.structure import attention_heads
 
 
@@ -67,7 +67,6 @@ def apply_channel(
             removed[name] = unit.size - kept
     if not plan:
         return removed
-    head = classifier(model, example_input)
     scorer = (_Precomputed(scores, {m: n for n, m in modules.items()}) if scores is not None
               else tp.importance.GroupMagnitudeImportance(p=1))
     with warnings.catch_warnings():
@@ -78,7 +77,7 @@ def apply_channel(
             importance=scorer,
             pruning_ratio=0.0,  # units not in the plan keep every channel
             pruning_ratio_dict=plan,
-            ignored_layers=[head] if head else [],
+            ignored_layers=never_cut(model, example_input),
             # fresh dicts every time: MetaPruner mutates its mutable defaults and leaks them across calls
             num_heads=attention_heads(model),
             in_channel_groups={},

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.attention import Attention, attention_views, group_heads, kept_indices, per_head_tables, write_back
 from core.errors import PruneLabError
-from core.structure import PROJECTIONS, attention_module
+from core.structure import attention_module
 
 # ---------------------------------------------------------------------------------------------------
 # Converting nn.MultiheadAttention into a hand-written attention module
@@ -40,7 +41,13 @@ class SplitAttention(nn.Module):
     Returns (output, None) whatever need_weights says: attention weights are never computed for the
     caller. Dropout (on attention weights, training mode only) matches MHA's in distribution, not in its
     random stream. A 3-D attn_mask must be (batch * current num_heads, L, S), as MHA's is.
+
+    nn.TransformerEncoder(Layer) reads in_proj_bias and _qkv_same_embed_dim of its attention to pick a fused
+    fast path that needs MHA's packed weights: None here tells it "no packed bias", so it takes the plain path.
     """
+
+    in_proj_bias = None  # no packed q/k/v bias: keeps nn.TransformerEncoder(Layer) off its fused fast path
+    _qkv_same_embed_dim = True
 
     def __init__(self, embed_dim: int, num_heads: int, *, qkv_bias: bool = True, proj_bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, device=None, dtype=None) -> None:
@@ -176,38 +183,26 @@ def heads_to_remove(scores: dict[str, torch.Tensor], ratios: dict[str, float]) -
     return plan
 
 
-def _head_widths(name: str, module: nn.Module) -> tuple[int, int]:
-    """(query/key width, value width) of one head, after checking the projections agree with num_heads."""
-    heads, q, k, v, proj = module.num_heads, module.q, module.k, module.v, module.proj
-    if q.out_features != k.out_features or q.out_features % heads or v.out_features % heads:
-        raise PruneLabError(f"{name}: q/k/v widths ({q.out_features}/{k.out_features}/{v.out_features}) "
-                            f"do not split into {heads} equal heads")
-    if proj.in_features != v.out_features:
-        raise PruneLabError(f"{name}: proj takes {proj.in_features} inputs but v gives {v.out_features}")
-    if any(hasattr(getattr(module, p), "weight_orig") for p in PROJECTIONS):
-        raise PruneLabError(f"{name}: its projections carry unstructured pruning masks; remove heads first")
-    return q.out_features // heads, v.out_features // heads
+def _check_cuttable(view: Attention) -> None:
+    """Refuse a module whose projections carry unstructured masks (slicing would drop weight_orig/mask)."""
+    if any(hasattr(view.projection(p), "weight_orig") for p in "qkvo"):
+        raise PruneLabError(f"{view.name}: its projections carry unstructured pruning masks; remove heads first")
 
 
 def _validated(name: str, indices: list[int], model: nn.Module) -> list[int]:
-    """indices as a sorted list, after every check that remove_heads promises."""
-    module = attention_module(model, name)
-    heads = module.num_heads
-    _head_widths(name, module)
-    bad = [h for h in indices if isinstance(h, bool) or not isinstance(h, Integral) or not 0 <= h < heads]
+    """indices (head groups) as a sorted list, after every check that remove_heads promises."""
+    view = attention_module(model, name)
+    groups = view.groups
+    _check_cuttable(view)
+    bad = [h for h in indices if isinstance(h, bool) or not isinstance(h, Integral) or not 0 <= h < groups]
     if bad:
-        raise PruneLabError(f"{name}: head indices {bad} are not in 0..{heads - 1}")
+        raise PruneLabError(f"{name}: head indices {bad} are not in 0..{groups - 1}")
     indices = sorted(int(h) for h in indices)
     if len(set(indices)) != len(indices):
         raise PruneLabError(f"{name}: duplicate head indices in {indices}")
-    if len(indices) >= heads:
-        raise PruneLabError(f"{name}: cannot remove all {heads} heads; keep at least one")
+    if len(indices) >= groups:
+        raise PruneLabError(f"{name}: cannot remove all {groups} heads; keep at least one")
     return indices
-
-
-def _channels(keep: list[int], width: int, device: torch.device) -> torch.Tensor:
-    """Indices of the rows (or columns) that the kept heads own, each head owning `width` of them."""
-    return torch.tensor([h * width + i for h in keep for i in range(width)], dtype=torch.long, device=device)
 
 
 def _slice(linear: nn.Linear, index: torch.Tensor, dim: int) -> None:
@@ -225,15 +220,29 @@ def _slice(linear: nn.Linear, index: torch.Tensor, dim: int) -> None:
         linear.in_features = len(index)
 
 
-def _cut(name: str, module: nn.Module, drop: list[int]) -> None:
-    """Remove heads `drop` from one attention module: q/k/v rows, proj columns, num_heads."""
-    qk_width, v_width = _head_widths(name, module)
-    keep = [h for h in range(module.num_heads) if h not in drop]
-    device = module.q.weight.device
-    for proj, width in ((module.q, qk_width), (module.k, qk_width), (module.v, v_width)):
-        _slice(proj, _channels(keep, width, device), dim=0)
-    _slice(module.proj, _channels(keep, v_width, device), dim=1)
-    module.num_heads = len(keep)
+def _slice_table(owner: nn.Module, attr: str, heads: list[int]) -> None:
+    """Keep the columns of the kept heads in a per-head parameter (Swin's relative position bias table)."""
+    table = getattr(owner, attr)
+    index = torch.tensor(heads, dtype=torch.long, device=table.device)
+    with torch.no_grad():
+        setattr(owner, attr, nn.Parameter(table.index_select(1, index).clone(), requires_grad=table.requires_grad))
+
+
+def _cut(view: Attention, drop: list[int]) -> None:
+    """Remove head groups `drop` from one attention module: q/k/v rows, o's columns, per-head tables, and
+    the head counts its code reads (core.attention.write_back)."""
+    keep = [g for g in range(view.groups) if g not in drop]
+    index = kept_indices(view, keep)
+    tables = per_head_tables(view)
+    if view.packed:
+        _slice(view.projection("q"), index["qkv"], dim=0)
+    else:
+        for part in "qkv":
+            _slice(view.projection(part), index[part], dim=0)
+    _slice(view.projection("o"), index["o"], dim=1)
+    for owner, attr in tables:
+        _slice_table(owner, attr, group_heads(view, keep))
+    write_back(view, len(keep) * view.group, len(keep))
 
 
 def remove_heads(model: nn.Module, heads: dict[str, list[int]]) -> dict[str, int]:
@@ -242,8 +251,8 @@ def remove_heads(model: nn.Module, heads: dict[str, list[int]]) -> dict[str, int
     cut: an unknown module, an index out of range, a duplicate index or all of a module's heads raise
     PruneLabError and leave the model untouched (heads_to_remove never asks for all of them)."""
     plan = {name: _validated(name, list(indices), model) for name, indices in heads.items()}
-    modules = dict(model.named_modules())
+    views = attention_views(model)
     for name, drop in plan.items():
         if drop:
-            _cut(name, modules[name], drop)
+            _cut(views[name], drop)
     return {name: len(drop) for name, drop in plan.items()}
