@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core import methods
+from core import methods, schedule
 from core.cli import main
-from core.config import PruneConfig
+from core.config import FinetuneConfig, PruneConfig, Schedule
 from core.data import random_inputs
 from core.errors import PruneLabError
 from core.export import deployable, export_onnx
@@ -128,6 +129,20 @@ def test_load_pruned_equals_the_pruned_model(name, tmp_path):
     with torch.no_grad():
         assert torch.allclose(rebuilt(x), pruned(x), rtol=0, atol=1e-6)
     assert sum(p.numel() for p in rebuilt.parameters()) == sum(p.numel() for p in pruned.parameters())
+
+
+@pytest.mark.parametrize(("model", "method"), [("digits-mlp", "channel"), ("mnist-vit", "head")])
+def test_load_pruned_rebuilds_an_iterative_run_with_fine_tuning(model, method, tmp_path):
+    """Cut in three rounds with training between them, a run ends at the widths its config names: the one-shot
+    replay gets the same shapes."""
+    spec = get_spec(model)
+    config = replace(_config(spec, method), schedule=Schedule("iterative", 3), finetune=FinetuneConfig(epochs=1))
+    pruned = deployable(schedule.train(spec, config, lambda *_: None).model)
+    (tmp_path / "w.safetensors").write_bytes(weights_bytes(pruned, spec.example_input))
+    rebuilt = load_pruned(spec.model, config, tmp_path / "w.safetensors")
+    x = random_inputs(spec.example_input, 5, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert torch.allclose(rebuilt(x), pruned(x), rtol=0, atol=1e-6)
 
 
 def test_load_pruned_leaves_the_unpruned_model_alone(tmp_path):
