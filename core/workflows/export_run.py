@@ -16,11 +16,6 @@ from core.store import Store
 
 FORMATS = ("onnx", "pt2", "safetensors")  # the choices of `prunelab export --format`
 FILE_NAMES = {"onnx": "model.onnx", "pt2": "model.pt2", "safetensors": WEIGHTS_FILE}
-HOW_TO_LOAD = {  # one line per format, shown beside its download
-    "onnx": 'onnxruntime.InferenceSession("model.onnx").run(None, {"input": x.numpy()})',
-    "pt2": 'torch.export.load("model.pt2").module()(x)  # torch alone, no PruneLab',
-    "safetensors": 'core.export_formats.load_pruned(build(), PruneConfig.load("config.json"), "model.safetensors")',
-}
 
 
 def find_run(text: str) -> Path:
@@ -57,3 +52,12 @@ def run_pt2(folder: Path, model: nn.Module, example_input: torch.Tensor) -> byte
     """The .pt2 of a run: its module rebuilt (load_pruned) from the unpruned `model`, then exported."""
     weights = run_file(folder, "safetensors")
     return pt2_bytes(load_pruned(model, Path(folder) / "config.json", weights, example_input), example_input)
+
+
+def how_to_load(fmt: str, base: str = "build()") -> str:
+    """One line of Python that loads a run's file of this format and runs it on a batch x; `base` is the
+    expression for the unpruned module (the user's own factory, or a registry model) that load_pruned rebuilds
+    the pruned one from."""
+    return {"onnx": 'onnxruntime.InferenceSession("model.onnx").run(None, {"input": x.numpy()})',
+            "pt2": 'torch.export.load("model.pt2").module()(x)',
+            "safetensors": f'load_pruned({base}, PruneConfig.load("config.json"), "model.safetensors")(x)'}[fmt]
