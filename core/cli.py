@@ -33,7 +33,7 @@ from core.sensitivity import SweepSpec, cache_path, read_table, sweep
 from core.store import STATUSES, Store
 from core.user_data import data_reference, label_note
 from core.workflows import SolveOutcome, SolveRequest, check_units, defaults, run_and_record, solve, swept_by
-from core.workflows.export_run import FILE_NAMES, FORMATS, find_run, run_file, run_pt2
+from core.workflows.export_run import FILE_NAMES, FORMATS, find_run, run_file, run_hf, run_pt2
 from core.workflows.outputs import check_out_file, check_run_folder, parent_run
 
 METRIC_ROWS = [  # (key, label, format) for the human-readable summary
@@ -398,6 +398,9 @@ def cmd_export(args: argparse.Namespace) -> None:
     """A run's pruned model in one format (core.workflows.export_run), written to --out. The .pt2 is rebuilt from
     the run's weights and its base model, which runs only if it is a registry model or the user names it."""
     folder = find_run(args.run)
+    if args.format == "hf":
+        _export_hf(args, folder)
+        return
     out = check_out_file(args.out or FILE_NAMES[args.format])
     if args.format == "pt2":
         run_file(folder, "safetensors")  # an older run without weights is told so before any model loads
@@ -410,6 +413,16 @@ def cmd_export(args: argparse.Namespace) -> None:
     except OSError as e:
         raise PruneLabError(f"cannot write {out}: {e.strerror or e}") from None
     print(f"wrote {out}")
+
+
+def _export_hf(args: argparse.Namespace, folder: Path) -> None:
+    """`export --format hf`: the run as a Hugging Face folder, checked by reloading it (core.export_hf)."""
+    run_file(folder, "safetensors")  # an older run without weights is told so before any model loads
+    spec = _replay_model(args, PruneConfig.load(folder / "config.json"), str(folder))[0]
+    source = Path(spec.name) if Path(spec.name).is_dir() else None  # an HF folder: its tokenizer files go along
+    out = Path(args.out or FILE_NAMES["hf"])
+    error = run_hf(folder, spec.model, spec.example_input, out, source)
+    print(f"wrote {out}/ (from_pretrained reloads it; largest logit difference from the pruned model {error:.1e})")
 
 
 def _experiment_rows(experiments: list) -> str:
@@ -646,12 +659,14 @@ def build_parser() -> Parser:
 
     for s_ in (b, ly, pr, ap, se, al, dp):
         _model_options(s_)
-    xp = sub.add_parser("export", help="a run's pruned model as ONNX, a torch.export program (.pt2) or its "
-                        "weights (.safetensors)")
+    xp = sub.add_parser("export", help="a run's pruned model as ONNX, a torch.export program (.pt2), its "
+                        "weights (.safetensors) or a Hugging Face folder (hf)")
     xp.add_argument("run", help="a run folder, or a recorded run's id (see: prunelab experiments list)")
     xp.add_argument("--format", choices=FORMATS, required=True)
-    xp.add_argument("--out", metavar="PATH", help="the file to write (default: model.<format> here)")
+    xp.add_argument("--out", metavar="PATH", help="the file to write (default: model.<format> here; for hf a new "
+                    "folder, default model-hf)")
 
+    _model_options(xp)  # an HF folder or pickled model loads with its data, as for every other command
     for s_ in (ap, dp, xp):
         _replay_options(s_)
 

@@ -11,11 +11,12 @@ from torch import nn
 
 from core.errors import PruneLabError
 from core.export_formats import load_pruned, pt2_bytes
+from core.export_hf import export_hf
 from core.run_folder import WEIGHTS_FILE
 from core.store import Store
 
-FORMATS = ("onnx", "pt2", "safetensors")  # the choices of `prunelab export --format`
-FILE_NAMES = {"onnx": "model.onnx", "pt2": "model.pt2", "safetensors": WEIGHTS_FILE}
+FORMATS = ("onnx", "pt2", "safetensors", "hf")  # the choices of `prunelab export --format`
+FILE_NAMES = {"onnx": "model.onnx", "pt2": "model.pt2", "safetensors": WEIGHTS_FILE, "hf": "model-hf"}  # hf: a folder
 
 
 def find_run(text: str) -> Path:
@@ -54,10 +55,23 @@ def run_pt2(folder: Path, model: nn.Module, example_input: torch.Tensor) -> byte
     return pt2_bytes(load_pruned(model, Path(folder) / "config.json", weights, example_input), example_input)
 
 
+def run_hf(folder: Path, model: nn.Module, example_input: torch.Tensor, out: Path, source: Path | None) -> float:
+    """A run as a Hugging Face folder `out` (core.export_hf): its module rebuilt from the unpruned `model`, written
+    with the tokenizer/processor files of `source` (the model's own folder), reloaded and compared; returns the
+    largest logit difference of the reloaded folder from the pruned model."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise PruneLabError(f"{out} already exists and is not an empty folder; choose another --out")
+    weights = run_file(folder, "safetensors")
+    pruned = load_pruned(model, Path(folder) / "config.json", weights, example_input)
+    return export_hf(pruned, out, example_input, source)
+
+
 def how_to_load(fmt: str, base: str = "build()") -> str:
     """One line of Python that loads a run's file of this format and runs it on a batch x; `base` is the
     expression for the unpruned module (the user's own factory, or a registry model) that load_pruned rebuilds
     the pruned one from."""
     return {"onnx": 'onnxruntime.InferenceSession("model.onnx").run(None, {"input": x.numpy()})',
             "pt2": 'torch.export.load("model.pt2").module()(x)',
-            "safetensors": f'load_pruned({base}, PruneConfig.load("config.json"), "model.safetensors")(x)'}[fmt]
+            "safetensors": f'load_pruned({base}, PruneConfig.load("config.json"), "model.safetensors")(x)',
+            "hf": 'AutoModelForSequenceClassification.from_pretrained("model-hf")(x).logits  (or the model\'s Auto '
+                  'class)'}[fmt]
