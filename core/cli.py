@@ -21,6 +21,7 @@ from core.config import FinetuneConfig, Pattern, PruneConfig, Schedule, check_in
 from core.deploy import deploy_folder
 from core.errors import PruneLabError
 from core.experiment import baseline, finetune_verdict
+from core.export_hf import check_hf_compatible, layer_stack_units
 from core.files import write_atomic
 from core.hardware import cached
 from core.importance import REGISTRY as CRITERIA
@@ -209,9 +210,13 @@ def cmd_prune(args: argparse.Namespace) -> None:
     if not args.config:
         ratios, blocks = plan(spec, method, args.ratio, criterion=args.criterion, pattern=settings["pattern"],
                               scope=args.scope, rank=args.rank, seed=args.seed)
+    if args.hf_compatible:
+        ratios = layer_stack_units(spec.model, ratios)
     config = PruneConfig(model=spec.name, method=method, ratios=ratios, criterion=args.criterion,
                          model_fingerprint=spec.fingerprint, remove_blocks=blocks, **settings)
     check_units(spec, config, hint=f"; see: prunelab layers {spec.name} --method {config.method}")
+    if args.hf_compatible:
+        check_hf_compatible(spec, config)  # before any fine-tuning: a cut the config cannot describe is refused
     _run_and_write(spec, config, outdir, args.threads, args.latency_batches, force=args.force)
 
 
@@ -598,6 +603,8 @@ def build_parser() -> Parser:
                     help="lottery ticket: reset surviving weights to their initial values, then train (masks only)")
     pr.add_argument("--lr", type=float, default=finetune.lr, help="peak fine-tuning learning rate")
     pr.add_argument("--seed", type=int, default=defaults.SEED)
+    pr.add_argument("--hf-compatible", action="store_true", help="Hugging Face models: only cuts the model's "
+                    "config can describe (the layers' own units, uniform per layer), so `export --format hf` works")
     pr.add_argument("--out", required=True, help="directory for config.json, model.onnx, metrics.json")
     pr.add_argument("--force", action="store_true", help="if --out holds an earlier run, move it (and its "
                     "record) aside to OUT.replaced-<its id> instead of refusing")

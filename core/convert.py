@@ -20,7 +20,7 @@ from core.errors import PruneLabError
 from core.prune.heads import convert_multihead_attention
 
 
-def _is_conv1d(module: nn.Module) -> bool:
+def is_conv1d(module: nn.Module) -> bool:
     """Hugging Face's transformers.pytorch_utils.Conv1D, by its shape of facts (nf outputs, weight (in, nf)),
     without importing transformers for models that do not use it."""
     weight = getattr(module, "weight", None)
@@ -41,7 +41,7 @@ def _as_linear(conv: nn.Module) -> nn.Linear:
 
 def convert_conv1d(model: nn.Module) -> int:
     """Replace every Conv1D in model by an equivalent nn.Linear, in place; returns how many."""
-    found = [name for name, m in model.named_modules() if name and _is_conv1d(m)]
+    found = [name for name, m in model.named_modules() if name and is_conv1d(m)]
     for name in found:
         model.set_submodule(name, _as_linear(model.get_submodule(name)))
     return len(found)

@@ -206,26 +206,55 @@ def _removed_channels(score: torch.Tensor, unit, ratio: float) -> list[int]:
 
 def _layer_norm_without(module: nn.LayerNorm, removed: list[int]):
     """A forward hook making a LayerNorm normalise over its kept channels only, as it would once the
-    removed ones were cut out (the removed channels' outputs stay zero)."""
+    removed ones were cut out (the removed channels' outputs stay zero). A channels-first LayerNorm (ConvNeXt's,
+    `data_format="channels_first"`: (batch, channels, h, w)) normalises along dimension 1 instead of the last."""
     keep = torch.tensor(sorted(set(range(module.normalized_shape[-1])) - set(removed)))
+    axis = 1 if getattr(module, "data_format", None) == "channels_first" else -1
 
     def hook(mod: nn.LayerNorm, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        x = inputs[0].index_select(-1, keep)
+        x = inputs[0].movedim(axis, -1).index_select(-1, keep)
         w = mod.weight.index_select(0, keep) if mod.weight is not None else None
         b = mod.bias.index_select(0, keep) if mod.bias is not None else None
-        out = torch.zeros_like(output)
+        out = torch.zeros_like(output.movedim(axis, -1))
         out[..., keep] = torch.nn.functional.layer_norm(x, (len(keep),), w, b, mod.eps)
+        return out.movedim(-1, axis)
+
+    return module.register_forward_hook(hook)
+
+
+def _is_rms_norm(module: nn.Module) -> bool:
+    """torch's nn.RMSNorm or a look-alike (Llama's LlamaRMSNorm, T5's T5LayerNorm-style *RMSNorm classes)."""
+    return isinstance(module, nn.RMSNorm) or type(module).__name__.endswith("RMSNorm")
+
+
+def _rms_norm_without(module: nn.Module, removed: list[int]):
+    """A forward hook making an RMSNorm scale by the root mean square of its kept channels only, as it would once
+    the removed ones were cut out (the removed channels' outputs stay zero)."""
+    keep = torch.tensor(sorted(set(range(module.weight.shape[-1])) - set(removed)))
+    eps = getattr(module, "variance_epsilon", None) or getattr(module, "eps", None) or 1e-6
+
+    def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        x = inputs[0].index_select(-1, keep).float()
+        normed = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+        out = torch.zeros_like(output)
+        out[..., keep] = (mod.weight.index_select(0, keep) * normed.to(output.dtype)).to(output.dtype)
         return out
 
     return module.register_forward_hook(hook)
 
 
-def _zero(graph, dep, idxs: list[int]):
+def _zero(graph, dep, idxs: list[int], rms_norms: dict[int, nn.Module]):
     """Zero one coupled tensor slice so the channel stops carrying anything (see module docstring);
-    returns a hook handle to remove afterwards, if one was needed."""
+    returns a hook handle to remove afterwards, if one was needed. rms_norms maps id(weight) -> RMSNorm module:
+    Torch-Pruning sees an RMSNorm it has no pruner for as its bare weight, but the norm's scale depends on its
+    channels, so it gets a hook like LayerNorm's."""
     target, out = dep.target.module, graph.is_out_channel_pruning_fn(dep.handler)
+    if id(target) in rms_norms:
+        return _rms_norm_without(rms_norms[id(target)], idxs)
     if isinstance(target, nn.LayerNorm) and target.weight is not None:
         return _layer_norm_without(target, idxs)
+    if _is_rms_norm(target) and isinstance(getattr(target, "weight", None), torch.Tensor):
+        return _rms_norm_without(target, idxs)
     if isinstance(target, nn.Parameter):
         target.data[..., idxs] = 0  # Torch-Pruning cuts bare parameters along their last dimension
     elif isinstance(target, (nn.Conv2d, nn.Linear)):
@@ -269,6 +298,7 @@ def _channel_rows(spec, sweep_spec, calib, ex, ey, progress) -> list[dict]:
     with torch.no_grad():
         base, base_cost = evaluate(model, ex, ey), cost_model.estimate({})
     modules = dict(model.named_modules())
+    rms_norms = {id(m.weight): m for m in modules.values() if _is_rms_norm(m) and hasattr(m, "weight")}
     total, done, rows = len(pairs) * len(sweep_spec.grid), 0, []
     for unit, _ in pairs:
         root = modules[unit.name]
@@ -276,7 +306,8 @@ def _channel_rows(spec, sweep_spec, calib, ex, ey, progress) -> list[dict]:
             idxs = _removed_channels(scores[unit.name], unit, ratio)
             with torch.no_grad():
                 cut = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, idxs)
-                hooks = [_zero(graph, dep, [getattr(i, "idx", i) for i in dep_idxs]) for dep, dep_idxs in cut]
+                hooks = [_zero(graph, dep, [getattr(i, "idx", i) for i in dep_idxs], rms_norms)
+                         for dep, dep_idxs in cut]
                 if unit.heads > 1:
                     _rescale_attention(model, unit, idxs, queries)
                 recalibrate_batchnorm(model, calib.x)

@@ -38,7 +38,7 @@ class TokenClassifier(nn.Module):
         return self.head(self.encoder(self.embed(ids)).mean(1))
 
 
-def _text_split(n: int = 96, seed: int = 0) -> Split:
+def _text_split(n: int = 320, seed: int = 0) -> Split:
     """Token ids 1..VOCAB-1; the label is how many of the first four tokens are below VOCAB/2 (0-1, 2, 3-4)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(1, VOCAB, (n, TOKENS), generator=g)
@@ -48,7 +48,7 @@ def _text_split(n: int = 96, seed: int = 0) -> Split:
     return Split(x[:half], y[:half], x[half:], y[half:])
 
 
-def _image_split(n: int = 96, seed: int = 0) -> Split:
+def _image_split(n: int = 320, seed: int = 0) -> Split:
     """sklearn digits of classes 0..CLASSES-1, upsampled to IMAGE x IMAGE, scaled to [0, 1]."""
     from sklearn.datasets import load_digits
 

@@ -110,3 +110,21 @@ def test_cli_prunes_an_hf_folder_and_exports_a_folder_from_pretrained_loads(tmp_
     x = spec.split.test_x[:8]
     with torch.no_grad():
         torch.testing.assert_close(reloaded(x).logits, pruned.eval()(x), atol=1e-5, rtol=1e-5)
+
+
+def test_hf_compatible_keeps_the_layers_units_and_refuses_what_no_config_describes():
+    """--hf-compatible: BERT's neuron cut keeps only its layers' feed-forward units (the pooler's hidden layer
+    has no config field) and then passes; its head cut is refused in one line before any training."""
+    from core.export_hf import check_hf_compatible, layer_stack_units
+
+    spec = build("bert")
+    ratios, _ = plan(spec, "neuron", 0.5)
+    kept = layer_stack_units(spec.model, ratios)
+    assert set(kept) < set(ratios) and all(".encoder.layer." in u for u in kept)
+    check_hf_compatible(spec, PruneConfig(model=spec.name, method="neuron", ratios=kept))
+    with pytest.raises(PruneLabError, match="pooler"):
+        check_hf_compatible(spec, PruneConfig(model=spec.name, method="neuron", ratios=ratios))
+    heads, _ = plan(spec, "head", 0.5)
+    with pytest.raises(PruneLabError, match=r"^--hf-compatible: .*export \.pt2") as err:
+        check_hf_compatible(spec, PruneConfig(model=spec.name, method="head", ratios=heads))
+    assert "\n" not in str(err.value)
