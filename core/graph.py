@@ -152,8 +152,37 @@ def channel_groups(model: nn.Module, example_input: torch.Tensor, graph=None) ->
         roots = [m.name for m in members if m.side == "out" and isinstance(modules.get(m.name), PRUNABLE)]
         name = min(roots, key=order.__getitem__)
         members = list(dict.fromkeys(members))  # drop repeats, keep order
-        found.append((Unit(name, len(group[0].idxs), tuple(members), n_heads), group))
+        unit = Unit(name, len(group[0].idxs), tuple(members), n_heads)
+        if _through_concat(group) and not _cuts_cleanly(model, example_input, unit):
+            continue  # Torch-Pruning would cut it inconsistently (see _cuts_cleanly): not offered at all
+        found.append((unit, group))
     return sorted(found, key=lambda pair: order[pair[0].name])
+
+
+def _through_concat(group) -> bool:
+    """Whether the group's channels pass through a concatenation (DenseNet, UNet skips, Swin's patch merging)."""
+    return any(type(dep.target.module).__name__ == "_ConcatOp" for dep, _ in group)
+
+
+def _cuts_cleanly(model: nn.Module, example_input: torch.Tensor, unit: Unit) -> bool:
+    """Whether cutting half of the unit's channels from a copy leaves a model that runs. Torch-Pruning cuts some
+    groups through a concatenation of strided slices inconsistently (Swin's patch merging concatenates four
+    slices of the same channels into a LayerNorm four times as wide), and such a unit would be swept and offered
+    though it cannot be cut."""
+    trial = copy.deepcopy(model)
+    for param in trial.parameters():
+        param.requires_grad_(True)
+    try:
+        graph = dependency_graph(trial, example_input)
+        root = trial.get_submodule(unit.name)
+        idxs = list(range(max(1, unit.size // 2)))
+        with _tracing(trial):
+            graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, idxs).prune()
+        with torch.no_grad():
+            trial.eval()(example_input)
+    except Exception:  # any failure of the cut copy: the unit is not cuttable
+        return False
+    return True
 
 
 def never_cut(model: nn.Module, example_input: torch.Tensor) -> list[nn.Module]:

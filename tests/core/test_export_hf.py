@@ -29,8 +29,8 @@ AUTO = {"Image": transformers.AutoModelForImageClassification,
 
 # (zoo model, methods applied one after another) whose result a Hugging Face config can describe
 CASES = [("llama-gqa", ("head", "layer")), ("llama-gqa", ("neuron",)), ("vit", ("head", "neuron")),
-         ("gpt2", ("layer",)), ("gpt2", ("unstructured",)), ("bert", ("layer",)), ("distilbert", ("layer",)),
-         ("swin", ("unstructured",)), ("convnext", ("unstructured",))]
+         ("roberta", ("layer",)), ("gpt2", ("layer",)), ("gpt2", ("unstructured",)), ("bert", ("layer",)),
+         ("distilbert", ("layer",)), ("swin", ("unstructured",)), ("convnext", ("unstructured",))]
 
 
 def _pruned(kind: str, steps: tuple[str, ...]):

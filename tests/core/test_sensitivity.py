@@ -79,7 +79,8 @@ def test_channel_sweep_equals_physical_pruning(spec):
     assert not _channel_mismatches(spec)
 
 
-@pytest.mark.parametrize("kind", ["convnext", "vit", "llama-gqa", "gpt2", "transformer-encoder"])
+@pytest.mark.parametrize("kind", ["convnext", "vit", "llama-gqa", "gpt2", "transformer-encoder", "bert", "roberta",
+                                  "distilbert", "swin"])
 def test_channel_sweep_of_other_peoples_transformers_equals_physical_pruning(kind):
     """LayerNorm in ConvNeXt's channels-first layout, HF attention (whose head widths are never channel-cut),
     GQA and GPT-2's packed projections: every masked point equals the physically cut copy."""
