@@ -28,12 +28,21 @@ class LogitsOnly(nn.Module):
         self.how, self.key = how, key
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
+        out = self.model(x, attention_mask=(x != pad).long()) if (pad := self._pad_id(x)) is not None else self.model(x)
         if self.how == "attr":
             return out.logits
         if self.how == "key":
             return out[self.key]
         return out[0]
+
+
+    def _pad_id(self, x: torch.Tensor) -> int | None:
+        """The padding token id of a Hugging Face text model given token ids: padded rows (a CSV's short texts)
+        must not be attended to, as the model's own tokenizer pipeline would mask them. None otherwise."""
+        if x.is_floating_point():
+            return None
+        pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
+        return pad if isinstance(pad, int) and not isinstance(pad, bool) else None
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -152,3 +152,14 @@ def test_a_whole_run_fine_tunes_exports_and_measures(specs, kind):
     assert out.pruned["params"] < out.baseline["params"] and out.pruned["flops"] < out.baseline["flops"]
     assert 0 <= out.pruned["accuracy"] <= 1 and "accuracy_before_finetune" in out.pruned
     assert out.pruned["latency_ms"] > 0
+
+
+@pytest.mark.parametrize("kind", ["bert", "distilbert"])  # bidirectional: without the mask, padding changes them
+def test_padding_is_not_attended(specs, kind):
+    """Short texts padded to a batch's length (core.user_data pads with the tokenizer's pad id) give the logits of
+    the text alone: the padding is masked out, as the model's own pipeline would."""
+    spec = spec_of(specs, kind)
+    ids = spec.split.test_x[:3, :6]
+    padded = torch.cat([ids, torch.zeros_like(ids)], dim=1)  # pad_token_id 0 in every zoo text model
+    with torch.no_grad():
+        torch.testing.assert_close(spec.model(padded), spec.model(ids), atol=1e-6, rtol=1e-6)
