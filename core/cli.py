@@ -339,9 +339,11 @@ def cmd_allocate(args: argparse.Namespace) -> None:
     method, criterion = swept_by(table) if table is not None else (args.method, args.criterion)
     request = SolveRequest(target, args.strategy, method, criterion, args.min_ratio, args.max_ratio,
                            dict(args.lock or []), table, args.calibration_samples, args.seed, args.latency_batch,
-                           args.hardware_aware)
+                           args.hardware_aware, args.hf_compatible)
     with _progress() as progress:
         outcome = solve(spec, request, progress)
+    if args.hf_compatible:
+        check_hf_compatible(spec, outcome.config(spec))
     try:
         outcome.config(spec).save(out)
     except OSError as e:
@@ -632,6 +634,8 @@ def build_parser() -> Parser:
 
     al = sub.add_parser("allocate", help="choose per-layer ratios for a budget; write a config")
     al.add_argument("model")
+    al.add_argument("--hf-compatible", action="store_true", help="Hugging Face models: one ratio for every layer "
+                    "(uniform strategy), the layers' own units only, so `export --format hf` works")
     al.add_argument("--sensitivity", help="CSV written by `prunelab sensitivity` (needed by the sensitivity "
                     "strategy; it also fixes method and criterion)")
     solver = {f.name: defaults.default(SolveRequest, f.name) for f in dataclasses.fields(SolveRequest)

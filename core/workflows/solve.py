@@ -8,7 +8,7 @@ file as the baseline's metrics record it."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -20,6 +20,7 @@ from core.errors import PruneLabError
 from core.estimate import CostModel, build_cost_model
 from core.experiment import Baseline
 from core.export import export_onnx
+from core.export_hf import layer_stack_units
 from core.hardware import LatencyTable, choose_by_measurement, load_or_build
 from core.latency import measure_cached
 from core.metric_keys import LATENCY_DECIMALS, latency_key
@@ -53,10 +54,22 @@ class SolveRequest:
     seed: int = SEED
     latency_batch: int = 1
     hardware_aware: bool = False
+    hf_compatible: bool = False  # only configs a Hugging Face config can describe (core.export_hf)
 
     def bounds(self, units: list[str]) -> Bounds:
         return Bounds(low={u: self.min_ratio for u in units}, high={u: self.max_ratio for u in units},
                       locked=dict(self.locked))
+
+
+def _hf_compatible(spec: ModelSpec, request: SolveRequest, units: list[str]) -> SolveRequest:
+    """The request narrowed to what a Hugging Face config can describe: one ratio for all (the uniform strategy)
+    over the layer stack's own units, every other unit (a classifier head's hidden layer) held at 0."""
+    if request.strategy != "uniform":
+        raise PruneLabError("HF-compatible solving keeps every layer alike: use the uniform strategy (a per-layer "
+                            f"strategy such as {request.strategy} gives layers different widths)")
+    inside = layer_stack_units(spec.model, dict.fromkeys(units, 0.0))
+    held = {u: 0.0 for u in units if u not in inside}
+    return replace(request, locked={**held, **request.locked})
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,6 +155,8 @@ def solve(spec: ModelSpec, request: SolveRequest, progress: StageProgress | None
     cm = cost_model or build_cost_model(spec.model, spec.example_input, request.method)
     units = [u.name for u in cm.units]
     _check_table(spec, request, units)
+    if request.hf_compatible:
+        request = _hf_compatible(spec, request, units)
     if request.strategy == "global" and scores is None:
         scores = global_scores(spec, request)
     if request.hardware_aware and lut is None:

@@ -128,3 +128,20 @@ def test_hf_compatible_keeps_the_layers_units_and_refuses_what_no_config_describ
     with pytest.raises(PruneLabError, match=r"^--hf-compatible: .*export \.pt2") as err:
         check_hf_compatible(spec, PruneConfig(model=spec.name, method="head", ratios=heads))
     assert "\n" not in str(err.value)
+
+
+def test_the_solver_in_hf_compatible_mode_cuts_every_layer_alike():
+    from core.allocate import Target
+    from core.workflows.solve import SolveRequest, solve
+
+    spec = build("bert")
+    request = SolveRequest(Target("params", 1.1), "uniform", "neuron", "l1", hf_compatible=True)
+    ratios = solve(spec, request).config(spec).ratios
+    inside = {u: r for u, r in ratios.items() if ".encoder.layer." in u}
+    assert len(set(inside.values())) == 1 and next(iter(inside.values())) > 0
+    assert all(r == 0 for u, r in ratios.items() if u not in inside)  # the pooler's hidden layer stays
+    from core.export_hf import check_hf_compatible
+
+    check_hf_compatible(spec, solve(spec, request).config(spec))
+    with pytest.raises(PruneLabError, match="uniform strategy"):
+        solve(spec, SolveRequest(Target("params", 1.1), "global", "neuron", "l1", hf_compatible=True))
