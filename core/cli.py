@@ -15,7 +15,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from core import methods
+from core import methods, recipes
 from core.allocate import STRATEGIES, Target
 from core.config import FinetuneConfig, Pattern, PruneConfig, Schedule, check_int, parse_json, read_json_file
 from core.deploy import deploy_folder
@@ -207,6 +207,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
     if args.ratio is None and not args.config and methods.get(method).needs_ratio:
         raise PruneLabError("give --ratio R or --config FILE")
     spec = _load(args)
+    settings["finetune"] = _with_recipe(spec, settings["finetune"], args)
     if not args.config:
         ratios, blocks = plan(spec, method, args.ratio, criterion=args.criterion, pattern=settings["pattern"],
                               scope=args.scope, rank=args.rank, seed=args.seed)
@@ -231,8 +232,23 @@ def _settings(args: argparse.Namespace) -> dict:
     its allowed range in the message) before any slow work."""
     return dict(seed=check_int("seed", args.seed), pattern=Pattern(*args.nm, block=args.block),
                 schedule=Schedule(args.schedule, args.steps, args.curve, args.update_every),
-                finetune=FinetuneConfig(epochs=args.finetune_epochs, lr=args.lr, distill=args.distill,
-                                        temperature=args.temperature, alpha=args.alpha, rewind=args.rewind))
+                finetune=FinetuneConfig(epochs=args.finetune_epochs, distill=args.distill, temperature=args.temperature,
+                                        alpha=args.alpha, rewind=args.rewind, **_given_recipe(args)))
+
+
+def _given_recipe(args: argparse.Namespace) -> dict:
+    """The fine-tune recipe fields the user set (--lr, --optimizer); core.recipes chooses the others."""
+    return {name: getattr(args, name) for name in ("lr", "optimizer") if getattr(args, name) is not None}
+
+
+def _with_recipe(spec, finetune: FinetuneConfig, args: argparse.Namespace) -> FinetuneConfig:
+    """finetune with the recipe chosen for spec's model (core.recipes) where the user set nothing; printed."""
+    given = set(_given_recipe(args))
+    choice = recipes.choose(spec)
+    finetune = choice.fill(finetune, given)
+    if finetune.epochs:
+        print(f"fine-tune recipe: {recipes.explain(choice, finetune, given)}")
+    return finetune
 
 
 def _nm(text: str) -> tuple[int, int]:
@@ -258,6 +274,8 @@ def cmd_apply(args: argparse.Namespace) -> None:
         config = dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, epochs=args.finetune_epochs))
     spec, config = _replay_model(args, config, args.config)
     check_config_matches(spec, config)
+    if config.finetune.epochs:
+        print(f"fine-tune recipe: {recipes.describe(config.finetune)} (the config's)")
     check_units(spec, config, hint=f"; see: prunelab layers {spec.name} --method {config.method}")
     _run_and_write(spec, config, outdir, args.threads, args.latency_batches, parent_run(Path(args.config), _warn),
                    force=args.force)
@@ -603,7 +621,9 @@ def build_parser() -> Parser:
     pr.add_argument("--alpha", type=float, default=finetune.alpha, help="weight of the distillation loss (0..1)")
     pr.add_argument("--rewind", action="store_true",
                     help="lottery ticket: reset surviving weights to their initial values, then train (masks only)")
-    pr.add_argument("--lr", type=float, default=finetune.lr, help="peak fine-tuning learning rate")
+    pr.add_argument("--lr", type=float, help="peak fine-tuning learning rate (default: chosen from the model)")
+    pr.add_argument("--optimizer", choices=recipes.OPTIMIZERS,
+                    help="fine-tuning optimiser (default: chosen from the model)")
     pr.add_argument("--seed", type=int, default=defaults.SEED)
     pr.add_argument("--hf-compatible", action="store_true", help="Hugging Face models: only cuts the model's "
                     "config can describe (the layers' own units, uniform per layer), so `export --format hf` works")

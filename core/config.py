@@ -2,8 +2,9 @@
 
 Per-layer ratios are keyed by dotted module names (strings), so a config serialises, diffs and replays
 onto a freshly built model. Reading rejects unknown versions and keys instead of guessing; version 1
-files (before N:M, block, neuron, head and layer pruning, schedules and distillation) are read as the
-version 2 config they equal: every new field at its default.
+files (before N:M, block, neuron, head and layer pruning, schedules and distillation) and version 2 files
+(before the fine-tune recipe's optimizer and BatchNorm handling) are read as the version 3 config they equal:
+every new field at its default, which is what those versions did (SGD, BatchNorm statistics trained).
 
 What a ratio means depends on the method: the fraction of a layer's weights (unstructured, block), of a
 channel group's channels (channel) or hidden units (neuron), of an attention module's heads (head); for
@@ -26,10 +27,12 @@ from core.importance import get as get_criterion
 from core.methods import Method
 from core.ratios import check_ratio as check_ratio  # re-exported: the one ratio check lives in core.ratios
 
-CONFIG_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+CONFIG_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 SCHEDULES = ("oneshot", "iterative", "dynamic")
 CURVES = ("linear", "cubic")
+OPTIMIZERS = ("sgd", "adamw")  # fine-tuning optimisers (core.finetune): SGD with Nesterov momentum 0.9, AdamW
+BATCHNORM_MODES = ("train", "frozen", "recalibrate")  # BatchNorm statistics while fine-tuning (core.finetune.Recipe)
 
 
 MAX_CONFIG_BYTES = 1_000_000  # a config is a few kB; a file far larger is not one (read no further)
@@ -92,20 +95,28 @@ def _is_number(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """The fine-tuning budget of a run (the whole schedule's, in epochs; 0 skips it), and its options:
-    knowledge distillation from the unpruned model, lottery-ticket rewind to the initial weights."""
+    """The fine-tuning budget of a run (the whole schedule's, in epochs; 0 skips it), its recipe (optimiser, peak
+    learning rate, BatchNorm handling: core.recipes chooses them from the model unless the user sets them) and its
+    options: knowledge distillation from the unpruned model, lottery-ticket rewind to the initial weights. The
+    defaults are the recipe PruneLab's own sample models were measured with (and all that versions 1-2 knew)."""
 
     epochs: int = 0
-    lr: float = 0.01  # peak learning rate of SGD with momentum, warm-up then cosine decay
+    lr: float = 0.01  # peak learning rate, warm-up then cosine decay
     batch_size: int = 64
     distill: bool = False  # add a distillation loss toward the unpruned model's logits
     temperature: float = 4.0  # softens both logits' softmax in the distillation term
     alpha: float = 0.5  # weight of the distillation term; 1 - alpha weighs the label loss
     rewind: bool = False  # lottery ticket: reset surviving weights to their initial values before training
+    optimizer: str = "sgd"  # one of OPTIMIZERS
+    batchnorm: str = "train"  # one of BATCHNORM_MODES
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
             check_int(name, getattr(self, name), f"finetune {name}")
+        for name, allowed in (("optimizer", OPTIMIZERS), ("batchnorm", BATCHNORM_MODES)):
+            if getattr(self, name) not in allowed:
+                raise PruneLabError(f"finetune {name} must be one of {', '.join(allowed)}, got "
+                                    f"{_short(getattr(self, name))}")
         for name in ("distill", "rewind"):
             if not isinstance(getattr(self, name), bool):
                 raise PruneLabError(f"finetune {name} must be true or false, got {getattr(self, name)!r}")
@@ -179,7 +190,7 @@ class PruneConfig:
 
     def __post_init__(self) -> None:
         _check_version(self.version)
-        object.__setattr__(self, "version", CONFIG_VERSION)  # version 2 only added fields, defaulting to v1's ways
+        object.__setattr__(self, "version", CONFIG_VERSION)  # later versions only added fields, defaulting to old ways
         for name in ("model", "model_fingerprint"):
             if not isinstance(getattr(self, name), str):
                 raise PruneLabError(f"{name} must be a string, got {getattr(self, name)!r}")

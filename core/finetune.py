@@ -10,13 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.data import batches
+from core.data import batches, calibration_subset
 from core.errors import PruneLabError
 
 # progress(done_steps, total_steps, info) — info carries e.g. {"epoch": 1, "loss": 0.12}
 Progress = Callable[[int, int, dict], None]
 # on_step(done_steps, total_steps): called after every optimiser step (e.g. to update pruning masks)
 StepHook = Callable[[int, int], None]
+RECALIBRATION_SAMPLES = 1024  # training inputs BatchNorm statistics are re-estimated on after a "recalibrate" fit
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class Recipe:
     weight_decay: float = 0.0
     warmup_fraction: float = 0.1  # share of steps spent ramping the learning rate up from zero
     augment: bool = False  # random shifts of up to 2 pixels (28x28 images only)
+    # BatchNorm statistics: "train" follow the batches (EMA); "frozen" kept as they were (BN layers in eval mode);
+    # "recalibrate" follow the batches, then are re-estimated on training inputs at the end (core.recipes says why)
+    batchnorm: str = "train"
 
 
 def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -102,7 +106,10 @@ def fit(
     total = steps if steps is not None else -(-len(x) // recipe.batch_size) * recipe.epochs
     with torch.random.fork_rng(devices=[]):  # seed augmentation/dropout without touching the caller's RNG
         torch.manual_seed(seed)
-        return _fit(model, x, y, recipe, seed, total, progress, teacher, on_step)
+        losses = _fit(model, x, y, recipe, seed, total, progress, teacher, on_step)
+    if recipe.batchnorm == "recalibrate":
+        recalibrate_batchnorm(model, calibration_subset(x, RECALIBRATION_SAMPLES, seed))
+    return losses
 
 
 def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, seed: int, total: int,
@@ -110,12 +117,12 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, see
     opt = _optimizer(model, recipe)
     warmup = int(total * recipe.warmup_fraction)
     step, epoch, epoch_losses = 0, 0, []
-    model.train()
     while step < total:
         running, seen = 0.0, 0
         for xb, yb in batches(x, y, recipe.batch_size, shuffle=True, seed=seed * 1000 + epoch):
             if step == total:
                 break
+            _train_mode(model, recipe)  # every step: a step hook may have evaluated (and so left eval mode)
             for group in opt.param_groups:
                 group["lr"] = recipe.lr * _lr_factor(step, total, warmup)
             if recipe.augment and xb.dim() == 4:
@@ -135,6 +142,16 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, see
         epoch += 1
     model.eval()
     return epoch_losses
+
+
+def _train_mode(model: nn.Module, recipe: Recipe) -> None:
+    """Training mode, BatchNorm layers excepted when the recipe freezes them: their running statistics stay those
+    the model was trained (or recalibrated) with, while their scale and shift still learn."""
+    model.train()
+    if recipe.batchnorm == "frozen":
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
 
 
 def _check_finite(loss: torch.Tensor, step: int, recipe: Recipe) -> None:

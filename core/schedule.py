@@ -69,7 +69,7 @@ def _point(model: nn.Module, spec: ModelSpec, step: int, fraction: float, phase:
 
 def _recipe(config: PruneConfig) -> Recipe:
     ft = config.finetune
-    return Recipe(epochs=ft.epochs, lr=ft.lr, batch_size=ft.batch_size)
+    return Recipe(epochs=ft.epochs, lr=ft.lr, batch_size=ft.batch_size, optimizer=ft.optimizer, batchnorm=ft.batchnorm)
 
 
 def _budget(spec: ModelSpec, config: PruneConfig) -> int:

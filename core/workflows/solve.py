@@ -14,7 +14,7 @@ import pandas as pd
 
 from core import methods
 from core.allocate import MAX_RATIO, Allocation, Bounds, Target, allocate
-from core.config import PruneConfig
+from core.config import FinetuneConfig, PruneConfig
 from core.data import id_bound
 from core.errors import PruneLabError
 from core.estimate import CostModel, build_cost_model
@@ -25,6 +25,7 @@ from core.hardware import LatencyTable, choose_by_measurement, load_or_build
 from core.latency import measure_cached
 from core.metric_keys import LATENCY_DECIMALS, latency_key
 from core.prune import calibration
+from core.recipes import choose as choose_recipe
 from core.spec import ModelSpec
 from core.workflows.defaults import CALIBRATION_SAMPLES, CRITERION, METHOD, SEED
 from core.workflows.predict import predict_accuracy
@@ -95,7 +96,8 @@ class SolveOutcome:
         request = self.request
         return PruneConfig(model=spec.name, method=request.method, criterion=request.criterion,
                            ratios={u: r for u, r in self.allocation.ratios.items() if r > 0},
-                           model_fingerprint=spec.fingerprint, seed=request.seed)
+                           model_fingerprint=spec.fingerprint, seed=request.seed,
+                           finetune=choose_recipe(spec).fill(FinetuneConfig()))  # replayed with the model's recipe
 
 
 def swept_by(table: pd.DataFrame) -> tuple[str, str]:

@@ -1,0 +1,125 @@
+"""The fine-tune recipe, chosen from the model: the one place that decides optimiser, peak learning rate and
+BatchNorm handling when the user did not (the CLI, the Tune page and the benchmarks all ask here).
+
+One recipe does not fit every model. Measured on one epoch with nothing pruned (docs/benchmarks.md, "Fine-tune
+recipes"): SGD at lr 0.01 — what PruneLab's own samples were tuned with — takes a small Hugging Face BERT from
+0.70 to 0.32 accuracy, an HF ViT down 7 points, and an HF MobileNetV2 from 0.90 to 0.34. The rules:
+
+- PruneLab's own models (the registry) keep that recipe exactly: their benchmark figures were measured with it.
+- A model without BatchNorm (transformers: attention, LayerNorm; ConvNeXt) gets AdamW at a small peak learning
+  rate with warm-up; 3e-4 kept the control within 0.5 point on BERT, ViT and ConvNeXt and recovered the 30% channel
+  cut best (1e-4 and 5e-5 left HF ViT 3.8 and 4.7 points down after it).
+- A BatchNorm CNN gets its statistics re-estimated after the fine-tune ("recalibrate"): HF MobileNetV2's BatchNorm
+  momentum is 0.997 (TensorFlow's decay read by torch as the weight of the new batch), so any epoch in training mode
+  leaves it the statistics of the last batch alone. Its optimiser depends on how hard one SGD step would hit its
+  weights: where a layer's gradient is many times its own weight (HF's 0.02-scale initialisation under BatchNorm:
+  ||g|| / ||w|| = 26 on that MobileNetV2; 0.13-0.17 on the EfficientNet- and UNet-style nets, 0.05-0.06 on our
+  ResNet and MobileNet samples) SGD rewrites the layer, and AdamW at 3e-4 is used; otherwise SGD at 0.01 recovered
+  the cuts best.
+
+Distillation from the unpruned model is not switched on by any rule: measured, it helped some cuts and hurt others
+by as much (see the benchmark), so it stays the user's choice.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.config import OPTIMIZERS as OPTIMIZERS  # re-exported: the CLI's --optimizer choices
+from core.config import FinetuneConfig
+from core.spec import ModelSpec
+
+SENSITIVE_STEP = 1.0  # ||grad|| / ||weight|| on one batch above which SGD at lr 0.01 rewrites a layer (see above)
+PROBE_BATCH = 64  # training examples the probe's one gradient is taken on
+RECIPE_FIELDS = ("optimizer", "lr", "batchnorm")  # the FinetuneConfig fields a recipe fills
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A recipe and why this model got it: `name` is short (for tables), `reason` one sentence."""
+
+    name: str
+    optimizer: str
+    lr: float
+    batchnorm: str
+    reason: str
+
+    def fill(self, finetune: FinetuneConfig, given: frozenset[str] | set[str] = frozenset()) -> FinetuneConfig:
+        """finetune with every recipe field not in `given` (set by the user) taken from this choice."""
+        chosen = {f: getattr(self, f) for f in RECIPE_FIELDS if f not in given}
+        return replace(finetune, **chosen)
+
+
+SAMPLE = Choice("sample", "sgd", 0.01, "train",
+                "PruneLab's own sample: the recipe its benchmarks were measured with")
+
+
+def choose(spec: ModelSpec) -> Choice:
+    """The recipe for spec's model (see the module docstring for the rules and the measurements behind them)."""
+    from core.models import is_registered
+
+    if is_registered(spec.name):
+        return SAMPLE
+    model = spec.model
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return Choice("adamw", "adamw", 3e-4, "train", f"{_family(model)} without BatchNorm: AdamW at a small "
+                      "learning rate with warm-up keeps what it learned (SGD at 0.01 does not)")
+    steep = steepest_layer(spec)
+    if steep is not None and steep[1] > SENSITIVE_STEP:
+        return Choice("batchnorm-adamw", "adamw", 3e-4, "recalibrate",
+                      f"BatchNorm CNN whose layer {steep[0]} has a gradient {steep[1]:.0f}x its own weight: SGD would "
+                      "rewrite it, AdamW steps by a bounded amount; BatchNorm statistics re-estimated after")
+    return Choice("batchnorm-sgd", "sgd", 0.01, "recalibrate",
+                  "BatchNorm CNN: SGD with momentum recovers cuts best; BatchNorm statistics re-estimated after "
+                  "(a model's own momentum may keep only the last batch's)")
+
+
+def _family(model: nn.Module) -> str:
+    from core.structure import has_attention
+
+    if has_attention(model):
+        return "transformer (attention)"
+    if any(isinstance(m, nn.LayerNorm) or type(m).__name__.endswith(("LayerNorm", "RMSNorm")) for m in model.modules()):
+        return "LayerNorm model"
+    return "model"
+
+
+def steepest_layer(spec: ModelSpec) -> tuple[str, float] | None:
+    """(name, ||grad|| / ||weight||) of the weight matrix or kernel whose gradient on one training batch is largest
+    relative to itself; None without training data. Taken on a copy (spec.model is shared and left alone) whose
+    BatchNorm layers normalise with the batch's statistics, as in training (where a BatchNorm-followed kernel's
+    gradient scales with 1 / its norm), and everything else in eval mode (no dropout noise)."""
+    if spec.split is None or len(spec.split.train_x) == 0:
+        return None
+    model = copy.deepcopy(spec.model).eval()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train()
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
+    x, y = spec.split.train_x[:PROBE_BATCH], spec.split.train_y[:PROBE_BATCH]
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y), [p for _, p in named], allow_unused=True)
+    ratios = [(n, float(g.norm() / p.detach().norm())) for (n, p), g in zip(named, grads, strict=True)
+              if g is not None and p.detach().norm() > 0]
+    return max(ratios, key=lambda r: r[1], default=None)
+
+
+def describe(finetune: FinetuneConfig) -> str:
+    """'AdamW, peak lr 0.0003, BatchNorm statistics re-estimated after' — a recipe in words, for the CLI and UI."""
+    optimizer = {"sgd": "SGD with momentum", "adamw": "AdamW"}[finetune.optimizer]
+    bn = {"train": "", "frozen": ", BatchNorm statistics frozen",
+          "recalibrate": ", BatchNorm statistics re-estimated after"}[finetune.batchnorm]
+    return f"{optimizer}, peak lr {finetune.lr:g}{bn}"
+
+
+def explain(choice: Choice, finetune: FinetuneConfig, given: frozenset[str] | set[str] = frozenset()) -> str:
+    """The recipe in words and where it came from: the choice's reason for what it chose, and which fields the
+    user set."""
+    why = [f"{choice.name}: {choice.reason}"] if set(RECIPE_FIELDS) - set(given) else []
+    mine = [f for f in RECIPE_FIELDS if f in given]
+    why += [f"set by you: {', '.join(mine)}"] if mine else []
+    return f"{describe(finetune)} ({'; '.join(why)})"
