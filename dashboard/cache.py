@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import experiment, latency, methods, models, plan
+from core import experiment, latency, methods, models, plan, recipes
 from core.config import Pattern
 from core.data import id_bound
 from core.errors import PruneLabError
@@ -222,6 +222,12 @@ def global_ratios(name: str, ratio: float, criterion: str, samples: int = 512, s
 def nm_layers(name: str) -> list[str]:
     """The layers that can hold an N:M pattern (more than one input channel per group)."""
     return list(plan.nm_ratios(spec(name), Pattern(), None))
+
+
+@st.cache_data(show_spinner=False)
+def finetune_recipe(name: str) -> recipes.Choice:
+    """The fine-tune recipe core.recipes chooses for model `name` (for a BatchNorm CNN that takes one gradient)."""
+    return recipes.choose(spec(name))
 
 
 @st.cache_data(show_spinner=False)

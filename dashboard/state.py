@@ -61,6 +61,7 @@ FOCUS = "focus"  # the unit a chart click put first among the sliders
 UNIT_SEARCH = "unit-search"  # the big-model slider search (all models and methods; a heatmap click fills it)
 ESTIMATE_CHART, APPLY = "estimate-chart", "apply"
 EPOCHS, LR, SEED = "epochs", "lr", "seed"
+RECIPE_OWN, OPTIMIZER, BATCHNORM = "recipe-own", "optimizer", "batchnorm"  # the fine-tune recipe set by the user
 SCHEDULE, SCHEDULE_STEPS = "schedule", "schedule-steps"
 SCHEDULE_CURVE, SCHEDULE_EVERY = "schedule-curve", "schedule-every"
 DISTILL, DISTILL_TEMPERATURE, DISTILL_ALPHA, REWIND = "distill", "distill-temperature", "distill-alpha", "rewind"
@@ -101,7 +102,7 @@ DELETE_MESSAGE = "exp-delete-message"  # outcome of the last delete
 KEPT = frozenset({
     SENS_GRANULARITY, SENS_CRITERION, SENS_GRID, SENS_EVAL, SENS_CALIB, SENS_SEED, SENS_METRIC,
     METHOD, CRITERION, SCOPE, HW_AWARE, HW_BATCH, BLOCK_ROWS, BLOCK_COLS,
-    EPOCHS, LR, SEED, DISTILL, DISTILL_ALPHA, DISTILL_TEMPERATURE, REWIND,
+    EPOCHS, LR, SEED, DISTILL, DISTILL_ALPHA, DISTILL_TEMPERATURE, REWIND, RECIPE_OWN, OPTIMIZER, BATCHNORM,
     SCHEDULE, SCHEDULE_CURVE, SCHEDULE_STEPS, SCHEDULE_EVERY,
     SOLVER_TARGET, SOLVER_VALUE, SOLVER_STRATEGY, SOLVER_MIN, SOLVER_MAX, SOLVER_HW,
     STRATEGY_BOTTLENECK, STRATEGY_LOSS, STRATEGY_HARDWARE,

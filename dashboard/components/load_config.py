@@ -90,7 +90,7 @@ def tune_state(name: str, config: PruneConfig) -> tuple[dict[str, Any], dict[str
     return values, sliders, notes
 
 
-EPOCHS_MAX, LR_RANGE = 20, (0.0001, 1.0)  # what components.training's fields take
+EPOCHS_MAX, LR_RANGE = 20, (1e-6, 1.0)  # what components.training's fields take
 
 
 def training_state(name: str, config: PruneConfig) -> tuple[dict[str, Any], list[str]]:
@@ -110,6 +110,7 @@ def training_state(name: str, config: PruneConfig) -> tuple[dict[str, Any], list
         notes.append(f"learning rate {ft.lr:g} shown as {lr:g} (the field's range)")
     if ft.batch_size != FinetuneConfig().batch_size:
         notes.append(f"batch size {ft.batch_size} not loaded (Tune fine-tunes with {FinetuneConfig().batch_size})")
+    values |= {state.RECIPE_OWN: True, state.OPTIMIZER: ft.optimizer, state.BATCHNORM: ft.batchnorm}  # the config's own
     values |= {state.EPOCHS: epochs, state.LR: lr, state.DISTILL: ft.distill, state.DISTILL_TEMPERATURE: ft.temperature,
                state.DISTILL_ALPHA: ft.alpha, state.REWIND: ft.rewind, state.SCHEDULE: sched.kind,
                state.SCHEDULE_STEPS: sched.steps, state.SCHEDULE_CURVE: sched.curve,

@@ -11,8 +11,9 @@ from typing import Any
 
 import streamlit as st
 
-from core.config import SCHEDULES
+from core.config import BATCHNORM_MODES, OPTIMIZERS, SCHEDULES, FinetuneConfig
 from core.errors import PruneLabError
+from core.recipes import RECIPE_FIELDS, Choice, describe, explain
 from core.spec import ModelSpec, require_data
 from core.workflows import defaults
 from dashboard import state
@@ -44,27 +45,49 @@ def missing_training_data(spec: ModelSpec, what: str = "fine-tuning", label: str
     return None
 
 
-def options(spec: ModelSpec, label: str | None = None) -> Training:
-    """Epochs, learning rate and seed, then schedule, distillation and rewind in an expander; without
-    training data, fine-tuning is off and disabled (one-shot pruning only), and the reason is shown."""
+def options(spec: ModelSpec, recipe: Choice, label: str | None = None) -> Training:
+    """Epochs and seed, the fine-tune recipe (chosen for the model: `recipe`, core.recipes; the user may set it),
+    then schedule, distillation and rewind in an expander; without training data, fine-tuning is off and disabled
+    (one-shot pruning only), and the reason is shown."""
     missing = missing_training_data(spec, label=label)
     if missing:
         state.no_finetuning()
-    c1, c2, c3 = st.columns(3)
+    c1, c2 = st.columns(2)
     epochs = c1.number_input("Fine-tune epochs", 0, 20, "min" if missing else defaults.PAGE_FINETUNE_EPOCHS,
                              key=state.EPOCHS, disabled=bool(missing),
-                             help="SGD with momentum, warm-up then cosine decay; 0 skips fine-tuning. The budget "
+                             help="warm-up then cosine decay of the learning rate; 0 skips fine-tuning. The budget "
                                   "of the whole schedule." + (f" Not available: {md(missing)}." if missing else ""))
-    lr = c2.number_input("Peak learning rate", 0.0001, 1.0, defaults.FINETUNE.lr, format="%.4f", key=state.LR)
-    seed = c3.number_input("Seed", 0, 2**31 - 1, defaults.SEED, key=state.SEED)
-    finetune: dict[str, Any] = {"epochs": 0 if missing else int(epochs), "lr": float(lr)}
+    seed = c2.number_input("Seed", 0, 2**31 - 1, defaults.SEED, key=state.SEED)
+    finetune: dict[str, Any] = {"epochs": 0 if missing else int(epochs)}
     if missing:
         st.caption(f"No fine-tuning: {md(missing)}. One-shot pruning only.")
         return Training(int(seed), finetune, {"kind": "oneshot"})
+    finetune |= _recipe(recipe)
     with st.expander("Schedule, distillation and rewind", expanded=False):
         schedule = _schedule()
         finetune |= _teacher_and_rewind()
     return Training(int(seed), finetune, schedule)
+
+
+def _recipe(choice: Choice) -> dict[str, Any]:
+    """The recipe chosen for the model, in words with the reason; or, when the user sets it, its three fields
+    (pre-filled with the choice the first time)."""
+    own = st.checkbox("Set the optimiser and learning rate myself", key=state.RECIPE_OWN,
+                      help="by default the recipe is chosen from the model: SGD for PruneLab's samples, AdamW at a "
+                           "small learning rate for transformers, BatchNorm statistics re-estimated for other CNNs")
+    chosen = choice.fill(FinetuneConfig())
+    if not own:
+        st.caption(f"Fine-tune recipe: {md(explain(choice, chosen))}.")
+        return {f: getattr(chosen, f) for f in RECIPE_FIELDS}
+    c1, c2, c3 = st.columns(3)
+    optimizer = c1.selectbox("Optimiser", OPTIMIZERS, OPTIMIZERS.index(choice.optimizer), key=state.OPTIMIZER,
+                             help="sgd: momentum 0.9 (Nesterov); adamw: Adam with decoupled weight decay")
+    lr = c2.number_input("Peak learning rate", 1e-6, 1.0, choice.lr, format="%.1e", key=state.LR)
+    batchnorm = c3.selectbox("BatchNorm statistics", BATCHNORM_MODES, BATCHNORM_MODES.index(choice.batchnorm),
+                             key=state.BATCHNORM, help="train: follow the batches; frozen: kept as they are; "
+                                                       "recalibrate: follow the batches, then re-estimated after")
+    st.caption(f"Chosen for this model: {md(describe(chosen))} ({md(choice.reason)}).")
+    return {"optimizer": optimizer, "lr": float(lr), "batchnorm": batchnorm}
 
 
 def _schedule() -> dict[str, Any]:

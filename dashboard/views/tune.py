@@ -150,7 +150,7 @@ def render(name: str) -> None:
     prediction = _estimate_section(name, method, criterion, choice, lut) if choice is not None else None
 
     st.markdown("#### Apply, fine-tune, measure")
-    training = options(cache.spec(name), cache.display_name(name))
+    training = options(cache.spec(name), cache.finetune_recipe(name), cache.display_name(name))
     config = None
     if choice is not None:
         try:
