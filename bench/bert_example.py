@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 from datetime import UTC, datetime
 
 from bench.docs import write_section
@@ -37,9 +36,7 @@ def run(seed: int) -> dict:
     _, blocks = plan(half, "layer", 1 / layers, seed=seed)
     finetune = recipes.choose(spec).fill(FinetuneConfig(epochs=1))
     config = PruneConfig(model=spec.name, method="layer", ratios={}, remove_blocks=blocks, finetune=finetune, seed=seed)
-    start = time.perf_counter()
     trained = train(half, config)
-    seconds = time.perf_counter() - start
     before = evaluate(apply(half, dataclasses.replace(config, finetune=FinetuneConfig())).model, x, y)["accuracy"]
     after = evaluate(trained.model, x, y)["accuracy"]
     views = attention_views(trained.model)
@@ -47,15 +44,15 @@ def run(seed: int) -> dict:
             "heads": f"{attention_views(spec.model)[next(iter(attention_views(spec.model)))].heads} -> "
                      f"{next(iter(views.values())).heads}",
             "params": f"{count_params(spec.model):,} -> {count_params(trained.model):,}",
-            "recipe": recipes.describe(finetune), "seconds": seconds, "removed": ", ".join(blocks)}
+            "recipe": recipes.describe(finetune), "removed": ", ".join(blocks)}
 
 
 def table(rows: list[dict]) -> str:
     head = ("| seed | baseline | after the cuts | after 1 epoch | drop (points) | layers | heads per layer | "
-            "params | fine-tune recipe | fine-tune time |\n|---|---|---|---|---|---|---|---|---|---|")
+            "params | fine-tune recipe |\n|---|---|---|---|---|---|---|---|---|")
     lines = [f"| {r['seed']} | {r['baseline']:.4f} | {r['cut']:.4f} | {r['after']:.4f} | "
              f"{100 * (r['baseline'] - r['after']):.2f} | {r['layers']} | {r['heads']} | {r['params']} | "
-             f"{r['recipe']} | {r['seconds']:.1f} s |" for r in rows]
+             f"{r['recipe']} |" for r in rows]
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (f"## BERT example (issue 13): half the heads and one layer, one epoch\n\n"
             f"Measured {when} with `python -m bench.bert_example --seeds {len(rows)}` on the trained HF BERT of "
