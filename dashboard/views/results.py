@@ -12,6 +12,7 @@ from core.errors import PruneLabError
 from core.experiment import finetune_verdict
 from core.graph import layer_widths
 from core.metric_keys import ModelMetrics, latency_key
+from core.recipes import describe
 from core.store import Experiment, Store
 from dashboard import cache, state
 from dashboard.components import hardware as hardware_ui
@@ -100,6 +101,8 @@ def schedule_text(config: PruneConfig) -> str:
                        "curve",
             }[sched.kind]
     text += f"; {ft.epochs} fine-tuning epoch{'s' if ft.epochs != 1 else ''}"
+    if ft.epochs:
+        text += f" ({describe(ft)})"
     if ft.distill:
         text += f", distilled (T {ft.temperature:g}, alpha {ft.alpha:g})"
     if ft.rewind:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from core.config import PruneConfig
+from tests.dashboard.nav import goto
 from tests.dashboard.test_app import open_app, wait_for_job
 
 MODEL = "digits-mlp"
@@ -28,3 +29,5 @@ def test_tune_shows_the_chosen_recipe_and_the_run_records_the_one_the_user_set(m
     assert not at.exception and not at.error, [e.value for e in at.error]
     finetune = PruneConfig.load(next((tmp_path / "runs").iterdir()) / "config.json").finetune
     assert (finetune.optimizer, finetune.lr, finetune.batchnorm, finetune.epochs) == ("adamw", 0.002, "train", 1)
+    goto(at, "results")  # the run's recipe is said beside its schedule
+    assert any("1 fine-tuning epoch (AdamW, peak lr 0.002)" in c.value for c in at.caption)
