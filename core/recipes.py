@@ -32,7 +32,9 @@ from torch import nn
 
 from core.config import OPTIMIZERS as OPTIMIZERS  # re-exported: the CLI's --optimizer choices
 from core.config import FinetuneConfig
+from core.models import is_registered
 from core.spec import ModelSpec
+from core.structure import has_attention
 
 SENSITIVE_STEP = 1.0  # ||grad|| / ||weight|| on one batch above which SGD at lr 0.01 rewrites a layer (see above)
 PROBE_BATCH = 64  # training examples the probe's one gradient is taken on
@@ -61,8 +63,6 @@ SAMPLE = Choice("sample", "sgd", 0.01, "train",
 
 def choose(spec: ModelSpec) -> Choice:
     """The recipe for spec's model (see the module docstring for the rules and the measurements behind them)."""
-    from core.models import is_registered
-
     if is_registered(spec.name):
         return SAMPLE
     model = spec.model
@@ -80,8 +80,6 @@ def choose(spec: ModelSpec) -> Choice:
 
 
 def _family(model: nn.Module) -> str:
-    from core.structure import has_attention
-
     if has_attention(model):
         return "transformer (attention)"
     if any(isinstance(m, nn.LayerNorm) or type(m).__name__.endswith(("LayerNorm", "RMSNorm")) for m in model.modules()):
