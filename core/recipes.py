@@ -2,8 +2,9 @@
 BatchNorm handling when the user did not (the CLI, the Tune page and the benchmarks all ask here).
 
 One recipe does not fit every model. Measured on one epoch with nothing pruned (docs/benchmarks.md, "Fine-tune
-recipes"): SGD at lr 0.01 — what PruneLab's own samples were tuned with — takes a small Hugging Face BERT from
-0.70 to 0.32 accuracy, an HF ViT down 7 points, and an HF MobileNetV2 from 0.90 to 0.34. The rules:
+recipes", three seeds): SGD at lr 0.01 — what PruneLab's own samples were tuned with — costs a small Hugging Face
+BERT 15 points on average (0.71 to 0.32 on one seed), an HF ViT 9, an HF ConvNeXt 3 and an HF MobileNetV2 55. The
+rules:
 
 - PruneLab's own models (the registry) keep that recipe exactly: their benchmark figures were measured with it.
 - A model without BatchNorm (transformers: attention, LayerNorm; ConvNeXt) gets AdamW at a small peak learning
@@ -13,7 +14,7 @@ recipes"): SGD at lr 0.01 — what PruneLab's own samples were tuned with — ta
   momentum is 0.997 (TensorFlow's decay read by torch as the weight of the new batch), so any epoch in training mode
   leaves it the statistics of the last batch alone. Its optimiser depends on how hard one SGD step would hit its
   weights: where a layer's gradient is many times its own weight (HF's 0.02-scale initialisation under BatchNorm:
-  ||g|| / ||w|| = 26 on that MobileNetV2; 0.13-0.17 on the EfficientNet- and UNet-style nets, 0.05-0.06 on our
+  ||g|| / ||w|| = 44 on that MobileNetV2; 0.13-0.15 on the EfficientNet- and UNet-style nets, 0.05-0.06 on our
   ResNet and MobileNet samples) SGD rewrites the layer, and AdamW at 3e-4 is used; otherwise SGD at 0.01 recovered
   the cuts best.
 
