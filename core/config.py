@@ -71,12 +71,12 @@ def check_number(name: str, value: Any, what: str | None = None) -> float:
     if not _is_number(value) or not low <= value <= high:
         raise PruneLabError(f"{what or name} must be a number from {fmt_limit(low)} to {fmt_limit(high)}, got "
                             f"{_short(value)}")
+    return float(value)
 
 
 def fmt_limit(value: float) -> str:
     """A limit as people write it: whole numbers in full (4294967295, not 4.29497e+09), others short (1e-08)."""
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
-    return float(value)
 
 
 def _short(value: Any) -> str:
