@@ -12,14 +12,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.e2e.nav import go
+from tests.e2e.servers import wait_until_healthy
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,16 +48,7 @@ def server(home):
     proc = subprocess.Popen([sys.executable, "-m", "core.cli", "dashboard", "--model", "mnist-resnet",
                              "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "dashboard did not start"
-            time.sleep(0.5)
+    wait_until_healthy(proc, port)
     yield url
     proc.terminate()
     proc.wait(timeout=20)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 
 import numpy as np
 import onnxruntime
@@ -16,6 +14,7 @@ import pytest
 import torch
 
 from tests.e2e.nav import go
+from tests.e2e.servers import wait_until_healthy
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, download, free_port
 
 pytestmark = pytest.mark.browser
@@ -35,16 +34,7 @@ def run_and_server(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "core.cli", "dashboard", "--model", "digits-mlp", "--port",
                              str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "dashboard did not start"
-            time.sleep(0.5)
+    wait_until_healthy(proc, port)
     yield folder, url
     proc.terminate()
     proc.wait(timeout=20)

@@ -17,8 +17,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from tests.dashboard.test_untrusted_text import CORPUS, FACTORY
 from tests.dashboard.test_untrusted_text import HOST as CORPUS_HOST
 from tests.dashboard.test_untrusted_text import PLANT as FACTORY_PLANT
 from tests.e2e.nav import go
+from tests.e2e.servers import wait_until_healthy
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -68,15 +67,8 @@ def serve(argv: list[str], home: Path, port: int, extra_env: dict[str, str] | No
     """Start a Streamlit server (argv) with a private workspace and wait until it answers."""
     env = {**os.environ, "PRUNELAB_HOME": str(home), **(extra_env or {})}
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
-                return proc
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.5)
+    wait_until_healthy(proc, port, seconds=90)
+    return proc
 
 
 def stop(proc: subprocess.Popen) -> None:
