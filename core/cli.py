@@ -34,7 +34,7 @@ from core.sensitivity import SweepSpec, cache_path, read_table, sweep
 from core.store import STATUSES, Store
 from core.user_data import data_reference, label_note
 from core.workflows import SolveOutcome, SolveRequest, check_units, defaults, run_and_record, solve, swept_by
-from core.workflows.export_run import FILE_NAMES, FORMATS, find_run, run_file, run_hf, run_pt2
+from core.workflows.export_run import FILE_NAMES, FORMATS, find_run, model_folder, run_file, run_hf, run_pt2
 from core.workflows.outputs import check_out_file, check_run_folder, parent_run
 
 METRIC_ROWS = [  # (key, label, format) for the human-readable summary
@@ -444,7 +444,7 @@ def _export_hf(args: argparse.Namespace, folder: Path) -> None:
     """`export --format hf`: the run as a Hugging Face folder, checked by reloading it (core.export_hf)."""
     run_file(folder, "safetensors")  # an older run without weights is told so before any model loads
     spec = _replay_model(args, PruneConfig.load(folder / "config.json"), str(folder))[0]
-    source = Path(spec.name) if Path(spec.name).is_dir() else None  # an HF folder: its tokenizer files go along
+    source = model_folder(spec.name)  # an HF folder: its tokenizer files go along
     out = Path(args.out or FILE_NAMES["hf"])
     error = run_hf(folder, spec.model, spec.example_input, out, source)
     print(f"wrote {out}/ (from_pretrained reloads it; largest logit difference from the pruned model {error:.1e})")
@@ -627,7 +627,7 @@ def build_parser() -> Parser:
     pr.add_argument("--seed", type=int, default=defaults.SEED)
     pr.add_argument("--hf-compatible", action="store_true", help="Hugging Face models: only cuts the model's "
                     "config can describe (the layers' own units, uniform per layer), so `export --format hf` works")
-    pr.add_argument("--out", required=True, help="directory for config.json, model.onnx, metrics.json")
+    pr.add_argument("--out", required=True, help="directory for config.json, model.onnx, model.safetensors, metrics.json")
     pr.add_argument("--force", action="store_true", help="if --out holds an earlier run, move it (and its "
                     "record) aside to OUT.replaced-<its id> instead of refusing")
 
@@ -727,7 +727,7 @@ def _experiments_parser(sub) -> None:
     sh = actions.add_parser("show", help="one run's config and metrics")
     sh.add_argument("id")
     sh.add_argument("--json", action="store_true")
-    exp = actions.add_parser("export", help="copy a run's config.json, model.onnx and metrics.json")
+    exp = actions.add_parser("export", help="copy a run's config.json, model.onnx, model.safetensors and metrics.json")
     exp.add_argument("id")
     exp.add_argument("--out", required=True, help="directory to copy into (not inside the workspace's runs)")
     de = actions.add_parser("delete", help="remove a run's record and its folder under the workspace")

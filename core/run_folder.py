@@ -37,7 +37,8 @@ except ImportError:  # Windows: no flock; folders are then not locked (documente
 IDENTITY = ".prunelab-run.json"  # hidden: the three files a user shares stay config.json, model.onnx, metrics.json
 RUN_FILES = ("config.json", "model.onnx", "metrics.json")  # metrics.json last: a folder that has it is complete
 WEIGHTS_FILE = "model.safetensors"  # the pruned module's weights (core.export_formats), written before
-# metrics.json; not in RUN_FILES: runs recorded before it have none, and the store's export copies RUN_FILES
+# metrics.json; not in RUN_FILES: runs recorded before it have none
+HANDED_OUT = (*RUN_FILES[:-1], WEIGHTS_FILE, RUN_FILES[-1])  # what a re-export copies and offers: those present
 REPLACED = ".replaced-"  # an old run moved aside by --force: <folder>.replaced-<its id>
 GRACE_S = 0.2  # how long taking a folder's lock waits out a probe before calling the folder busy
 

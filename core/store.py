@@ -48,7 +48,7 @@ from core.config import PruneConfig
 from core.errors import PruneLabError
 from core.files import write_atomic
 from core.processes import alive, process_start
-from core.run_folder import RUN_FILES
+from core.run_folder import HANDED_OUT, RUN_FILES
 from core.store_compare import config_diff, pareto_front
 from core.store_folders import folder_record, moved_here, own_metrics
 from core.store_recovery import move_aside, salvage
@@ -435,9 +435,9 @@ class Store:
         return folder
 
     def export(self, exp_id: str, dest_dir: Path) -> list[Path]:
-        """Copy a done experiment's config.json, model.onnx and metrics.json into dest_dir (each atomically,
-        metrics.json last). The source must lie inside <workspace>/runs; a destination inside it is refused
-        (exporting must never write into a run folder)."""
+        """Copy a done experiment's config.json, model.onnx, model.safetensors (if it has one) and metrics.json
+        into dest_dir (each atomically, metrics.json last). The source must lie inside <workspace>/runs; a
+        destination inside it is refused (exporting must never write into a run folder)."""
         exp = self.get(exp_id)
         if exp.status != "done" or exp.folder is None:
             why = f"is {exp.status}" if exp.status != "done" else "has no files (a later run replaced them)"
@@ -450,6 +450,8 @@ class Store:
         missing = [n for n in names if not (src / n).is_file()]
         if missing:
             raise PruneLabError(f"experiment {exp_id}: {src} lacks {', '.join(missing)}")
+        # the weights too where the run kept them (runs recorded before it have none): never required
+        names = [n for n in HANDED_OUT if n in names or (n not in RUN_FILES and (src / n).is_file())]
         try:
             dest.mkdir(parents=True, exist_ok=True)
             for name in names:

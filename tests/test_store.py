@@ -176,6 +176,10 @@ def test_export_and_delete(home, tmp_path):
     assert store.delete(gone) == (home / "runs" / "gone").resolve()
     assert not (home / "runs" / "gone").exists() and [e.id for e in store.list()] == [keep]
     assert sorted(p.name for p in (home / "runs").iterdir()) == ["keep"]  # no hidden leftovers
+    (home / "runs" / "keep" / "model.safetensors").write_bytes(b"weights")  # runs since issue 13 keep their weights
+    paths = store.export(keep, tmp_path / "with-weights")
+    assert [p.name for p in paths] == ["config.json", "model.onnx", "model.safetensors", "metrics.json"]
+    assert (tmp_path / "with-weights" / "model.safetensors").read_bytes() == b"weights"
     running = store.start(home / "runs" / "busy", CHANNEL)
     with pytest.raises(PruneLabError, match="still running"):
         store.delete(running)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import PruneLabError
+from core.run_folder import HANDED_OUT, WEIGHTS_FILE
 from core.store import RUN_FILES, STATUSES, Experiment, Store, Unreadable
 from core.store_rows import runs_root
 from dashboard import state
@@ -23,7 +24,7 @@ from dashboard.components.text import md
 
 ALL = "all"
 MIME = {"config.json": "application/json", "model.onnx": "application/octet-stream",
-        "metrics.json": "application/json"}
+        WEIGHTS_FILE: "application/octet-stream", "metrics.json": "application/json"}
 
 
 def _filtered(everything: list[Experiment]) -> list[Experiment]:
@@ -95,8 +96,8 @@ def _downloads(exp: Experiment) -> None:
         st.info(f"Its folder {md(exp.folder)} is outside {md(runs_root())}: PruneLab only hands out run "
                 "files it keeps there (copy them from the folder itself).")
         return
-    present = {n: path for n in RUN_FILES if (path := exp.file(n))}
-    for col, (file, path) in zip(st.columns(len(RUN_FILES)), present.items(), strict=False):
+    present = {n: path for n in HANDED_OUT if (path := exp.file(n))}
+    for col, (file, path) in zip(st.columns(len(HANDED_OUT)), present.items(), strict=False):
         col.download_button(file, path.read_bytes(), file_name=file, mime=MIME[file],
                             key=state.download_key(file), width="stretch")
     if "model.onnx" not in present:

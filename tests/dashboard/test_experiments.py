@@ -196,9 +196,9 @@ def test_reexport_offers_the_run_files(monkeypatch, tmp_path, ids, downloads):
     assert not [d for d in at.get("download_button") if d.key.startswith("exp-dl-")]  # files read once asked for
     at.toggle(key="exp-downloads").set_value(True).run()
     assert [d.key for d in at.get("download_button") if d.key.startswith("exp-dl-")] == [
-        "exp-dl-config.json", "exp-dl-model.onnx", "exp-dl-metrics.json"]
+        "exp-dl-config.json", "exp-dl-model.onnx", "exp-dl-model.safetensors", "exp-dl-metrics.json"]
     assert goto(at, "export").selectbox(key="export-run").value == ids[2]  # Export hands out another run's files
-    for name in ("config.json", "model.onnx", "metrics.json"):
+    for name in ("config.json", "model.onnx", "model.safetensors", "metrics.json"):
         assert (tmp_path / "runs" / ids[0] / name).read_bytes() in downloads[name]
 
 
@@ -209,8 +209,8 @@ def test_a_run_without_onnx_says_why_and_offers_the_rest(monkeypatch, tmp_path, 
     at = open_app(monkeypatch, MODEL, tmp_path, "experiments")
     assert at.selectbox(key="exp-selected").value == exp_id
     at.toggle(key="exp-downloads").set_value(True).run()
-    assert [d.label for d in at.get("download_button") if d.key.startswith("exp-dl-")] == ["config.json",
-                                                                                          "metrics.json"]
+    assert [d.label for d in at.get("download_button") if d.key.startswith("exp-dl-")] == [
+        "config.json", "model.safetensors", "metrics.json"]  # the weights still take the model out
     assert any("No model.onnx for this run: exporter broke" in w.value for w in at.warning)
     assert not at.exception and not at.error
 
