@@ -627,7 +627,8 @@ def build_parser() -> Parser:
     pr.add_argument("--seed", type=int, default=defaults.SEED)
     pr.add_argument("--hf-compatible", action="store_true", help="Hugging Face models: only cuts the model's "
                     "config can describe (the layers' own units, uniform per layer), so `export --format hf` works")
-    pr.add_argument("--out", required=True, help="directory for config.json, model.onnx, model.safetensors, metrics.json")
+    pr.add_argument("--out", required=True,
+                    help="directory for config.json, model.onnx, model.safetensors, metrics.json")
     pr.add_argument("--force", action="store_true", help="if --out holds an earlier run, move it (and its "
                     "record) aside to OUT.replaced-<its id> instead of refusing")
 
