@@ -132,12 +132,18 @@ def _fit(fresh: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return out
 
 
+def is_hf(model: nn.Module) -> bool:
+    """Whether model (or the module a loader wrapped) is a Hugging Face model: a config and save_pretrained."""
+    inner = unwrap(model)
+    return getattr(inner, "config", None) is not None and hasattr(inner, "save_pretrained")
+
+
 def hf_model(pruned: nn.Module):
     """The pruned model as a fresh instance of its Hugging Face class, built from the updated config."""
     inner = unwrap(deployable(pruned))  # masks folded into the weights
-    config = getattr(inner, "config", None)
-    if config is None or not hasattr(inner, "save_pretrained"):
+    if not is_hf(inner):
         raise PruneLabError("not a Hugging Face model (no config / save_pretrained): export .pt2 or .safetensors")
+    config = inner.config
     state = inner.state_dict()
     fresh = _built(inner, config)
     if _same_shapes(fresh, state):  # nothing structural was cut (masks): the config already says it all
@@ -151,9 +157,14 @@ def hf_model(pruned: nn.Module):
 
 
 def _built(model: nn.Module, config) -> nn.Module:
-    """model's class built from config without memory for weights (meta device); load_state_dict assigns them."""
+    """model's class built from config without memory for weights (meta device); load_state_dict assigns them.
+    A config the class refuses (e.g. a hidden size that is no multiple of the head count) is a PruneLabError."""
     with torch.device("meta"):
-        return model.__class__(config)
+        try:
+            return model.__class__(config)
+        except ValueError as e:  # transformers' own check of the config, in one line
+            raise PruneLabError(f"{type(model).__name__} cannot be built with the pruned sizes: "
+                                f"{' '.join(str(e).split())}; export .pt2") from None
 
 
 def _same_shapes(fresh: nn.Module, state: dict[str, torch.Tensor]) -> bool:
@@ -176,7 +187,7 @@ def export_hf(pruned: nn.Module, out: Path, example_input: torch.Tensor, source:
         for name in PROCESSOR_FILES:
             if source is not None and (source / name).is_file():
                 shutil.copy2(source / name, out / name)
-        auto = getattr(transformers, _auto_class(model))
+        auto = getattr(transformers, auto_class(model))
         reloaded = auto.from_pretrained(str(out), local_files_only=True, trust_remote_code=False).eval()
     finally:
         if bars:
@@ -190,9 +201,9 @@ def export_hf(pruned: nn.Module, out: Path, example_input: torch.Tensor, source:
     return error
 
 
-def _auto_class(model: nn.Module) -> str:
-    """The Auto class that loads this model's architecture from a folder."""
-    name = type(model).__name__
+def auto_class(model: nn.Module) -> str:
+    """The Auto class that loads this model's architecture from a folder (model: the HF model or its wrapper)."""
+    name = type(unwrap(model)).__name__
     for suffix in ("ForImageClassification", "ForSequenceClassification", "ForCausalLM"):
         if name.endswith(suffix):
             return f"AutoModel{suffix}"
@@ -206,22 +217,53 @@ def _auto_class(model: nn.Module) -> str:
 def layer_stack_units(model: nn.Module, ratios: dict[str, float]) -> dict[str, float]:
     """ratios without the units outside the model's layer stack (a classifier head's or pooler's hidden layer:
     no config field holds their width), for HF-compatible pruning."""
-    inner = unwrap(model)
-    config = getattr(inner, "config", None)
-    stack = _layer_stack(inner, config.num_hidden_layers) if config is not None else None
-    if stack is None:
+    inside = stack_prefix(model)
+    if inside is None:
         return ratios
-    prefix = "model." if inner is not model else ""
-    inside = f"{prefix}{stack[0]}."
     return {unit: r for unit, r in ratios.items() if unit.startswith(inside)}
+
+
+def stack_prefix(model: nn.Module) -> str | None:
+    """"name." of the model's layer stack as unit names spell it (the loader's wrapper included), or None when the
+    model is not a Hugging Face model with a stack of config.num_hidden_layers layers."""
+    inner = unwrap(model)
+    layers = getattr(getattr(inner, "config", None), "num_hidden_layers", None)
+    stack = _layer_stack(inner, layers) if isinstance(layers, int) else None
+    if stack is None:
+        return None
+    return f"{'model.' if inner is not model else ''}{stack[0]}."
+
+
+def layer_kinds(model: nn.Module, units: list[str]) -> dict[str, list[str]]:
+    """The layer stack's units grouped by kind: the unit name with its layer index as "*" (e.g.
+    "bert.encoder.layer.*.intermediate.dense") -> the units of that kind, in order. HF-compatible mode gives every
+    unit of a kind one ratio, since a config holds one width per kind for all layers; units outside the stack are
+    left out."""
+    inside = stack_prefix(model)
+    kinds: dict[str, list[str]] = {}
+    for unit in units:
+        if inside is not None and unit.startswith(inside):
+            index, _, rest = unit[len(inside):].partition(".")
+            kind = f"{inside}*" + (f".{rest}" if rest else "") if index.isdigit() else unit
+            kinds.setdefault(kind, []).append(unit)
+    return kinds
 
 
 def check_hf_compatible(spec, config) -> None:
     """Refuse, in one line saying why, a config whose pruned model no Hugging Face config can describe: the cut
     is replayed on a copy with a data-free criterion (shapes depend on the ratios, not on the ranking) and the
     model class is built from the updated config without weights (core.export_hf.hf_model)."""
+    why = hf_refusal(spec, config)
+    if why is not None:
+        raise PruneLabError(f"--hf-compatible: {why}")
+
+
+def hf_refusal(spec, config) -> str | None:
+    """Why no Hugging Face config can describe the model `config` prunes (one line), or None when one can
+    (check_hf_compatible's test; the Tune and Export pages show the reason)."""
     cheap = replace(config, criterion="l1", finetune=replace(config.finetune, epochs=0))
     try:
         hf_model(apply(spec, cheap).model)
     except PruneLabError as e:
-        raise PruneLabError(f"--hf-compatible: {e}") from None
+        return str(e)
+    return None

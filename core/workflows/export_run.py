@@ -4,6 +4,9 @@ page both hand out: model.onnx and model.safetensors as the run wrote them, and 
 
 from __future__ import annotations
 
+import io
+import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -66,12 +69,34 @@ def run_hf(folder: Path, model: nn.Module, example_input: torch.Tensor, out: Pat
     return export_hf(pruned, out, example_input, source)
 
 
-def how_to_load(fmt: str, base: str = "build()") -> str:
+def model_folder(reference: str) -> Path | None:
+    """The model's own folder when it was loaded from a Hugging Face folder (its tokenizer/processor files go
+    along with an hf export), else None."""
+    path = Path(reference)
+    return path if path.is_dir() else None
+
+
+def run_hf_zip(folder: Path, model: nn.Module, example_input: torch.Tensor, source: Path | None) -> bytes:
+    """A run as a Hugging Face folder (run_hf, checked by reloading it) zipped under FILE_NAMES["hf"]/: what the
+    Export page hands out."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / FILE_NAMES["hf"]
+        run_hf(folder, model, example_input, out, source)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+            for path in sorted(out.rglob("*")):
+                if path.is_file():
+                    z.write(path, path.relative_to(tmp).as_posix())
+        return buffer.getvalue()
+
+
+def how_to_load(fmt: str, base: str = "build()", auto: str | None = None) -> str:
     """One line of Python that loads a run's file of this format and runs it on a batch x; `base` is the
     expression for the unpruned module (the user's own factory, or a registry model) that load_pruned rebuilds
-    the pruned one from."""
+    the pruned one from; `auto`: the transformers Auto class of an hf folder (core.export_hf.auto_class)."""
+    hf_class = auto or "AutoModelForSequenceClassification"
     return {"onnx": 'onnxruntime.InferenceSession("model.onnx").run(None, {"input": x.numpy()})',
             "pt2": 'torch.export.load("model.pt2").module()(x)',
             "safetensors": f'load_pruned({base}, PruneConfig.load("config.json"), "model.safetensors")(x)',
-            "hf": 'AutoModelForSequenceClassification.from_pretrained("model-hf")(x).logits  (or the model\'s Auto '
-                  'class)'}[fmt]
+            "hf": f'{hf_class}.from_pretrained("model-hf")(x).logits' + ("" if auto else "  (or the model's Auto "
+                                                                                      "class)")}[fmt]
