@@ -83,25 +83,26 @@ def split_reference(ref: str) -> tuple[str, dict[str, str]]:
     return path, options
 
 
-def load_reference(ref: str, *, model_folder: Path | None = None, max_samples: int) -> Split:
+def load_reference(ref: str, *, model_folder: Path | None = None, image_shape: tuple[int, ...] | None = None,
+                   max_samples: int) -> Split:
     """load_data of a data reference (a path, with its column choices when it carries any)."""
     path, options = split_reference(ref)
-    return load_data(path, model_folder=model_folder, max_samples=max_samples,
+    return load_data(path, model_folder=model_folder, image_shape=image_shape, max_samples=max_samples,
                      **{OPTIONS[k]: v or None for k, v in options.items()})
 
 
 def load_data(path: str | Path, *, model_folder: Path | None = None, text_column: str | None = None,
-              label_column: str | None = None, image_size: tuple[int, int] | None = None,
+              label_column: str | None = None, image_shape: tuple[int, ...] | None = None,
               max_samples: int) -> Split:
     """The Split of whatever `path` names (see the module docstring); model_folder is the model's Hugging Face
-    folder (its tokenizer, classes, image size and normalisation), image_size a size to resize images to when
-    the model says none."""
+    folder (its tokenizer, classes, image size and normalisation); image_shape, for a model without one, the
+    (channels, height, width) of its example input, which images are converted and resized to."""
     path = Path(path)
     if not path.exists():
         raise PruneLabError(f"data file {path} not found")
     if path.is_file() and path.suffix == ".npz":
         return load_npz(path, max_samples)
-    facts = model_facts(model_folder, image_size)
+    facts = model_facts(model_folder, image_shape)
     limit = math.ceil(max_samples / TEST_FRACTION)  # rows read from a text file: enough to fill both parts
     if path.is_file() and path.suffix in TEXT_SUFFIXES:
         parts = {"all": file_part(path, text_column, label_column, limit)}

@@ -8,7 +8,9 @@
   `example_input[:1]` is kept: PruneLab traces and exports with a batch of one), `eval_loader` (an
   iterable of (inputs, labels) batches), optionally `train_loader` (the same; without it fine-tuning and
   sensitivity sweeps are unavailable) and `metric(model, eval_loader) -> float | dict` (reported beside
-  accuracy; a float is named after the function, e.g. `def f1(...)` gives "f1");
+  accuracy; a float is named after the function, e.g. `def f1(...)` gives "f1"). With `data=` (`--data`) the
+  dict holds no loaders: the data is read from there (images made to fit example_input's channels and size)
+  and a metric is given its evaluation part in batches;
 - `path/to/model.pt` — a whole pickled nn.Module: unpickling runs code, so it needs `trust_pickle=True`
   (`--trust-pickle`), and data from `data=FILE.npz`;
 - `path/to/folder` holding a Hugging Face `config.json` (an image or sequence classifier): loaded with
@@ -78,10 +80,7 @@ def load_user_model(ref: str, weights: str | None = None, trust_pickle: bool = F
         raise PruneLabError(f"max_samples must be a positive integer, got {max_samples!r}")
     path, func = _split_ref(ref)
     if func is not None:
-        if data is not None:
-            raise PruneLabError(f"--data is for pickled models and Hugging Face folders; {ref} brings its own "
-                                "loaders from its build function")
-        return from_factory(ref, path, func, weights, trust_pickle, max_samples)
+        return from_factory(ref, path, func, weights, trust_pickle, data, max_samples)
     if not path.exists():
         raise PruneLabError(f"model {ref}: no such file or folder")
     if path.is_dir():

@@ -347,7 +347,8 @@ ERRORS = [
     ("{d}/forward.py:build", {}, r"the model fails on example_input \(1, 4\): RuntimeError", "forward.py"),
     ("{d}/build.py:build", {"weights": "{d}/partial.pt"}, r"do not fit the model: missing bias", "partial.pt"),
     ("{d}/build.py:build", {"weights": "{d}/nothing.pt"}, r"weights file .*nothing\.pt not found", "nothing.pt"),
-    ("{d}/build.py:build", {"data": "{d}/nolabels.npz"}, r"--data is for pickled models", "build.py"),
+    ("{d}/build.py:build", {"data": "{d}/nolabels.npz"}, r"returns its own eval_loader and --data was given",
+     "build.py"),
     ("{d}/whole.pt", {"data": "{d}/nolabels.npz"}, r"whole\.pt holds pickled objects.*--trust-pickle", "whole.pt"),
     ("{d}/whole.pt", {"trust_pickle": True}, r"pickled model .*whole\.pt\) needs data: --data", "whole.pt"),
     ("{d}/whole.pt", {"trust_pickle": True, "data": "{d}/nolabels.npz"}, r"must hold arrays x and y",
@@ -471,3 +472,45 @@ def test_unknown_names_still_say_unknown_model():
     with pytest.raises(PruneLabError, match="unknown model 'nope'.*file.py:function"):
         load("nope")
     assert isinstance(get_spec("digits-mlp"), ModelSpec)
+
+
+MODEL_ONLY = """
+    import torch
+    from torch import nn
+
+    def build():  # the model and its input shape only: the data comes from --data
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                              nn.Linear(4, 3))
+        return {"model": model, "example_input": torch.zeros(1, 1, 16, 16)}
+
+    def with_loaders():
+        made = build()
+        return {**made, "eval_loader": [(torch.zeros(2, 1, 16, 16), torch.zeros(2, dtype=torch.long))]}
+"""
+
+
+def test_a_factory_takes_its_data_from_data(tmp_path):
+    """A factory that returns only the model and its example input reads --data (here an image folder of 8x8
+    digits, resized to the example input's 16x16); a factory that brings loaders as well as --data is refused in
+    one line (which one counts would be a guess), and one without either says --data is the way."""
+    from PIL import Image as PIL_Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for label in range(3):
+        (tmp_path / "digits" / str(label)).mkdir(parents=True)
+        for i, image in enumerate(digits.images[digits.target == label][:6]):
+            PIL_Image.fromarray((image * 255 / 16).astype(np.uint8), mode="L").save(
+                tmp_path / "digits" / str(label) / f"{i}.png")
+    path = write(tmp_path, "only_model.py", MODEL_ONLY)
+    spec = load(f"{path}:build", data=str(tmp_path / "digits"))
+    split = spec.split
+    assert split.test_x.shape[1:] == (1, 16, 16) and len(split.test_x) + len(split.train_x) == 18
+    assert sorted(torch.cat([split.train_y, split.test_y]).tolist()) == [0] * 6 + [1] * 6 + [2] * 6
+    assert "only_model.py" in spec.summary and evaluate(spec.model, split.test_x, split.test_y)["accuracy"] >= 0
+    with pytest.raises(PruneLabError, match=r"with_loaders\(\) returns its own eval_loader.*--data") as info:
+        load(f"{path}:with_loaders", data=str(tmp_path / "digits"))
+    assert "\n" not in str(info.value)
+    with pytest.raises(PruneLabError, match=r"returned a dict without eval_loader.*or give --data"):
+        load(f"{path}:build")

@@ -25,6 +25,7 @@ from core.user_code import some
 
 DEFAULT_NAME = re.compile(r"LABEL_\d+")  # what transformers calls classes nobody named
 PROCESSOR_FILE = "preprocessor_config.json"
+CHANNEL_MODES = {1: "L", 3: "RGB"}  # PIL's mode for a model input of this many channels
 INTEGER = re.compile(r"[+-]?\d+")
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
@@ -66,10 +67,12 @@ class Part:
     unit: str = "row"  # what a message calls one of its rows ("line" in a JSONL file)
 
 
-def model_facts(folder: Path | None, image_size: tuple[int, int] | None = None) -> ModelFacts:
-    """ModelFacts of a Hugging Face model folder (None: a model without one — nothing is known but image_size)."""
+def model_facts(folder: Path | None, image_shape: tuple[int, ...] | None = None) -> ModelFacts:
+    """ModelFacts of a Hugging Face model folder (None: a model without one — nothing is known but image_shape,
+    the (channels, height, width) of the model's own example input, which the images are made to fit)."""
     if folder is None:
-        return ModelFacts(image=ImageRecipe(size=image_size))
+        size, mode = (tuple(image_shape[1:]), CHANNEL_MODES.get(image_shape[0])) if image_shape else (None, None)
+        return ModelFacts(image=ImageRecipe(size=size, mode=mode))
     config = preflight.hf_config(folder / "config.json")
     id2label = config.get("id2label")
     names = tuple(str(v) for _, v in sorted(id2label.items(), key=lambda kv: int(kv[0]))) if isinstance(
@@ -77,20 +80,20 @@ def model_facts(folder: Path | None, image_size: tuple[int, int] | None = None) 
     classes = len(names) if names else _int(config.get("num_labels"))
     named = names if names and not all(DEFAULT_NAME.fullmatch(n) for n in names) else ()
     positions = _int(config.get("max_position_embeddings", config.get("n_positions")))
-    return ModelFacts(folder, classes, named, positions, _recipe(folder, config, image_size))
+    return ModelFacts(folder, classes, named, positions, _recipe(folder, config))
 
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
-def _recipe(folder: Path, config: dict[str, Any], image_size: tuple[int, int] | None) -> ImageRecipe:
+def _recipe(folder: Path, config: dict[str, Any]) -> ImageRecipe:
     """The image recipe of the folder's preprocessor_config.json (the Hugging Face image processor's settings),
-    else of config.json's image_size and num_channels; image_size, when given, wins."""
+    else of config.json's image_size and num_channels."""
     processor = _processor(folder / PROCESSOR_FILE)
     channels = _int(config.get("num_channels"))
-    mode = {1: "L", 3: "RGB"}.get(channels or 0)
-    size = image_size or _size(processor.get("crop_size") if processor.get("do_center_crop") else None) or _size(
+    mode = CHANNEL_MODES.get(channels or 0)
+    size = _size(processor.get("crop_size") if processor.get("do_center_crop") else None) or _size(
         processor.get("size")) or _size(config.get("image_size"))
     normalise = processor.get("do_normalize", False)
     mean, std = (_floats(processor.get("image_mean")), _floats(processor.get("image_std"))) if normalise else (None,

@@ -21,7 +21,8 @@ def from_pickle(ref: str, path: Path, weights: str | None, trust_pickle: bool, d
         raise PruneLabError(f"{path} holds a {type(obj).__name__}, not a pickled nn.Module; weights alone need "
                             "their architecture: give a registry name or file.py:build with --weights")
     if data is None:
-        raise PruneLabError(f"a pickled model ({path}) needs data: --data FILE.npz with arrays x and y")
+        raise PruneLabError(f"a pickled model ({path}) needs data: --data (an .npz of x and y, a .csv/.jsonl, a "
+                            "datasets folder or an image folder)")
     split = load_reference(data, max_samples=max_samples)
     if weights is not None:
         load_weights(obj, weights, trust_pickle)
