@@ -153,13 +153,12 @@ def attention_views(model: nn.Module) -> dict[str, Attention]:
 def unrecognised(model: nn.Module) -> list[str]:
     """Modules that look like attention (class name says so, or nn.MultiheadAttention) but are not recognised
     and not inside a recognised one: named in messages so a user knows which part PruneLab could not read."""
-    known = attention_views(model)
-    out = []
+    covered, out = list(attention_views(model)), []  # names whose modules (and sub-modules) are accounted for
     for name, module in model.named_modules():
-        if name in known or any(name.startswith(k + ".") for k in known) or any(name.startswith(o + ".")
-                                                                                  for o in out):
+        if any(name == c or name.startswith(c + ".") for c in covered):
             continue
         if isinstance(module, nn.MultiheadAttention) or "attention" in type(module).__name__.lower():
+            covered.append(name)
             out.append(f"{name or '(model)'} ({type(module).__name__})")
     return out
 

@@ -367,3 +367,28 @@ def test_vit_s16_loses_half_its_heads_and_exports():
     assert shapes_after.count([384, 192]) == 36 and shapes_after.count([192, 384]) == 12
     removed_matrices = 4 * 12 * 4 * 192 * 384  # bytes: 12 blocks x 4 float32 matrices of 384 x 192 removed
     assert 0.99 * removed_matrices < len(unpruned) - len(pruned) < 1.01 * removed_matrices  # 14.15 MB measured
+
+
+class _FusedAttention(nn.Module):
+    """Attention written with one fused weight and no q/k/v modules: nothing PruneLab can read heads from."""
+
+    def __init__(self, dim: int = 8):
+        super().__init__()
+        self.qkv_weight = nn.Parameter(torch.randn(3 * dim, dim) / dim**0.5)
+        self.inner = nn.Module()
+        self.inner.score_attention = nn.Identity()  # an attention-named child: reported under its parent only
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        q, k, v = (x @ self.qkv_weight.T).chunk(3, -1)
+        return self.out(torch.softmax(q @ k.transpose(-1, -2), -1) @ v)
+
+
+def test_unrecognised_attention_is_named_once_in_the_refusal():
+    from core import methods
+
+    model = nn.Sequential(nn.Linear(4, 8), _FusedAttention(), nn.Flatten(), nn.Linear(8 * 3, 2))
+    model[1].extra = nn.MultiheadAttention(8, 2)  # a second, separate attention-like module (not called)
+    why = methods.get("head").why_none(model, torch.zeros(1, 3, 4))
+    assert why.startswith("attention modules not recognised: 1 (_FusedAttention)")
+    assert "score_attention" not in why and "1.extra" not in why and "channel" in why
