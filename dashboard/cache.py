@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import experiment, latency, methods, models, plan, recipes
-from core.config import Pattern
+from core import experiment, export_hf, latency, methods, models, plan, recipes
+from core.config import Pattern, PruneConfig
 from core.data import id_bound
 from core.errors import PruneLabError
 from core.estimate import CostModel, build_cost_model
@@ -254,6 +254,21 @@ def run_pt2(name: str, folder: str, mtime_ns: int, _spec: ModelSpec) -> bytes:
     page's download button when clicked, on a thread of its own where session state is out of reach: the page
     passes the base model's spec (`name`'s, not hashed) instead of this looking it up."""
     return export_run.run_pt2(Path(folder), _spec.model, _spec.example_input)
+
+
+@st.cache_data(show_spinner="Checking the cut against a Hugging Face config…", max_entries=64)
+def hf_refusal(name: str, config_json: str) -> str | None:
+    """Why no Hugging Face config can describe what the config prunes model `name` to, or None when one can
+    (core.export_hf.hf_refusal: it cuts a copy, so the Tune page runs it on its button only)."""
+    return export_hf.hf_refusal(spec(name), PruneConfig.from_json(config_json))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def run_hf_zip(name: str, folder: str, mtime_ns: int, _spec: ModelSpec, source: str | None) -> bytes:
+    """A run as a zipped Hugging Face folder (core.workflows.export_run.run_hf_zip), made once per version of the
+    run's config.json. Called by the Export page's download button when clicked (as run_pt2: `_spec` is passed,
+    not looked up); source: the model's own folder, whose tokenizer/processor files go along."""
+    return export_run.run_hf_zip(Path(folder), _spec.model, _spec.example_input, source and Path(source))
 
 
 @st.cache_resource(show_spinner="Starting the Netron viewer…")

@@ -60,6 +60,7 @@ STRATEGY_APPLY = "strategy-apply"
 FOCUS = "focus"  # the unit a chart click put first among the sliders
 UNIT_SEARCH = "unit-search"  # the big-model slider search (all models and methods; a heatmap click fills it)
 ESTIMATE_CHART, APPLY = "estimate-chart", "apply"
+HF_CHECK = "hf-check"  # "Check HF export": whether the current config exports as a Hugging Face folder
 EPOCHS, LR, SEED = "epochs", "lr", "seed"
 RECIPE_OWN, OPTIMIZER, BATCHNORM = "recipe-own", "optimizer", "batchnorm"  # the fine-tune recipe set by the user
 SCHEDULE, SCHEDULE_STEPS = "schedule", "schedule-steps"
@@ -80,6 +81,7 @@ WIDTH_CHART, TRAJECTORY_CHART, COMPARE_CHART, ACCURACY_CHART = ("width-chart", "
 EXPORT_RUN, RUN_DEPLOY, DL_INT8, DL_CONFIG, DL_ONNX, DL_METRICS = ("export-run", "run-deploy", "dl-int8", "dl-config",
                                                                   "dl-onnx", "dl-metrics")
 DL_PT2, DL_WEIGHTS = "dl-pt2", "dl-weights"  # the pruned module as a torch.export program and its weights
+DL_HF = "dl-hf"  # the run as a zipped Hugging Face folder
 EXP_METHOD, EXP_STATUS, EXP_SEARCH, EXP_A, EXP_B = "exp-method", "exp-status", "exp-search", "exp-a", "exp-b"
 EXP_CHANGED_ONLY, EXP_PARETO_X, EXP_PARETO = "exp-changed-only", "exp-pareto-x", "exp-pareto"
 EXP_DOWNLOADS, EXP_SELECTED, EXP_LOAD, EXP_DELETE = "exp-downloads", "exp-selected", "exp-load", "exp-delete"
@@ -108,7 +110,8 @@ KEPT = frozenset({
     STRATEGY_BOTTLENECK, STRATEGY_LOSS, STRATEGY_HARDWARE,
     HEAT_ROWS, HEAT_CRITERION, HEAT_SORT, HEAD_CRITERION,
 })
-KEPT_PREFIXES = ("nm-layers|", "drop|", "strategy-family|")  # per-model keys: N:M layers, dropped blocks
+# per-model keys: N:M layers, dropped blocks, the HF-compatible toggle
+KEPT_PREFIXES = ("nm-layers|", "drop|", "strategy-family|", "hf-compatible|")
 
 
 # --- keys that carry a model, method, unit or item -----------------------------------------------------------------
@@ -136,6 +139,11 @@ def bulk_keys(model: str, method: str) -> tuple[str, str, str, str, str]:
 def group_key(model: str, method: str, group: str, opened: bool) -> str:
     """A slider group's expander (a new key when the search opens it, so Streamlit redraws it open)."""
     return f"group|{model}|{method}|{group}|{'open' * opened}"
+
+
+def hf_compatible_key(model: str) -> str:
+    """The Tune page's "HF-compatible" toggle of a Hugging Face model (per model: it is off for a new one)."""
+    return f"hf-compatible|{model}"
 
 
 def nm_layers_key(model: str) -> str:
@@ -409,6 +417,11 @@ def set_hw_aware(on: bool) -> None:
     st.session_state[HW_AWARE] = on
 
 
+def hf_compatible(model: str) -> bool:
+    """Whether the Tune page offers only the cuts a Hugging Face config can describe, for model `model`."""
+    return bool(st.session_state.get(hf_compatible_key(model), False))
+
+
 def choose_method(method: str, criterion: str | None = None) -> None:
     """In a callback: Tune shows `method` (and `criterion`, if given)."""
     st.session_state[METHOD] = method
@@ -463,8 +476,10 @@ class SolverSettings:
 
 def solver_settings() -> SolverSettings:
     s = st.session_state
-    return SolverSettings(s[SOLVER_TARGET], float(s[SOLVER_VALUE]), s[SOLVER_STRATEGY], float(s[SOLVER_MIN]),
-                          float(s[SOLVER_MAX]), tuple(s.get(SOLVER_LOCKED, [])), bool(s.get(SOLVER_HW, False)))
+    # the strategy is not drawn in HF-compatible mode (uniform only): it may not have a value yet
+    return SolverSettings(s[SOLVER_TARGET], float(s[SOLVER_VALUE]), s.get(SOLVER_STRATEGY, "uniform"),
+                          float(s[SOLVER_MIN]), float(s[SOLVER_MAX]), tuple(s.get(SOLVER_LOCKED, [])),
+                          bool(s.get(SOLVER_HW, False)))
 
 
 # --- Tune: one model and method -------------------------------------------------------------------------------------

@@ -13,9 +13,10 @@ import pandas as pd
 import streamlit as st
 
 from core.config import PruneConfig
+from core.export_hf import auto_class, is_hf
 from core.run_folder import WEIGHTS_FILE
 from core.store import Experiment
-from core.workflows.export_run import how_to_load
+from core.workflows.export_run import FILE_NAMES, how_to_load, model_folder
 from dashboard import cache, jobs, state
 from dashboard.components.text import md
 from dashboard.views.results import pick_run
@@ -76,6 +77,32 @@ def _pytorch(name: str, run: Experiment) -> None:
     c3.code(how_to_load("safetensors", "build()" if args else f'load("{name}").model'), language="python")
 
 
+def _hugging_face(name: str, run: Experiment) -> None:
+    """A run of a Hugging Face model as a zipped folder that from_pretrained loads (made when its button is clicked,
+    checked by reloading it), or the one line saying why this run cannot be one."""
+    spec = cache.spec(name)
+    if not is_hf(spec.model):
+        return
+    weights, config = run.file(WEIGHTS_FILE), run.file("config.json")
+    if weights is None or config is None:
+        st.caption(f"No Hugging Face folder: this run has no {WEIGHTS_FILE} (recorded before runs kept their pruned "
+                   "weights); replay its config with the command below to get one.")
+        return
+    if why := cache.hf_refusal(name, run.config.to_json()):
+        st.warning(f"No Hugging Face folder: {md(why)}. The model.pt2 above runs with torch alone.")
+        return
+    args = cache.user_model(name)
+    source = model_folder(args.ref) if args else None  # its tokenizer/processor files go along
+    folder, stamp = str(run.folder), config.stat().st_mtime_ns
+    c1, c2 = st.columns([1, 2])
+    c1.download_button("Hugging Face folder (.zip)",
+                       lambda: cache.run_hf_zip(name, folder, stamp, spec, source and str(source)),
+                       file_name=f"{FILE_NAMES['hf']}.zip", mime="application/zip", key=state.DL_HF, width="stretch")
+    c2.caption(f"config.json, model.safetensors{' and the tokenizer files' if source else ''} (made when you click, "
+               "reloaded and compared with the pruned model); unzipped, transformers loads it:")
+    c2.code(how_to_load("hf", auto=auto_class(spec.model)), language="python")
+
+
 def render(name: str) -> None:
     run = pick_run(name, key=state.EXPORT_RUN)
     if run is None:
@@ -94,6 +121,7 @@ def render(name: str) -> None:
     c3.download_button("metrics.json", json.dumps(run.metrics, indent=2, sort_keys=True) + "\n",
                        file_name="metrics.json", mime="application/json", key=state.DL_METRICS, width="stretch")
     _pytorch(name, run)
+    _hugging_face(name, run)
     st.markdown("Replay this configuration without a browser (same pruned model, same measurements):")
     st.code(command, language="bash")
     st.markdown(f"Saved in {md(run.folder or 'no folder (a later run replaced its files)')}")

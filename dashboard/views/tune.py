@@ -13,7 +13,7 @@ from core.errors import PruneLabError
 from core.importance import REGISTRY
 from core.workflows import baseline_latency_ms, defaults, estimate_latency, predict_accuracy
 from dashboard import cache, jobs, state
-from dashboard.components import criteria, locks, methods, strategy_helper
+from dashboard.components import criteria, hf_mode, locks, methods, strategy_helper
 from dashboard.components import hardware as hardware_ui
 from dashboard.components.charts import estimate_bars
 from dashboard.components.format import human
@@ -143,10 +143,12 @@ def render(name: str) -> None:
     if technique.hardware_aware:
         hardware_ui.apply_solution(name)  # before any widget it sets is drawn
         lut = hardware_ui.panel(name)
+    hf = hf_mode.toggle(name, method)  # on: only cuts the model's Hugging Face config can describe
     if technique.solved and units:
         locks.restore(name, method)  # before the solver's "Locked" multiselect is drawn
-        solver_panel(name, method, criterion, lut)
-    choice = methods.controls(name, method, criterion, units, lut)
+        solver_panel(name, method, criterion, lut, hf)
+    choice = hf_mode.controls(name, method, units) if hf and units else methods.controls(name, method, criterion,
+                                                                                        units, lut)
     prediction = _estimate_section(name, method, criterion, choice, lut) if choice is not None else None
 
     st.markdown("#### Apply, fine-tune, measure")
@@ -157,4 +159,5 @@ def render(name: str) -> None:
             config = _config(name, method, criterion, choice, training)
         except PruneLabError as e:
             st.error(md(e))
+    hf_mode.check(name, config)
     _apply(name, config, prediction, lut)
