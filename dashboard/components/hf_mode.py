@@ -52,8 +52,10 @@ def toggle(name: str, method: str) -> bool:
 
 
 def _label(kind: str, units: list[Unit], ratio: float, what: str) -> str:
-    layers = f"{len(units)} layer{'s' * (len(units) > 1)}"
-    return f"{kind} · {layers} · keeps {kept_channels(units[0], ratio)} of {units[0].size} {what} each"
+    """The kind, its layers and what each keeps; a kind of one unit (e.g. the hidden size, a group coupling every
+    layer, named after its first member) by that unit's own name."""
+    kept = f"keeps {kept_channels(units[0], ratio)} of {units[0].size} {what}"
+    return f"{kind} · {len(units)} layers · {kept} each" if len(units) > 1 else f"{units[0].name} · {kept}"
 
 
 def controls(name: str, method: str, units: tuple[Unit, ...]) -> Choice:
@@ -64,7 +66,7 @@ def controls(name: str, method: str, units: tuple[Unit, ...]) -> Choice:
     keys = tune.slider_keys([members[0] for members in kinds.values()])
     tune.set_sliders({u: tune.slider(members[0]) for members in kinds.values() for u in members})  # before drawing
     technique = methods.get(method)
-    st.markdown(f"#### Ratio removed per {technique.unit_heading}, the same in every layer")
+    st.markdown("#### Ratio removed per kind of unit, the same in every layer")
     ratios = {}
     for kind, members in kinds.items():
         shown = [by_name[u] for u in members]
