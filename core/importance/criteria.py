@@ -66,14 +66,16 @@ def _fisher_weights(model: nn.Module, signals: Signals, seed: int) -> dict[str, 
     return {n: 0.5 * f[m.weight] * m.weight.detach().pow(2) for n, m in _layers(model).items()}
 
 
-def _activation_weights(use_apoz: bool) -> WeightScores:
-    """|w| times how active its input channel is: mean |input| (Wanda-style) or 1 - APoZ."""
+def _activation_weights(statistic: str) -> WeightScores:
+    """|w| times how active its input channel is: mean |input|, 1 - APoZ, or the L2 norm of the input over every
+    calibration example and position (Wanda: Sun et al. 2024, |W_ij| * ||X_j||_2)."""
     def scores(model: nn.Module, signals: Signals, seed: int) -> dict[str, torch.Tensor]:
         acts = signals.activations
         out = {}
         for n, m in _layers(model).items():
-            mean_abs, apoz = acts[m]
-            out[n] = m.weight.detach().abs() * _per_input_channel(m, (1 - apoz) if use_apoz else mean_abs)
+            mean_abs, apoz, l2 = acts[m]
+            per_channel = {"mean": mean_abs, "apoz": 1 - apoz, "l2": l2}[statistic]
+            out[n] = m.weight.detach().abs() * _per_input_channel(m, per_channel)
         return out
     return scores
 
@@ -115,11 +117,11 @@ def _with_grads(values: Callable[[Signals], dict], scorer_factory: Callable) -> 
     return make
 
 
-def _activation_channels(use_apoz: bool) -> ChannelScorer:
+def _activation_channels(statistic: str) -> ChannelScorer:
     """Torch-Pruning's ActivationImportance reads each consumer layer's `_importance` (per input channel)."""
     def make(signals: Signals, seed: int):
-        for module, (mean_abs, apoz) in signals.activations.items():
-            module._importance = (1 - apoz) if use_apoz else mean_abs
+        for module, (mean_abs, apoz, l2) in signals.activations.items():
+            module._importance = {"mean": mean_abs, "apoz": 1 - apoz, "l2": l2}[statistic]
         return _tp().ActivationImportance()
     return make
 
@@ -145,9 +147,12 @@ CRITERIA: tuple[Criterion, ...] = (
     Criterion("fisher", "Fisher (diagonal)", "1/2 F w^2 with squared batch gradients: second-order loss change",
               True, _fisher_weights, _with_grads(lambda s: s.fisher, lambda: _tp().GroupHessianImportance())),
     Criterion("activation", "Mean activation", "how strongly a channel fires on calibration data (inputs of the "
-              "next layer)", True, _activation_weights(False), _activation_channels(False)),
+              "next layer)", True, _activation_weights("mean"), _activation_channels("mean")),
     Criterion("apoz", "APoZ", "1 - average percentage of zeros after ReLU: channels that rarely fire go first",
-              True, _activation_weights(True), _activation_channels(True)),
+              True, _activation_weights("apoz"), _activation_channels("apoz")),
+    Criterion("wanda", "Wanda", "|w| times the L2 norm of its input over calibration data (Wanda): a weight on a "
+              "loud input matters more; channels: the input norm alone", True, _activation_weights("l2"),
+              _activation_channels("l2")),
     Criterion("bn_scale", "BatchNorm scale", "|gamma| of the BatchNorm after a conv (network slimming); "
               "channel pruning of models with BatchNorm only", False, None, _bn_scale_channels),
     Criterion("lamp", "LAMP", "magnitude rescaled so one threshold fits every layer (global pruning)", False,

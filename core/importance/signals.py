@@ -70,19 +70,21 @@ class Signals:
         return {p: f / n for p, f in total.items()}
 
     @cached_property
-    def activations(self) -> dict[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    def activations(self) -> dict[nn.Module, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """For every Conv2d/Linear: (mean |input| per input channel, fraction of zero inputs per input
-        channel — APoZ), over all calibration images and positions."""
+        channel — APoZ, L2 norm of each input channel — Wanda's ||X_j||), over all calibration images and
+        positions."""
         calib = self._require_data("an activation criterion")
         sums: dict[nn.Module, list] = {}
 
         def hook(module: nn.Module, inputs: tuple, _output: torch.Tensor) -> None:
             x = inputs[0].detach()
             x = x.transpose(0, 1).flatten(1) if x.dim() == 4 else x.reshape(-1, x.shape[-1]).T  # (channels, n)
-            acc = sums.setdefault(module, [0.0, 0.0, 0])
+            acc = sums.setdefault(module, [0.0, 0.0, 0.0, 0])
             acc[0] = acc[0] + x.abs().sum(1)
             acc[1] = acc[1] + (x == 0).sum(1)
-            acc[2] += x.shape[1]
+            acc[2] = acc[2] + x.double().pow(2).sum(1)  # float64: sums of squares over many tokens
+            acc[3] += x.shape[1]
 
         handles = [m.register_forward_hook(hook) for m in self.model.modules() if isinstance(m, PRUNABLE)]
         try:
@@ -95,4 +97,4 @@ class Signals:
         finally:
             for h in handles:
                 h.remove()
-        return {m: (s / n, z / n) for m, (s, z, n) in sums.items()}
+        return {m: (s / n, z / n, q.sqrt().float()) for m, (s, z, q, n) in sums.items()}

@@ -22,8 +22,8 @@ from core.prune import apply, calibration
 from core.spec import fingerprint
 from tests.conftest import get_spec
 
-CRITERIA = ("l1", "l2", "taylor", "fisher", "activation", "apoz", "bn_scale", "lamp", "random")
-DATA_CRITERIA = ("taylor", "fisher", "activation", "apoz")
+CRITERIA = ("l1", "l2", "taylor", "fisher", "activation", "apoz", "wanda", "bn_scale", "lamp", "random")
+DATA_CRITERIA = ("taylor", "fisher", "activation", "apoz", "wanda")
 DATA_FREE = ("l1", "l2", "bn_scale", "lamp", "random")
 WITHOUT_BATCHNORM = ("digits-mlp", "mnist-vit")
 
@@ -234,6 +234,9 @@ def test_activation_and_apoz_weight_scores_by_hand():
     apoz = weight_scores(_tiny(), "apoz", _tiny_calib(), 0)
     _close(apoz["0"], w1 * (1 - (x == 0).double().mean(0)))
     _close(apoz["2"], w2 * (1 - (h == 0).double().mean(0)))
+    wanda = weight_scores(_tiny(), "wanda", _tiny_calib(), 0)  # Wanda: |W_ij| * ||X_j||_2 over every example
+    _close(wanda["0"], w1 * x.pow(2).sum(0).sqrt())
+    _close(wanda["2"], w2 * h.pow(2).sum(0).sqrt())
 
 
 def _lamp_brute_force(w: torch.Tensor) -> torch.Tensor:
@@ -321,6 +324,8 @@ def test_activation_and_apoz_channel_scores_use_the_next_layers_inputs():
     _close(act, _normalised(h.abs().mean(0)), atol=1e-5)
     apoz = channel_scores(_tiny(), x, "apoz", _tiny_calib(), 0)["0"]
     _close(apoz, _normalised(1 - (h == 0).double().mean(0)), atol=1e-5)
+    wanda = channel_scores(_tiny(), x, "wanda", _tiny_calib(), 0)["0"]
+    _close(wanda, _normalised(h.pow(2).sum(0).sqrt()), atol=1e-5)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
