@@ -52,6 +52,8 @@ def sparsegpt(weight: torch.Tensor, h: torch.Tensor, ratio: float = 0.0, nm: tup
     every m consecutive inputs of each row for nm=(n, m). Computed in float64, returned in weight's dtype."""
     w = weight.detach().double().clone()
     rows, cols = w.shape
+    if nm is not None:  # a block holds whole groups, so groups start where the caller's do
+        block = max(nm[1], block - block % nm[1])
     u = _upper_inverse_factor(dampened(h, damp))
     w[:, torch.diagonal(h) == 0] = 0.0  # inputs that are always zero: their weights do nothing
     keep = torch.ones_like(w, dtype=torch.bool)

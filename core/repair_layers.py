@@ -1,0 +1,149 @@
+"""Repair a whole model's masked layers from calibration data, one layer at a time (core.repair does one layer).
+
+Layers are visited in the order the forward pass first reaches them. For each, the calibration inputs are run
+through the model as it is by then — the layers before it already pruned and repaired, so a layer repairs what
+reaches it, as SparseGPT and Wanda do — and a forward hook sums H = X X^T of that layer's inputs alone. Memory at
+any time: the calibration inputs, one H (inputs x inputs; a convolution's inputs are its unfolded patches,
+channels x kernel) and one weight; never the activations of all layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import prune
+
+from core.data import batches
+from core.errors import PruneLabError
+from core.prune.patterns import nm_mask
+from core.repair import masked_lstsq, sparsegpt
+from core.structure import PRUNABLE
+
+Progress = Callable[[int, int, str], None]  # (layers done, layers in all, the layer being repaired)
+REPAIRS = ("sparsegpt", "lstsq")  # what a mask method's --repair may be
+
+
+def forward_order(model: nn.Module, example_input: torch.Tensor, names: list[str]) -> list[str]:
+    """names, in the order one forward pass first calls them (names never called go last, in their own order)."""
+    modules = dict(model.named_modules())
+    seen: list[str] = []
+    hooks = [modules[n].register_forward_pre_hook(lambda m, a, n=n: seen.append(n) if n not in seen else None)
+             for n in names]
+    try:
+        with torch.no_grad():
+            model.eval()(example_input)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen + [n for n in names if n not in seen]
+
+
+def _patches(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The layer's inputs as rows of what its 2-D weight multiplies: (examples x positions, inputs)."""
+    if isinstance(module, nn.Conv2d):
+        cols = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)  # (N, C*k*k, L)
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    return x.reshape(-1, x.shape[-1])
+
+
+def hessian(model: nn.Module, module: nn.Module, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """H = X X^T (float64) of `module`'s inputs when `model` runs on x."""
+    size = module.weight[0].numel()  # inputs per output: in_features, or channels x kernel
+    h = torch.zeros(size, size, dtype=torch.float64)
+
+    def hook(_m: nn.Module, args: tuple) -> None:
+        rows = _patches(module, args[0].detach()).double()
+        h.addmm_(rows.T, rows)
+
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        with torch.no_grad():
+            for xb, _ in batches(x, torch.zeros(len(x)), batch_size):
+                model(xb)
+    finally:
+        handle.remove()
+    return h
+
+
+def repairable(module: nn.Module) -> bool:
+    """Layers core.repair can repair: Linear, and Conv2d without groups (a grouped or depthwise convolution's
+    outputs each see their own inputs: one H would not describe them)."""
+    return isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1)
+
+
+def repair_masks(model: nn.Module, example_input: torch.Tensor, calib_x: torch.Tensor, how: str,
+                 ratios: dict[str, float], keep: dict[str, torch.Tensor] | None = None,
+                 nm: tuple[int, int] | None = None, progress: Progress | None = None) -> dict[str, int]:
+    """Mask and repair every layer of `ratios` in place (torch.nn.utils.prune masks over the repaired weights);
+    returns the weights zeroed per layer. how="sparsegpt" chooses each mask as it repairs (ratio of the layer, or
+    nm = (n kept, of every m) as core.config.Pattern says it); how="lstsq" repairs the masks given in `keep`
+    (1 = stays; shaped like the weights) exactly."""
+    if how not in REPAIRS:
+        raise PruneLabError(f"unknown repair {how!r} (known: {', '.join(REPAIRS)})")
+    modules = dict(model.named_modules())
+    wanted = [n for n, r in ratios.items() if r > 0 or (keep is not None and n in keep)]
+    for name in wanted:
+        if not isinstance(modules.get(name), PRUNABLE):
+            raise PruneLabError(f"{name!r} is not a Conv2d or Linear layer of this model")
+    order = forward_order(model, example_input, wanted)
+    removed = {}
+    for done, name in enumerate(order):
+        if progress is not None:
+            progress(done, len(order), name)
+        module = modules[name]
+        removed[name] = _repair_one(model, module, calib_x, how, ratios.get(name, 0.0),
+                                    None if keep is None else keep[name], nm)
+    if progress is not None:
+        progress(len(order), len(order), "")
+    return removed
+
+
+def _repair_one(model: nn.Module, module: nn.Module, calib_x: torch.Tensor, how: str, ratio: float,
+                keep: torch.Tensor | None, nm: tuple[int, int] | None) -> int:
+    """Mask one layer and, if core.repair can, repair what stays; the number of weights zeroed."""
+    weight = module.weight.detach()
+    if not repairable(module):
+        mask = keep if keep is not None else _first_keep(weight, ratio, nm)
+        prune.custom_from_mask(module, "weight", mask.to(weight.dtype))
+        return int((mask == 0).sum())
+    order = _columns(weight)  # a convolution's columns: input channels last, where N:M groups run
+    flat, h = weight.reshape(weight.shape[0], -1)[:, order], hessian(model, module, calib_x)[order][:, order]
+    if how == "sparsegpt" and (nm is None or weight.shape[1] % nm[1] == 0):
+        repaired, mask = sparsegpt(flat, h, ratio=ratio, nm=None if nm is None else (nm[1] - nm[0], nm[1]))
+    else:  # given masks; or N:M groups that do not tile the inputs: the pattern's own mask, then least squares
+        keep = keep if keep is not None else _first_keep(weight, ratio, nm)
+        mask = keep.reshape(flat.shape[0], -1)[:, order].bool()
+        repaired = masked_lstsq(flat, h, mask)
+    unordered = torch.empty_like(repaired)
+    unordered[:, order] = repaired
+    mask_back = torch.empty_like(mask)
+    mask_back[:, order] = mask
+    with torch.no_grad():
+        module.weight.copy_(unordered.view_as(weight))
+    prune.custom_from_mask(module, "weight", mask_back.view_as(weight).to(weight.dtype))
+    return int((~mask).sum())
+
+
+def _columns(weight: torch.Tensor) -> torch.Tensor:
+    """Column order of the 2-D weight that puts a convolution's input channels last (kernel position major), as
+    N:M patterns group them (core.prune.patterns.nm_mask); the identity for a Linear layer."""
+    index = torch.arange(weight[0].numel())
+    return index.view(weight.shape[1:]).movedim(0, -1).flatten() if weight.dim() == 4 else index
+
+
+def _first_keep(weight: torch.Tensor, ratio: float, nm: tuple[int, int] | None) -> torch.Tensor:
+    """A magnitude keep-mask at the ratio, or the N:M pattern's (keep n of every m)."""
+    if nm is not None:
+        return nm_mask(weight.detach().abs(), nm[0], nm[1]).bool()
+    return _magnitude_keep(weight.reshape(weight.shape[0], -1), ratio).view_as(weight)
+
+
+def _magnitude_keep(flat: torch.Tensor, ratio: float) -> torch.Tensor:
+    k = round(ratio * flat.numel())
+    keep = torch.ones_like(flat, dtype=torch.bool)
+    if k:
+        keep.view(-1)[torch.topk(flat.abs().flatten(), k, largest=False).indices] = False
+    return keep

@@ -1,0 +1,86 @@
+"""core.repair_layers on real models: each layer's H is what its inputs make, layers are repaired in forward order
+on what the earlier (already repaired) layers pass on, masks land as torch.nn.utils.prune masks, N:M patterns
+follow core.prune.patterns' convention, and repair beats masking alone without any training."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.evaluate import evaluate
+from core.prune import calibration
+from core.prune.unstructured import apply_unstructured
+from core.repair import masked_lstsq, sparsegpt
+from core.repair_layers import forward_order, hessian, repair_masks
+from tests.conftest import get_spec
+
+
+def _digits():
+    spec = get_spec("digits-mlp")
+    return spec, calibration(spec, 256, 0).x
+
+
+def _linears(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+def test_hessian_of_a_convolution_is_that_of_its_unfolded_patches():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, stride=2), nn.ReLU(), nn.Conv2d(4, 5, 3))
+    x = torch.randn(10, 3, 9, 9)
+    inner = model[1](model[0](x)).detach()
+    rows = F.unfold(inner, 3).transpose(1, 2).reshape(-1, 36).double()
+    assert torch.allclose(hessian(model, model[2], x, batch_size=4), rows.T @ rows, atol=1e-8)
+
+
+def test_layers_are_repaired_in_forward_order_on_what_reaches_them():
+    spec, x = _digits()
+    model = copy.deepcopy(spec.model)
+    names = _linears(model)
+    assert forward_order(model, spec.example_input, list(reversed(names))) == names
+    reference = copy.deepcopy(spec.model)
+    removed = repair_masks(model, spec.example_input, x, "sparsegpt", dict.fromkeys(names, 0.5))
+    modules, ref_modules = dict(model.named_modules()), dict(reference.named_modules())
+    for name in names:  # the same layer repaired by hand, on the inputs the hand-repaired layers before it give
+        layer = ref_modules[name]
+        repaired, keep = sparsegpt(layer.weight.detach(), hessian(reference, layer, x), ratio=0.5)
+        layer.weight.data.copy_(repaired)
+        assert torch.allclose(modules[name].weight, repaired, atol=1e-5)
+        assert torch.equal(modules[name].weight_mask.bool(), keep)
+        assert removed[name] == int((~keep).sum()) == layer.weight.numel() // 2
+
+
+def test_repair_beats_masking_alone_without_training():
+    spec, x = _digits()
+    ratios = dict.fromkeys(_linears(spec.model), 0.7)
+    masked = copy.deepcopy(spec.model)
+    apply_unstructured(masked, ratios)
+    keep = {n: dict(masked.named_modules())[n].weight_mask.clone() for n in ratios}
+    fixed = copy.deepcopy(spec.model)
+    repair_masks(fixed, spec.example_input, x, "lstsq", ratios, keep=keep)
+    sparse = copy.deepcopy(spec.model)
+    repair_masks(sparse, spec.example_input, x, "sparsegpt", ratios)
+    test = spec.split.test_x, spec.split.test_y
+    accuracy = {k: evaluate(m, *test)["accuracy"] for k, m in (("masked", masked), ("lstsq", fixed),
+                                                                 ("sparsegpt", sparse))}
+    assert accuracy["lstsq"] > accuracy["masked"] + 0.02 and accuracy["sparsegpt"] > accuracy["masked"] + 0.02, accuracy
+    first = dict(fixed.named_modules())[next(iter(ratios))]
+    assert torch.equal(first.weight_mask, keep[next(iter(ratios))])  # the given mask, repaired exactly:
+    w = dict(spec.model.named_modules())[next(iter(ratios))].weight.detach()
+    assert torch.allclose(first.weight, masked_lstsq(w, hessian(spec.model, dict(spec.model.named_modules())[
+        next(iter(ratios))], x), keep[next(iter(ratios))].bool()), atol=1e-5)
+
+
+def test_nm_on_a_convolution_follows_the_pattern_convention():
+    """2:4 along input channels at every kernel position, as core.prune.patterns.nm_mask groups them."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1), nn.Flatten())
+    x = torch.randn(32, 8, 6, 6)
+    repair_masks(model, x[:1], x, "sparsegpt", {"0": 0.5, "2": 0.5}, nm=(2, 4))
+    for layer in (model[0], model[2]):
+        groups = layer.weight_mask.movedim(1, -1).reshape(*layer.weight.shape[:1], 3, 3, 2, 4)
+        assert (groups.sum(-1) == 2).all()
+        assert (layer.weight[layer.weight_mask == 0] == 0).all()
