@@ -36,7 +36,8 @@ TODAY = FinetuneConfig(epochs=1)  # the recipe every run used before recipes wer
 def test_registry_models_keep_the_recipe_their_benchmarks_were_measured_with(name):
     choice = choose(get_spec(name))
     assert choice == SAMPLE
-    assert choice.fill(TODAY) == TODAY and (TODAY.optimizer, TODAY.lr, TODAY.batchnorm) == ("sgd", 0.01, "train")
+    assert choice.fill(TODAY) == TODAY
+    assert (TODAY.optimizer, TODAY.lr, TODAY.batchnorm, TODAY.batch_size) == ("sgd", 0.01, "train", 64)
 
 
 @pytest.mark.parametrize("kind", ["bert", "distilbert", "vit", "gpt2", "llama-gqa", "transformer-encoder",
@@ -61,6 +62,22 @@ def test_batchnorm_cnns_get_their_statistics_re_estimated_and_adamw_where_sgd_wo
     assert (mobilenet.name, mobilenet.optimizer, mobilenet.batchnorm) == ("batchnorm-adamw", "adamw", "recalibrate")
     assert (effnet.name, effnet.optimizer, effnet.batchnorm) == ("batchnorm-sgd", "sgd", "recalibrate")
     assert "gradient" in mobilenet.reason and "x its own weight" in mobilenet.reason
+    assert (mobilenet.batch_size, effnet.batch_size) == (64, 16)  # smaller batches helped SGD only (benchmark)
+
+
+def test_a_batchnorm_cnn_with_gentle_gradients_gets_sgd_in_small_batches():
+    torch.manual_seed(0)  # torch's default (Kaiming-scale) initialisation: ||grad|| / ||weight|| well below 1
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                        nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    choice = choose(_image_spec("tiny-bn-cnn", net))
+    assert (choice.name, choice.optimizer, choice.batchnorm) == ("batchnorm-sgd", "sgd", "recalibrate")
+    assert choice.lr == 0.005  # SGD's 0.01 at batch 64 scaled by sqrt(16 / 64)
+    assert choice.batch_size == 16 and "batches of 16" in choice.reason
+    filled = choice.fill(TODAY)
+    assert (filled.batch_size, filled.optimizer, filled.batchnorm) == (16, "sgd", "recalibrate")
+    assert describe(filled) == ("SGD with momentum, peak lr 0.005, batches of 16, BatchNorm statistics re-estimated "
+                                "after")
+    assert choice.fill(dataclasses.replace(TODAY, batch_size=128), given={"batch_size"}).batch_size == 128
 
 
 def test_the_probe_leaves_the_model_as_it_was():
@@ -75,7 +92,7 @@ def test_the_probe_leaves_the_model_as_it_was():
 def test_user_settings_win_over_the_choice():
     choice = choose(hf_zoo.build("vit"))
     mine = choice.fill(FinetuneConfig(epochs=1, lr=0.05, optimizer="sgd"), given={"lr", "optimizer"})
-    assert (mine.lr, mine.optimizer, mine.batchnorm) == (0.05, "sgd", "train")
+    assert (mine.lr, mine.optimizer, mine.batchnorm, mine.batch_size) == (0.05, "sgd", "train", 64)
     assert describe(choice.fill(TODAY)) == f"AdamW, peak lr {choice.lr:g}"
 
 
@@ -86,13 +103,18 @@ def test_a_config_without_the_recipe_fields_loads_as_the_sgd_it_meant_and_round_
           "calibration_samples": 512, "seed": 0}
     config = PruneConfig.from_dict(v2)
     assert (config.finetune.optimizer, config.finetune.lr, config.finetune.batchnorm) == ("sgd", 0.02, "train")
-    assert config.version == CONFIG_VERSION == 3
+    assert config.version == CONFIG_VERSION  # read as the current version it equals
     saved = config.to_dict()
     assert saved["finetune"]["optimizer"] == "sgd" and saved["finetune"]["batchnorm"] == "train"
     assert PruneConfig.from_json(config.to_json()) == config
     chosen = dataclasses.replace(config, finetune=FinetuneConfig(epochs=1, lr=3e-4, optimizer="adamw",
                                                                  batchnorm="recalibrate"))
     assert PruneConfig.from_json(chosen.to_json()) == chosen
+    small = dataclasses.replace(config, finetune=FinetuneConfig(epochs=1, batch_size=16, batchnorm="recalibrate"))
+    assert PruneConfig.from_json(small.to_json()).finetune.batch_size == 16
+    no_batch = copy.deepcopy(v2)
+    del no_batch["finetune"]["batch_size"]  # a config that never said its batch size meant the default 64
+    assert PruneConfig.from_dict(no_batch).finetune.batch_size == 64
 
 
 @pytest.mark.parametrize("field, value", [("optimizer", "adam"), ("batchnorm", "off"), ("optimizer", 3)])
