@@ -26,10 +26,11 @@ from core.files import write_atomic
 from core.hardware import cached
 from core.importance import REGISTRY as CRITERIA
 from core.jobs import PASSIVE
-from core.metric_keys import ModelMetrics, latency_key
+from core.metric_keys import PERPLEXITY_METRIC, ModelMetrics, latency_key, sweep_metric, task_metrics
 from core.models import available, load, replay_reference
 from core.plan import plan
 from core.prune import check_config_matches
+from core.repair_layers import REPAIRS
 from core.sensitivity import SweepSpec, cache_path, read_table, sweep
 from core.store import STATUSES, Store
 from core.user_data import data_reference, label_note
@@ -37,13 +38,11 @@ from core.workflows import SolveOutcome, SolveRequest, check_units, defaults, ru
 from core.workflows.export_run import FILE_NAMES, FORMATS, find_run, model_folder, run_file, run_hf, run_pt2
 from core.workflows.outputs import check_out_file, check_run_folder, parent_run
 
-METRIC_ROWS = [  # (key, label, format) for the human-readable summary
+METRIC_ROWS = [  # (key, label, format) for the human-readable summary; task measures follow (core.metric_keys)
     ("params", "parameters", "{:,.0f}"),
     ("nonzero_params", "non-zero parameters", "{:,.0f}"),
     ("size_bytes", "fp32 size (bytes)", "{:,.0f}"),
     ("flops", "FLOPs (batch 1)", "{:,.0f}"),
-    ("accuracy", "test accuracy", "{:.4f}"),
-    ("fidelity", "embedding fidelity", "{:.4f}"),
 ]
 
 
@@ -129,12 +128,12 @@ def _progress():
 def _table(columns: dict[str, dict]) -> str:
     lines = [f"{'':30}" + "".join(f"{c:>18}" for c in columns)]
     first = next(iter(columns.values()))
-    rows = METRIC_ROWS[:4] + _latency_rows(ModelMetrics.from_dict(first).latency_batches) + METRIC_ROWS[4:]
+    rows = METRIC_ROWS + _latency_rows(ModelMetrics.from_dict(first).latency_batches)
     for key, label, fmt in rows:
-        if key == "fidelity" and all(key not in m for m in columns.values()):
-            continue
         cells = [fmt.format(m[key]) if m.get(key) is not None else "n/a" for m in columns.values()]
         lines.append(f"{label:30}" + "".join(f"{c:>18}" for c in cells))
+    for task in task_metrics(first):  # the baseline's: a pruned model is measured the same way
+        lines.append(f"{task.label:30}" + "".join(f"{task.show(m.get(task.key)):>18}" for m in columns.values()))
     return "\n".join(lines)
 
 
@@ -230,7 +229,8 @@ def _check_ints(args: argparse.Namespace, *names: str) -> None:
 def _settings(args: argparse.Namespace) -> dict:
     """prune's seed, pattern, schedule and fine-tuning options as PruneConfig fields, each validated (with
     its allowed range in the message) before any slow work."""
-    return dict(seed=check_int("seed", args.seed), pattern=Pattern(*args.nm, block=args.block),
+    return dict(seed=check_int("seed", args.seed), pattern=Pattern(*args.nm, block=args.block), repair=args.repair,
+                calibration_samples=check_int("calibration_samples", args.calibration_samples),
                 schedule=Schedule(args.schedule, args.steps, args.curve, args.update_every),
                 finetune=FinetuneConfig(epochs=args.finetune_epochs, distill=args.distill, temperature=args.temperature,
                                         alpha=args.alpha, rewind=args.rewind, **_given_recipe(args)))
@@ -325,11 +325,14 @@ def cmd_sensitivity(args: argparse.Namespace) -> None:
         table.to_csv(out, index=False)
     except OSError as e:
         raise PruneLabError(f"cannot write {out}: {e}") from None
-    worst = table.sort_values("accuracy_drop", ascending=False).iloc[0]
+    judged = sweep_metric(table.columns)  # accuracy, or a language model's perplexity (lower is better)
+    worst = table.sort_values(judged.change_name, ascending=False).iloc[0]
     print(f"{len(table)} rows ({table['unit'].nunique()} units x {len(args.grid)} ratios)"
           f"{' from the cache' if cached else ''} -> {out}")
-    print(f"most sensitive: {worst['unit']} at {worst['ratio']}: accuracy {worst['accuracy']:.4f} "
-          f"(drop {100 * worst['accuracy_drop']:.2f} points)")
+    change = (f"drop {100 * worst[judged.change_name]:.2f} points" if judged.percent
+              else f"{judged.change_label} {worst[judged.change_name]:+.3f}")
+    print(f"most sensitive: {worst['unit']} at {worst['ratio']}: {judged.label} {judged.show(worst[judged.key])} "
+          f"({change})")
 
 
 def _lock(text: str) -> tuple[str, float]:
@@ -382,6 +385,9 @@ def _print_allocation(outcome: SolveOutcome, out: str) -> None:
     if prediction := outcome.prediction:
         print(f"  predicted accuracy drop {100 * prediction['drop']:.2f} points (sum of single-unit drops, "
               "before fine-tuning)")
+        if (increase := prediction.get(PERPLEXITY_METRIC.change_name)) is not None:
+            print(f"  predicted {PERPLEXITY_METRIC.change_label} {increase:+.3f} (sum of single-unit increases, "
+                  "before fine-tuning; the solver minimised it)")
     print(f"wrote {out}; run it with: prunelab apply {out} --finetune-epochs 1 --out DIR")
     if not result.met:
         raise PruneLabError("the target cannot be met within the given bounds; the closest config was written")
@@ -606,6 +612,11 @@ def build_parser() -> Parser:
                     help=f"nm method: keep N of every M ({pattern.n}:{pattern.m})")
     pr.add_argument("--block", type=_block, default=pattern.block, metavar="RxC",
                     help="block method: block shape ({}x{})".format(*pattern.block))
+    pr.add_argument("--repair", choices=["none", *REPAIRS], default="none",
+                    help="mask methods: change the weights that stay so each layer's outputs on calibration data "
+                    "move least — sparsegpt (chooses its own masks) or lstsq (exact, for the criterion's masks)")
+    pr.add_argument("--calibration-samples", type=_positive_int, default=PruneConfig.calibration_samples,
+                    help="training examples that criteria, repair and BatchNorm re-estimation look at")
     pr.add_argument("--rank", choices=["cosine", "sensitivity"], default="cosine",
                     help="layer method: rank blocks by how little they change their input, or by accuracy lost")
     pr.add_argument("--schedule", choices=["oneshot", "iterative", "dynamic"], default=schedule.kind)

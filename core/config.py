@@ -3,8 +3,9 @@
 Per-layer ratios are keyed by dotted module names (strings), so a config serialises, diffs and replays
 onto a freshly built model. Reading rejects unknown versions and keys instead of guessing; version 1
 files (before N:M, block, neuron, head and layer pruning, schedules and distillation) and version 2 files
-(before the fine-tune recipe's optimizer and BatchNorm handling) are read as the version 3 config they equal:
-every new field at its default, which is what those versions did (SGD, BatchNorm statistics trained).
+(before the fine-tune recipe's optimizer and BatchNorm handling) and version 3 files (before post-training
+repair) are read as the version 4 config they equal: every new field at its default, which is what those
+versions did (SGD, BatchNorm statistics trained, no repair).
 
 What a ratio means depends on the method: the fraction of a layer's weights (unstructured, block), of a
 channel group's channels (channel) or hidden units (neuron), of an attention module's heads (head); for
@@ -27,8 +28,8 @@ from core.importance import get as get_criterion
 from core.methods import Method
 from core.ratios import check_ratio as check_ratio  # re-exported: the one ratio check lives in core.ratios
 
-CONFIG_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+CONFIG_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 SCHEDULES = ("oneshot", "iterative", "dynamic")
 CURVES = ("linear", "cubic")
 OPTIMIZERS = ("sgd", "adamw")  # fine-tuning optimisers (core.finetune): SGD with Nesterov momentum 0.9, AdamW
@@ -186,6 +187,7 @@ class PruneConfig:
     schedule: Schedule = field(default_factory=Schedule)
     pattern: Pattern = field(default_factory=Pattern)
     remove_blocks: tuple[str, ...] = ()  # layer method: the blocks removed (dotted module names)
+    repair: str = "none"  # post-training repair from calibration data (core.repair): none, sparsegpt, lstsq
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:

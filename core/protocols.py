@@ -44,6 +44,7 @@ class ConfigLike(Protocol):
     calibration_samples: int
     pattern: PatternLike
     remove_blocks: tuple[str, ...]
+    repair: str
 
     @property
     def technique(self) -> Cutter: ...

@@ -68,6 +68,7 @@ class Method:
     hardware_aware: ClassVar[bool] = False  # width-latency tables apply (widths it cuts change run time)
     global_scope: ClassVar[bool] = False  # one score threshold across all layers is offered
     schedules: ClassVar[tuple[str, ...]] = ("oneshot", "iterative")
+    repairs: ClassVar[tuple[str, ...]] = ()  # post-training repairs it takes (core.repair_layers), beside "none"
 
     # ---- what it accepts --------------------------------------------------------------------------
 
@@ -87,6 +88,10 @@ class Method:
             raise PruneLabError(f"the {self.name} method takes the blocks to remove in remove_blocks, not ratios")
         if not self.takes_blocks and config.remove_blocks:
             raise PruneLabError(f"remove_blocks is for the layer method, not {self.name}")
+        repair = config.repair
+        if repair != "none" and repair not in self.repairs:
+            takes = f"it takes {', '.join(self.repairs)}" if self.repairs else "it has no post-training repair"
+            raise PruneLabError(f"the {self.name} method cannot repair with {repair!r}: {takes}")
 
     def schedule_refusal(self, kind: str, dynamic: list[str]) -> str | None:
         """Why a schedule kind cannot run with this method (None: it can). `dynamic` names the methods that

@@ -18,6 +18,7 @@ class Block(MaskMethod):
                            "block-sparse kernels")
     pattern: ClassVar[str | None] = "block"
     schedules: ClassVar[tuple[str, ...]] = ("oneshot", "iterative", "dynamic")
+    repairs: ClassVar[tuple[str, ...]] = ("lstsq",)  # SparseGPT's column-by-column masks cannot be blocks
 
     def mask_layers(self, model: nn.Module, ratios: dict[str, float], scores: dict[str, torch.Tensor],
                     pattern: PatternLike) -> dict[str, int]:

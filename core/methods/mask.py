@@ -12,12 +12,14 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from core.errors import PruneLabError
 from core.graph import Unit, unstructured_units
 from core.importance import REGISTRY as CRITERIA
 from core.importance import Calibration, weight_scores
 from core.methods.base import Method
 from core.protocols import ConfigLike, CostLike, PatternLike
 from core.prune.unstructured import make_permanent
+from core.repair_layers import REPAIRS, repair_masks
 from core.spec import ModelSpec
 
 
@@ -26,6 +28,19 @@ class MaskMethod(Method):
 
     mask: ClassVar[bool] = True
     unit: ClassVar[str] = "weights"
+    repairs: ClassVar[tuple[str, ...]] = REPAIRS
+
+    def validate(self, config: ConfigLike) -> None:
+        """Besides the common checks: SparseGPT picks its own masks (a criterion would be ignored), and a
+        repair happens at a cut, which the dynamic schedule's in-training mask updates never reach."""
+        super().validate(config)
+        repair = config.repair
+        if repair == "sparsegpt" and config.criterion != "l1":
+            raise PruneLabError(f"SparseGPT chooses its own masks as it repairs (w^2 / [H^-1]_ii^2): criterion "
+                                f"{config.criterion} would be ignored; repair {config.criterion}'s masks with lstsq")
+        if repair != "none" and config.schedule.kind == "dynamic":
+            raise PruneLabError(f"the dynamic schedule moves masks during training, where no {repair} repair runs: "
+                                "use oneshot or iterative with a repair")
 
     def criteria(self) -> tuple[str, ...]:
         """Masks need one score per weight: the criteria that have a per-weight version."""
@@ -36,13 +51,31 @@ class MaskMethod(Method):
 
     def cut(self, model: nn.Module, example_input: torch.Tensor, config: ConfigLike, ratios: dict[str, float],
             calib: Calibration, blocks: list[str]) -> dict[str, int]:
-        """Fold earlier masks in, score the weights, keep earlier zeros lowest (pruning only grows), mask."""
+        """Fold earlier masks in, score the weights, keep earlier zeros lowest (pruning only grows), mask; with a
+        repair, change the weights that stay so each layer's outputs on the calibration data move least."""
         make_permanent(model)
+        active = {u: r for u, r in ratios.items() if r > 0}
+        repair = config.repair
+        if repair == "sparsegpt":  # SparseGPT chooses its masks as it repairs
+            return repair_masks(model, example_input, calib.x, "sparsegpt", active, nm=self.nm(config.pattern))
         scores = weight_scores(model, config.criterion, calib, config.seed)
         modules = dict(model.named_modules())
         scores = {n: torch.where(modules[n].weight.detach() == 0, torch.full_like(s, -torch.inf), s)
                   for n, s in scores.items()}
-        return self.mask_layers(model, {u: r for u, r in ratios.items() if r > 0}, scores, config.pattern)
+        dense = {n: modules[n].weight.detach().clone() for n in active} if repair == "lstsq" else {}
+        removed = self.mask_layers(model, active, scores, config.pattern)
+        if repair != "lstsq":
+            return removed
+        keep = {n: modules[n].weight_mask.clone() for n in removed}
+        make_permanent(model)  # the masks are kept; the weights go back to dense, to be repaired under them
+        with torch.no_grad():
+            for n in removed:
+                modules[n].weight.copy_(dense[n])
+        return repair_masks(model, example_input, calib.x, "lstsq", {n: active[n] for n in removed}, keep=keep)
+
+    def nm(self, pattern: PatternLike) -> tuple[int, int] | None:
+        """(n kept, of every m) for a method that masks to an N:M pattern; None otherwise."""
+        return None
 
     def mask_layers(self, model: nn.Module, ratios: dict[str, float], scores: dict[str, torch.Tensor],
                     pattern: PatternLike) -> dict[str, int]:

@@ -51,6 +51,9 @@ class NM(MaskMethod):
                     pattern: PatternLike) -> dict[str, int]:
         return apply_nm(model, list(ratios), scores, pattern.n, pattern.m).removed
 
+    def nm(self, pattern: PatternLike) -> tuple[int, int] | None:
+        return pattern.n, pattern.m
+
     def eligible(self, model: nn.Module, example_input: torch.Tensor) -> list[str]:
         """Layers that can hold a pattern: more than one input channel per group to choose within."""
         modules = dict(model.named_modules())

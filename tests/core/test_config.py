@@ -14,7 +14,7 @@ from core.prune import apply, check_config_matches
 from tests.conftest import get_spec
 
 KEYS = {"model", "method", "ratios", "criterion", "model_fingerprint", "finetune", "calibration_samples", "seed",
-        "schedule", "pattern", "remove_blocks", "version"}
+        "schedule", "pattern", "remove_blocks", "repair", "version"}
 
 
 def _configs() -> list[PruneConfig]:
@@ -23,7 +23,7 @@ def _configs() -> list[PruneConfig]:
         PruneConfig(model="mnist-resnet", method="unstructured", ratios={"stem.0": 0.1, "layer1.0.conv1": 0.9},
                     criterion="l2", model_fingerprint="0123456789abcdef", seed=7, calibration_samples=64,
                     finetune=FinetuneConfig(epochs=3, lr=0.05, batch_size=32, distill=True, rewind=True),
-                    schedule=Schedule("iterative", steps=4, curve="linear")),
+                    schedule=Schedule("iterative", steps=4, curve="linear"), repair="lstsq"),
         PruneConfig(model="mnist-resnet", method="block", ratios={"layer1.0.conv1": 0.5},
                     pattern=Pattern(block=(8, 8)), schedule=Schedule("dynamic", update_every=5),
                     finetune=FinetuneConfig(epochs=2)),
@@ -50,7 +50,7 @@ def test_round_trips(config, tmp_path):
     assert set(config.to_dict()) == KEYS
     assert set(config.to_dict()["finetune"]) == {"epochs", "lr", "batch_size", "distill", "temperature", "alpha",
                                                  "rewind", "optimizer", "batchnorm"}
-    assert config.to_dict()["version"] == CONFIG_VERSION == 3
+    assert config.to_dict()["version"] == CONFIG_VERSION == 4
     text = config.to_json()
     assert text.endswith("\n") and json.loads(text) == config.to_dict()
     assert list(json.loads(text)) == sorted(KEYS)  # stable, diff-friendly key order
@@ -72,7 +72,7 @@ def test_config_is_frozen():
 
 
 @pytest.mark.parametrize("text, message", [
-    (json.dumps(_valid_dict(version=4)), "version 4 is not supported"),
+    (json.dumps(_valid_dict(version=5)), "version 5 is not supported"),
     (json.dumps({k: v for k, v in _valid_dict().items() if k != "version"}), "no 'version' field"),
     (json.dumps(_valid_dict(colour="red")), "unknown field(s): colour"),
     (json.dumps(_valid_dict(finetune={"epochs": 1, "momentum": 0.9})), "finetune has unknown field(s): momentum"),
@@ -88,7 +88,7 @@ def test_config_is_frozen():
     (json.dumps(_valid_dict(seed=-1)), "seed must be an integer from 0 to 4294967295"),
     (json.dumps(_valid_dict(calibration_samples=1.5)), "calibration_samples must be an integer from 1 to 1000000"),
     ('{"version": 1, "model": "digits-mlp", "method": "channel", "ratios": {"fc1": NaN}}', "got nan"),
-], ids=["version-4", "no-version", "unknown-field", "unknown-finetune-field", "truncated", "empty", "list",
+], ids=["version-5", "no-version", "unknown-field", "unknown-finetune-field", "truncated", "empty", "list",
         "string", "null", "missing-model", "bad-method", "bad-criterion", "ratios-list", "negative-seed",
         "float-calibration", "nan-literal"])
 def test_bad_config_text_is_refused_with_a_precise_message(text, message):
@@ -102,8 +102,8 @@ def test_version_checked_before_fields():
     """A future version with fields this PruneLab does not know is refused for its version, not its fields."""
     with pytest.raises(PruneLabError, match="version 99 is not supported"):
         PruneConfig.from_dict({"version": 99, "sparsity_schedule": "cubic"})
-    with pytest.raises(PruneLabError, match="version 4"):
-        PruneConfig(model="digits-mlp", method="channel", ratios={}, version=4)
+    with pytest.raises(PruneLabError, match="version 5"):
+        PruneConfig(model="digits-mlp", method="channel", ratios={}, version=5)
 
 
 def test_unreadable_files(tmp_path):
@@ -189,8 +189,18 @@ def test_version_1_files_read_as_the_version_2_config_they_equal():
           "calibration_samples": 512, "seed": 0}
     config = PruneConfig.from_dict(v1)
     assert config == PruneConfig("digits-mlp", "channel", {"fc1": 0.5}, finetune=FinetuneConfig(epochs=1))
-    assert config.version == 3 and config.schedule == Schedule() and config.pattern == Pattern()
+    assert config.version == 4 and config.schedule == Schedule() and config.pattern == Pattern()
+    assert config.repair == "none"
     assert PruneConfig.from_json(config.to_json()) == config
+
+
+def test_version_3_files_read_as_configs_without_repair():
+    v3 = {**PruneConfig("digits-mlp", "unstructured", {"fc1": 0.5}).to_dict(), "version": 3}
+    del v3["repair"]
+    config = PruneConfig.from_dict(v3)
+    assert config.repair == "none" and config.version == 4
+    repaired = dataclasses.replace(config, repair="sparsegpt")
+    assert PruneConfig.from_json(repaired.to_json()) == repaired
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -211,6 +221,12 @@ def test_version_1_files_read_as_the_version_2_config_they_equal():
     ({"pattern": {"n": 4, "m": 4}}, "0 < N < M"),
     ({"pattern": {"block": [1, 1]}}, "block must be [rows, cols]"),
     ({"pattern": {"block": [4]}}, "block must be [rows, cols]"),
+    ({"method": "channel", "repair": "lstsq"}, "the channel method cannot repair with 'lstsq'"),
+    ({"method": "block", "repair": "sparsegpt"}, "it takes lstsq"),
+    ({"method": "unstructured", "repair": "obs"}, "cannot repair with 'obs': it takes sparsegpt, lstsq"),
+    ({"method": "unstructured", "repair": "sparsegpt", "criterion": "wanda"}, "criterion wanda would be ignored"),
+    ({"method": "unstructured", "repair": "lstsq", "schedule": {"kind": "dynamic"}, "finetune": {"epochs": 1}},
+     "no lstsq repair runs"),
 ])
 def test_method_options_that_cannot_work_are_refused(changes, message):
     with pytest.raises(PruneLabError) as info:

@@ -84,3 +84,29 @@ def test_nm_on_a_convolution_follows_the_pattern_convention():
         groups = layer.weight_mask.movedim(1, -1).reshape(*layer.weight.shape[:1], 3, 3, 2, 4)
         assert (groups.sum(-1) == 2).all()
         assert (layer.weight[layer.weight_mask == 0] == 0).all()
+
+
+def test_a_config_with_repair_prunes_through_the_method_and_replays_identically():
+    """PruneConfig.repair reaches the mask methods: unstructured (sparsegpt; lstsq of the wanda masks) and nm
+    (sparsegpt 2:4); the result carries torch.nn.utils.prune masks at the asked share, beats the same cut without
+    repair, and applying the config again gives the same weights."""
+    from core.config import PruneConfig
+    from core.plan import plan
+    from core.prune import apply
+
+    spec = get_spec("digits-mlp")
+    test = spec.split.test_x, spec.split.test_y
+    cases = [("unstructured", "l1", "sparsegpt", 0.7), ("unstructured", "wanda", "lstsq", 0.7), ("nm", "l1",
+                                                                                                 "sparsegpt", None)]
+    for method, criterion, repair, ratio in cases:
+        ratios, _ = plan(spec, method, ratio)
+        plain = PruneConfig(spec.name, method, ratios, criterion=criterion)
+        fixed = PruneConfig(spec.name, method, ratios, criterion=criterion, repair=repair)
+        before, after = apply(spec, plain), apply(spec, fixed)
+        assert after.removed == before.removed, (method, repair)  # the same number of weights go
+        gain = evaluate(after.model, *test)["accuracy"] - evaluate(before.model, *test)["accuracy"]
+        assert gain > 0.01, (method, repair, gain)
+        again = apply(spec, fixed)
+        for (n, a), (_, b) in zip(after.model.state_dict().items(), again.model.state_dict().items(), strict=True):
+            assert torch.equal(a, b), n
+    assert all(p.grad is None for p in spec.model.parameters())  # the cached model was left alone
