@@ -68,7 +68,7 @@ def _check(at) -> tuple[list[str], list[str]]:
     return [s.value for s in at.success], [e.value for e in at.error]
 
 
-@pytest.mark.slow  # ~40 s: the sidebar's check-load in a child process, the baseline, a few cuts of a tiny BERT
+@pytest.mark.slow  # 18 s measured (2 busy cores): the sidebar's check-load in a child process, the baseline
 def test_hf_mode_offers_only_the_layer_stack_uniformly_and_checks_the_export(monkeypatch, tmp_path, bert):
     at, handle = _open_bert(monkeypatch, tmp_path, bert)
     key = f"ratio|{handle}|neuron|" + "{}"
@@ -88,7 +88,7 @@ def test_hf_mode_offers_only_the_layer_stack_uniformly_and_checks_the_export(mon
     assert not done and any("feed-forward width differs between layers" in e for e in errors), (done, errors)
 
 
-@pytest.mark.slow  # ~40 s: the check-load, the solver, and the check of its cut
+@pytest.mark.slow  # ~20 s: the check-load, the solver, and the check of its cut
 def test_the_solver_in_hf_mode_fills_every_layer_alike(monkeypatch, tmp_path, bert):
     """The channel method (the solver's): the layers' FFN and the hidden size get one ratio, the pooler none; BERT's
     config cannot hold the narrower hidden size (heads of width hidden/heads), which the check says in one line."""
@@ -120,7 +120,7 @@ def _apply(at) -> None:
     assert not at.exception and not at.error, [e.value for e in at.error]
 
 
-@pytest.mark.slow  # ~80 s: the check-load, two runs of a tiny BERT, the export reloaded with from_pretrained
+@pytest.mark.slow  # 21 s measured: the check-load, a run of a tiny BERT, the export reloaded with from_pretrained
 def test_export_page_hands_out_an_hf_folder_from_pretrained_loads(monkeypatch, tmp_path, bert):
     at, handle = _open_bert(monkeypatch, tmp_path, bert)
     at.toggle(key=f"hf-compatible|{handle}").set_value(True).run()
@@ -154,7 +154,7 @@ def test_export_page_hands_out_an_hf_folder_from_pretrained_loads(monkeypatch, t
     assert any(c.value.startswith("No Hugging Face folder: this run has no model.safetensors") for c in at.caption)
 
 
-@pytest.mark.slow  # ~60 s: the check-load and a run whose layers differ
+@pytest.mark.slow  # 20 s measured: the check-load and a run whose layers differ
 def test_a_run_no_hf_config_describes_says_why_and_keeps_the_pt2(monkeypatch, tmp_path, bert):
     at, handle = _open_bert(monkeypatch, tmp_path, bert)
     at.slider(key=f"ratio|{handle}|neuron|{FFN.format(0)}").set_value(0.5).run()  # layer 1 keeps all: non-uniform
