@@ -83,7 +83,7 @@ def solver_panel(name: str, method: str, criterion: str, lut=None, hf: bool = Fa
                         key=state.SOLVER_HW)
         st.button("Solve and fill the sliders", key=state.SOLVE, on_click=_solve,
                   args=(name, method, criterion, lut, hf))
-        if not has_sweep:
+        if not has_sweep and not hf:  # HF-compatible mode solves uniformly: no sweep needed
             where = ("run one on the Sensitivity page" if cache.spec(name).has_data
                      else "sweeps measure accuracy and this model has no data set")
             st.caption(f"The sensitivity strategy needs a sensitivity sweep for this method and criterion ({where}): "
