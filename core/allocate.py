@@ -4,7 +4,8 @@ latency in ms) under per-unit bounds and locks, by one of three strategies:
 - uniform: one ratio for every unit, the smallest that meets the target;
 - global: one importance threshold across all units (each unit loses its channels/weights below it);
 - sensitivity: greedy on the sensitivity curves — repeatedly take the step (any unit, any larger ratio)
-  with the least predicted accuracy drop per unit of cost saved, until the target is met.
+  with the least predicted accuracy drop per unit of cost saved, until the target is met. A language model's
+  sweep is judged by perplexity instead (lower is better): the curves are its increase (core.metric_keys).
 
 Costs come from core.estimate (exact for conv/linear/norm layers). The predicted accuracy drop of a
 configuration is the sum of the single-unit drops measured by the sweep (an additive approximation:
@@ -28,6 +29,7 @@ from core import methods
 from core.errors import PruneLabError
 from core.estimate import CostModel
 from core.graph import kept_channels, ratio_for
+from core.metric_keys import sweep_metric
 
 STRATEGIES = ("uniform", "global", "sensitivity")
 TARGETS = ("flops", "params", "size_mb", "latency_ms", "speedup")
@@ -75,8 +77,9 @@ class Allocation:
     target: Target
     ratios: dict[str, float]
     estimate: dict[str, int]  # core.estimate figures of the chosen ratios
-    predicted_drop: float | None  # accuracy points (0..1) from the sensitivity curves; None without them
+    predicted_drop: float | None  # how much worse `metric` gets (accuracy points 0..1, or perplexity); None: no sweep
     met: bool
+    metric: str = "accuracy"  # the task measure the sensitivity curves (and predicted_drop) are in
 
 
 class Budget:
@@ -165,14 +168,17 @@ def latency_estimate(cost_model: CostModel, base_ms: float, ratios: dict[str, fl
 # ---- sensitivity curves ------------------------------------------------------------------------------
 
 
-def drop_curves(table: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per unit: (ratios, accuracy drop), starting at (0, 0) and made non-decreasing (a larger cut is
-    assumed to hurt at least as much; the sweep's noise otherwise rewards cutting more)."""
+def drop_curves(table: pd.DataFrame, column: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per unit: (ratios, how much worse the task measure got: by default the table's own (core.metric_keys.
+    sweep_metric: accuracy drop, or a language model's perplexity increase), else `column`), starting at (0, 0)
+    and made non-decreasing (a larger cut is assumed to hurt at least as much; the sweep's noise otherwise rewards
+    cutting more)."""
+    column = column or sweep_metric(table.columns).change_name
     curves = {}
     for unit, rows in table.groupby("unit", sort=False):
         rows = rows.sort_values("ratio")
         r = np.concatenate([[0.0], rows["ratio"].to_numpy(float)])
-        d = np.concatenate([[0.0], rows["accuracy_drop"].to_numpy(float)])
+        d = np.concatenate([[0.0], rows[column].to_numpy(float)])
         curves[unit] = (r, np.maximum.accumulate(np.maximum(d, 0.0)))
     return curves
 
@@ -301,4 +307,5 @@ def allocate(strategy: str, cost_model: CostModel, target: Target, bounds: Bound
             raise PruneLabError("the sensitivity strategy needs a sensitivity table (run a sweep first)")
         ratios = sensitivity(units, budget, bounds, curves)
     return Allocation(strategy, target, ratios, cost_model.estimate(ratios),
-                      predicted_drop(curves, ratios) if curves else None, budget.met(ratios))
+                      predicted_drop(curves, ratios) if curves else None, budget.met(ratios),
+                      sweep_metric(table.columns).key if table is not None else "accuracy")

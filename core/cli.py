@@ -30,7 +30,6 @@ from core.metric_keys import PERPLEXITY_METRIC, ModelMetrics, latency_key, sweep
 from core.models import available, load, replay_reference
 from core.plan import plan
 from core.prune import check_config_matches
-from core.repair_layers import REPAIRS
 from core.sensitivity import SweepSpec, cache_path, read_table, sweep
 from core.store import STATUSES, Store
 from core.user_data import data_reference, label_note
@@ -612,9 +611,10 @@ def build_parser() -> Parser:
                     help=f"nm method: keep N of every M ({pattern.n}:{pattern.m})")
     pr.add_argument("--block", type=_block, default=pattern.block, metavar="RxC",
                     help="block method: block shape ({}x{})".format(*pattern.block))
-    pr.add_argument("--repair", choices=["none", *REPAIRS], default="none",
-                    help="mask methods: change the weights that stay so each layer's outputs on calibration data "
-                    "move least — sparsegpt (chooses its own masks) or lstsq (exact, for the criterion's masks)")
+    pr.add_argument("--repair", choices=["none", *methods.repairs()], default="none",
+                    help="post-training repair from calibration data: masks — sparsegpt (chooses its own masks) or "
+                    "lstsq (exact, for the criterion's masks); channels, neurons, heads — lstsq (refit the layers "
+                    "whose inputs were cut to the unpruned outputs) or bias (keep their output means)")
     pr.add_argument("--calibration-samples", type=_positive_int, default=PruneConfig.calibration_samples,
                     help="training examples that criteria, repair and BatchNorm re-estimation look at")
     pr.add_argument("--rank", choices=["cosine", "sensitivity"], default="cosine",

@@ -53,12 +53,19 @@ def _digits() -> Split:
     return _stratified(d.data / 16.0, d.target, test_size=360)
 
 
-_LOADERS = {"mnist": _mnist, "digits": _digits}
+def _pydoc_topics() -> Split:
+    from sample_models import tiny_lm_data  # the tiny-lm sample's text and tokenizer ship with it
+
+    return tiny_lm_data.split()
+
+
+_LOADERS = {"mnist": _mnist, "digits": _digits, "pydoc-topics": _pydoc_topics}
 
 
 @cache
 def load_split(name: str) -> Split:
-    """The fixed train/test split of a shipped data set ("mnist": 4,000/1,000, "digits": 1,437/360)."""
+    """The fixed train/test split of a shipped data set ("mnist": 4,000/1,000, "digits": 1,437/360;
+    "pydoc-topics": windows of token ids with next-token targets, see sample_models.tiny_lm_data)."""
     if name not in _LOADERS:
         raise PruneLabError(f"unknown data set {name!r}; known: {', '.join(sorted(_LOADERS))}")
     return _LOADERS[name]()

@@ -12,6 +12,7 @@ from torch import nn
 
 from core.data import batches, calibration_subset
 from core.errors import PruneLabError
+from core.evaluate import task_loss
 
 # progress(done_steps, total_steps, info) — info carries e.g. {"epoch": 1, "loss": 0.12}
 Progress = Callable[[int, int, dict], None]
@@ -32,10 +33,12 @@ class Teacher:
     def loss(self, logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             target = self.model(x)
-        t = self.temperature
-        soft = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(target / t, -1), log_target=True,
+        t, classes = self.temperature, logits.shape[-1]
+        # every prediction (an LM's every position) one row, so batchmean averages over predictions
+        student, teacher = logits.reshape(-1, classes) / t, target.reshape(-1, classes) / t
+        soft = F.kl_div(F.log_softmax(student, -1), F.log_softmax(teacher, -1), log_target=True,
                         reduction="batchmean") * t * t
-        return self.alpha * soft + (1 - self.alpha) * F.cross_entropy(logits, y)
+        return self.alpha * soft + (1 - self.alpha) * task_loss(logits, y)
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, see
             if recipe.augment and xb.dim() == 4:
                 xb = random_shift(xb)
             logits = model(xb)
-            loss = teacher.loss(logits, xb, yb) if teacher else F.cross_entropy(logits, yb)
+            loss = teacher.loss(logits, xb, yb) if teacher else task_loss(logits, yb)  # an LM: next-token CE
             _check_finite(loss, step, recipe)
             opt.zero_grad(set_to_none=True)
             loss.backward()

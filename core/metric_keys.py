@@ -1,7 +1,10 @@
 """The one place that names and parses metric keys, and a typed view of the metrics a run records.
 
-metrics.json holds, per model ("baseline", "pruned"), a flat dict: params, sizes, FLOPs, accuracy/loss and
-latency under keys such as `torch_latency_p90_ms_batch32` (runtime prefix, statistic, batch suffix). The format
+metrics.json holds, per model ("baseline", "pruned"), a flat dict: params, sizes, FLOPs, task measures (accuracy,
+loss, a language model's perplexity, a sentence encoder's fidelity) and latency under keys such as
+`torch_latency_p90_ms_batch32` (runtime prefix, statistic, batch suffix). Task measures are registered as
+TaskMetric objects (label, format, which way is better): the CLI, Results, Experiments, sweeps and the budget
+solver read them here instead of special-casing a key. The format
 was once spelled out in five files; now every writer and reader asks LatencyKey / latency_key here. The on-disk
 keys are unchanged, so old runs and stores load as they are: the views keep the dict they were read from and
 write it back untouched.
@@ -12,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -29,11 +32,72 @@ ONNX_ERROR = "onnx_error"  # why the export failed; present only then
 ACCURACY = "accuracy"  # test accuracy, 0..1; None for a model without data
 LOSS = "loss"  # mean test loss; None for a model without data
 FIDELITY = "fidelity"  # sentence encoders: mean cosine similarity to the unpruned embeddings
+PERPLEXITY = "perplexity"  # language models: exp(mean next-token cross-entropy) on the validation split
 LATENCY_THREADS = "latency_threads"  # threads the runtimes were pinned to
 LATENCY_BATCHES = "latency_batches"  # batch sizes timed, in order
 RUNTIME = "runtime"  # runtime versions, as text
 NAMED = (PARAMS, NONZERO_PARAMS, SIZE_BYTES, FLOPS, SPARSE_FLOPS, ONNX_BYTES, ONNX_ERROR, ACCURACY, LOSS, FIDELITY,
-         LATENCY_THREADS, LATENCY_BATCHES, RUNTIME)  # every non-latency key a run writes per model
+         PERPLEXITY, LATENCY_THREADS, LATENCY_BATCHES, RUNTIME)  # every non-latency key a run writes per model
+
+
+@dataclass(frozen=True)
+class TaskMetric:
+    """A task measure a run records: its metrics key, its label, its format, and which way is better."""
+
+    key: str
+    label: str
+    higher_is_better: bool
+    fmt: str = "{:.4f}"
+    percent: bool = False  # a 0..1 share, shown as a percentage where space allows
+
+    def show(self, value: float | None, percent: bool = False) -> str:
+        """value formatted ("n/a" when missing); as a percentage if asked and the metric is a share."""
+        if value is None:
+            return "n/a"
+        return f"{100 * value:.2f}%" if percent and self.percent else self.fmt.format(value)
+
+    def worsening(self, base: float, value: float) -> float:
+        """How much worse value is than base, in the metric's units: positive when worse, whichever way is
+        better (an accuracy drop; a perplexity increase)."""
+        return base - value if self.higher_is_better else value - base
+
+    @property
+    def change_name(self) -> str:
+        """The sweep column holding worsening(): "accuracy_drop", "perplexity_increase"."""
+        return f"{self.key}_{'drop' if self.higher_is_better else 'increase'}"
+
+    @property
+    def change_label(self) -> str:
+        return f"{self.label} {'drop' if self.higher_is_better else 'increase'}"
+
+
+TEST_ACCURACY = TaskMetric(ACCURACY, "test accuracy", True, percent=True)
+NEXT_TOKEN_ACCURACY = TaskMetric(ACCURACY, "next-token accuracy", True, percent=True)  # an LM's accuracy
+PERPLEXITY_METRIC = TaskMetric(PERPLEXITY, "validation perplexity", False, "{:.3f}")
+FIDELITY_METRIC = TaskMetric(FIDELITY, "embedding fidelity", True)
+
+
+def task_metrics(metrics: Mapping[str, Any]) -> list[TaskMetric]:
+    """The task measures a model's metrics dict carries, its headline first: a language model's perplexity, then
+    its accuracy (next-token); a sentence encoder's fidelity; a classifier's test accuracy. A model measured by
+    none of them (random weights, no data) still gets accuracy, which reads "n/a"."""
+    if metrics.get(PERPLEXITY) is not None:
+        return [PERPLEXITY_METRIC, NEXT_TOKEN_ACCURACY]
+    if metrics.get(FIDELITY) is not None:
+        return [FIDELITY_METRIC, *([TEST_ACCURACY] if metrics.get(ACCURACY) is not None else [])]
+    return [TEST_ACCURACY]
+
+
+def headline(metrics: Mapping[str, Any]) -> TaskMetric:
+    """The one task measure a model is judged by (see task_metrics)."""
+    return task_metrics(metrics)[0]
+
+
+def sweep_metric(columns: Iterable[str]) -> TaskMetric:
+    """The task measure a sensitivity table (its columns) judges cuts by: a language model's perplexity, else
+    accuracy. Its change_name column holds how much worse each cut made it (positive = worse, whichever way is
+    better): what the budget solver minimises and the heatmap shows."""
+    return PERPLEXITY_METRIC if PERPLEXITY_METRIC.change_name in set(columns) else TEST_ACCURACY
 
 OLD_RUN_BATCHES = (1, 32)  # runs recorded before latency_batches existed were always timed at these
 _PREFIX: dict[str, str] = {"onnxruntime": "", "torch": "torch_"}
@@ -116,6 +180,7 @@ class ModelMetrics:
     accuracy: float | None
     loss: float | None
     fidelity: float | None
+    perplexity: float | None
     latency: Mapping[LatencyKey, float]  # ms, every latency figure recorded
     latency_threads: int | None
     latency_batches: tuple[int, ...]
@@ -132,7 +197,8 @@ class ModelMetrics:
             size_bytes=_count(data.get(SIZE_BYTES)), flops=_count(data.get(FLOPS)),
             sparse_flops=_count(data.get(SPARSE_FLOPS)), onnx_bytes=_count(data.get(ONNX_BYTES)),
             onnx_error=_text(data.get(ONNX_ERROR)), accuracy=_number(data.get(ACCURACY)),
-            loss=_number(data.get(LOSS)), fidelity=_number(data.get(FIDELITY)), latency=latency,
+            loss=_number(data.get(LOSS)), fidelity=_number(data.get(FIDELITY)),
+            perplexity=_number(data.get(PERPLEXITY)), latency=latency,
             latency_threads=_count(data.get(LATENCY_THREADS)), latency_batches=_batches(data.get(LATENCY_BATCHES)),
             runtime=_text(data.get(RUNTIME)), source=copy.deepcopy(dict(data)))
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from core.data import load_split
+from core.data import Split, load_split
 from core.errors import PruneLabError
 from core.finetune import recalibrate_batchnorm
 from core.spec import ModelSpec, fingerprint
@@ -92,14 +92,23 @@ def load(name: str, weights: str | None = None, trust_pickle: bool = False, data
         except Exception as e:  # corrupt or mismatched file: say which, do not crash the caller
             raise PruneLabError(f"cannot load weights {path}: {e}") from None
     model.eval()
+    split = load_split(sample.dataset)
     return ModelSpec(
         name=name,
         model=model,
-        example_input=torch.zeros(1, *sample.input_shape),
-        split=load_split(sample.dataset),
+        example_input=_example(split, sample.input_shape),
+        split=split,
         summary=sample.summary,
         fingerprint=fingerprint(model),
     )
+
+
+def _example(split: Split, input_shape: tuple[int, ...]) -> torch.Tensor:
+    """A batch of one: zeros for image/feature models; for a token model (integer inputs) its first test window,
+    real ids, so random inputs drawn up to its largest id (core.data.random_inputs) are ids the model knows."""
+    if split.test_x.is_floating_point():
+        return torch.zeros(1, *input_shape)
+    return split.test_x[:1].clone()
 
 
 def _with_weights(spec: ModelSpec, weights: str, trust_pickle: bool) -> ModelSpec:

@@ -1,5 +1,6 @@
 """Sensitivity analysis: prune one layer (unstructured) or one coupled channel group (channel) at a
-time over a ratio grid, and measure accuracy and loss. Results are tidy rows, cached on disk.
+time over a ratio grid, and measure accuracy and loss (and a language model's perplexity, with its increase:
+the figure the solver and the heatmap use for it, lower being better). Results are tidy rows, cached on disk.
 
 Nothing is deep-copied per grid point: one working copy is masked, evaluated and restored.
 - unstructured: the layer's lowest-scoring weights are zeroed, as the pruner would mask them.
@@ -39,6 +40,7 @@ from core.files import cache_writable, write_cache
 from core.finetune import recalibrate_batchnorm
 from core.graph import channel_groups, dependency_graph, kept_channels
 from core.importance import Calibration, channel_scores, weight_scores
+from core.metric_keys import PERPLEXITY_METRIC
 from core.prune.unstructured import mask_from_scores
 from core.spec import ModelSpec, require_data
 from core.structure import query_projections
@@ -48,6 +50,8 @@ SWEEP_VERSION = 1  # bump when the way figures are computed changes: old cache e
 DEFAULT_GRID = tuple(round(0.1 * i, 1) for i in range(1, 10))
 COLUMNS = ["model", "granularity", "criterion", "unit", "ratio", "accuracy", "loss", "accuracy_drop",
            "loss_increase", "params_removed", "flops_removed", "base_accuracy", "base_loss"]
+# a language model's sweep adds these (core.evaluate gives it a perplexity); other tables do not have them
+PERPLEXITY_COLUMNS = [PERPLEXITY_METRIC.key, PERPLEXITY_METRIC.change_name, f"base_{PERPLEXITY_METRIC.key}"]
 Progress = Callable[[int, int], None]
 
 
@@ -114,7 +118,7 @@ def sweep(spec: ModelSpec, sweep_spec: SweepSpec, progress: Progress | None = No
     # masks are swept layer by layer on weight scores, structural methods group by group
     runner = _unstructured_rows if methods.get(sweep_spec.granularity).mask else _channel_rows
     rows = runner(spec, sweep_spec, calib, ex, ey, progress or (lambda done, total: None))
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS + [c for c in PERPLEXITY_COLUMNS if rows and c in rows[0]])
     buf = io.StringIO()
     table.to_csv(buf, index=False)
     if keep:
@@ -146,7 +150,8 @@ def read_table(path: str | Path, model: str | None = None) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing or table.empty:
         raise PruneLabError(f"{path} is not a PruneLab sensitivity table (missing: {', '.join(missing) or 'rows'})")
-    numbers = table[[c for c in COLUMNS if c not in text_columns]].apply(pd.to_numeric, errors="coerce")
+    measured = [c for c in COLUMNS + PERPLEXITY_COLUMNS if c in table.columns and c not in text_columns]
+    numbers = table[measured].apply(pd.to_numeric, errors="coerce")
     if numbers.isna().any().any() or table[list(text_columns)].isna().any().any():
         raise PruneLabError(f"{path} has empty or non-numeric cells (truncated or edited?)")
     if not numbers.map(math.isfinite).all().all():
@@ -162,6 +167,20 @@ def read_table(path: str | Path, model: str | None = None) -> pd.DataFrame:
 
 def _row(sweep_spec: SweepSpec, unit: str, ratio: float, result: dict, base: dict, cost: dict,
          base_cost: dict) -> dict:
+    return {**_core_row(sweep_spec, unit, ratio, result, base, cost, base_cost), **_perplexity_cells(result, base)}
+
+
+def _perplexity_cells(result: dict, base: dict) -> dict:
+    """A language model's perplexity, its increase over the unpruned model's, and that base (else nothing)."""
+    key = PERPLEXITY_METRIC.key
+    if key not in result:
+        return {}
+    return dict(zip(PERPLEXITY_COLUMNS, (result[key], PERPLEXITY_METRIC.worsening(base[key], result[key]), base[key]),
+                    strict=True))
+
+
+def _core_row(sweep_spec: SweepSpec, unit: str, ratio: float, result: dict, base: dict, cost: dict,
+              base_cost: dict) -> dict:
     return {
         "model": sweep_spec.model, "granularity": sweep_spec.granularity, "criterion": sweep_spec.criterion,
         "unit": unit, "ratio": ratio, "accuracy": result["accuracy"], "loss": result["loss"],

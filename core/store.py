@@ -49,7 +49,7 @@ from core.errors import PruneLabError
 from core.files import write_atomic
 from core.processes import alive, process_start
 from core.run_folder import HANDED_OUT, RUN_FILES
-from core.store_compare import config_diff, pareto_front
+from core.store_compare import config_diff, judged_by, pareto_front, task_value
 from core.store_folders import folder_record, moved_here, own_metrics
 from core.store_recovery import move_aside, salvage
 from core.store_rows import NUMBERS, BadRow, Experiment, Unreadable, experiment, numbers, runs_root, unreadable
@@ -398,13 +398,15 @@ class Store:
 
     def pareto(self, model: str, x: str = "flops") -> list[Experiment]:
         """The done experiments of `model` that no other one beats on both x (lower is better) and accuracy
-        (higher is better), sorted by x. Experiments without an accuracy (None: a model without test data) or
+        (higher is better; a language model's perplexity, lower is better),
+        sorted by x. Experiments without an accuracy (None: a model without test data) or
         without x are left out: they cannot be placed on the front. Identical points are all kept."""
         if x not in PARETO_AXES:
             raise PruneLabError(f"cannot build a Pareto front on {x!r}; choose one of {', '.join(PARETO_AXES)}")
-        points = [e for e in self.list(model=model, status="done")
-                  if e.accuracy is not None and getattr(e, x) is not None]
-        return pareto_front(points, x)
+        done = self.list(model=model, status="done")
+        metric = judged_by(done)  # a language model's perplexity (lower is better), else accuracy
+        points = [e for e in done if task_value(e, metric) is not None and getattr(e, x) is not None]
+        return pareto_front(points, x, metric)
 
     def damaged_copies(self) -> list[Path]:
         """Damaged store files moved aside earlier (kept until the user removes them), oldest first."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.config import PruneConfig
+from core.metric_keys import PERPLEXITY_METRIC, TEST_ACCURACY, TaskMetric
 from core.store_rows import Experiment
 
 
@@ -36,13 +37,30 @@ def _settings(config: PruneConfig) -> dict[str, Any]:
     return flat
 
 
-def pareto_front(points: list[Experiment], x: str) -> list[Experiment]:
-    """Points not dominated on (x lower, accuracy higher), by x. Sorted by x then accuracy descending, a point
-    is on the front iff its accuracy beats every earlier one, or it equals the last point kept."""
+def judged_by(points: list[Experiment]) -> TaskMetric:
+    """The task measure runs of one model are compared on (core.metric_keys.headline of their pruned metrics): a
+    language model's perplexity (lower is better), else test accuracy."""
+    return next((PERPLEXITY_METRIC for e in points if task_value(e, PERPLEXITY_METRIC) is not None), TEST_ACCURACY)
+
+
+def task_value(e: Experiment, metric: TaskMetric) -> float | None:
+    """The pruned model's figure of `metric` (accuracy: the store's column), or None if not recorded."""
+    if metric.key == TEST_ACCURACY.key:
+        return e.accuracy
+    pruned = (e.metrics or {}).get("pruned")
+    value = pruned.get(metric.key) if isinstance(pruned, dict) else None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def pareto_front(points: list[Experiment], x: str, metric: TaskMetric = TEST_ACCURACY) -> list[Experiment]:
+    """Points not dominated on (x lower, metric better: accuracy higher, perplexity lower), by x. Sorted by x then
+    best first, a point is on the front iff it beats every earlier one, or it equals the last point kept."""
+    sign = 1 if metric.higher_is_better else -1
+    score = lambda e: sign * task_value(e, metric)  # noqa: E731  (higher is better)
     front: list[Experiment] = []
-    for e in sorted(points, key=lambda e: (getattr(e, x), -e.accuracy)):
-        if not front or e.accuracy > front[-1].accuracy:
+    for e in sorted(points, key=lambda e: (getattr(e, x), -score(e))):
+        if not front or score(e) > score(front[-1]):
             front.append(e)
-        elif (getattr(e, x), e.accuracy) == (getattr(front[-1], x), front[-1].accuracy):
+        elif (getattr(e, x), score(e)) == (getattr(front[-1], x), score(front[-1])):
             front.append(e)
     return front

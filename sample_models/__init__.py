@@ -7,9 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
+from sample_models import tiny_lm_data
 from sample_models.architectures import DigitsMLP, MnistMobileNet, MnistResNet, MnistViT
+from sample_models.tiny_lm import TinyLM
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -22,16 +25,22 @@ class Sample:
     build: Callable[[], nn.Module]
     dataset: str  # a name known to core.data.load_split
     input_shape: tuple[int, ...]  # one example, without the batch dimension
-    min_accuracy: float  # the test accuracy the committed weights must reach
+    min_accuracy: float  # the test accuracy the committed weights must reach (next-token accuracy for an LM)
     epochs: int  # training recipe (AdamW, one-cycle schedule, random shifts for images)
     lr: float
     summary: str
+    # what sample_models.train fits on when not the split's training set (the LM: overlapping windows)
+    training_data: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None
+    weights_dtype: torch.dtype = torch.float32  # as committed; loaded into the fp32 model either way
 
     @property
     def weights_path(self) -> Path:
         return WEIGHTS_DIR / f"{self.name}.pt"
 
 
+TINY_LM = Sample("tiny-lm", TinyLM, "pydoc-topics", (tiny_lm_data.CONTEXT,), 0.5, 3, 2e-3,
+                 "GPT-style character language model, 4 blocks x 4 heads, dim 192, context 128, trained on "
+                 "Python's reference docs; measured by perplexity", tiny_lm_data.training_windows, torch.float16)
 SAMPLES: dict[str, Sample] = {
     s.name: s
     for s in (

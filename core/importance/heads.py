@@ -15,12 +15,12 @@ from contextlib import contextmanager
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from core.attention import attention_views, group_weights
 from core.data import batches
 from core.errors import PruneLabError
+from core.evaluate import task_loss
 from core.importance.criteria import NotApplicable
 from core.importance.signals import Calibration
 from core.structure import attention_module
@@ -83,7 +83,7 @@ def head_importance(model: nn.Module, calib: Calibration) -> dict[str, torch.Ten
     try:
         with head_gates(model, gates), torch.enable_grad():
             for xb, yb in batches(calib.x, calib.y, calib.batch_size):
-                loss = F.cross_entropy(model(xb.to(device)), yb.to(device))
+                loss = task_loss(model(xb.to(device)), yb.to(device))  # an LM: next-token cross-entropy
                 grads = torch.autograd.grad(loss, list(gates.values()), allow_unused=True)
                 for total, grad in zip(totals.values(), grads, strict=True):
                     if grad is not None:  # None: the module does not reach the loss

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from core.data import batches
+from core.evaluate import task_loss
 from core.structure import PRUNABLE
 
 
@@ -44,7 +44,7 @@ class Signals:
         self.model.eval()  # BatchNorm uses its running statistics, as at inference
         for xb, yb in batches(calib.x, calib.y, calib.batch_size):
             with torch.enable_grad():
-                loss = F.cross_entropy(self.model(xb), yb)
+                loss = task_loss(self.model(xb), yb)  # an LM: mean next-token cross-entropy
                 grads = torch.autograd.grad(loss, params, allow_unused=True)
             yield len(xb), {p: g for p, g in zip(params, grads, strict=True) if g is not None}
         self.model.train(was_training)

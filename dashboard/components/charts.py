@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.metric_keys import ModelMetrics, latency_key
+from core.metric_keys import PERPLEXITY_METRIC, ModelMetrics, latency_key, sweep_metric
 from dashboard.components.heat import MAX_COLS, group_table, heat_height, score_grid
 
 # (metric key, label, unit) of the sizes, in the order the comparison charts show them; latencies follow
@@ -79,6 +79,8 @@ def accuracy_bars(base: dict, pruned: dict) -> go.Figure:
     """Test accuracy before and after, on an axis from 0 to 100% so a drop looks as large as it is (a zoomed
     axis made a 0.4-point drop look like a tenth of the bar); the exact figures are written on the bars. An
     empty chart saying so when the model has no data."""
+    if base.get(PERPLEXITY_METRIC.key) is not None and pruned.get(PERPLEXITY_METRIC.key) is not None:
+        return _perplexity_bars(base, pruned)
     if base.get("accuracy") is None or pruned.get("accuracy") is None:
         fig = go.Figure()
         fig.add_annotation(text="accuracy n/a<br>(no data set)", showarrow=False, font={"size": 16})
@@ -89,6 +91,17 @@ def accuracy_bars(base: dict, pruned: dict) -> go.Figure:
                            text=[f"{v:.2f}%" for v in vals], textposition="outside"))
     fig.update_layout(yaxis={"range": [0, 110], "title": "test accuracy % (axis from 0)"}, height=380,
                       margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig
+
+
+def _perplexity_bars(base: dict, pruned: dict) -> go.Figure:
+    """A language model's validation perplexity before and after (lower is better), on an axis from 0."""
+    key = PERPLEXITY_METRIC.key
+    vals = [base[key], pruned[key]]
+    fig = go.Figure(go.Bar(x=["baseline", "pruned"], y=vals, marker_color=["#9aa5b1", "#2f80ed"],
+                           text=[PERPLEXITY_METRIC.show(v) for v in vals], textposition="outside"))
+    fig.update_layout(yaxis={"range": [0, 1.15 * max(vals)], "title": "validation perplexity (lower is better)"},
+                      height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10})
     return fig
 
 
@@ -105,15 +118,21 @@ def estimate_bars(base: dict, est: dict) -> go.Figure:
     return fig
 
 
+HEAT_TITLES = {"accuracy_drop": "accuracy drop (points)", "loss_increase": "loss increase",
+               PERPLEXITY_METRIC.change_name: PERPLEXITY_METRIC.change_name.replace("_", " ")}
+
+
 def sensitivity_heatmap(table, column: str = "accuracy_drop", grouped: bool = False) -> go.Figure:
-    """Units x ratios heatmap of the sweep: accuracy drop (points) or loss increase; hover shows all.
+    """Units x ratios heatmap of the sweep: accuracy drop (points), loss increase or a language model's perplexity
+    increase (worse is redder either way); hover shows the measure itself (accuracy, or perplexity).
     grouped: one row per stage or block, the mean over its units. The height follows the row count."""
+    measure = sweep_metric(table.columns).key  # what the hover shows beside the change
     if grouped:
-        table = group_table(table, [column, "accuracy"])
+        table = group_table(table, [column, measure])
     pivot = table.pivot(index="unit", columns="ratio", values=column).reindex(table["unit"].unique())
-    acc = table.pivot(index="unit", columns="ratio", values="accuracy").reindex(pivot.index)
+    acc = table.pivot(index="unit", columns="ratio", values=measure).reindex(pivot.index)
     scale = 100 if column == "accuracy_drop" else 1
-    title = "accuracy drop (points)" if column == "accuracy_drop" else "loss increase"
+    title = HEAT_TITLES[column]
     mean = "mean " if grouped else ""
     z = pivot.to_numpy() * scale
     zmax = _clip_at(z)
@@ -121,7 +140,7 @@ def sensitivity_heatmap(table, column: str = "accuracy_drop", grouped: bool = Fa
         z=z, x=[f"{r:g}" for r in pivot.columns], y=list(pivot.index), customdata=acc.to_numpy(), colorscale="Reds",
         zmin=0, zmax=zmax, colorbar={"title": title if zmax is None else f"{title}<br>(colours clipped at {zmax:.3g})"},
         hovertemplate="%{y}<br>ratio %{x}<br>" + mean + title + " %{z:.3g}<br>" + mean
-                      + "accuracy %{customdata:.4f}<extra></extra>",
+                      + measure + " %{customdata:.4f}<extra></extra>",
     ))
     fig.update_layout(height=heat_height(len(pivot.index)) + 20, margin={"l": 10, "r": 10, "t": 30, "b": 40},
                       xaxis_title="ratio removed", yaxis={"autorange": "reversed"}, clickmode="event+select")

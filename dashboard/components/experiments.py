@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from core.metric_keys import ACCURACY, task_metrics
 from core.store import Experiment, Unreadable
 
 # (column of the store, label) of the headline numbers, as the list and the comparison show them
@@ -15,11 +16,22 @@ NUMBERS = (("params", "params"), ("flops", "FLOPs"), ("size_bytes", "size (bytes
            ("latency_ms", "latency b1 (ms)"), ("accuracy", "accuracy"))
 
 
-def fidelity(exp: Experiment) -> float | None:
-    """The pruned model's embedding fidelity (models measured by fidelity instead of accuracy), or None."""
+def _pruned(exp: Experiment) -> dict:
     pruned = (exp.metrics or {}).get("pruned")
-    value = pruned.get("fidelity") if isinstance(pruned, dict) else None
+    return pruned if isinstance(pruned, dict) else {}
+
+
+def task_value(exp: Experiment, key: str) -> float | None:
+    """The pruned model's task measure `key` (e.g. embedding fidelity, a language model's perplexity), or None."""
+    value = _pruned(exp).get(key)
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def task_columns(experiments: list[Experiment]) -> list[str]:
+    """The task measures besides accuracy (a store column) that some experiment reports, by core.metric_keys'
+    registry: "perplexity" for language models, "fidelity" for sentence encoders."""
+    keys = [t.key for e in experiments for t in task_metrics(_pruned(e)) if t.key != ACCURACY]
+    return [k for k in dict.fromkeys(keys) if any(task_value(e, k) is not None for e in experiments)]
 
 
 def matches(exp: Experiment, text: str) -> bool:
@@ -28,19 +40,17 @@ def matches(exp: Experiment, text: str) -> bool:
 
 
 def table(experiments: list[Experiment]) -> pd.DataFrame:
-    """One row per experiment: id, method, criterion, status, the numbers, created (UTC); a fidelity column
-    only when some experiment reports one."""
-    with_fidelity = any(fidelity(e) is not None for e in experiments)
+    """One row per experiment: id, method, criterion, status, the numbers, created (UTC); a column for each other
+    task measure (perplexity, fidelity) only when some experiment reports it."""
+    extra = task_columns(experiments)
     rows = []
     for e in experiments:
         row: dict[str, Any] = {"id": e.id, "method": e.method, "criterion": e.criterion, "status": e.status}
         row |= {label: getattr(e, key) for key, label in NUMBERS}
-        if with_fidelity:
-            row["fidelity"] = fidelity(e)
+        row |= {key: task_value(e, key) for key in extra}
         row["created"] = e.created_at[:19].replace("T", " ")
         rows.append(row)
-    columns = ["id", "method", "criterion", "status", *(label for _, label in NUMBERS),
-               *(["fidelity"] if with_fidelity else []), "created"]
+    columns = ["id", "method", "criterion", "status", *(label for _, label in NUMBERS), *extra, "created"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -85,11 +95,12 @@ def highlight_changed(frame: pd.DataFrame) -> Any:
 
 def side_by_side(a: Experiment, b: Experiment) -> pd.DataFrame:
     """Status and headline numbers of two experiments (A and B), with B / A for the numbers both have."""
-    keys = [*NUMBERS, *([("fidelity", "fidelity")] if fidelity(a) is not None or fidelity(b) is not None else [])]
+    extra = task_columns([a, b])
+    keys = [*NUMBERS, *((key, key) for key in extra)]
     ca, cb = column(a.id, "A"), column(b.id, "B")
     rows = [{"metric": "status", ca: a.status, cb: b.status, "B / A": ""}]
     for key, label in keys:
-        va, vb = (fidelity(e) if key == "fidelity" else getattr(e, key) for e in (a, b))
+        va, vb = (task_value(e, key) if key in extra else getattr(e, key) for e in (a, b))
         ratio = vb / va if va and vb is not None else None
         rows.append({"metric": label, ca: _number(va), cb: _number(vb),
                      "B / A": "" if ratio is None else f"{ratio:.3f}"})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.metric_keys import ModelMetrics, latency_key
+from core.metric_keys import ACCURACY, FIDELITY_METRIC, PERPLEXITY_METRIC, ModelMetrics, latency_key
 from dashboard.components.text import md
 
 
@@ -36,8 +36,11 @@ def metric_row(m: dict, base: dict | None = None) -> None:
             continue
         col.metric(f"Latency b{batch} (median)", f"{m[key]:.3g} ms", delta(key), delta_color="inverse",
                    help=f"onnxruntime; p90 {_ms(view.latency_ms(batch, 'p90'))}. Eager torch: {_ms(torch_ms)}.")
-    if m.get("accuracy") is None:
-        if "fidelity" in m:
+    if m.get(PERPLEXITY_METRIC.key) is not None:
+        _perplexity_tile(cols[5], m, base)
+        return
+    if m.get(ACCURACY) is None:
+        if FIDELITY_METRIC.key in m:
             cols[5].metric("Embedding fidelity", f"{m['fidelity']:.4f}",
                            help="Mean cosine similarity of sentence embeddings to the unpruned model's.")
             return
@@ -45,6 +48,15 @@ def metric_row(m: dict, base: dict | None = None) -> None:
         return
     acc_delta = None if not base else f"{100 * (m['accuracy'] - base['accuracy']):+.2f} pts"
     cols[5].metric("Test accuracy", f"{100 * m['accuracy']:.2f}%", acc_delta)
+
+
+def _perplexity_tile(col, m: dict, base: dict | None) -> None:
+    """A language model's headline: validation perplexity (lower is better), next-token accuracy in its help."""
+    key = PERPLEXITY_METRIC.key
+    change = None if not base or base.get(key) is None else f"{m[key] - base[key]:+.3f}"
+    col.metric("Validation perplexity", PERPLEXITY_METRIC.show(m[key]), change, delta_color="inverse",
+               help=f"exp(mean next-token cross-entropy) on the validation text; lower is better. Next-token "
+                    f"accuracy {100 * m[ACCURACY]:.2f}%.")
 
 
 def _ms(value: float | None) -> str:

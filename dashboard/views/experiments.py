@@ -15,6 +15,7 @@ import streamlit as st
 from core.errors import PruneLabError
 from core.run_folder import HANDED_OUT, WEIGHTS_FILE
 from core.store import RUN_FILES, STATUSES, Experiment, Store, Unreadable
+from core.store_compare import judged_by, task_value
 from core.store_rows import runs_root
 from dashboard import state
 from dashboard.components import experiments as tables
@@ -72,10 +73,12 @@ def _pareto(name: str, store: Store) -> None:
     st.markdown("#### Pareto front")
     axis = st.selectbox("Cost", list(AXES), format_func=AXES.get, key=state.EXP_PARETO_X)
     done = store.list(model=name, status="done")
-    points = [e for e in done if e.accuracy is not None and getattr(e, axis) is not None]
+    metric = judged_by(done)  # test accuracy, or a language model's perplexity (lower is better)
+    points = [e for e in done if task_value(e, metric) is not None and getattr(e, axis) is not None]
     if points:
         st.plotly_chart(pareto_chart(points, store.pareto(name, axis), axis), width="stretch", key=state.EXP_PARETO)
-        st.caption("The front: experiments no other one beats on both the cost (lower) and test accuracy (higher).")
+        better = "higher" if metric.higher_is_better else "lower"
+        st.caption(f"The front: experiments no other one beats on both the cost (lower) and {metric.label} ({better}).")
     else:
         st.info("No finished experiment of this model has both a test accuracy and this cost to plot.")
     if left_out := len(done) - len(points):

@@ -11,7 +11,7 @@ from core.config import PruneConfig
 from core.errors import PruneLabError
 from core.experiment import finetune_verdict
 from core.graph import layer_widths
-from core.metric_keys import ModelMetrics, latency_key
+from core.metric_keys import PERPLEXITY_METRIC, ModelMetrics, latency_key, task_metrics
 from core.recipes import describe
 from core.store import Experiment, Store
 from dashboard import cache, state
@@ -49,17 +49,20 @@ def pick_run(name: str, key: str) -> Experiment | None:
 
 
 def _label(run: Experiment) -> str:
-    acc = run.metrics["pruned"].get("accuracy")
+    pruned = run.metrics["pruned"]
+    if pruned.get(PERPLEXITY_METRIC.key) is not None:  # a language model: its headline
+        return f"{run.id} · {run.config.finetune.epochs} ep · ppl {PERPLEXITY_METRIC.show(pruned['perplexity'])}"
+    acc = pruned.get("accuracy")
     return f"{run.id} · {run.config.finetune.epochs} ep · acc " + ("n/a" if acc is None else f"{100 * acc:.2f}%")
 
 
 def _table(base: dict, pruned: dict) -> pd.DataFrame:
     rows = [(label + (f" ({unit})" if unit else ""), base[k], pruned[k], pruned[k] / base[k] if base[k] else None)
             for k, label, unit in compared(base, pruned)]
-    if base.get("accuracy") is not None:
-        rows.append(("test accuracy", base["accuracy"], pruned["accuracy"], pruned["accuracy"] / base["accuracy"]))
-    if base.get("fidelity") is not None:
-        rows.append(("embedding fidelity", base["fidelity"], pruned["fidelity"], pruned["fidelity"] / base["fidelity"]))
+    for task in task_metrics(base):  # accuracy, or a language model's perplexity and next-token accuracy, ...
+        if base.get(task.key) is not None:
+            value = pruned.get(task.key)
+            rows.append((task.label, base[task.key], value, value / base[task.key] if value is not None else None))
     return pd.DataFrame(rows, columns=["metric", "baseline", "pruned", "pruned / baseline"])
 
 

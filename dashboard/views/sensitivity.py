@@ -7,6 +7,7 @@ import streamlit as st
 
 from core import methods
 from core.importance import REGISTRY
+from core.metric_keys import PERPLEXITY_METRIC, sweep_metric
 from core.workflows import defaults
 from dashboard import cache, jobs, state
 from dashboard.components.charts import sensitivity_heatmap, unit_cost_bars
@@ -61,8 +62,12 @@ def render(name: str) -> None:
         return
     st.caption(f"Measured on {sweep_spec.eval_samples:,} training images the calibration step did not use "
                f"(baseline accuracy there {table['base_accuracy'].iloc[0]:.4f}); read from the cache.")
-    metric = st.radio("Show", ["accuracy drop", "loss increase"], horizontal=True, key=state.SENS_METRIC)
-    column = "accuracy_drop" if metric == "accuracy drop" else "loss_increase"
+    # a language model's perplexity increase first (lower perplexity is better): what its solver minimises
+    lm = {"perplexity increase": PERPLEXITY_METRIC.change_name} if sweep_metric(table.columns) is PERPLEXITY_METRIC \
+        else {}
+    shown = {**lm, "accuracy drop": "accuracy_drop", "loss increase": "loss_increase"}
+    metric = st.radio("Show", list(shown), horizontal=True, key=state.SENS_METRIC)
+    column = shown[metric]
     grouped = grouped_view(table["unit"].nunique(), state.SENS_DETAIL)
     event = st.plotly_chart(sensitivity_heatmap(table, column, grouped), width="stretch", key=state.SENS_HEATMAP,
                             on_select="rerun", selection_mode="points")

@@ -1,0 +1,98 @@
+"""tiny-lm: a small GPT-style causal language model (character-level, trained on Python's reference docs).
+
+Pre-LayerNorm decoder blocks (causal self-attention, then a GELU MLP, each added to its input), learned token
+and position embeddings, a final LayerNorm and an output layer over the vocabulary. Written with PruneLab's
+conventions so every method works on it unchanged:
+
+- attention is a module with an int `num_heads` and Linear children `q`, `k`, `v`, `proj`; the head width is
+  read from the projections at run time (reshape(..., num_heads, -1)), so removing heads (rows of q/k/v,
+  columns of proj, num_heads lowered) leaves the remaining heads computing what they did;
+- blocks have `attn` and `fc1` children (core.structure recognises them as residual; the layer method removes
+  them), and the MLP is `fc1`/`fc2` (the neuron method);
+- it takes ONE tensor, token ids (N, T) int64, and returns next-token logits (N, T, V); the causal mask is made
+  from T with tensor code, no data-dependent Python branch, so Torch-Pruning traces it and torch.onnx exports
+  it with a dynamic batch dimension.
+
+No dropout: PruneLab's fine-tuning is brief and eval-mode outputs would be the same.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sample_models import tiny_lm_data
+
+DIM = 192  # width of the residual stream
+DEPTH = 4  # decoder blocks
+HEADS = 4  # attention heads per block (width 48 each)
+MLP_HIDDEN = 4 * DIM
+
+
+class CausalAttention(nn.Module):
+    """Multi-head self-attention where position i sees positions 0..i only."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        split = lambda t: t.reshape(b, n, self.num_heads, -1).transpose(1, 2)  # noqa: E731  (b, h, n, d)
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+        future = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1)  # True above the diagonal
+        # the most negative finite float rather than -inf: the ONNX graph holds no infinities
+        scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
+        out = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, n, -1)
+        return self.proj(out)
+
+
+class DecoderBlock(nn.Module):
+    """Pre-norm decoder block: x + attn(LN(x)), then + fc2(gelu(fc1(LN(x))))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_hidden: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = CausalAttention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, mlp_hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(mlp_hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.fc2(self.act(self.fc1(self.norm2(x))))
+
+
+class TinyLM(nn.Module):
+    """Token ids (N, T), T <= context, in; next-token logits (N, T, vocab) out."""
+
+    def __init__(self, vocab: int | None = None, dim: int = DIM, depth: int = DEPTH, num_heads: int = HEADS,
+                 mlp_hidden: int = MLP_HIDDEN, context: int = tiny_lm_data.CONTEXT) -> None:
+        super().__init__()
+        vocab = vocab or tiny_lm_data.vocab_size()
+        self.tok_embed = nn.Embedding(vocab, dim)
+        self.pos_embed = nn.Embedding(context, dim)
+        self.blocks = nn.ModuleList(DecoderBlock(dim, num_heads, mlp_hidden) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab)
+        self.apply(_init)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.tok_embed(ids) + self.pos_embed.weight[: ids.shape[1]]
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))
+
+
+def _init(module: nn.Module) -> None:
+    """GPT-2's initialisation: normal(0, 0.02) weights, zero biases (PyTorch's defaults train slower here)."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
