@@ -41,7 +41,7 @@ def forward_order(model: nn.Module, example_input: torch.Tensor, names: list[str
     return seen + [n for n in names if n not in seen]
 
 
-def _patches(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def patches(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The layer's inputs as rows of what its 2-D weight multiplies: (examples x positions, inputs)."""
     if isinstance(module, nn.Conv2d):
         cols = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)  # (N, C*k*k, L)
@@ -55,7 +55,7 @@ def hessian(model: nn.Module, module: nn.Module, x: torch.Tensor, batch_size: in
     h = torch.zeros(size, size, dtype=torch.float64)
 
     def hook(_m: nn.Module, args: tuple) -> None:
-        rows = _patches(module, args[0].detach()).double()
+        rows = patches(module, args[0].detach()).double()
         h.addmm_(rows.T, rows)
 
     handle = module.register_forward_pre_hook(hook)

@@ -50,6 +50,11 @@ def mask_names() -> list[str]:
     return [n for n, m in REGISTRY.items() if m.mask]
 
 
+def repairs() -> list[str]:
+    """Every post-training repair some method takes, in registry order (the CLI's --repair choices)."""
+    return list(dict.fromkeys(r for m in REGISTRY.values() for r in m.repairs))
+
+
 def register(method: Method) -> None:
     """Add a method under its name; a second method of the same name is refused."""
     if method.name in REGISTRY:

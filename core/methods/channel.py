@@ -29,6 +29,6 @@ class Channel(ShrinkMethod):
         return channel_units(model, example_input)
 
     def shrink(self, model: nn.Module, example_input: torch.Tensor, config: ConfigLike, ratios: dict[str, float],
-               calib: Calibration, blocks: list[str]) -> dict[str, int]:
+               calib: Calibration, blocks: list[str], outputs: dict[str, list[int]] | None = None) -> dict[str, int]:
         scores = channel_scores(model, example_input, config.criterion, calib, config.seed)
-        return apply_channel(model, {u: r for u, r in ratios.items() if r > 0}, example_input, scores)
+        return apply_channel(model, {u: r for u, r in ratios.items() if r > 0}, example_input, scores, outputs)

@@ -54,7 +54,7 @@ class Head(ShrinkMethod):
         return head_units(model)
 
     def shrink(self, model: nn.Module, example_input: torch.Tensor, config: ConfigLike, ratios: dict[str, float],
-               calib: Calibration, blocks: list[str]) -> dict[str, int]:
+               calib: Calibration, blocks: list[str], outputs: dict[str, list[int]] | None = None) -> dict[str, int]:
         scores = head_scores(model, config.criterion, calib, config.seed)
         unknown = sorted(set(ratios) - set(scores))
         if unknown:

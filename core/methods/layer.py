@@ -30,6 +30,7 @@ RANKINGS = ("cosine", "sensitivity")
 
 class Layer(ShrinkMethod):
     name: ClassVar[str] = "layer"
+    repairs: ClassVar[tuple[str, ...]] = ()  # whole blocks go: no layer's inputs narrow, nothing to refit
     unit: ClassVar[str] = "block"
     help: ClassVar[str] = "removes whole residual blocks · smaller and faster"
     no_units: ClassVar[str] = "has no residual blocks whose output has the shape of their input"
@@ -53,7 +54,7 @@ class Layer(ShrinkMethod):
         return {}, tuple(blocks_to_remove(spec, ratio, options.rank, options.calibration_samples, options.seed))
 
     def shrink(self, model: nn.Module, example_input: torch.Tensor, config: ConfigLike, ratios: dict[str, float],
-               calib: Calibration, blocks: list[str]) -> dict[str, int]:
+               calib: Calibration, blocks: list[str], outputs: dict[str, list[int]] | None = None) -> dict[str, int]:
         remove_blocks(model, blocks, example_input)
         return dict.fromkeys(blocks, 1)
 

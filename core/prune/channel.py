@@ -44,10 +44,11 @@ class _Precomputed:
 
 def apply_channel(
     model: nn.Module, ratios: dict[str, float], example_input: torch.Tensor,
-    scores: dict[str, torch.Tensor] | None = None,
+    scores: dict[str, torch.Tensor] | None = None, outputs: dict[str, list[int]] | None = None,
 ) -> dict[str, int]:
     """Cut channels of model in place at the per-unit ratios, lowest scores first (default: L1 group
-    magnitude); returns the channels removed per unit."""
+    magnitude); returns the channels removed per unit. `outputs`, if given, gets the output indices each
+    Conv2d/Linear lost, by name."""
     import torch_pruning as tp
 
     for param in model.parameters():
@@ -87,5 +88,18 @@ def apply_channel(
         )
         if isinstance(scorer, _Precomputed):
             scorer.graph = pruner.DG
-        pruner.step()
+        for group in pruner.step(interactive=True):
+            _record_outputs(group, pruner.DG, modules, outputs)
+            group.prune()
     return removed
+
+
+def _record_outputs(group, graph, modules: dict[str, nn.Module], outputs: dict[str, list[int]] | None) -> None:
+    """The output indices of each Conv2d/Linear this Torch-Pruning group is about to remove, by name."""
+    if outputs is None:
+        return
+    names = {m: n for n, m in modules.items()}
+    for item in group:
+        target = item.dep.target.module
+        if isinstance(target, (nn.Conv2d, nn.Linear)) and graph.is_out_channel_pruning_fn(item.dep.handler):
+            outputs[names[target]] = sorted(int(i) for i in item.idxs)
