@@ -221,7 +221,9 @@ def test_version_3_files_read_as_configs_without_repair():
     ({"pattern": {"n": 4, "m": 4}}, "0 < N < M"),
     ({"pattern": {"block": [1, 1]}}, "block must be [rows, cols]"),
     ({"pattern": {"block": [4]}}, "block must be [rows, cols]"),
-    ({"method": "channel", "repair": "lstsq"}, "the channel method cannot repair with 'lstsq'"),
+    ({"method": "channel", "repair": "sparsegpt"}, "the channel method cannot repair with 'sparsegpt': it takes "
+     "lstsq, bias"),
+    ({"method": "layer", "ratios": {}, "remove_blocks": ["fc1"], "repair": "lstsq"}, "no post-training repair"),
     ({"method": "block", "repair": "sparsegpt"}, "it takes lstsq"),
     ({"method": "unstructured", "repair": "obs"}, "cannot repair with 'obs': it takes sparsegpt, lstsq"),
     ({"method": "unstructured", "repair": "sparsegpt", "criterion": "wanda"}, "criterion wanda would be ignored"),
