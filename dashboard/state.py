@@ -61,6 +61,7 @@ FOCUS = "focus"  # the unit a chart click put first among the sliders
 UNIT_SEARCH = "unit-search"  # the big-model slider search (all models and methods; a heatmap click fills it)
 ESTIMATE_CHART, APPLY = "estimate-chart", "apply"
 HF_CHECK = "hf-check"  # "Check HF export": whether the current config exports as a Hugging Face folder
+REPAIR, REPAIR_CALIB = "repair", "repair-calib"  # post-training repair and its calibration examples
 EPOCHS, LR, SEED = "epochs", "lr", "seed"
 RECIPE_OWN, OPTIMIZER, BATCHNORM = "recipe-own", "optimizer", "batchnorm"  # the fine-tune recipe set by the user
 SCHEDULE, SCHEDULE_STEPS = "schedule", "schedule-steps"
@@ -103,7 +104,7 @@ DELETE_MESSAGE = "exp-delete-message"  # outcome of the last delete
 # written. Ratio sliders and their search keep theirs with persist_state="session" where they are drawn.
 KEPT = frozenset({
     SENS_GRANULARITY, SENS_CRITERION, SENS_GRID, SENS_EVAL, SENS_CALIB, SENS_SEED, SENS_METRIC,
-    METHOD, CRITERION, SCOPE, HW_AWARE, HW_BATCH, BLOCK_ROWS, BLOCK_COLS,
+    METHOD, CRITERION, SCOPE, HW_AWARE, HW_BATCH, BLOCK_ROWS, BLOCK_COLS, REPAIR, REPAIR_CALIB,
     EPOCHS, LR, SEED, DISTILL, DISTILL_ALPHA, DISTILL_TEMPERATURE, REWIND, RECIPE_OWN, OPTIMIZER, BATCHNORM,
     SCHEDULE, SCHEDULE_CURVE, SCHEDULE_STEPS, SCHEDULE_EVERY,
     SOLVER_TARGET, SOLVER_VALUE, SOLVER_STRATEGY, SOLVER_MIN, SOLVER_MAX, SOLVER_HW,

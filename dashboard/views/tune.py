@@ -15,6 +15,7 @@ from core.workflows import baseline_latency_ms, defaults, estimate_latency, pred
 from dashboard import cache, jobs, state
 from dashboard.components import criteria, hf_mode, locks, methods, strategy_helper
 from dashboard.components import hardware as hardware_ui
+from dashboard.components import repair as repair_ui
 from dashboard.components.charts import estimate_bars
 from dashboard.components.format import human
 from dashboard.components.solver import solver_panel
@@ -110,12 +111,14 @@ def _estimate_section(name: str, method: str, criterion: str, choice: methods.Ch
     return prediction
 
 
-def _config(name: str, method: str, criterion: str, choice: methods.Choice, training: Training) -> PruneConfig:
+def _config(name: str, method: str, criterion: str, choice: methods.Choice, training: Training,
+            repair: tuple[str, int]) -> PruneConfig:
     """The run's PruneConfig; raises PruneLabError (with the reason) for a combination that cannot work."""
     return PruneConfig(model=name, method=method, ratios={k: v for k, v in choice.ratios.items() if v > 0},
                        criterion=criterion, model_fingerprint=cache.spec(name).fingerprint, seed=training.seed,
                        finetune=FinetuneConfig(**training.finetune), schedule=Schedule(**training.schedule),
-                       pattern=choice.pattern, remove_blocks=choice.remove_blocks)
+                       pattern=choice.pattern, remove_blocks=choice.remove_blocks, repair=repair[0],
+                       calibration_samples=repair[1])
 
 
 def _apply(name: str, config: PruneConfig | None, prediction: dict | None, lut) -> None:
@@ -152,11 +155,12 @@ def render(name: str) -> None:
     prediction = _estimate_section(name, method, criterion, choice, lut) if choice is not None else None
 
     st.markdown("#### Apply, fine-tune, measure")
+    repair = repair_ui.control(technique, cache.spec(name).has_data)
     training = options(cache.spec(name), cache.finetune_recipe(name), cache.display_name(name))
     config = None
     if choice is not None:
         try:
-            config = _config(name, method, criterion, choice, training)
+            config = _config(name, method, criterion, choice, training, repair)
         except PruneLabError as e:
             st.error(md(e))
     hf_mode.check(name, config)
