@@ -7,12 +7,15 @@ structural types instead (a PruneConfig satisfies them), and the import graph st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
 from torch import nn
 
 from core.importance import Calibration
+
+RepairProgress = Callable[[int, int, str], None]  # a repair's (layers done, layers in all, the layer it starts)
 
 
 class PatternLike(Protocol):
@@ -29,7 +32,7 @@ class Cutter(Protocol):
     mask: bool
 
     def cut(self, model: nn.Module, example_input: torch.Tensor, config: ConfigLike, ratios: dict[str, float],
-            calib: Calibration, blocks: list[str]) -> dict[str, int]: ...
+            calib: Calibration, blocks: list[str], progress: RepairProgress | None = None) -> dict[str, int]: ...
 
 
 class ConfigLike(Protocol):

@@ -9,8 +9,6 @@ channels x kernel) and one weight; never the activations of all layers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,11 +16,11 @@ from torch.nn.utils import prune
 
 from core.data import batches
 from core.errors import PruneLabError
+from core.protocols import RepairProgress
 from core.prune.patterns import nm_mask
 from core.repair import masked_lstsq, sparsegpt
 from core.structure import PRUNABLE
 
-Progress = Callable[[int, int, str], None]  # (layers done, layers in all, the layer being repaired)
 REPAIRS = ("sparsegpt", "lstsq")  # what a mask method's --repair may be
 
 
@@ -76,7 +74,7 @@ def repairable(module: nn.Module) -> bool:
 
 def repair_masks(model: nn.Module, example_input: torch.Tensor, calib_x: torch.Tensor, how: str,
                  ratios: dict[str, float], keep: dict[str, torch.Tensor] | None = None,
-                 nm: tuple[int, int] | None = None, progress: Progress | None = None) -> dict[str, int]:
+                 nm: tuple[int, int] | None = None, progress: RepairProgress | None = None) -> dict[str, int]:
     """Mask and repair every layer of `ratios` in place (torch.nn.utils.prune masks over the repaired weights);
     returns the weights zeroed per layer. how="sparsegpt" chooses each mask as it repairs (ratio of the layer, or
     nm = (n kept, of every m) as core.config.Pattern says it); how="lstsq" repairs the masks given in `keep`

@@ -19,17 +19,15 @@ Memory: one layer's B^T B (inputs^2), B^T A (inputs x unpruned inputs) and one b
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from core.data import batches
+from core.protocols import RepairProgress
 from core.repair import DAMP
 from core.repair_layers import forward_order, patches, repairable
 
 STRUCTURED_REPAIRS = ("lstsq", "bias")  # what a structural method's --repair may be
-Progress = Callable[[int, int, str], None]
 
 
 def consumers(original: nn.Module, cut: nn.Module) -> list[str]:
@@ -40,7 +38,7 @@ def consumers(original: nn.Module, cut: nn.Module) -> list[str]:
 
 
 def refit_consumers(original: nn.Module, cut: nn.Module, example_input: torch.Tensor, calib_x: torch.Tensor,
-                    how: str, lost: dict[str, list[int]] | None = None, progress: Progress | None = None
+                    how: str, lost: dict[str, list[int]] | None = None, progress: RepairProgress | None = None
                     ) -> list[str]:
     """Refit every consumer layer of `cut` in place ("lstsq" or "bias", see the module docstring); `lost` names
     the output indices a layer lost in the cut (it is fitted to the unpruned layer's others). Returns the layers
@@ -54,6 +52,8 @@ def refit_consumers(original: nn.Module, cut: nn.Module, example_input: torch.Te
         old = _kept_outputs(before[name], (lost or {}).get(name, []))
         stats = _paired(original, cut, before[name], after[name], calib_x)
         (_least_squares if how == "lstsq" else _bias)(old, after[name], stats)
+    if progress is not None:
+        progress(len(names), len(names), "")
     return names
 
 

@@ -103,7 +103,8 @@ def _rounds(spec: ModelSpec, config: PruneConfig, say: StageProgress) -> Trained
         where = f" (round {k}/{rounds})" if rounds > 1 else ""
         say(f"pruning{where}", k - 1, rounds)
         ratios, blocks = _targets(spec, config, model, fraction, list(removed))
-        for unit, n in prune_step(model, spec.example_input, config, ratios, calib, blocks).items():
+        repairing = lambda done, total, layer, where=where: say(f"repairing{where}", done, total)  # noqa: E731
+        for unit, n in prune_step(model, spec.example_input, config, ratios, calib, blocks, repairing).items():
             removed[unit] = config.technique.removed_count(removed.get(unit, 0), n)
         trajectory.append(_point(model, spec, k, fraction, "pruned"))
         if initial is not None:

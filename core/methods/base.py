@@ -21,7 +21,7 @@ from core.errors import PruneLabError
 from core.graph import Unit, kept_channels, ratio_for
 from core.importance import REGISTRY as CRITERIA
 from core.importance import Calibration, channel_scores
-from core.protocols import ConfigLike, CostLike, PatternLike
+from core.protocols import ConfigLike, CostLike, PatternLike, RepairProgress
 from core.ratios import check_ratio
 from core.spec import ModelSpec
 
@@ -128,9 +128,10 @@ class Method:
         return {u.name: ratio for u in found}, ()
 
     def cut(self, model: nn.Module, example_input: torch.Tensor, config: ConfigLike, ratios: dict[str, float],
-            calib: Calibration, blocks: list[str]) -> dict[str, int]:
+            calib: Calibration, blocks: list[str], progress: RepairProgress | None = None) -> dict[str, int]:
         """Prune `model` in place up to `ratios` (or remove `blocks`); returns what was removed per unit.
-        Structural methods measure ratios against the current model, mask methods against all weights."""
+        Structural methods measure ratios against the current model, mask methods against all weights. A repair
+        reports each layer it starts on through `progress` (layers done, layers in all, the layer)."""
         raise NotImplementedError
 
     def scores(self, model: nn.Module, example_input: torch.Tensor, criterion: str, calib: Calibration,

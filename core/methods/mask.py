@@ -17,7 +17,7 @@ from core.graph import Unit, unstructured_units
 from core.importance import REGISTRY as CRITERIA
 from core.importance import Calibration, weight_scores
 from core.methods.base import Method
-from core.protocols import ConfigLike, CostLike, PatternLike
+from core.protocols import ConfigLike, CostLike, PatternLike, RepairProgress
 from core.prune.unstructured import make_permanent
 from core.repair_layers import REPAIRS, repair_masks
 from core.spec import ModelSpec
@@ -50,14 +50,15 @@ class MaskMethod(Method):
         return unstructured_units(model)
 
     def cut(self, model: nn.Module, example_input: torch.Tensor, config: ConfigLike, ratios: dict[str, float],
-            calib: Calibration, blocks: list[str]) -> dict[str, int]:
+            calib: Calibration, blocks: list[str], progress: RepairProgress | None = None) -> dict[str, int]:
         """Fold earlier masks in, score the weights, keep earlier zeros lowest (pruning only grows), mask; with a
         repair, change the weights that stay so each layer's outputs on the calibration data move least."""
         make_permanent(model)
         active = {u: r for u, r in ratios.items() if r > 0}
         repair = config.repair
         if repair == "sparsegpt":  # SparseGPT chooses its masks as it repairs
-            return repair_masks(model, example_input, calib.x, "sparsegpt", active, nm=self.nm(config.pattern))
+            return repair_masks(model, example_input, calib.x, "sparsegpt", active, nm=self.nm(config.pattern),
+                                progress=progress)
         scores = weight_scores(model, config.criterion, calib, config.seed)
         modules = dict(model.named_modules())
         scores = {n: torch.where(modules[n].weight.detach() == 0, torch.full_like(s, -torch.inf), s)
@@ -71,7 +72,8 @@ class MaskMethod(Method):
         with torch.no_grad():
             for n in removed:
                 modules[n].weight.copy_(dense[n])
-        return repair_masks(model, example_input, calib.x, "lstsq", {n: active[n] for n in removed}, keep=keep)
+        return repair_masks(model, example_input, calib.x, "lstsq", {n: active[n] for n in removed}, keep=keep,
+                            progress=progress)
 
     def nm(self, pattern: PatternLike) -> tuple[int, int] | None:
         """(n kept, of every m) for a method that masks to an N:M pattern; None otherwise."""

@@ -15,7 +15,7 @@ from torch import nn
 from core.finetune import recalibrate_batchnorm
 from core.importance import Calibration
 from core.methods.base import Method
-from core.protocols import ConfigLike
+from core.protocols import ConfigLike, RepairProgress
 from core.repair_structured import STRUCTURED_REPAIRS, refit_consumers
 
 
@@ -26,7 +26,7 @@ class ShrinkMethod(Method):
     repairs: ClassVar[tuple[str, ...]] = STRUCTURED_REPAIRS
 
     def cut(self, model: nn.Module, example_input: torch.Tensor, config: ConfigLike, ratios: dict[str, float],
-            calib: Calibration, blocks: list[str]) -> dict[str, int]:
+            calib: Calibration, blocks: list[str], progress: RepairProgress | None = None) -> dict[str, int]:
         """Shrink, re-estimate BatchNorm statistics; with a repair, refit the layers whose inputs were cut to the
         unpruned model's outputs (core.repair_structured) and re-estimate the statistics after them again."""
         original = copy.deepcopy(model) if config.repair != "none" else None
@@ -34,7 +34,7 @@ class ShrinkMethod(Method):
         removed = self.shrink(model, example_input, config, ratios, calib, blocks, outputs)
         recalibrate_batchnorm(model, calib.x)
         if original is not None:
-            refit_consumers(original, model, example_input, calib.x, config.repair, outputs)
+            refit_consumers(original, model, example_input, calib.x, config.repair, outputs, progress)
             recalibrate_batchnorm(model, calib.x)
         return removed
 

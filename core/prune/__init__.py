@@ -19,7 +19,7 @@ from torch import nn
 from core.data import random_inputs, seeded_order
 from core.errors import PruneLabError
 from core.importance import Calibration
-from core.protocols import ConfigLike
+from core.protocols import ConfigLike, RepairProgress
 from core.spec import ModelSpec
 
 
@@ -80,12 +80,13 @@ def apply(spec: ModelSpec, config: ConfigLike) -> PruneResult:
 
 
 def prune_step(model: nn.Module, example_input: torch.Tensor, config: ConfigLike, ratios: dict[str, float],
-               calib: Calibration, blocks: list[str]) -> dict[str, int]:
+               calib: Calibration, blocks: list[str], progress: RepairProgress | None = None) -> dict[str, int]:
     """Prune `model` in place up to `ratios` — measured against the *current* model for structural
     methods (the schedules convert) and against all weights for mask methods, whose earlier zeros stay
-    zero — or remove `blocks` (layer method). Returns what this step removed per unit. A cut after which the
+    zero — or remove `blocks` (layer method); a repair reports each layer through `progress`. Returns what this
+    step removed per unit. A cut after which the
     model no longer runs is refused here (check_runs), not deep in the fine-tuning or measuring after it."""
-    removed = config.technique.cut(model, example_input, config, ratios, calib, blocks)
+    removed = config.technique.cut(model, example_input, config, ratios, calib, blocks, progress)
     check_runs(model, example_input, config.method)
     return removed
 

@@ -110,3 +110,18 @@ def test_a_config_with_repair_prunes_through_the_method_and_replays_identically(
         for (n, a), (_, b) in zip(after.model.state_dict().items(), again.model.state_dict().items(), strict=True):
             assert torch.equal(a, b), n
     assert all(p.grad is None for p in spec.model.parameters())  # the cached model was left alone
+
+
+def test_a_repair_reports_each_layer_as_it_goes():
+    from core import schedule
+    from core.config import PruneConfig
+    from core.plan import plan
+
+    spec = get_spec("digits-mlp")
+    seen = []
+    for method, repair in (("unstructured", "sparsegpt"), ("channel", "lstsq")):
+        ratios, _ = plan(spec, method, 0.5)
+        schedule.train(spec, PruneConfig(spec.name, method, ratios, repair=repair),
+                       progress=lambda stage, done, total, method=method: seen.append((method, stage, done, total)))
+    assert [s[2:] for s in seen if s[:2] == ("unstructured", "repairing")] == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert [s[2:] for s in seen if s[:2] == ("channel", "repairing")] == [(0, 2), (1, 2), (2, 2)]
