@@ -9,6 +9,8 @@ channels x kernel) and one weight; never the activations of all layers.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,20 +49,44 @@ def patches(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1])
 
 
-def hessian(model: nn.Module, module: nn.Module, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """H = X X^T (float64) of `module`'s inputs when `model` runs on x."""
+class _Reached(Exception):
+    """Raised by the hook once a layer has seen this batch's inputs: the rest of the forward pass is not needed."""
+
+
+def calls_per_forward(model: nn.Module, module: nn.Module, example_input: torch.Tensor) -> int:
+    """How many times one forward pass calls `module` (more than once: a shared layer)."""
+    count = [0]
+    handle = module.register_forward_pre_hook(lambda m, a: count.__setitem__(0, count[0] + 1))
+    try:
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        handle.remove()
+    return count[0]
+
+
+def hessian(model: nn.Module, module: nn.Module, x: torch.Tensor, batch_size: int = 64, calls: int = 0
+            ) -> torch.Tensor:
+    """H = X X^T (float64) of `module`'s inputs when `model` runs on x. With `calls` (its calls per forward pass,
+    calls_per_forward) each batch's forward pass stops once the layer has had them: a layer near the input costs a
+    fraction of a pass."""
     size = module.weight[0].numel()  # inputs per output: in_features, or channels x kernel
     h = torch.zeros(size, size, dtype=torch.float64)
+    seen = [0]
 
     def hook(_m: nn.Module, args: tuple) -> None:
         rows = patches(module, args[0].detach()).double()
         h.addmm_(rows.T, rows)
+        seen[0] += 1
+        if calls and seen[0] % calls == 0:
+            raise _Reached
 
     handle = module.register_forward_pre_hook(hook)
     try:
         with torch.no_grad():
             for xb, _ in batches(x, torch.zeros(len(x)), batch_size):
-                model(xb)
+                with contextlib.suppress(_Reached):
+                    model(xb)
     finally:
         handle.remove()
     return h
@@ -108,7 +134,8 @@ def _repair_one(model: nn.Module, module: nn.Module, calib_x: torch.Tensor, how:
         prune.custom_from_mask(module, "weight", mask.to(weight.dtype))
         return int((mask == 0).sum())
     order = _columns(weight)  # a convolution's columns: input channels last, where N:M groups run
-    flat, h = weight.reshape(weight.shape[0], -1)[:, order], hessian(model, module, calib_x)[order][:, order]
+    h = hessian(model, module, calib_x, calls=calls_per_forward(model, module, calib_x[:1]))
+    flat, h = weight.reshape(weight.shape[0], -1)[:, order], h[order][:, order]
     if how == "sparsegpt" and (nm is None or weight.shape[1] % nm[1] == 0):
         repaired, mask = sparsegpt(flat, h, ratio=ratio, nm=None if nm is None else (nm[1] - nm[0], nm[1]))
     else:  # given masks; or N:M groups that do not tile the inputs: the pattern's own mask, then least squares

@@ -125,3 +125,22 @@ def test_a_repair_reports_each_layer_as_it_goes():
                        progress=lambda stage, done, total, method=method: seen.append((method, stage, done, total)))
     assert [s[2:] for s in seen if s[:2] == ("unstructured", "repairing")] == [(0, 3), (1, 3), (2, 3), (3, 3)]
     assert [s[2:] for s in seen if s[:2] == ("channel", "repairing")] == [(0, 2), (1, 2), (2, 2)]
+
+
+def test_stopping_each_pass_at_the_layer_gives_the_same_hessian_also_for_a_shared_layer():
+    from core.repair_layers import calls_per_forward
+
+    class Shared(nn.Module):  # one Linear used twice per forward pass
+        def __init__(self):
+            super().__init__()
+            self.inner, self.out = nn.Linear(6, 6), nn.Linear(6, 2)
+
+        def forward(self, x):
+            return self.out(self.inner(torch.relu(self.inner(x))))
+
+    torch.manual_seed(0)
+    model, x = Shared(), torch.randn(50, 6)
+    for layer in (model.inner, model.out):
+        calls = calls_per_forward(model, layer, x[:1])
+        assert calls == (2 if layer is model.inner else 1)
+        assert torch.allclose(hessian(model, layer, x, batch_size=8, calls=calls), hessian(model, layer, x, 8))
