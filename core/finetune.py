@@ -60,12 +60,14 @@ class Recipe:
     # BatchNorm statistics: "train" follow the batches (EMA); "frozen" kept as they were (BN layers in eval mode);
     # "recalibrate" follow the batches, then are re-estimated on training inputs at the end (core.recipes says why)
     batchnorm: str = "train"
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW's moment decays (GPT-style training uses (0.9, 0.95))
+    clip_norm: float | None = None  # clip the gradient's global L2 norm to this before each step (None: never)
 
 
 def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if recipe.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, betas=recipe.betas)
     return torch.optim.SGD(params, lr=recipe.lr, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay)
 
 
@@ -135,6 +137,8 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: Recipe, see
             _check_finite(loss, step, recipe)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if recipe.clip_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_norm)
             opt.step()
             running, seen, step = running + loss.item() * len(xb), seen + len(xb), step + 1
             if on_step:
