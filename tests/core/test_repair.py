@@ -85,3 +85,11 @@ def test_float32_weights_come_back_float32_and_close():
     assert repaired.dtype == torch.float32
     reference, _ = sparsegpt(weight, h, ratio=0.5)
     assert torch.allclose(repaired.double(), reference, atol=1e-3)
+
+
+def test_sparsegpt_repairs_a_given_mask_by_the_same_steps():
+    weight, h = _layer(seed=2)
+    keep = weight.abs() > weight.abs().median()
+    repaired, kept = sparsegpt(weight, h, keep=keep, block=16)
+    assert torch.equal(kept, keep)
+    assert torch.allclose(repaired, _obs_reference(weight, h, keep), atol=1e-4, rtol=1e-4)
