@@ -135,7 +135,9 @@ def _repair_one(model: nn.Module, module: nn.Module, calib_x: torch.Tensor, how:
         return int((mask == 0).sum())
     order = _columns(weight)  # a convolution's columns: input channels last, where N:M groups run
     h = hessian(model, module, calib_x, calls=calls_per_forward(model, module, calib_x[:1]))
-    flat, h = weight.reshape(weight.shape[0], -1)[:, order], h[order][:, order]
+    flat = weight.reshape(weight.shape[0], -1)[:, order]
+    if weight.dim() == 4:  # a Linear's order is the identity: its H is not copied
+        h = h[order][:, order]
     if how == "sparsegpt" and (nm is None or weight.shape[1] % nm[1] == 0):
         repaired, mask = sparsegpt(flat, h, ratio=ratio, nm=None if nm is None else (nm[1] - nm[0], nm[1]))
     else:  # given masks; or N:M groups that do not tile the inputs: the pattern's own mask, then least squares
