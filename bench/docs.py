@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+
+def commit() -> str:
+    """The short hash of the commit the benchmark ran on ("unknown" outside a git checkout)."""
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=DOC.parents[1], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
 
 
 def write_section(name: str, text: str) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from bench.docs import write_section
+from bench.docs import commit, write_section
 from core.allocate import Target
 from core.config import Pattern, PruneConfig
 from core.errors import PruneLabError
@@ -201,12 +201,6 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def _commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parents[1], capture_output=True,
-                         text=True)
-    return out.stdout.strip() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -220,7 +214,7 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"models": {}}
-    results.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), commit=_commit(), seeds=args.seeds,
+    results.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), commit=commit(), seeds=args.seeds,
                    calib=args.calib)
     for name in args.models:
         try:

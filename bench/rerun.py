@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-from bench.docs import write_section
+from bench.docs import commit, write_section
 from dashboard.cache import cost_model
 from dashboard.components.sliders import slider_key
 
@@ -69,14 +68,9 @@ def rerun_times(app: Path, name: str) -> dict:
     return {"first_s": first, "moves_s": moves}
 
 
-def _commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
-
-
 def measure(label: str, app: Path, models: list[str]) -> dict:
     """One label's entry: where and when it was measured, and each model's raw times."""
-    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit(),
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit(),
             "app": str(app), "layout": "pages" if (app.parent / TUNE_PAGE).exists() else "tabs",
             "load_avg_1min": os.getloadavg()[0], "streamlit": st.__version__, "torch": torch.__version__,
             "models": {name: rerun_times(app, name) for name in models}, "label": label}
