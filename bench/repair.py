@@ -99,7 +99,7 @@ def masks(spec: ModelSpec, seed: int, calib: int) -> dict[str, dict[str, float]]
 
 def half_flops(spec: ModelSpec, method: str) -> dict[str, float]:
     """The budget solver's uniform ratios that halve the FLOPs."""
-    return solve(spec, SolveRequest(Target("flops", 2.0), strategy="uniform", method=method)).ratios
+    return solve(spec, SolveRequest(Target("flops", 2.0), strategy="uniform", method=method)).allocation.ratios
 
 
 def structured(spec: ModelSpec, seed: int, calib: int) -> dict[str, float]:
