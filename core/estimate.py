@@ -131,7 +131,8 @@ def _dense_share(lc: LayerCost) -> float:
     return 1 - lc.zero_weights / lc.weight if lc.weight else 1.0
 
 
-LAYERS = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
+LAYERS = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm,
+          nn.Embedding)  # an embedding table narrows with the channel unit of its outputs (a language model)
 
 
 def _unit_sides(found: list[Unit]) -> tuple[dict[str, str], dict[str, str]]:

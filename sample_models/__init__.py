@@ -32,15 +32,18 @@ class Sample:
     # what sample_models.train fits on when not the split's training set (the LM: overlapping windows)
     training_data: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None
     weights_dtype: torch.dtype = torch.float32  # as committed; loaded into the fp32 model either way
+    # core.finetune.Recipe fields that differ from the image models' training (the LM: GPT-style AdamW, clipping)
+    recipe: tuple[tuple[str, object], ...] = ()
 
     @property
     def weights_path(self) -> Path:
         return WEIGHTS_DIR / f"{self.name}.pt"
 
 
-TINY_LM = Sample("tiny-lm", TinyLM, "pydoc-topics", (tiny_lm_data.CONTEXT,), 0.5, 3, 2e-3,
-                 "GPT-style character language model, 4 blocks x 4 heads, dim 192, context 128, trained on "
-                 "Python's reference docs; measured by perplexity", tiny_lm_data.training_windows, torch.float16)
+TINY_LM = Sample("tiny-lm", TinyLM, "pydoc-topics", (tiny_lm_data.CONTEXT,), 0.55, 2, 3e-3,
+                 "GPT-style character language model, 4 blocks x 4 heads, dim 128, context 128, trained on "
+                 "Python's reference docs; measured by perplexity", tiny_lm_data.training_windows, torch.float16,
+                 (("batch_size", 32), ("betas", (0.9, 0.95)), ("clip_norm", 1.0)))
 SAMPLES: dict[str, Sample] = {
     s.name: s
     for s in (
@@ -52,6 +55,7 @@ SAMPLES: dict[str, Sample] = {
                "MLP 64-128-64-10 on scikit-learn's 8x8 digits"),
         Sample("mnist-vit", MnistViT, "mnist", (1, 28, 28), 0.90, 40, 2e-3,
                "Vision transformer, 4 blocks x 4 heads, hand-written q/k/v attention"),
+        TINY_LM,
     )
 }
 

@@ -23,9 +23,9 @@ from torch import nn
 
 from sample_models import tiny_lm_data
 
-DIM = 192  # width of the residual stream
+DIM = 128  # width of the residual stream
 DEPTH = 4  # decoder blocks
-HEADS = 4  # attention heads per block (width 48 each)
+HEADS = 4  # attention heads per block (width 32 each)
 MLP_HIDDEN = 4 * DIM
 
 
@@ -84,7 +84,9 @@ class TinyLM(nn.Module):
         self.apply(_init)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.tok_embed(ids) + self.pos_embed.weight[: ids.shape[1]]
+        # the position table is called as a module (not sliced), so Torch-Pruning sees it and cuts its width too
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        x = self.tok_embed(ids) + self.pos_embed(positions)
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))

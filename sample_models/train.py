@@ -27,8 +27,8 @@ def train(name: str, seed: int = 0) -> float:
     model = sample.build()
     split = load_split(sample.dataset)
     x, y = sample.training_data() if sample.training_data else (split.train_x, split.train_y)
-    recipe = Recipe(epochs=sample.epochs, lr=sample.lr, optimizer="adamw", weight_decay=0.05,
-                    warmup_fraction=0.05, augment=sample.dataset == "mnist")
+    recipe = Recipe(epochs=sample.epochs, lr=sample.lr, optimizer="adamw", weight_decay=0.05, warmup_fraction=0.05,
+                    augment=sample.dataset == "mnist", **dict(sample.recipe))
     start = time.monotonic()
     with tqdm(total=1, desc=f"training {name}", unit="step", file=sys.stderr) as bar:
         def progress(done: int, total: int, info: dict) -> None:
@@ -38,14 +38,24 @@ def train(name: str, seed: int = 0) -> float:
         fit(model, x, y, recipe, seed=seed, progress=progress)
     seconds = time.monotonic() - start
     sample.weights_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.to(sample.weights_dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()},
-               sample.weights_path)
+    torch.save({k: stored(v, sample.weights_dtype) for k, v in model.state_dict().items()}, sample.weights_path)
     model.load_state_dict(torch.load(sample.weights_path, weights_only=True))  # measure what was committed
     metrics = evaluate(model, split.test_x, split.test_y)
     lm = f", validation perplexity {metrics['perplexity']:.3f}" if "perplexity" in metrics else ""
     print(f"{name}: test accuracy {metrics['accuracy']:.4f} (needs {sample.min_accuracy}){lm}; trained in "
           f"{seconds:.0f} s on {torch.get_num_threads()} threads -> {sample.weights_path}")
     return metrics["accuracy"]
+
+
+def stored(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """t as committed in dtype. A non-zero value too small for dtype (fp16 rounds |x| < 2**-25 to zero: tiny-lm's key
+    biases, which cannot change its outputs, sit near 1e-6) becomes dtype's smallest value of its sign instead, so the
+    file holds no zero that training did not make: pruning counts zeros, and fine-tuning would revive such a one."""
+    if not t.is_floating_point():
+        return t
+    out = t.to(dtype)
+    smallest = torch.nextafter(torch.zeros((), dtype=dtype), torch.ones((), dtype=dtype))
+    return torch.where((out == 0) & (t != 0), smallest.copysign(t.to(dtype)), out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from core.config import PruneConfig
+from core.data import random_inputs
 from core.errors import PruneLabError
 from core.estimate import build_cost_model
 from core.evaluate import evaluate
@@ -95,10 +96,10 @@ def test_half_channels_shrinks_each_unit_and_still_runs(spec):
                 assert module.num_features == kept == module.running_mean.numel(), member
     assert not result.model.training
     for batch in (1, 7):
-        x = torch.randn(batch, *spec.example_input.shape[1:], generator=torch.Generator().manual_seed(batch))
+        x = random_inputs(spec.example_input, batch, torch.Generator().manual_seed(batch))  # an LM: token ids
         with torch.no_grad():
-            out = result.model(x)
-        assert out.shape == (batch, 10)
+            out, base_out = result.model(x), spec.model(x)
+        assert out.shape == base_out.shape and out.shape[0] == batch  # (batch, 10); an LM: (batch, T, vocab)
         assert torch.isfinite(out).all()
 
 
@@ -115,7 +116,7 @@ def test_shared_model_untouched(spec):
         n: tuple(b.shape) for n, b in fresh.named_buffers()}
     assert not spec.model.training
     with torch.no_grad():
-        assert spec.model(spec.example_input).shape == (1, 10)
+        assert spec.model(spec.example_input).shape == fresh(spec.example_input).shape
     assert _half(spec).model is not spec.model
     assert not any(p.data_ptr() == q.data_ptr() for p in _half(spec).model.parameters()
                    for q in spec.model.parameters())
@@ -203,8 +204,9 @@ def _check_extreme(spec, ratio: float) -> None:
         out = pruned[u.name].weight.shape[0]
         assert out == kept_channels(u, ratio) >= u.heads, u.name
         assert out % u.heads == 0
+    x = random_inputs(spec.example_input, 3, torch.Generator().manual_seed(3))
     with torch.no_grad():
-        assert result.model(torch.randn(3, *spec.example_input.shape[1:])).shape == (3, 10)
+        assert result.model(x).shape == spec.model(x).shape
     estimate = _cost_model(spec, "channel").estimate({u.name: ratio for u in units})
     measured = static_metrics(result.model, spec.example_input)
     assert all(estimate[k] == measured[k] for k in EXACT)

@@ -12,6 +12,7 @@ import torch
 from onnx import external_data_helper, numpy_helper
 
 from core.config import PruneConfig
+from core.data import random_inputs
 from core.errors import PruneLabError
 from core.export import INPUT_NAME, OUTPUT_NAME, TOLERANCE, check_onnx, export_onnx
 from core.graph import channel_units, unstructured_units
@@ -50,13 +51,13 @@ def test_onnxruntime_matches_torch(spec, variant):
     gen = torch.Generator().manual_seed(42)
     worst = 0.0
     for batch in (1, 7, 32):
-        random_x = torch.randn((batch, *spec.example_input.shape[1:]), generator=gen)
+        random_x = random_inputs(spec.example_input, batch, gen)  # token ids for a language model
         real_x = spec.split.test_x[100:100 + batch]
         for x in (random_x, real_x):
             with torch.no_grad():
                 expected = model.eval()(x).numpy()
             (got,) = sess.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
-            assert got.shape == expected.shape == (batch, 10)
+            assert got.shape == expected.shape == (batch, *_output_shape(spec))
             worst = max(worst, float(np.abs(got - expected).max()))
     assert worst <= 1e-4, f"{spec.name} {variant}: max |ort - torch| = {worst:.2e}"
 
@@ -79,7 +80,12 @@ def test_single_file_with_symbolic_batch(spec, variant):
     assert out[0].dim_param and not out[0].HasField("dim_value"), "output batch is not symbolic"
     assert inp[0].dim_param == out[0].dim_param  # the output's batch is the input's batch
     assert [d.dim_value for d in inp[1:]] == list(spec.example_input.shape[1:])
-    assert [d.dim_value for d in out[1:]] == [10]
+    assert [d.dim_value for d in out[1:]] == list(_output_shape(spec))
+
+
+def _output_shape(spec) -> tuple[int, ...]:
+    """One example's output: ten digit scores; a language model's next-token logits at every position."""
+    return (10,) if spec.split.test_y.dim() == 1 else (*spec.example_input.shape[1:], spec.model.head.out_features)
 
 
 def test_pruned_files_are_smaller_or_sparser(spec):

@@ -387,7 +387,8 @@ def test_taylor_weight_scores_on_sample_models(spec):
     """|w * g| with g the full-set mean-loss gradient in eval mode (BatchNorm on running statistics)."""
     calib = calibration(spec, 100, 1)
     work = copy.deepcopy(spec.model).eval()
-    loss = F.cross_entropy(work(calib.x), calib.y)
+    logits = work(calib.x)  # a language model: (N, T, vocab) against next tokens (N, T), every position counted
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), calib.y.reshape(-1))
     layers = _layers(work)
     grads = torch.autograd.grad(loss, [m.weight for m in layers.values()])
     scores = weight_scores(spec.model, "taylor", calib, 0)

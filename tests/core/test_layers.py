@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import PruneLabError
-from core.evaluate import evaluate
+from core.evaluate import evaluate, task_loss
 from core.export import export_onnx
 from core.importance.blocks import block_scores
 from core.metrics import count_params
@@ -32,6 +32,7 @@ EXPECTED = {
     "mnist-mobilenet": ["features.3", "features.5", "features.7", "features.9"],
     "digits-mlp": [],
     "mnist-vit": ["blocks.0", "blocks.1", "blocks.2", "blocks.3"],
+    "tiny-lm": ["blocks.0", "blocks.1", "blocks.2", "blocks.3"],
 }
 # ResNet-18: layer1.0 (64 -> 64, stride 1 after the max-pool) plus the second block of each of the 4 stages;
 # ResNet-50: all but the first bottleneck of each stage (3+4+6+3 - 4); MobileNetV2: the 17 inverted residuals
@@ -194,7 +195,7 @@ def _three_sgd_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     model.train()
     for xb, yb in zip(x.split(32), y.split(32), strict=True):
-        loss = F.cross_entropy(model(xb), yb)
+        loss = task_loss(model(xb), yb)  # a language model: next-token cross-entropy
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from core.errors import PruneLabError
+from core.evaluate import task_loss
 from core.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from core.graph import classifier
 from core.latency import session
@@ -235,7 +236,7 @@ def _train_three_steps(model: nn.Module, spec) -> None:
     x, y = spec.split.train_x[:32], spec.split.train_y[:32]
     for _ in range(3):
         opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
+        task_loss(model(x), y).backward()  # a language model: next-token cross-entropy
         opt.step()
     model.eval()
     refresh_masked(model)  # recompute weight = weight_orig * mask from the updated weight_orig

@@ -53,7 +53,8 @@ def test_spec_matches_its_sample(spec):
     assert not spec.model.training
     with torch.no_grad():
         out = spec.model(spec.split.test_x[:3])
-    assert out.shape == (3, 10)
+    # ten digit classes; a language model: next-token logits at every position
+    assert out.shape == ((3, 10) if spec.split.test_y.dim() == 1 else (3, *sample.input_shape, out.shape[-1]))
 
 
 def test_test_accuracy_reaches_the_promised_minimum(spec):
@@ -68,8 +69,10 @@ def test_evaluate_matches_a_reference_computation(spec):
     result = evaluate(spec.model, x, y, batch_size=128)  # uneven batches: 128 + 128 + 44
     with torch.no_grad():
         logits = spec.model(x)
-    assert result["accuracy"] == int((logits.argmax(1) == y).sum()) / len(y)
-    assert result["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-4)
+    # a language model's every position is one prediction (logits (N, T, V), targets (N, T))
+    assert result["accuracy"] == int((logits.argmax(-1) == y).sum()) / y.numel()
+    flat_logits, flat_y = logits.reshape(-1, logits.shape[-1]), y.reshape(-1)
+    assert result["loss"] == pytest.approx(torch.nn.functional.cross_entropy(flat_logits, flat_y).item(), rel=1e-4)
 
 
 def test_evaluate_restores_training_mode():

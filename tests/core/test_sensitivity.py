@@ -23,7 +23,7 @@ from core.importance import channel_scores, weight_scores
 from core.methods import units
 from core.prune.channel import apply_channel
 from core.prune.unstructured import apply_unstructured
-from core.sensitivity import COLUMNS, SweepSpec, cache_path, read_table, subsets, sweep
+from core.sensitivity import COLUMNS, PERPLEXITY_COLUMNS, SweepSpec, cache_path, read_table, subsets, sweep
 from core.spec import ModelSpec, fingerprint
 from tests.conftest import get_spec
 
@@ -269,7 +269,8 @@ def test_every_field_changes_the_key():
 
 def _check_table(spec: ModelSpec, table: pd.DataFrame, sweep_spec: SweepSpec) -> None:
     method = sweep_spec.granularity
-    assert list(table.columns) == COLUMNS
+    lm = spec.split.test_y.dim() > 1  # a language model's table adds its perplexity, its increase and base
+    assert list(table.columns) == COLUMNS + (PERPLEXITY_COLUMNS if lm else [])
     names = [u.name for u in units(spec.model, spec.example_input, method)]
     assert list(dict.fromkeys(table["unit"])) == names
     assert len(table) == len(names) * len(sweep_spec.grid)

@@ -14,6 +14,7 @@ from core import schedule
 from core.config import FinetuneConfig, Pattern, PruneConfig, Schedule
 from core.errors import PruneLabError
 from core.estimate import build_cost_model
+from core.evaluate import task_loss
 from core.export import deployable, export_onnx
 from core.methods import units
 from core.metrics import count_nonzero, count_params, static_metrics
@@ -79,7 +80,7 @@ def _three_sgd_steps(model: torch.nn.Module, spec) -> None:
     model.train()
     losses = []
     for _ in range(3):
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss = task_loss(model(x), y)  # a language model: next-token cross-entropy
         opt.zero_grad()
         loss.backward()
         opt.step()

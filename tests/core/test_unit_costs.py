@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.data import id_bound
 from core.estimate import build_cost_model
 from core.export import export_onnx
 from core.latency import profile_layers
@@ -28,7 +29,8 @@ def test_unit_costs_partition_the_layers_they_cut(spec, method):
 def test_profiled_time_maps_onto_the_models_layers(spec):
     onnx, _ = export_onnx(spec.model, spec.example_input)
     modules = {n for n, _ in spec.model.named_modules() if n}
-    times = profile_layers(onnx, tuple(spec.example_input.shape[1:]), modules, batch=8, runs=5)
+    times = profile_layers(onnx, tuple(spec.example_input.shape[1:]), modules, batch=8, runs=5,
+                           max_id=id_bound(spec.example_input))  # token ids for a language model
     assert times and set(times) <= modules
     assert all(t > 0 for t in times.values())
     cm = build_cost_model(spec.model, spec.example_input, "channel")
