@@ -5,6 +5,7 @@ tables, sensitivity sweeps and the budget solver, Results and Experiments."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import math
@@ -23,9 +24,11 @@ from core.config import PruneConfig
 from core.estimate import build_cost_model
 from core.evaluate import evaluate
 from core.export import export_onnx
+from core.finetune import Recipe, fit
 from core.metric_keys import PERPLEXITY_METRIC, headline
 from core.plan import plan
 from core.prune import apply
+from core.recipes import choose
 from core.sensitivity import SweepSpec, sweep
 from core.store import Store
 from core.workspace import workspace
@@ -248,3 +251,24 @@ def test_results_and_experiments_show_perplexity(lm_run, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     frames = [d.value for d in at.dataframe]
     assert any("perplexity" in f.columns and pytest.approx(pruned) == f["perplexity"].iloc[0] for f in frames), frames
+
+
+# --- fine-tuning -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # 24 optimiser steps and three evaluations on one thread: ~20 s
+def test_the_chosen_fine_tune_recipe_keeps_what_the_model_learned():
+    """Measured: one epoch of the image samples' recipe (SGD 0.01) raised the unpruned model's validation perplexity
+    from 4.29 to 5.70, AdamW at 3e-4 kept it (4.26). Here 12 steps of each on the unpruned model."""
+    spec = get_spec("tiny-lm")
+    x, y = _few_windows(64)
+    base = evaluate(spec.model, x, y)["perplexity"]
+
+    def after(recipe: Recipe) -> float:
+        model = copy.deepcopy(spec.model)
+        fit(model, spec.split.train_x, spec.split.train_y, recipe, steps=12)
+        return evaluate(model, x, y)["perplexity"]
+
+    chosen = choose(spec)
+    assert after(Recipe(lr=chosen.lr, optimizer=chosen.optimizer, batch_size=chosen.batch_size)) < 1.05 * base
+    assert after(Recipe(lr=0.01, optimizer="sgd")) > 1.2 * base  # what the image samples' recipe would do
