@@ -7,9 +7,10 @@ and through the cut one (already refitted up to this layer) side by side; for th
 the unpruned model and B = its inputs in the cut one (rows: examples x positions; a convolution's unfolded
 patches). Then, with W, b its unpruned weight and bias:
 
-- "lstsq" (least squares, as in Mussay / He et al.'s channel-pruning reconstruction): the new weight and bias
-  minimise ||B W'^T + b' - (A W^T + b)||^2 + lambda ||W'||^2, in closed form from B^T B, B^T A and the column
-  sums — they absorb both the removed inputs' contribution and the drift of the kept ones;
+- "lstsq" (least squares, as in He et al.'s channel-pruning reconstruction): the new weight and bias minimise
+  ||B W'^T + b' - (A W^T + b)||^2 + lambda ||(W', b') - (W0, b0)||^2, (W0, b0) the cut layer's own, in closed form
+  from B^T B, B^T A and the column sums — they absorb both the removed inputs' contribution and the drift of the
+  kept ones, and with little or unlike calibration data stay near the cut weights rather than near zero;
 - "bias" (FLAP's compensation, An et al. 2024): the weight stays cut, the bias moves by W mean(A) - W' mean(B), so
   each output keeps its mean over the calibration data. A layer without a bias gets none added: where a BatchNorm
   follows, its statistics re-estimated after the cut do the same.
@@ -108,8 +109,12 @@ def _least_squares(old: tuple[torch.Tensor, torch.Tensor | None], new: nn.Module
                           torch.cat([s.sum_b, torch.tensor([float(n)], dtype=torch.float64)])[None]], 0)
         target_sum = s.sum_a @ w_old.T + n * b_old  # 1^T (A W^T + b)
         cross = torch.cat([cross, target_sum[None]], 0)
+    # the ridge pulls toward the cut weights, not toward zero: with little or unlike data the fit stays near them
+    start = new.weight.detach().reshape(new.weight.shape[0], -1).double().T
+    if new.bias is not None:
+        start = torch.cat([start, new.bias.detach().double()[None]], 0)
     damp = DAMP * torch.diagonal(gram).mean()
-    solution = torch.linalg.solve(gram + damp * torch.eye(len(gram), dtype=torch.float64), cross)  # (inputs, outs)
+    solution = torch.linalg.solve(gram + damp * torch.eye(len(gram), dtype=torch.float64), cross + damp * start)
     with torch.no_grad():
         width = new.weight[0].numel()
         new.weight.copy_(solution[:width].T.reshape(new.weight.shape))

@@ -49,10 +49,10 @@ def test_least_squares_equals_the_ridge_regression_written_out():
     b1 = torch.cat([b, torch.ones(len(b), 1, dtype=torch.float64)], 1)
     kept = [i for i in range(old.out_features) if i not in lost["fc2"]]
     target = a @ old.weight.detach().double()[kept].T + old.bias.detach().double()[kept]
-    gram = b1.T @ b1
-    solution = torch.linalg.solve(gram + DAMP * torch.diagonal(gram).mean() * torch.eye(len(gram),
-                                                                                          dtype=torch.float64),
-                                  b1.T @ target)
+    gram, damp = b1.T @ b1, DAMP * torch.diagonal(b1.T @ b1).mean()
+    cut_weights = torch.cat([new.weight.detach().double().T, new.bias.detach().double()[None]])  # the ridge's centre
+    solution = torch.linalg.solve(gram + damp * torch.eye(len(gram), dtype=torch.float64),
+                                  b1.T @ target + damp * cut_weights)
     fc2 = dict(cut.named_modules())["fc2"]
     assert torch.allclose(fc2.weight.double(), solution[:-1].T, atol=1e-4)
     assert torch.allclose(fc2.bias.double(), solution[-1], atol=1e-4)
