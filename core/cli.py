@@ -329,8 +329,8 @@ def cmd_sensitivity(args: argparse.Namespace) -> None:
     print(f"{len(table)} rows ({table['unit'].nunique()} units x {len(args.grid)} ratios)"
           f"{' from the cache' if cached else ''} -> {out}")
     change = (f"drop {100 * worst[judged.change_name]:.2f} points" if judged.percent
-              else f"{judged.change_label} {worst[judged.change_name]:+.3f}")
-    print(f"most sensitive: {worst['unit']} at {worst['ratio']}: {judged.label} {judged.show(worst[judged.key])} "
+              else f"increase {worst[judged.change_name]:+.3f}")  # on the sweep's own training windows
+    print(f"most sensitive: {worst['unit']} at {worst['ratio']}: {judged.key} {judged.show(worst[judged.key])} "
           f"({change})")
 
 
@@ -385,7 +385,7 @@ def _print_allocation(outcome: SolveOutcome, out: str) -> None:
         print(f"  predicted accuracy drop {100 * prediction['drop']:.2f} points (sum of single-unit drops, "
               "before fine-tuning)")
         if (increase := prediction.get(PERPLEXITY_METRIC.change_name)) is not None:
-            print(f"  predicted {PERPLEXITY_METRIC.change_label} {increase:+.3f} (sum of single-unit increases, "
+            print(f"  predicted {PERPLEXITY_METRIC.key} increase {increase:+.3f} (sum of single-unit increases, "
                   "before fine-tuning; the solver minimised it)")
     print(f"wrote {out}; run it with: prunelab apply {out} --finetune-epochs 1 --out DIR")
     if not result.met:

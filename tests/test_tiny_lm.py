@@ -272,3 +272,18 @@ def test_the_chosen_fine_tune_recipe_keeps_what_the_model_learned():
     chosen = choose(spec)
     assert after(Recipe(lr=chosen.lr, optimizer=chosen.optimizer, batch_size=chosen.batch_size)) < 1.05 * base
     assert after(Recipe(lr=0.01, optimizer="sgd")) > 1.2 * base  # what the image samples' recipe would do
+
+
+def test_the_cli_sweep_and_solver_speak_perplexity(tmp_path):
+    """`prunelab sensitivity` names the cut that raises perplexity most; `allocate --strategy sensitivity` says
+    what perplexity increase it predicts (the figure it minimised)."""
+    table = tmp_path / "sens.csv"
+    code, out, err = _call("sensitivity", "tiny-lm", "--granularity", "unstructured", "--grid", "0.5,0.9",
+                           "--eval-samples", "4", "--calibration-samples", "4", "--out", table)
+    assert code == 0, err
+    worst = pd.read_csv(table).sort_values("perplexity_increase").iloc[-1]
+    assert f"most sensitive: {worst['unit']} at {worst['ratio']}: perplexity {worst['perplexity']:.3f}" in out
+    code, out, err = _call("allocate", "tiny-lm", "--strategy", "sensitivity", "--sensitivity", table,
+                           "--target-params", "1.2", "--out", tmp_path / "config.json")
+    assert code == 0, err
+    assert "predicted perplexity increase +" in out
