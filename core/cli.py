@@ -237,7 +237,7 @@ def _settings(args: argparse.Namespace) -> dict:
 
 def _given_recipe(args: argparse.Namespace) -> dict:
     """The fine-tune recipe fields the user set (--lr, --optimizer); core.recipes chooses the others."""
-    return {name: getattr(args, name) for name in ("lr", "optimizer") if getattr(args, name) is not None}
+    return {name: getattr(args, name) for name in ("lr", "optimizer", "batch_size") if getattr(args, name) is not None}
 
 
 def _with_recipe(spec, finetune: FinetuneConfig, args: argparse.Namespace) -> FinetuneConfig:
@@ -635,6 +635,7 @@ def build_parser() -> Parser:
     pr.add_argument("--lr", type=float, help="peak fine-tuning learning rate (default: chosen from the model)")
     pr.add_argument("--optimizer", choices=recipes.OPTIMIZERS,
                     help="fine-tuning optimiser (default: chosen from the model)")
+    pr.add_argument("--batch-size", type=_positive_int, help="fine-tuning batch size (default: chosen from the model)")
     pr.add_argument("--seed", type=int, default=defaults.SEED)
     pr.add_argument("--hf-compatible", action="store_true", help="Hugging Face models: only cuts the model's "
                     "config can describe (the layers' own units, uniform per layer), so `export --format hf` works")

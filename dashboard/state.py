@@ -64,6 +64,7 @@ HF_CHECK = "hf-check"  # "Check HF export": whether the current config exports a
 REPAIR, REPAIR_CALIB = "repair", "repair-calib"  # post-training repair and its calibration examples
 EPOCHS, LR, SEED = "epochs", "lr", "seed"
 RECIPE_OWN, OPTIMIZER, BATCHNORM = "recipe-own", "optimizer", "batchnorm"  # the fine-tune recipe set by the user
+BATCH_SIZE = "batch-size"
 SCHEDULE, SCHEDULE_STEPS = "schedule", "schedule-steps"
 SCHEDULE_CURVE, SCHEDULE_EVERY = "schedule-curve", "schedule-every"
 DISTILL, DISTILL_TEMPERATURE, DISTILL_ALPHA, REWIND = "distill", "distill-temperature", "distill-alpha", "rewind"
@@ -105,7 +106,7 @@ DELETE_MESSAGE = "exp-delete-message"  # outcome of the last delete
 KEPT = frozenset({
     SENS_GRANULARITY, SENS_CRITERION, SENS_GRID, SENS_EVAL, SENS_CALIB, SENS_SEED, SENS_METRIC,
     METHOD, CRITERION, SCOPE, HW_AWARE, HW_BATCH, BLOCK_ROWS, BLOCK_COLS, REPAIR, REPAIR_CALIB,
-    EPOCHS, LR, SEED, DISTILL, DISTILL_ALPHA, DISTILL_TEMPERATURE, REWIND, RECIPE_OWN, OPTIMIZER, BATCHNORM,
+    EPOCHS, LR, SEED, DISTILL, DISTILL_ALPHA, DISTILL_TEMPERATURE, REWIND, RECIPE_OWN, OPTIMIZER, BATCHNORM, BATCH_SIZE,
     SCHEDULE, SCHEDULE_CURVE, SCHEDULE_STEPS, SCHEDULE_EVERY,
     SOLVER_TARGET, SOLVER_VALUE, SOLVER_STRATEGY, SOLVER_MIN, SOLVER_MAX, SOLVER_HW,
     STRATEGY_BOTTLENECK, STRATEGY_LOSS, STRATEGY_HARDWARE,

@@ -70,7 +70,7 @@ def options(spec: ModelSpec, recipe: Choice, label: str | None = None) -> Traini
 
 
 def _recipe(choice: Choice) -> dict[str, Any]:
-    """The recipe chosen for the model, in words with the reason; or, when the user sets it, its three fields
+    """The recipe chosen for the model, in words with the reason; or, when the user sets it, its fields
     (pre-filled with the choice the first time)."""
     own = st.checkbox("Set the optimiser and learning rate myself", key=state.RECIPE_OWN,
                       help="by default the recipe is chosen from the model: SGD for PruneLab's samples, AdamW at a "
@@ -79,15 +79,17 @@ def _recipe(choice: Choice) -> dict[str, Any]:
     if not own:
         st.caption(f"Fine-tune recipe: {md(explain(choice, chosen))}.")
         return {f: getattr(chosen, f) for f in RECIPE_FIELDS}
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     optimizer = c1.selectbox("Optimiser", OPTIMIZERS, OPTIMIZERS.index(choice.optimizer), key=state.OPTIMIZER,
                              help="sgd: momentum 0.9 (Nesterov); adamw: Adam with decoupled weight decay")
     lr = c2.number_input("Peak learning rate", 1e-6, 1.0, choice.lr, format="%.1e", key=state.LR)
     batchnorm = c3.selectbox("BatchNorm statistics", BATCHNORM_MODES, BATCHNORM_MODES.index(choice.batchnorm),
                              key=state.BATCHNORM, help="train: follow the batches; frozen: kept as they are; "
                                                        "recalibrate: follow the batches, then re-estimated after")
+    batch = c4.number_input("Batch size", 1, 65_536, choice.batch_size, key=state.BATCH_SIZE,
+                            help="examples per optimiser step: smaller batches take more steps per epoch")
     st.caption(f"Chosen for this model: {md(describe(chosen))} ({md(choice.reason)}).")
-    return {"optimizer": optimizer, "lr": float(lr), "batchnorm": batchnorm}
+    return {"optimizer": optimizer, "lr": float(lr), "batchnorm": batchnorm, "batch_size": int(batch)}
 
 
 def _schedule() -> dict[str, Any]:

@@ -175,12 +175,13 @@ def test_cli_prints_the_recipe_records_it_and_takes_overrides(tmp_path):
     assert "fine-tune recipe: SGD with momentum, peak lr 0.01 (sample: PruneLab's own sample" in done.stdout
     saved = json.loads((tmp_path / "a" / "config.json").read_text())["finetune"]
     assert (saved["optimizer"], saved["lr"], saved["batchnorm"]) == ("sgd", 0.01, "train")
-    mine = _prunelab("prune", "digits-mlp", *common, "--optimizer", "adamw", "--lr", "0.002",
+    mine = _prunelab("prune", "digits-mlp", *common, "--optimizer", "adamw", "--lr", "0.002", "--batch-size", "16",
                      "--out", str(tmp_path / "b"), home=tmp_path / "home")
     assert mine.returncode == 0, mine.stderr
-    assert "fine-tune recipe: AdamW, peak lr 0.002 (" in mine.stdout and "set by you: optimizer, lr)" in mine.stdout
+    assert "fine-tune recipe: AdamW, peak lr 0.002, batches of 16 (" in mine.stdout
+    assert "set by you: optimizer, lr, batch_size)" in mine.stdout
     saved = json.loads((tmp_path / "b" / "config.json").read_text())["finetune"]
-    assert (saved["optimizer"], saved["lr"]) == ("adamw", 0.002)
+    assert (saved["optimizer"], saved["lr"], saved["batch_size"]) == ("adamw", 0.002, 16)
 
 
 @pytest.mark.slow  # trains the suite's BERT (~25 s on 2 cores)
