@@ -4,6 +4,7 @@ tables, sensitivity sweeps and the budget solver, Results and Experiments."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import io
@@ -36,7 +37,7 @@ from sample_models import tiny_lm_data
 from sample_models.tiny_lm import TinyLM
 from tests.conftest import get_spec
 from tests.dashboard.nav import goto
-from tests.dashboard.test_app import open_app
+from tests.dashboard.test_app import chart_specs, open_app
 
 # measured on the committed weights (sample_models/train.py, seed 0): validation perplexity 4.289, unigram 28.23
 MAX_PERPLEXITY = 4.4
@@ -287,3 +288,23 @@ def test_the_cli_sweep_and_solver_speak_perplexity(tmp_path):
                            "--target-params", "1.2", "--out", tmp_path / "config.json")
     assert code == 0, err
     assert "predicted perplexity increase +" in out
+
+
+@pytest.mark.slow  # a small channel sweep, then AppTest on the Model and Sensitivity pages
+def test_the_sensitivity_page_shows_the_perplexity_increase_first(monkeypatch, tmp_path):
+    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
+    spec = get_spec("tiny-lm")
+    table = sweep(spec, SweepSpec("tiny-lm", spec.fingerprint, "channel", "l1", (0.25, 0.5), 50, 16, 0))  # cached
+    at = open_app(monkeypatch, "tiny-lm", tmp_path, "sensitivity")
+    at.multiselect(key="sens-grid").set_value([0.25, 0.5])
+    at.number_input(key="sens-eval").set_value(50)  # the page's smallest
+    at.number_input(key="sens-calib").set_value(16)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.radio(key="sens-metric").value == "perplexity increase"
+    heat = next(s for s in chart_specs(at) if s["data"][0]["type"] == "heatmap")
+    assert "perplexity increase" in json.dumps(heat["data"][0]["colorbar"])
+    z = heat["data"][0]["z"]  # plotly 7 packs a 2-D array as base64 with its shape
+    values = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]) if isinstance(z, dict) else np.ravel(z)
+    assert values.max() == pytest.approx(table["perplexity_increase"].max())
+    assert any(f"baseline perplexity there {table['base_perplexity'].iloc[0]:.3f}" in c.value for c in at.caption)

@@ -56,12 +56,14 @@ def render(name: str) -> None:
         shrinks = not methods.get(sweep_spec.granularity).mask  # shrinking sweeps cut coupled channel groups
         st.info(f"Not measured yet: the sweep prunes one {'channel group' if shrinks else 'layer'} at a time at "
                 f"each ratio{' (then re-estimates BatchNorm)' if shrinks else ''} and "
-                f"measures accuracy on {sweep_spec.eval_samples:,} images. Results are cached on disk.")
+                f"measures accuracy on {sweep_spec.eval_samples:,} {_examples(name)}. Results are cached on disk.")
         st.button("Run sensitivity sweep", type="primary", key=state.RUN_SWEEP, disabled=jobs.running("sweep", name),
                   on_click=_launch, args=(name,))
         return
-    st.caption(f"Measured on {sweep_spec.eval_samples:,} training images the calibration step did not use "
-               f"(baseline accuracy there {table['base_accuracy'].iloc[0]:.4f}); read from the cache.")
+    base = (f"baseline perplexity there {table['base_perplexity'].iloc[0]:.3f}, next-token accuracy "
+            if sweep_metric(table.columns) is PERPLEXITY_METRIC else "baseline accuracy there ")
+    st.caption(f"Measured on {sweep_spec.eval_samples:,} training {_examples(name)} the calibration step did not use "
+               f"({base}{table['base_accuracy'].iloc[0]:.4f}); read from the cache.")
     # a language model's perplexity increase first (lower perplexity is better): what its solver minimises
     lm = {"perplexity increase": PERPLEXITY_METRIC.change_name} if sweep_metric(table.columns) is PERPLEXITY_METRIC \
         else {}
@@ -77,3 +79,9 @@ def render(name: str) -> None:
                     key=state.UNIT_COSTS)
     st.caption("Share of parameters, FLOPs and measured onnxruntime kernel time (batch 32, profiler, unfused "
                "graph) in the layers whose outputs each unit cuts.")
+
+
+def _examples(name: str) -> str:
+    """What one evaluation example is: an image, or a language model's window of text."""
+    split = cache.spec(name).split
+    return "windows of text" if split is not None and split.train_y.dim() > 1 else "images"
