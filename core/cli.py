@@ -269,8 +269,8 @@ def _block(text: str) -> tuple[int, int]:
 def cmd_apply(args: argparse.Namespace) -> None:
     outdir = check_run_folder(args.out, args.force)
     config = PruneConfig.load(args.config)
-    if args.finetune_epochs is not None:
-        config = dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, epochs=args.finetune_epochs))
+    if args.finetune_epochs is not None:  # every stage of a recipe
+        config = _with_epochs(config, args.finetune_epochs)
     spec, config = _replay_model(args, config, args.config)
     check_config_matches(spec, config)
     if config.finetune.epochs:
@@ -280,13 +280,20 @@ def cmd_apply(args: argparse.Namespace) -> None:
                    force=args.force)
 
 
+def _with_epochs(config: PruneConfig, epochs: int) -> PruneConfig:
+    """config with `epochs` of fine-tuning in each of its stages."""
+    def one(stage: PruneConfig) -> PruneConfig:
+        return dataclasses.replace(stage, finetune=dataclasses.replace(stage.finetune, epochs=epochs), then=())
+    return dataclasses.replace(one(config), then=tuple(one(s) for s in config.then))
+
+
 def _replay_model(args: argparse.Namespace, config, source: str):
     """(spec, config) for replaying `config` from `source`: its model only if the user allowed it (a registry
     name, --model, or --trust-code; core.models.replay_reference), the config renamed to a --model given."""
     spec = _load(args, replay_reference(config.model, source, args.model, args.trust_code))
     if not config.model_fingerprint:
         _warn(f"{source} has no model_fingerprint: the weights it is replayed onto are not checked")
-    return spec, dataclasses.replace(config, model=spec.name)
+    return spec, config.for_model(spec.name)
 
 
 def _batches(text: str) -> tuple[int, ...]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,9 @@ class PruneConfig:
     pattern: Pattern = field(default_factory=Pattern)
     remove_blocks: tuple[str, ...] = ()  # layer method: the blocks removed (dotted module names)
     repair: str = "none"  # post-training repair from calibration data (core.repair): none, sparsegpt, lstsq
+    # a recipe: the stages that follow this one, in order, each on the model the one before left (same model name,
+    # no fingerprint: that model is not the base), e.g. drop a layer, then remove heads, then 30% of the weights
+    then: tuple[PruneConfig, ...] = ()
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -211,9 +214,38 @@ class PruneConfig:
             elif not isinstance(value, cls):
                 raise PruneLabError(f"{name} must be an object like {example}, got {value!r}")
         self._check_method_options()
+        object.__setattr__(self, "then", self._stages())
         check_int("seed", self.seed)
         # at least one image: BatchNorm statistics re-estimated from nothing would be reset to 0/1
         check_int("calibration_samples", self.calibration_samples)
+
+    def _stages(self) -> tuple[PruneConfig, ...]:
+        """`then` as configs (dicts read from JSON are built), each for this model, unfingerprinted, flat."""
+        if not isinstance(self.then, (list, tuple)):
+            raise PruneLabError(f"then must be a list of stage configs, got {self.then!r}")
+        stages = tuple(s if isinstance(s, PruneConfig) else PruneConfig.from_dict(
+            {"version": self.version, "model": self.model, **s} if isinstance(s, dict) else s) for s in self.then)
+        for k, stage in enumerate(stages, 2):
+            if stage.model != self.model:
+                raise PruneLabError(f"stage {k} is for model {stage.model!r}, not {self.model!r}")
+            if stage.model_fingerprint:
+                raise PruneLabError(f"stage {k} has a model_fingerprint: only the first stage's model is the base")
+            if stage.then:
+                raise PruneLabError(f"stage {k} has stages of its own: list every stage in the first one's 'then'")
+        methods_in_order = [self.technique, *(stage.technique for stage in stages)]
+        for k, (before, after) in enumerate(zip(methods_in_order, methods_in_order[1:], strict=False), 2):
+            if before.mask and not after.mask:
+                raise PruneLabError(f"stage {k} ({after.name}) follows a mask stage ({before.name}): cut the "
+                                    "structure first — a structural cut cannot carry masks through")
+        return stages
+
+    def for_model(self, model: str) -> PruneConfig:
+        """This config (every stage of it) named for `model`: a replay onto the same weights under another name."""
+        return replace(self, model=model, then=tuple(replace(s, model=model) for s in self.then))
+
+    def stages(self) -> list[PruneConfig]:
+        """Every stage in order: this config without `then`, then each of `then`."""
+        return [replace(self, then=()), *self.then]
 
     def _check_method_options(self) -> None:
         """Combinations that cannot work are refused here, with the reason, not deep inside a run."""
@@ -244,6 +276,7 @@ class PruneConfig:
         data = asdict(self)
         data["remove_blocks"] = list(self.remove_blocks)
         data["pattern"]["block"] = list(self.pattern.block)
+        data["then"] = [stage.to_dict() for stage in self.then]
         return data
 
     def to_json(self) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -30,7 +30,7 @@ from core.metrics import static_metrics
 from core.models import initial_state
 from core.prune import calibration, check_config_matches, prune_step
 from core.prune.unstructured import refresh_masked
-from core.spec import ModelSpec, require_data
+from core.spec import ModelSpec, fingerprint, require_data
 
 StageProgress = Callable[[str, int, int], None]
 PRUNE_UNTIL = 0.75  # dynamic: share of the optimiser steps over which sparsity grows
@@ -53,9 +53,36 @@ def train(spec: ModelSpec, config: PruneConfig, progress: StageProgress | None =
     if config.finetune.epochs:
         require_data(spec, "fine-tuning")
     say = progress or (lambda stage, done, total: None)
+    if config.then:
+        return _stages(spec, config, say)
     if config.schedule.kind == "dynamic":
         return _dynamic(spec, config, say)
     return _rounds(spec, config, say)
+
+
+def _stages(spec: ModelSpec, config: PruneConfig, say: StageProgress) -> Trained:
+    """A recipe: each stage pruned (and fine-tuned, as it says) on the model the stage before left. The trajectory
+    runs on across the stages, each point marked with its stage (1, 2, ...); what was removed is summed per unit."""
+    stages = config.stages()
+    current, removed, losses, trajectory = spec, {}, [], []
+    for k, stage in enumerate(stages, 1):
+        label = f"stage {k}/{len(stages)} ({stage.method})"
+        done = _rounds_or_dynamic(current, stage, lambda what, d, t, label=label: say(f"{label}: {what}", d, t))
+        points = done.trajectory if k == 1 else done.trajectory[1:]  # a later stage's baseline is the last point
+        step = trajectory[-1]["step"] if trajectory else 0
+        trajectory += [{**p, "stage": k, "step": p["step"] + (step if k > 1 else 0)} for p in points]
+        for unit, n in done.removed.items():
+            removed[unit] = removed.get(unit, 0) + n
+        losses += done.losses
+        refresh_masked(done.model)  # trained masked weights are recomputed outside autograd: the next stage copies it
+        current = replace(current, model=done.model, fingerprint=fingerprint(done.model))
+    return Trained(current.model, removed, losses, trajectory)
+
+
+def _rounds_or_dynamic(spec: ModelSpec, config: PruneConfig, say: StageProgress) -> Trained:
+    if config.finetune.epochs:
+        require_data(spec, "fine-tuning")
+    return _dynamic(spec, config, say) if config.schedule.kind == "dynamic" else _rounds(spec, config, say)
 
 
 def _point(model: nn.Module, spec: ModelSpec, step: int, fraction: float, phase: str) -> dict:

@@ -15,7 +15,6 @@ message. A model without training data stays one-shot without fine-tuning, and t
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import streamlit as st
@@ -41,7 +40,7 @@ def _for_this_model(name: str, config: PruneConfig) -> PruneConfig:
     user's Load runs it."""
     shown = cache.display_name(name)
     if config.model in (name, shown):
-        return replace(config, model=name)
+        return config.for_model(name)
     wrong = f"config is for model {config.model!r}, not {shown!r}"
     if is_registered(config.model):
         raise PruneLabError(f"{wrong}: choose {config.model} in the sidebar, then import it again")

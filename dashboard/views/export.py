@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
@@ -140,4 +139,4 @@ def _replay(name: str, config: PruneConfig) -> tuple[PruneConfig, str]:
     flags = "".join(f" --{flag} {shlex.quote(path)}" for flag, path in (("model", args.ref), ("weights", args.weights),
                                                                         ("data", args.data)) if path)
     flags += " --trust-pickle" if args.trust_pickle else ""  # --model: the CLI runs no file a config names
-    return replace(config, model=args.ref), f"prunelab apply config.json{flags} --out pruned/"
+    return config.for_model(args.ref), f"prunelab apply config.json{flags} --out pruned/"

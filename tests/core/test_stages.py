@@ -1,0 +1,93 @@
+"""Recipes: a config may hold ordered stages (`then`), each pruning the model the stage before left. They
+round-trip, refuse what cannot work in one line, run as the stages one after another would, and replay through
+`prunelab apply` with the same figures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from core import schedule
+from core.config import PruneConfig
+from core.errors import PruneLabError
+from core.plan import plan
+from core.prune import apply
+from tests.conftest import get_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MODEL = "mnist-vit"
+
+
+def _recipe(spec) -> PruneConfig:
+    """The source document's BERT example, scaled: one block dropped, then 30% of the weights of every layer left
+    (planned on the model the first stage leaves, whose layers the second stage's ratios name)."""
+    _, blocks = plan(spec, "layer", 0.25)
+    first = PruneConfig(MODEL, "layer", {}, remove_blocks=blocks, model_fingerprint=spec.fingerprint)
+    ratios, _ = plan(dataclasses.replace(spec, model=apply(spec, first).model), "unstructured", 0.3)
+    return dataclasses.replace(first, then=(PruneConfig(MODEL, "unstructured", ratios),))
+
+
+def test_a_recipe_round_trips_and_lists_its_stages():
+    config = PruneConfig("digits-mlp", "channel", {"fc1": 0.5}, then=[
+        {"method": "unstructured", "ratios": {"fc2": 0.3}, "repair": "sparsegpt"},
+        {"method": "nm", "ratios": {"fc3": 0.5}}])
+    assert [s.method for s in config.stages()] == ["channel", "unstructured", "nm"]
+    assert all(not s.then for s in config.stages())
+    assert PruneConfig.from_json(config.to_json()) == config
+    assert json.loads(config.to_json())["then"][0]["repair"] == "sparsegpt"
+    assert config.for_model("renamed").then[1].model == "renamed"
+
+
+@pytest.mark.parametrize(("then", "message"), [
+    ([{"model": "mnist-vit", "method": "unstructured", "ratios": {}}], "stage 2 is for model 'mnist-vit'"),
+    ([{"method": "unstructured", "ratios": {}, "model_fingerprint": "abc"}], "only the first stage's model"),
+    ([{"method": "unstructured", "ratios": {}, "then": [{"method": "nm", "ratios": {}}]}], "stages of its own"),
+    ([{"method": "unstructured", "ratios": {}}, {"method": "channel", "ratios": {}}], r"stage 3 \(channel\) follows"),
+    ([{"method": "lottery", "ratios": {}}], "unknown method 'lottery'"),
+    ("unstructured", "then must be a list"),
+])
+def test_stages_that_cannot_work_are_refused_in_one_line(then, message):
+    with pytest.raises(PruneLabError, match=message) as info:
+        PruneConfig.from_dict({**PruneConfig("digits-mlp", "channel", {"fc1": 0.5}).to_dict(), "then": then})
+    assert "\n" not in str(info.value)
+
+
+def test_stages_run_as_one_after_another_and_the_trajectory_says_which():
+    spec = get_spec(MODEL)
+    recipe = _recipe(spec)
+    ratios = recipe.then[0].ratios
+    trained = schedule.train(spec, recipe)
+    first = apply(spec, recipe.stages()[0])  # by hand: stage 1, then stage 2 on what it left
+    by_hand = apply(dataclasses.replace(spec, model=first.model), recipe.stages()[1])
+    for (name, a), (_, b) in zip(trained.model.state_dict().items(), by_hand.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    assert [(p["stage"], p["phase"]) for p in trained.trajectory] == [(1, "baseline"), (1, "pruned"), (2, "pruned")]
+    assert [p["step"] for p in trained.trajectory] == [0, 1, 2]
+    assert trained.trajectory[1]["params"] < trained.trajectory[0]["params"]  # the block went
+    assert trained.trajectory[2]["nonzero_params"] < trained.trajectory[1]["nonzero_params"]  # then the weights
+    assert set(trained.removed) == set(recipe.remove_blocks) | {u for u, r in ratios.items() if r > 0}
+
+
+@pytest.mark.slow  # two measured runs of the recipe through the CLI, ~40 s
+def test_prunelab_apply_replays_a_recipe_with_the_same_figures(tmp_path):
+    spec = get_spec(MODEL)
+    recipe = _recipe(spec)
+    recipe.save(tmp_path / "recipe.json")
+    figures = []
+    for out in ("a", "b"):
+        done = subprocess.run([sys.executable, "-m", "core.cli", "apply", str(tmp_path / "recipe.json"), "--out",
+                               str(tmp_path / out), "--latency-batches", "1"], cwd=ROOT, capture_output=True,
+                              text=True, env={"PRUNELAB_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"},
+                              timeout=600)
+        assert done.returncode == 0, done.stderr
+        pruned = json.loads((tmp_path / out / "metrics.json").read_text())["pruned"]
+        figures.append({k: pruned[k] for k in ("params", "nonzero_params", "flops", "accuracy")})
+        assert PruneConfig.load(tmp_path / out / "config.json") == recipe
+    assert figures[0] == figures[1]
