@@ -14,7 +14,7 @@ from core.prune import apply, check_config_matches
 from tests.conftest import get_spec
 
 KEYS = {"model", "method", "ratios", "criterion", "model_fingerprint", "finetune", "calibration_samples", "seed",
-        "schedule", "pattern", "remove_blocks", "repair", "version"}
+        "schedule", "pattern", "remove_blocks", "repair", "then", "version"}
 
 
 def _configs() -> list[PruneConfig]:
