@@ -243,6 +243,10 @@ class PruneConfig:
         """This config (every stage of it) named for `model`: a replay onto the same weights under another name."""
         return replace(self, model=model, then=tuple(replace(s, model=model) for s in self.then))
 
+    def methods_text(self) -> str:
+        """'layer → unstructured (sparsegpt repair)': each stage's method and repair, in order."""
+        return " → ".join(s.method + (f" ({s.repair} repair)" if s.repair != "none" else "") for s in self.stages())
+
     def stages(self) -> list[PruneConfig]:
         """Every stage in order: this config without `then`, then each of `then`."""
         return [replace(self, then=()), *self.then]

@@ -182,4 +182,4 @@ def render(name: str) -> None:
     ranked = f"criterion {config.criterion}" if config.technique.uses_criterion else "blocks chosen on the Tune page"
     st.caption(f"All figures measured: latency in {md(pruned['runtime'])}, {md(pruned['latency_threads'])} thread(s), "
                "median and p90 over repeated runs after warm-up (eager torch timed alike, for comparison). Method: "
-               f"{config.method}, {ranked}, seed {config.seed}; schedule: {schedule_text(config)}.")
+               f"{config.methods_text()}, {ranked}, seed {config.seed}; schedule: {schedule_text(config)}.")

@@ -91,3 +91,10 @@ def test_prunelab_apply_replays_a_recipe_with_the_same_figures(tmp_path):
         figures.append({k: pruned[k] for k in ("params", "nonzero_params", "flops", "accuracy")})
         assert PruneConfig.load(tmp_path / out / "config.json") == recipe
     assert figures[0] == figures[1]
+
+
+def test_a_recipe_says_its_stages_and_repairs_in_order():
+    config = PruneConfig("digits-mlp", "channel", {"fc1": 0.5}, repair="lstsq",
+                         then=[{"method": "unstructured", "ratios": {"fc2": 0.3}, "repair": "sparsegpt"}])
+    assert config.methods_text() == "channel (lstsq repair) → unstructured (sparsegpt repair)"
+    assert PruneConfig("digits-mlp", "channel", {}).methods_text() == "channel"
