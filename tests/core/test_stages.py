@@ -16,6 +16,7 @@ import torch
 from core import schedule
 from core.config import PruneConfig
 from core.errors import PruneLabError
+from core.models import load
 from core.plan import plan
 from core.prune import apply
 from tests.conftest import get_spec
@@ -28,10 +29,10 @@ MODEL = "mnist-vit"
 def _recipe(spec) -> PruneConfig:
     """The source document's BERT example, scaled: one block dropped, then 30% of the weights of every layer left
     (planned on the model the first stage leaves, whose layers the second stage's ratios name)."""
-    _, blocks = plan(spec, "layer", 0.25)
-    first = PruneConfig(MODEL, "layer", {}, remove_blocks=blocks, model_fingerprint=spec.fingerprint)
+    _, blocks = plan(spec, "layer", 1 / 6)
+    first = PruneConfig(spec.name, "layer", {}, remove_blocks=blocks[:1], model_fingerprint=spec.fingerprint)
     ratios, _ = plan(dataclasses.replace(spec, model=apply(spec, first).model), "unstructured", 0.3)
-    return dataclasses.replace(first, then=(PruneConfig(MODEL, "unstructured", ratios),))
+    return dataclasses.replace(first, then=(PruneConfig(spec.name, "unstructured", ratios),))
 
 
 def test_a_recipe_round_trips_and_lists_its_stages():
@@ -75,9 +76,11 @@ def test_stages_run_as_one_after_another_and_the_trajectory_says_which():
     assert set(trained.removed) == set(recipe.remove_blocks) | {u for u, r in ratios.items() if r > 0}
 
 
-@pytest.mark.slow  # two measured runs of the recipe through the CLI, ~40 s
-def test_prunelab_apply_replays_a_recipe_with_the_same_figures(tmp_path):
-    spec = get_spec(MODEL)
+@pytest.mark.slow  # two measured runs of the recipe through the CLI: ~40 s (mnist-vit), ~90 s (MiniLM)
+@pytest.mark.parametrize("name", [MODEL, "minilm"])
+def test_prunelab_apply_replays_a_recipe_with_the_same_figures(tmp_path, name):
+    """The source document's BERT example as a two-stage recipe, on a ViT and on MiniLM (a pretrained BERT)."""
+    spec = get_spec(name) if name != "minilm" else load("minilm")
     recipe = _recipe(spec)
     recipe.save(tmp_path / "recipe.json")
     figures = []
@@ -88,7 +91,8 @@ def test_prunelab_apply_replays_a_recipe_with_the_same_figures(tmp_path):
                               timeout=600)
         assert done.returncode == 0, done.stderr
         pruned = json.loads((tmp_path / out / "metrics.json").read_text())["pruned"]
-        figures.append({k: pruned[k] for k in ("params", "nonzero_params", "flops", "accuracy")})
+        figures.append({k: pruned.get(k) for k in ("params", "nonzero_params", "flops", "accuracy", "fidelity")})
+        assert figures[-1]["accuracy" if name != "minilm" else "fidelity"] is not None
         assert PruneConfig.load(tmp_path / out / "config.json") == recipe
     assert figures[0] == figures[1]
 
