@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from core import methods
-from core.allocate import Bounds, Target, allocate
+from core.allocate import Bounds, Target, allocate, drop_curves, predicted_drop
 from core.cli import main
 from core.config import PruneConfig
 from core.estimate import build_cost_model
@@ -290,17 +290,23 @@ def test_the_cli_sweep_and_solver_speak_perplexity(tmp_path):
     assert "predicted perplexity increase +" in out
 
 
-@pytest.mark.slow  # a small channel sweep, then AppTest on the Model and Sensitivity pages
-def test_the_sensitivity_page_shows_the_perplexity_increase_first(monkeypatch, tmp_path):
-    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
-    spec = get_spec("tiny-lm")
-    table = sweep(spec, SweepSpec("tiny-lm", spec.fingerprint, "channel", "l1", (0.25, 0.5), 50, 16, 0))  # cached
+def _small_sweep_page(monkeypatch, tmp_path):
+    """The Sensitivity page of tiny-lm set to the small sweep the test cached (2 ratios, 50 windows, 16 calibration)."""
     at = open_app(monkeypatch, "tiny-lm", tmp_path, "sensitivity")
     at.multiselect(key="sens-grid").set_value([0.25, 0.5])
     at.number_input(key="sens-eval").set_value(50)  # the page's smallest
     at.number_input(key="sens-calib").set_value(16)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.mark.slow  # a small channel sweep, then AppTest on the Model and Sensitivity pages
+def test_the_sensitivity_page_shows_the_perplexity_increase_first(monkeypatch, tmp_path):
+    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
+    spec = get_spec("tiny-lm")
+    table = sweep(spec, SweepSpec("tiny-lm", spec.fingerprint, "channel", "l1", (0.25, 0.5), 50, 16, 0))  # cached
+    at = _small_sweep_page(monkeypatch, tmp_path)
     assert at.radio(key="sens-metric").value == "perplexity increase"
     heat = next(s for s in chart_specs(at) if s["data"][0]["type"] == "heatmap")
     assert "perplexity increase" in json.dumps(heat["data"][0]["colorbar"])
@@ -308,3 +314,18 @@ def test_the_sensitivity_page_shows_the_perplexity_increase_first(monkeypatch, t
     values = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]) if isinstance(z, dict) else np.ravel(z)
     assert values.max() == pytest.approx(table["perplexity_increase"].max())
     assert any(f"baseline perplexity there {table['base_perplexity'].iloc[0]:.3f}" in c.value for c in at.caption)
+
+
+@pytest.mark.slow  # a small channel sweep, then AppTest on the Model, Sensitivity and Tune pages
+def test_the_tune_page_predicts_perplexity_from_the_sweep(monkeypatch, tmp_path):
+    """The baseline's validation perplexity plus the sweep's summed single-unit increases at the sliders' ratios."""
+    monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
+    spec = get_spec("tiny-lm")
+    table = sweep(spec, SweepSpec("tiny-lm", spec.fingerprint, "channel", "l1", (0.25, 0.5), 50, 16, 0))
+    at = goto(_small_sweep_page(monkeypatch, tmp_path), "tune")
+    at.slider(key="ratio|tiny-lm|channel|blocks.0.fc1").set_value(0.5).run()
+    assert not at.exception, [e.value for e in at.exception]
+    increase = predicted_drop(drop_curves(table), {"blocks.0.fc1": 0.5})
+    base = evaluate(spec.model, spec.split.test_x, spec.split.test_y)["perplexity"]
+    shown = next(m for m in at.metric if m.label == "Perplexity (predicted)")
+    assert shown.value == f"{base + increase:.3f}"

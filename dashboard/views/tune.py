@@ -29,8 +29,9 @@ def _prediction(name: str, method: str, criterion: str, ratios: dict[str, float]
     if not cache.spec(name).has_data or not registry.get(method).swept:
         return None
     sweep_spec = current_spec(name, method, criterion)
-    return predict_accuracy(cached_table(sweep_spec), ratios, cache.baseline(name).metrics["accuracy"],
-                            sweep_spec.key())
+    base = cache.baseline(name).metrics
+    return predict_accuracy(cached_table(sweep_spec), ratios, base["accuracy"], sweep_spec.key(),
+                            base_perplexity=base.get("perplexity"))  # a language model's headline
 
 
 def _estimates(base: dict, est: dict, prediction: dict | None, has_data: bool, method: str) -> None:
@@ -41,7 +42,11 @@ def _estimates(base: dict, est: dict, prediction: dict | None, has_data: bool, m
         pct = 100 * (est[key] / base[key] - 1) if base[key] else 0.0
         col.metric(f"{label} (estimate)", human(est[key], unit), f"{pct:+.1f}%" if abs(pct) >= 0.05 else None,
                    delta_color="inverse")
-    if prediction:
+    if prediction and prediction.get("perplexity") is not None:  # a language model: lower is better
+        cols[4].metric("Perplexity (predicted)", f"{prediction['perplexity']:.3f}",
+                       f"{prediction['perplexity_increase']:+.3f}", delta_color="inverse",
+                       help=f"{prediction['method']}; next-token accuracy {100 * prediction['accuracy']:.2f}%")
+    elif prediction:
         cols[4].metric("Accuracy (predicted)", f"{100 * prediction['accuracy']:.2f}%",
                        f"{-100 * prediction['drop']:+.2f} pts", help=prediction["method"])
     elif has_data and registry.get(method).swept:
