@@ -132,12 +132,13 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: attention and a GELU MLP, each with a residual add."""
+    """Pre-norm transformer block: attention and a GELU MLP, each with a residual add. `attention` is the
+    attention module's class (sample_models.tiny_lm passes its causal one)."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_hidden: int) -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_hidden: int, attention: type[nn.Module] | None = None) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, num_heads)
+        self.attn = (attention or Attention)(dim, num_heads)
         self.norm2 = nn.LayerNorm(dim)
         self.fc1 = nn.Linear(dim, mlp_hidden)
         self.act = nn.GELU()

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from sample_models import tiny_lm_data
+from sample_models.architectures import Block
 
 DIM = 128  # width of the residual stream
 DEPTH = 4  # decoder blocks
@@ -52,23 +53,6 @@ class CausalAttention(nn.Module):
         return self.proj(out)
 
 
-class DecoderBlock(nn.Module):
-    """Pre-norm decoder block: x + attn(LN(x)), then + fc2(gelu(fc1(LN(x))))."""
-
-    def __init__(self, dim: int, num_heads: int, mlp_hidden: int) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = CausalAttention(dim, num_heads)
-        self.norm2 = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, mlp_hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(mlp_hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.fc2(self.act(self.fc1(self.norm2(x))))
-
-
 class TinyLM(nn.Module):
     """Token ids (N, T), T <= context, in; next-token logits (N, T, vocab) out."""
 
@@ -78,7 +62,7 @@ class TinyLM(nn.Module):
         vocab = vocab or tiny_lm_data.vocab_size()
         self.tok_embed = nn.Embedding(vocab, dim)
         self.pos_embed = nn.Embedding(context, dim)
-        self.blocks = nn.ModuleList(DecoderBlock(dim, num_heads, mlp_hidden) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_hidden, CausalAttention) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab)
         self.apply(_init)
