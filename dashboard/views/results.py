@@ -50,8 +50,9 @@ def pick_run(name: str, key: str) -> Experiment | None:
 
 def _label(run: Experiment) -> str:
     pruned = run.metrics["pruned"]
-    if pruned.get(PERPLEXITY_METRIC.key) is not None:  # a language model: its headline
-        return f"{run.id} · {run.config.finetune.epochs} ep · ppl {PERPLEXITY_METRIC.show(pruned['perplexity'])}"
+    perplexity = pruned.get(PERPLEXITY_METRIC.key)
+    if perplexity is not None:  # a language model: its headline
+        return f"{run.id} · {run.config.finetune.epochs} ep · ppl {PERPLEXITY_METRIC.show(perplexity)}"
     acc = pruned.get("accuracy")
     return f"{run.id} · {run.config.finetune.epochs} ep · acc " + ("n/a" if acc is None else f"{100 * acc:.2f}%")
 
