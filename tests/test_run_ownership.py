@@ -42,8 +42,11 @@ class Proc:
 
     def __init__(self, home: Path, *args: object) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("PRUNELAB_HOME", "PRUNELAB_DEBUG")}
+        # as a terminal starts a foreground command: Ctrl+C's signal at its default, whatever this worker inherited
+        # (a pytest-xdist worker was seen with SIGINT ignored, which a child keeps: the Ctrl+C cases then never end)
         self.popen = subprocess.Popen([str(PRUNELAB), "--home", str(home), *map(str, args)], cwd=ROOT, env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.stages: list[str] = []
         self.lines: list[str] = []
         self.stdout = b""
