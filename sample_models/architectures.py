@@ -126,9 +126,13 @@ class Attention(nn.Module):
         split = lambda t: t.reshape(b, n, self.num_heads, -1).transpose(1, 2)  # noqa: E731  (b, h, n, d)
         q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
         scale = q.shape[-1] ** -0.5
-        attn = torch.softmax((q @ k.transpose(-2, -1)) * scale, dim=-1)
+        attn = torch.softmax(self.masked((q @ k.transpose(-2, -1)) * scale), dim=-1)
         out = (attn @ v).transpose(1, 2).reshape(b, n, -1)
         return self.proj(out)
+
+    def masked(self, scores: torch.Tensor) -> torch.Tensor:
+        """The attention scores (b, h, n, n) before the softmax; every position sees every other here."""
+        return scores
 
 
 class Block(nn.Module):

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from sample_models import tiny_lm_data
-from sample_models.architectures import Block
+from sample_models.architectures import Attention, Block
 
 DIM = 128  # width of the residual stream
 DEPTH = 4  # decoder blocks
@@ -30,27 +30,14 @@ HEADS = 4  # attention heads per block (width 32 each)
 MLP_HIDDEN = 4 * DIM
 
 
-class CausalAttention(nn.Module):
+class CausalAttention(Attention):
     """Multi-head self-attention where position i sees positions 0..i only."""
 
-    def __init__(self, dim: int, num_heads: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        split = lambda t: t.reshape(b, n, self.num_heads, -1).transpose(1, 2)  # noqa: E731  (b, h, n, d)
-        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
-        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
-        future = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1)  # True above the diagonal
+    def masked(self, scores: torch.Tensor) -> torch.Tensor:
+        n = scores.shape[-1]
+        future = torch.ones(n, n, dtype=torch.bool, device=scores.device).triu(1)  # True above the diagonal
         # the most negative finite float rather than -inf: the ONNX graph holds no infinities
-        scores = scores.masked_fill(future, torch.finfo(scores.dtype).min)
-        out = (torch.softmax(scores, dim=-1) @ v).transpose(1, 2).reshape(b, n, -1)
-        return self.proj(out)
+        return scores.masked_fill(future, torch.finfo(scores.dtype).min)
 
 
 class TinyLM(nn.Module):
