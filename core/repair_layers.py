@@ -20,6 +20,7 @@ from core.data import batches
 from core.errors import PruneLabError
 from core.protocols import RepairProgress
 from core.prune.patterns import nm_mask
+from core.prune.unstructured import magnitude_mask
 from core.repair import masked_lstsq, sparsegpt
 from core.structure import PRUNABLE
 
@@ -165,12 +166,4 @@ def _first_keep(weight: torch.Tensor, ratio: float, nm: tuple[int, int] | None) 
     """A magnitude keep-mask at the ratio, or the N:M pattern's (keep n of every m)."""
     if nm is not None:
         return nm_mask(weight.detach().abs(), nm[0], nm[1]).bool()
-    return _magnitude_keep(weight.reshape(weight.shape[0], -1), ratio).view_as(weight)
-
-
-def _magnitude_keep(flat: torch.Tensor, ratio: float) -> torch.Tensor:
-    k = round(ratio * flat.numel())
-    keep = torch.ones_like(flat, dtype=torch.bool)
-    if k:
-        keep.view(-1)[torch.topk(flat.abs().flatten(), k, largest=False).indices] = False
-    return keep
+    return magnitude_mask(weight, ratio).bool()
