@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from core import methods
+from core import methods, schedule_evidence
 from core.errors import PruneLabError
 from core.importance import REGISTRY
 from core.structure import has_attention
@@ -101,10 +101,31 @@ def _schedule(s: Situation, method: str) -> tuple[str, str]:
         return "oneshot", "2-5% loss is tolerable: aggressive one-shot pruning, then fine-tune"
     technique = methods.get(method)
     if "dynamic" in technique.schedules:
-        return "dynamic", "no loss affordable: prune gradually during training (dynamic)"
+        return _measured(s.family, technique, "dynamic",
+                         "no loss affordable: prune gradually during training (dynamic)")
     if "iterative" not in technique.schedules:
         return "oneshot", f"{technique.fixed_share}: prune once, then fine-tune longer"
-    return "iterative", "no loss affordable: prune a little, fine-tune, repeat (iterative)"
+    return _measured(s.family, technique, "iterative",
+                     "no loss affordable: prune a little, fine-tune, repeat (iterative)")
+
+
+def _measured(family: str, technique: methods.Method, kind: str, why: str) -> tuple[str, str]:
+    """The guide's gradual `kind` checked against the schedules benchmark (core.schedule_evidence): kept, its figure
+    cited, unless it measured below one-shot on a model of the family (highest measured ratio, either scope); then
+    the method's gradual schedule that beat one-shot everywhere measured, by the largest worst-case lead, else
+    one-shot. No evidence: the guide's answer as it is."""
+    figure = schedule_evidence.worst(family, kind)
+    if figure is None:
+        return kind, why
+    if figure.change >= 0:
+        return kind, f"{why}; measured {figure.where()}: {figure.amount()} {figure.cite()}"
+    lost = (f"no loss affordable: the guide says prune gradually, but {figure.where()}, {kind} measured "
+            f"{figure.amount()} {figure.cite()}")
+    others = [schedule_evidence.worst(family, k) for k in technique.schedules if k not in ("oneshot", kind)]
+    best = max((f for f in others if f is not None and f.change > 0), key=lambda f: f.change, default=None)
+    if best is None:
+        return "oneshot", f"{lost}: one-shot, with the whole fine-tuning budget"
+    return best.kind, f"{lost}: {best.kind}, which measured {best.amount()} at worst ({best.where()})"
 
 
 def detect_family(model: nn.Module) -> str:
