@@ -54,6 +54,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "seed": (0, 2**32 - 1),  # numpy.random.default_rng / torch.manual_seed range shared by both
     "calibration_samples": (1, 1_000_000),  # examples scored / used for BatchNorm statistics
     "eval_samples": (1, 1_000_000),  # examples each sensitivity point is evaluated on
+    "stages": (1, 100),  # stages of a recipe, this config and its `then`: each prunes (and may fine-tune) the model
 }
 
 
@@ -223,6 +224,7 @@ class PruneConfig:
         """`then` as configs (dicts read from JSON are built), each for this model, unfingerprinted, flat."""
         if not isinstance(self.then, (list, tuple)):
             raise PruneLabError(f"then must be a list of stage configs, got {self.then!r}")
+        check_int("stages", 1 + len(self.then), "a recipe's number of stages (this config and its 'then')")
         stages = tuple(s if isinstance(s, PruneConfig) else PruneConfig.from_dict(
             {"version": self.version, "model": self.model, **s} if isinstance(s, dict) else s) for s in self.then)
         for k, stage in enumerate(stages, 2):
