@@ -68,6 +68,8 @@ BATCH_SIZE = "batch-size"
 SCHEDULE, SCHEDULE_STEPS = "schedule", "schedule-steps"
 SCHEDULE_CURVE, SCHEDULE_EVERY = "schedule-curve", "schedule-every"
 DISTILL, DISTILL_TEMPERATURE, DISTILL_ALPHA, REWIND = "distill", "distill-temperature", "distill-alpha", "rewind"
+STAGE_ADD, STAGE_PICK, STAGE_UP, STAGE_DOWN = "stage-add", "stage-pick", "stage-up", "stage-down"  # the recipe
+STAGE_REMOVE, STAGE_CLEAR = "stage-remove", "stage-clear"  # (components.stages): its buttons and stage picker
 
 # --- Sensitivity and Model pages -------------------------------------------------------------------------------
 SENS_GRANULARITY, SENS_CRITERION, SENS_GRID = "sens-granularity", "sens-criterion", "sens-grid"
@@ -97,6 +99,7 @@ STRATEGY_MESSAGE = "strategy-message"  # what "Apply to Tune" set
 LOAD_MESSAGE = "exp-load-message"  # outcome of "Load into Tune"
 IMPORT_MESSAGE = "exp-import-message"  # outcome of the last uploaded config
 DELETE_MESSAGE = "exp-delete-message"  # outcome of the last delete
+STAGE_MESSAGE = "stage-message"  # a stage the recipe could not take, and why
 
 # Widget keys whose values outlive their page. Streamlit forgets a widget's value on a run that does not draw
 # it (every run of another page), but these settings are read from elsewhere (Tune's predicted accuracy reads
@@ -189,6 +192,10 @@ def _run_key(model: str) -> str:
 
 def _picked_key(source: str) -> str:
     return f"picked|{source}"
+
+
+def _stages_key(model: str) -> str:
+    return f"stages|{model}"
 
 
 def _message_key(key: str, model: str) -> str:
@@ -618,6 +625,23 @@ class TuneState:
         """In a callback: exactly the `ticked` blocks' checkboxes ticked."""
         for block in blocks:
             st.session_state[drop_key(self.name, block)] = block in ticked
+
+
+# --- Tune: the recipe being built, per model -------------------------------------------------------------------------
+
+def recipe_stages(model: str) -> list:
+    """The stages (core.config.PruneConfig, each without `then`) of the recipe built for model, in order."""
+    return list(st.session_state.get(_stages_key(model), []))
+
+
+def set_recipe_stages(model: str, stages: Iterable) -> None:
+    """The recipe's stages for model (an empty list: no recipe; Tune then runs its own settings)."""
+    st.session_state[_stages_key(model)] = list(stages)
+
+
+def pick_stage(number: int) -> None:
+    """In a callback: the recipe's stage picker to stage `number` (1-based)."""
+    st.session_state[STAGE_PICK] = number
 
 
 # --- Sensitivity: the sweep settings other pages read ----------------------------------------------------------------

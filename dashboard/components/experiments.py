@@ -40,12 +40,13 @@ def matches(exp: Experiment, text: str) -> bool:
 
 
 def table(experiments: list[Experiment]) -> pd.DataFrame:
-    """One row per experiment: id, method, criterion, status, the numbers, created (UTC); a column for each other
-    task measure (perplexity, fidelity) only when some experiment reports it."""
+    """One row per experiment: id, method (a recipe's stages in order), criterion, status, the numbers, created
+    (UTC); a column for each other task measure (perplexity, fidelity) only when some experiment reports it."""
     extra = task_columns(experiments)
     rows = []
     for e in experiments:
-        row: dict[str, Any] = {"id": e.id, "method": e.method, "criterion": e.criterion, "status": e.status}
+        row: dict[str, Any] = {"id": e.id, "method": e.config.methods_text(), "criterion": e.criterion,
+                               "status": e.status}  # a recipe's method: every stage's, "layer → unstructured"
         row |= {label: getattr(e, key) for key, label in NUMBERS}
         row |= {key: task_value(e, key) for key in extra}
         row["created"] = e.created_at[:19].replace("T", " ")

@@ -6,7 +6,8 @@ radio, the criterion, the method's sliders (or N:M / block shape, or the layer m
 set through dashboard.state (the sliders by its one slider writer: capped at MAX_RATIO, as a solver fill sets
 them). Callbacks do it (they run before the widgets are drawn) and leave a
 (kind, text) message about the model for the page to show (components.messages); a rejected config changes no
-widget.
+widget. A config with stages (a recipe, `then`) fills the Tune page's stage list (components.stages), every stage
+checked against the model; a config without stages empties that list, so Apply runs what was loaded.
 
 The schedule, fine-tuning and seed are set too (components.training's keys), within what those widgets take; a
 value they cannot show (more epochs than the field allows, a batch size Tune has no field for) is named in the
@@ -56,8 +57,9 @@ def checked(name: str, config: PruneConfig) -> PruneConfig:
     config = _for_this_model(name, config)
     spec = cache.spec(name)
     check_config_matches(spec, config)
-    known = [u.name for u in cache.cost_model(name, config.method).units]  # the method's units, cached
-    check_units(spec, config, known, label=cache.display_name(name))  # the CLI's check, on the cached units
+    for stage in config.stages():  # a later stage's units are the base model's that the stages before left
+        known = [u.name for u in cache.cost_model(name, stage.method).units]  # the method's units, cached
+        check_units(spec, stage, known, label=cache.display_name(name))  # the CLI's check, on the cached units
     return config
 
 
@@ -125,10 +127,15 @@ def load(name: str, config: PruneConfig, source: str) -> str:
     training, training_notes = training_state(name, config)
     state.load_settings(values | training)  # in a callback: before Tune's widgets are drawn
     state.TuneState(name, config.method).set_sliders(sliders)
+    had = len(state.recipe_stages(name))
+    state.set_recipe_stages(name, config.stages() if config.then else [])  # Apply runs what was loaded
     what = (f"{len(config.remove_blocks)} block(s) to remove" if config.technique.takes_blocks
             else f"{sum(1 for r in config.ratios.values() if r > 0)} non-zero ratio(s)")
-    return (f"Loaded {source} into Tune: {config.method}, {what}; {schedule_words(config)}, seed {config.seed}"
-            + "".join(f"; {n}" for n in notes + training_notes) + ". Open the Tune page to review and apply.")
+    recipe = (f"recipe of {len(config.stages())} stages loaded ({config.methods_text()}), stage 1 shown in the "
+              "controls: " if config.then else f"the recipe list ({had} stage(s)) cleared; " if had else "")
+    return (f"Loaded {source} into Tune: {recipe}{config.method}, {what}; {schedule_words(config)}, seed "
+            f"{config.seed}" + "".join(f"; {n}" for n in notes + training_notes)
+            + ". Open the Tune page to review and apply.")
 
 
 def schedule_words(config: PruneConfig) -> str:

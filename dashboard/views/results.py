@@ -11,7 +11,7 @@ from core.config import PruneConfig
 from core.errors import PruneLabError
 from core.experiment import finetune_verdict
 from core.graph import layer_widths
-from core.metric_keys import PERPLEXITY_METRIC, ModelMetrics, latency_key, task_metrics
+from core.metric_keys import PERPLEXITY_METRIC, ModelMetrics, headline, latency_key, task_metrics
 from core.recipes import describe
 from core.store import Experiment, Store
 from dashboard import cache, state
@@ -19,6 +19,7 @@ from dashboard.components import hardware as hardware_ui
 from dashboard.components import netron
 from dashboard.components.charts import accuracy_bars, compared, comparison_bars, trajectory_chart, width_chart
 from dashboard.components.format import metric_row
+from dashboard.components.stage_results import stage_chart, stage_table
 from dashboard.components.text import md
 
 
@@ -50,11 +51,12 @@ def pick_run(name: str, key: str) -> Experiment | None:
 
 def _label(run: Experiment) -> str:
     pruned = run.metrics["pruned"]
+    epochs = sum(s.finetune.epochs for s in run.config.stages())  # a recipe's: every stage's
     perplexity = pruned.get(PERPLEXITY_METRIC.key)
     if perplexity is not None:  # a language model: its headline
-        return f"{run.id} · {run.config.finetune.epochs} ep · ppl {PERPLEXITY_METRIC.show(perplexity)}"
+        return f"{run.id} · {epochs} ep · ppl {PERPLEXITY_METRIC.show(perplexity)}"
     acc = pruned.get("accuracy")
-    return f"{run.id} · {run.config.finetune.epochs} ep · acc " + ("n/a" if acc is None else f"{100 * acc:.2f}%")
+    return f"{run.id} · {epochs} ep · acc " + ("n/a" if acc is None else f"{100 * acc:.2f}%")
 
 
 def _table(base: dict, pruned: dict) -> pd.DataFrame:
@@ -87,6 +89,9 @@ def _graph(name: str, run: Experiment) -> None:
     st.plotly_chart(width_chart(layer_widths(spec.model, units, ratios)), width="stretch", key=state.WIDTH_CHART)
     if note := technique.what_changed(run.metrics.get("removed", {}), run.config.remove_blocks):
         st.caption(md(note))
+    if run.config.then:
+        st.caption(f"A recipe: the widths above are stage 1's cut ({run.config.method}); what every stage left is "
+                   "measured in the stage table above.")
     onnx = run.file("model.onnx")
     if error := run.metrics["pruned"].get("onnx_error"):
         st.info(f"No exported graph: {md(error)}. The figures above are measured in torch.")
@@ -114,9 +119,25 @@ def schedule_text(config: PruneConfig) -> str:
     return text
 
 
+def _stages(run: Experiment, points: list[dict]) -> None:
+    """A recipe's measurements stage by stage: the chart with a band per stage, and each stage's figures after its
+    pruning and after its fine-tuning (the run's headline metric, core.metric_keys)."""
+    st.markdown("#### Stage by stage")
+    metric = headline(run.metrics["baseline"])
+    st.plotly_chart(stage_chart(points, run.config, metric), width="stretch", key=state.TRAJECTORY_CHART)
+    st.dataframe(stage_table(points, run.config, metric), hide_index=True, width="stretch")
+    better = "higher" if metric.higher_is_better else "lower"
+    st.caption(f"Measured after each stage's pruning and fine-tuning ({metric.label}: {better} is better). "
+               + "; ".join(f"Stage {k} ({s.method}): {schedule_text(s)}" for k, s in enumerate(run.config.stages(), 1))
+               + ".")
+
+
 def _trajectory(run: Experiment) -> None:
-    """The schedule's measurements step by step, when there is more than before and after."""
+    """The schedule's measurements step by step, when there is more than before and after (a recipe's always)."""
     points = run.metrics.get("trajectory") or []
+    if run.config.then and points:
+        _stages(run, points)
+        return
     if len(points) <= 2:
         return
     st.markdown("#### Along the schedule")
@@ -183,4 +204,5 @@ def render(name: str) -> None:
     ranked = f"criterion {config.criterion}" if config.technique.uses_criterion else "blocks chosen on the Tune page"
     st.caption(f"All figures measured: latency in {md(pruned['runtime'])}, {md(pruned['latency_threads'])} thread(s), "
                "median and p90 over repeated runs after warm-up (eager torch timed alike, for comparison). Method: "
-               f"{config.methods_text()}, {ranked}, seed {config.seed}; schedule: {schedule_text(config)}.")
+               f"{config.methods_text()}, {ranked}, seed {config.seed}; schedule: "
+               + ("each stage's, above." if config.then else f"{schedule_text(config)}."))

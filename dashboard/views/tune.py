@@ -13,7 +13,7 @@ from core.errors import PruneLabError
 from core.importance import REGISTRY
 from core.workflows import baseline_latency_ms, defaults, estimate_latency, predict_accuracy
 from dashboard import cache, jobs, state
-from dashboard.components import criteria, hf_mode, locks, methods, strategy_helper
+from dashboard.components import criteria, hf_mode, locks, methods, stages, strategy_helper
 from dashboard.components import hardware as hardware_ui
 from dashboard.components import repair as repair_ui
 from dashboard.components.charts import estimate_bars
@@ -127,10 +127,13 @@ def _config(name: str, method: str, criterion: str, choice: methods.Choice, trai
 
 
 def _apply(name: str, config: PruneConfig | None, prediction: dict | None, lut) -> None:
-    """The Apply button (disabled while a run is going or nothing valid is set) and the run's outcome."""
+    """The Apply button (disabled while a run is going or nothing valid is set) and the run's outcome. A recipe
+    (config.then) runs with its stage progress labels ('stage 1/2 (neuron): pruning')."""
     own = state.own_run(name)  # this session's run job; other sessions' runs do not block it
     busy = own is not None and jobs.running("run", name, own)
-    if st.button("Apply and measure", type="primary", key=state.APPLY, disabled=config is None or busy):
+    label = f"Apply the recipe ({len(config.stages())} stages) and measure" if config and config.then else \
+        "Apply and measure"
+    if st.button(label, type="primary", key=state.APPLY, disabled=config is None or busy):
         if config is not None and not busy:
             _launch(name, config, prediction, lut)
     # this session's run job; None after a refresh: the model's latest run job
@@ -169,4 +172,7 @@ def render(name: str) -> None:
         except PruneLabError as e:
             st.error(md(e))
     hf_mode.check(name, config)
+    listed, recipe = stages.panel(name, config)
+    if listed:  # the recipe runs instead: the prediction and width table are of the settings above alone
+        config, prediction, lut = recipe, None, None
     _apply(name, config, prediction, lut)
