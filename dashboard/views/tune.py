@@ -126,13 +126,12 @@ def _config(name: str, method: str, criterion: str, choice: methods.Choice, trai
                        calibration_samples=repair[1])
 
 
-def _apply(name: str, config: PruneConfig | None, prediction: dict | None, lut) -> None:
-    """The Apply button (disabled while a run is going or nothing valid is set) and the run's outcome. A recipe
-    (config.then) runs with its stage progress labels ('stage 1/2 (neuron): pruning')."""
+def _apply(name: str, config: PruneConfig | None, prediction: dict | None, lut, stages: int = 0) -> None:
+    """The Apply button (disabled while a run is going or nothing valid is set) and the run's outcome. stages: how
+    many the listed recipe has (0: none, the settings above run); a recipe's progress says 'stage 1/2 (neuron)'."""
     own = state.own_run(name)  # this session's run job; other sessions' runs do not block it
     busy = own is not None and jobs.running("run", name, own)
-    label = f"Apply the recipe ({len(config.stages())} stages) and measure" if config and config.then else \
-        "Apply and measure"
+    label = f"Apply the recipe ({stages} stage{'s' * (stages > 1)}) and measure" if stages else "Apply and measure"
     if st.button(label, type="primary", key=state.APPLY, disabled=config is None or busy):
         if config is not None and not busy:
             _launch(name, config, prediction, lut)
@@ -175,4 +174,4 @@ def render(name: str) -> None:
     listed, recipe = stages.panel(name, config)
     if listed:  # the recipe runs instead: the prediction and width table are of the settings above alone
         config, prediction, lut = recipe, None, None
-    _apply(name, config, prediction, lut)
+    _apply(name, config, prediction, lut, len(state.recipe_stages(name)) if listed else 0)
