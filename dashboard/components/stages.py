@@ -54,6 +54,17 @@ def table(stages: list[PruneConfig]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["stage", "method", "cuts", "fine-tune epochs", "repair"])
 
 
+def inside_removed(stages: list[PruneConfig]) -> list[str]:
+    """'stage 2: blocks.3.fc1, ...' for each stage that names layers inside a block an earlier stage removes (that
+    block is an identity by then: core refuses those names when the run reaches the stage)."""
+    found, removed = [], ()
+    for k, stage in enumerate(stages, 1):
+        if named := [u for u, r in stage.ratios.items() if r > 0 and u.startswith(tuple(f"{b}." for b in removed))]:
+            found.append(f"stage {k}: {', '.join(named)}")
+        removed += stage.remove_blocks
+    return found
+
+
 def _edit(name: str, stages: list[PruneConfig]) -> bool:
     """Keep stages as the model's recipe if core accepts them (or there are none); else say why, keep the old list."""
     try:
@@ -131,6 +142,9 @@ def panel(name: str, current: PruneConfig | None) -> tuple[bool, PruneConfig | N
                "first to include them). The Estimate above is of the settings above alone: a recipe's size and FLOPs "
                "are not estimated, since each stage cuts the model the stage before left; Results measures every "
                "stage.")
+    if gone := inside_removed(stages):
+        st.warning(md(f"These layers are inside blocks an earlier stage removes, so the run would stop there: "
+                      f"{'; '.join(gone)}. Set their sliders to 0 and add the stage again."))
     try:
         return True, recipe(name, stages)
     except PruneLabError as e:

@@ -148,3 +148,13 @@ def test_the_stage_table_takes_each_stages_last_pruned_and_fine_tuned_points():
     lm = [{**p, "perplexity": 5.0 + p["step"]} for p in points]
     assert stage_results.stage_table(lm, config, PERPLEXITY_METRIC)["validation perplexity"].tolist() == [
         6.0, 6.0, 7.0, 7.0]
+
+
+def test_a_stage_naming_layers_of_a_block_removed_before_is_flagged():
+    from dashboard.components.stages import inside_removed
+
+    ratios = {"blocks.3.fc1": 0.3, "blocks.30.fc1": 0.3, "blocks.2.fc1": 0.3}
+    stages = PruneConfig("mnist-vit", "layer", {}, remove_blocks=("blocks.3",),
+                         then=[{"method": "unstructured", "ratios": ratios}]).stages()
+    assert inside_removed(stages) == ["stage 2: blocks.3.fc1"]
+    assert inside_removed(stages[:1]) == []
