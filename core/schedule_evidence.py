@@ -89,7 +89,7 @@ def _figure(model: str, family: str, kind: str, entry: dict, cell: dict) -> Figu
         if row["kind"] == kind and row["settings"] == default:
             change, ratio = _number(row["change"]), _number(cell["ratio"])
             return Figure(model, family, str(cell["scope"]), ratio, kind, str(label), change, str(entry["unit"]),
-                          len(cell["seeds"]))
+                          len(row.get("seeds", cell["seeds"])))  # the seeds it was paired with one-shot on
     return None
 
 

@@ -87,7 +87,7 @@ def helper(name: str) -> None:
     with st.expander("Which pruning should I use?", expanded=False):
         rec = recommend(situation(name))
         st.markdown(describe(rec))
-        st.caption(f"Why: {rec.reason}." + (f" Also: {rec.also}." if rec.also else ""))
+        st.caption(f"Why: {md(rec.reason)}." + (f" Also: {rec.also}." if rec.also else ""))
         units = cache.cost_model(name, rec.method).units
         if not units:
             st.warning(f"{md(cache.display_name(name))} {methods.get(rec.method).no_units}: "

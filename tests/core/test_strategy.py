@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from core import schedule_evidence
 from core.errors import PruneLabError
 from core.strategy import Situation, detect_family, recommend
 from tests.conftest import get_spec
+
+
+@pytest.fixture(autouse=True)
+def _guide_without_measurements(tmp_path_factory, monkeypatch):
+    """The guide itself: no schedules evidence (core/schedule_evidence.json would change gradual answers where a
+    schedule measured below one-shot; tests/core/test_strategy_evidence.py covers that)."""
+    monkeypatch.setattr(schedule_evidence, "PATH", tmp_path_factory.mktemp("no-evidence") / "none.json")
 
 
 @pytest.mark.parametrize("situation, method", [

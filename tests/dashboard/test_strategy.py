@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core import schedule_evidence
 from core.estimate import build_cost_model
 from core.strategy import Situation, detect_family, recommend
 from dashboard.components.format import human
@@ -16,6 +17,13 @@ from tests.conftest import get_spec
 from tests.dashboard.test_app import metric, open_app
 
 MODEL = "mnist-resnet"
+
+
+@pytest.fixture(autouse=True)
+def _guide_without_measurements(tmp_path_factory, monkeypatch):
+    """The guide itself: no schedules evidence (core/schedule_evidence.json would change gradual answers where a
+    schedule measured below one-shot; tests/core/test_strategy_evidence.py covers that)."""
+    monkeypatch.setattr(schedule_evidence, "PATH", tmp_path_factory.mktemp("no-evidence") / "none.json")
 
 
 def answer(at: AppTest, bottleneck: str, loss: str, hardware: str, family: str | None = None,
