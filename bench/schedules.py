@@ -50,8 +50,9 @@ TARGET_MODEL, TARGET_RATIO = "mnist-resnet", 0.9  # where the issue sets it (bot
 SCOPES, RATIOS, SEEDS, EPOCHS = ("layer", "global"), (0.8, 0.9), (0, 1, 2), 3  # the full grid
 
 
-def run_key(model: str, scope: str, ratio: float, label: str, seed: int) -> str:
-    return f"{model}/{scope}/{ratio:g}/{label}/{seed}"
+def run_key(model: str, scope: str, ratio: float, label: str, seed: int, epochs: int = EPOCHS) -> str:
+    """'mnist-resnet/global/0.9/one-shot/0'; a run at another budget than the grid's says it ('.../0/1 epochs')."""
+    return f"{model}/{scope}/{ratio:g}/{label}/{seed}" + ("" if epochs == EPOCHS else f"/{epochs} epochs")
 
 
 def read_results(path: Path = RESULTS) -> dict[str, dict]:
@@ -62,7 +63,7 @@ def read_results(path: Path = RESULTS) -> dict[str, dict]:
 def save(record: dict, path: Path = RESULTS) -> None:
     """Merge one run into the results file (re-read first: another part of the grid may have written it)."""
     results = read_results(path)
-    results[run_key(record["model"], record["scope"], record["ratio"], record["schedule"], record["seed"])] = record
+    results[run_key(*(record[k] for k in ("model", "scope", "ratio", "schedule", "seed", "epochs")))] = record
     write_atomic(path, (json.dumps(results, indent=1, sort_keys=True) + "\n").encode())
 
 
@@ -121,11 +122,16 @@ def metric_of(record: dict) -> TaskMetric:
     return headline({record["metric"]: record["value"]})
 
 
-def cells(results: dict[str, dict]) -> dict[tuple[str, str, float], dict[str, dict[int, dict]]]:
-    """(model, scope, ratio) -> schedule label -> seed -> record, in the order of the grid."""
-    out: dict[tuple[str, str, float], dict[str, dict[int, dict]]] = {}
-    for r in sorted(results.values(), key=lambda r: (r["model"], SCOPES.index(r["scope"]), r["ratio"], r["seed"])):
-        out.setdefault((r["model"], r["scope"], r["ratio"]), {}).setdefault(r["schedule"], {})[r["seed"]] = r
+Cell = tuple[str, str, float, int]  # model, scope, ratio, epochs (a budget is compared only with itself)
+
+
+def cells(results: dict[str, dict]) -> dict[Cell, dict[str, dict[int, dict]]]:
+    """(model, scope, ratio, epochs) -> schedule label -> seed -> record, in the order of the grid."""
+    out: dict[Cell, dict[str, dict[int, dict]]] = {}
+    for r in sorted(results.values(), key=lambda r: (r["model"], SCOPES.index(r["scope"]), r["ratio"], r["epochs"],
+                                                     r["seed"])):
+        cell = (r["model"], r["scope"], r["ratio"], r["epochs"])
+        out.setdefault(cell, {}).setdefault(r["schedule"], {})[r["seed"]] = r
     return out
 
 
@@ -187,29 +193,29 @@ def table(results: dict[str, dict]) -> str:
     labels = [label for label in SCHEDULES if any(r["schedule"] == label for r in results.values())]
     labels += sorted({r["schedule"] for r in results.values()} - set(labels))  # labels since dropped from SCHEDULES
     rows = []
-    for (model, scope, ratio), runs in cells(results).items():
+    for (model, scope, ratio, epochs), runs in cells(results).items():
         any_run = next(iter(next(iter(runs.values())).values()))
         metric, one = metric_of(any_run), runs.get(ONE_SHOT)
         seeds = ", ".join(map(str, sorted(one or {})))
         shown = " | ".join(figure(metric, runs.get(label, {}), one, label) for label in labels)
-        rows.append(f"| {model} | {scope} | {ratio:.0%} | {seeds} | {metric.fmt.format(any_run['baseline'])} | "
-                    f"{shown} | {lead_text(model, ratio, metric, runs)} |")
-    head = ["| model | scope | removed | seeds | baseline | " + " | ".join(labels) + " | best gradual − one-shot |",
-            "|---" * (6 + len(labels)) + "|"]
+        rows.append(f"| {model} | {scope} | {ratio:.0%} | {epochs} | {seeds} | "
+                    f"{metric.fmt.format(any_run['baseline'])} | {shown} | {lead_text(model, ratio, metric, runs)} |")
+    head = ["| model | scope | removed | epochs | seeds | baseline | " + " | ".join(labels) +
+            " | best gradual − one-shot |", "|---" * (7 + len(labels)) + "|"]
     return "\n".join(head + rows)
 
 
 def coverage(results: dict[str, dict]) -> str:
     """Which rows of the full grid the table holds, in one sentence."""
-    have = {(m, s, r) for m, s, r in cells(results)}
-    grid = [(m, s, r) for m in available(trained_only=True) for s in SCOPES for r in RATIOS]
-    missing = [f"{m} {s} {r:.0%}" for m, s, r in grid if (m, s, r) not in have]
+    grid = [(m, s, r, EPOCHS) for m in available(trained_only=True) for s in SCOPES for r in RATIOS]
+    have = set(cells(results)) & set(grid)
+    missing = [f"{m} {s} {r:.0%}" for m, s, r, _ in grid if (m, s, r, EPOCHS) not in have]
     seeds = sorted({r["seed"] for r in results.values()})
-    full = all(len({r["seed"] for r in results.values() if (r["model"], r["scope"], r["ratio"]) == cell}) >= len(SEEDS)
-               for cell in grid)
+    full = all(len({r["seed"] for r in results.values() if (r["model"], r["scope"], r["ratio"], r["epochs"]) == cell})
+               >= len(SEEDS) for cell in grid)
     if not missing and full:
         return f"Every row of the grid ({len(grid)}: {len(grid) // 4} models × 2 scopes × 2 ratios), seeds {seeds}."
-    return (f"**Partial run**: {len(have & set(grid))} of the grid's {len(grid)} rows (models × scopes × ratios) "
+    return (f"**Partial run**: {len(have)} of the grid's {len(grid)} rows (models × scopes × ratios) "
             f"measured, with the seeds listed per row (the grid has {len(SEEDS)}). Not measured yet: "
             f"{'; '.join(missing) or 'none'}.")
 
@@ -254,10 +260,11 @@ def section(results: dict[str, dict]) -> str:
 
 
 def evidence(results: dict[str, dict]) -> dict:
-    """Per family and model: each measured cell's changes vs one-shot (see core.schedule_evidence)."""
+    """Per family and model: each measured cell's changes vs one-shot (see core.schedule_evidence), at the grid's
+    budget only (a shorter trial run is no evidence about the schedules as the issue measures them)."""
     families: dict[str, dict[str, dict]] = {}
-    for (model, scope, ratio), runs in cells(results).items():
-        if ONE_SHOT not in runs:
+    for (model, scope, ratio, epochs), runs in cells(results).items():
+        if ONE_SHOT not in runs or epochs != EPOCHS:
             continue
         any_run = next(iter(runs[ONE_SHOT].values()))
         metric = metric_of(any_run)
@@ -268,7 +275,7 @@ def evidence(results: dict[str, dict]) -> dict:
         entry = families.setdefault(any_run["family"], {}).setdefault(model, {
             "metric": metric.key, "unit": unit(metric), "higher_is_better": metric.higher_is_better, "cells": []})
         entry["date"] = max([entry.get("date", ""), *(r["date"][:10] for s in runs.values() for r in s.values())])
-        entry["cells"].append({"scope": scope, "ratio": ratio, "seeds": sorted(runs[ONE_SHOT]),
+        entry["cells"].append({"scope": scope, "ratio": ratio, "epochs": epochs, "seeds": sorted(runs[ONE_SHOT]),
                                "one_shot": round(statistics.mean(r["value"] for r in runs[ONE_SHOT].values()), 6),
                                "changes": changes})
     return {"source": "bench/schedules", "method": "unstructured",
