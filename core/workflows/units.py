@@ -12,14 +12,34 @@ from core.spec import ModelSpec
 
 def check_units(spec: ModelSpec, config: PruneConfig, known: Iterable[str] | None = None,
                 label: str | None = None, hint: str = "") -> None:
-    """PruneLabError naming every unit or block of `config` the model does not have, and the ones it has.
+    """PruneLabError naming every unit or block of `config` the model does not have, and the ones it has; for a
+    recipe, every stage's units too, and none inside a block an earlier stage removes (that would fail only when the
+    run reached the stage).
 
-    known: the method's unit names if the caller has them already (the dashboard's cached cost model), else they
-    are listed from the model; label: how the model is called in the message (default its name); hint: where the
-    front end lists the units, appended to the message."""
-    names = set(known) if known is not None else {u.name for u in config.technique.units(spec.model,
-                                                                                          spec.example_input)}
+    known: the first stage's unit names if the caller has them already (the dashboard's cached cost model), else
+    they are listed from the model; label: how the model is called in the message (default its name); hint: where
+    the front end lists the units, appended to the message."""
+    removed: dict[str, int] = {}  # block -> the stage that removes it
+    for k, stage in enumerate(config.stages(), 1):
+        names = set(known) if known is not None and k == 1 else {
+            u.name for u in stage.technique.units(spec.model, spec.example_input)}
+        where = f"stage {k}: " if k > 1 else ""
+        _check_names(stage, names, f"{where}{label or spec.name}", hint)
+        _check_not_removed(stage, k, removed, config.stages())
+        removed |= {block: k for block in stage.remove_blocks}
+
+
+def _check_names(config: PruneConfig, names: set[str], label: str, hint: str) -> None:
     unknown = sorted((set(config.ratios) | set(config.remove_blocks)) - names)
     if unknown:
-        raise PruneLabError(f"{label or spec.name} has no {config.method} layer(s) named {', '.join(unknown)} "
+        raise PruneLabError(f"{label} has no {config.method} layer(s) named {', '.join(unknown)} "
                             f"(it has: {', '.join(sorted(names)) or 'none'}){hint}")
+
+
+def _check_not_removed(stage: PruneConfig, k: int, removed: dict[str, int], stages: list[PruneConfig]) -> None:
+    for name in sorted(set(stage.ratios) | set(stage.remove_blocks)):
+        block = next((b for b in removed if name == b or name.startswith(b + ".")), None)
+        if block is not None:
+            j = removed[block]
+            raise PruneLabError(f"stage {k} ({stage.method}) names {name}, inside {block}, which stage {j} "
+                                f"({stages[j - 1].method}) removes: plan stage {k} on the model stage {j} leaves")

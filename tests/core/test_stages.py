@@ -19,6 +19,7 @@ from core.errors import PruneLabError
 from core.models import load
 from core.plan import plan
 from core.prune import apply
+from core.workflows import check_units
 from tests.conftest import get_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,3 +103,25 @@ def test_a_recipe_says_its_stages_and_repairs_in_order():
                          then=[{"method": "unstructured", "ratios": {"fc2": 0.3}, "repair": "sparsegpt"}])
     assert config.methods_text() == "channel (lstsq repair) → unstructured (sparsegpt repair)"
     assert PruneConfig("digits-mlp", "channel", {}).methods_text() == "channel"
+
+
+def test_a_stage_naming_layers_of_a_block_an_earlier_stage_removes_is_refused_before_any_work():
+    """Stage 2 naming a layer inside the block stage 1 drops would only fail when the run reaches stage 2; it is
+    refused when the units are checked (before any cutting), naming the layer, the block and the stage."""
+    spec = get_spec(MODEL)
+    _, blocks = plan(spec, "layer", 1 / 6)
+    inside = next(n for n in plan(spec, "unstructured", 0.3)[0] if n.startswith(blocks[0] + "."))
+    config = PruneConfig(spec.name, "layer", {}, remove_blocks=blocks[:1], model_fingerprint=spec.fingerprint,
+                         then=({"method": "unstructured", "ratios": {inside: 0.3}},))
+    with pytest.raises(PruneLabError, match=rf"stage 2 \(unstructured\) names {inside}, inside {blocks[0]}, "
+                                            r"which stage 1 \(layer\) removes") as info:
+        check_units(spec, config)
+    assert "\n" not in str(info.value)
+    check_units(spec, _recipe(spec))  # a recipe planned on what stage 1 leaves passes
+
+
+def test_a_later_stage_naming_a_unit_the_model_lacks_is_refused():
+    config = PruneConfig("digits-mlp", "channel", {"fc1": 0.5}, then=({"method": "unstructured",
+                                                                         "ratios": {"fc9": 0.3}},))
+    with pytest.raises(PruneLabError, match=r"stage 2: digits-mlp has no unstructured layer\(s\) named fc9"):
+        check_units(get_spec("digits-mlp"), config)
