@@ -33,10 +33,11 @@ CG_TOL = 1e-7
 CG_MAX_STEPS = 1000
 
 
-def dampened(h: torch.Tensor, damp: float = DAMP) -> torch.Tensor:
+def dampened(h: torch.Tensor, damp: float = DAMP, consume: bool = False) -> torch.Tensor:
     """H + damp * mean(diag H) * I, in float64; an input that is never non-zero gets 1 on its diagonal (its
-    weights change nothing, so any positive value keeps the factorisation defined)."""
-    h = h.double().clone()
+    weights change nothing, so any positive value keeps the factorisation defined). consume: a float64 h is
+    overwritten instead of copied (the caller no longer needs it: one H-sized matrix held, not two)."""
+    h = h if consume and h.dtype == torch.float64 else h.double().clone()
     dead = torch.diagonal(h) == 0
     h[dead, dead] = 1.0
     h.diagonal().add_(damp * torch.diagonal(h).mean())
@@ -44,23 +45,26 @@ def dampened(h: torch.Tensor, damp: float = DAMP) -> torch.Tensor:
 
 
 def _upper_inverse_factor(h: torch.Tensor) -> torch.Tensor:
-    """U, upper triangular, with U^T U = h^-1 (h symmetric positive definite)."""
-    inverse = torch.cholesky_inverse(torch.linalg.cholesky(h))
-    return torch.linalg.cholesky(inverse, upper=True)
+    """U, upper triangular, with U^T U = h^-1 (h symmetric positive definite), computed in h's own storage (LAPACK's
+    potrf and potri work in place): the factor, the inverse and U never coexist with h, so the widest layer's
+    repair holds one n x n matrix."""
+    torch.linalg.cholesky(h, out=h)
+    torch.cholesky_inverse(h, out=h)
+    return torch.linalg.cholesky(h, upper=True, out=h)
 
 
 def sparsegpt(weight: torch.Tensor, h: torch.Tensor, ratio: float = 0.0, nm: tuple[int, int] | None = None,
-              damp: float = DAMP, block: int = BLOCK, keep: torch.Tensor | None = None
+              damp: float = DAMP, block: int = BLOCK, keep: torch.Tensor | None = None, consume: bool = False
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """(repaired weight, keep-mask) of a (rows x inputs) weight: `ratio` of each block's weights pruned, or n of
     every m consecutive inputs of each row for nm=(n, m), or the given `keep` mask. Computed in float64,
-    returned in weight's dtype."""
+    returned in weight's dtype. consume: h (float64) is overwritten by its factor instead of copied."""
     w = weight.detach().double().clone()
     rows, cols = w.shape
     if nm is not None:  # a block holds whole groups, so groups start where the caller's do
         block = max(nm[1], block - block % nm[1])
-    u = _upper_inverse_factor(dampened(h, damp))
-    w[:, torch.diagonal(h) == 0] = 0.0  # inputs that are always zero: their weights do nothing
+    w[:, torch.diagonal(h) == 0] = 0.0  # inputs that are always zero: their weights do nothing (read before h goes)
+    u = _upper_inverse_factor(dampened(h, damp, consume))
     given = keep is not None
     keep = keep.clone().bool() if given else torch.ones_like(w, dtype=torch.bool)
     for a in range(0, cols, block):
@@ -108,10 +112,11 @@ def _keep_nm(saliency: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def masked_lstsq(weight: torch.Tensor, h: torch.Tensor, keep: torch.Tensor, damp: float = DAMP,
-                 start: torch.Tensor | None = None) -> torch.Tensor:
+                 start: torch.Tensor | None = None, consume: bool = False) -> torch.Tensor:
     """The weights W' (zero where keep is False) minimising tr((W - W') Hd (W - W')^T), Hd = dampened(h):
-    preconditioned conjugate gradients on every row at once, from `start` (default: W masked)."""
-    hd, w, free = dampened(h, damp), weight.detach().double(), keep.to(torch.float64)
+    preconditioned conjugate gradients on every row at once, from `start` (default: W masked). consume: h
+    (float64) is dampened in place instead of copied."""
+    hd, w, free = dampened(h, damp, consume), weight.detach().double(), keep.to(torch.float64)
     rhs = (w @ hd) * free
     x = (start.detach().double() if start is not None else w) * free
     precondition = free / torch.diagonal(hd)

@@ -140,11 +140,12 @@ def _repair_one(model: nn.Module, module: nn.Module, calib_x: torch.Tensor, how:
     if weight.dim() == 4:  # a Linear's order is the identity: its H is not copied
         h = h[order][:, order]
     if how == "sparsegpt" and (nm is None or weight.shape[1] % nm[1] == 0):
-        repaired, mask = sparsegpt(flat, h, ratio=ratio, nm=None if nm is None else (nm[1] - nm[0], nm[1]))
+        repaired, mask = sparsegpt(flat, h, ratio=ratio, nm=None if nm is None else (nm[1] - nm[0], nm[1]),
+                                   consume=True)  # h is this layer's own: its storage becomes the factor
     else:  # given masks; or N:M groups that do not tile the inputs: the pattern's own mask, then least squares
         keep = keep if keep is not None else _first_keep(weight, ratio, nm)
         mask = keep.reshape(flat.shape[0], -1)[:, order].bool()
-        repaired = masked_lstsq(flat, h, mask)
+        repaired = masked_lstsq(flat, h, mask, consume=True)
     unordered = torch.empty_like(repaired)
     unordered[:, order] = repaired
     mask_back = torch.empty_like(mask)

@@ -93,3 +93,20 @@ def test_sparsegpt_repairs_a_given_mask_by_the_same_steps():
     repaired, kept = sparsegpt(weight, h, keep=keep, block=16)
     assert torch.equal(kept, keep)
     assert torch.allclose(repaired, _obs_reference(weight, h, keep), atol=1e-4, rtol=1e-4)
+
+
+def test_a_consumed_hessian_gives_the_same_repair_in_its_own_storage():
+    """consume=True factors H where it lies (one n x n matrix held instead of three): the same weights and mask
+    as a repair that copies it, and the caller's H is left untouched only when not consumed."""
+    torch.manual_seed(0)
+    x = torch.randn(200, 48, dtype=torch.float64)
+    h, weight = x.T @ x, torch.randn(16, 48)
+    kept = h.clone()
+    copied = sparsegpt(weight, h, ratio=0.5)
+    assert torch.equal(h, kept)
+    consumed = sparsegpt(weight, h, ratio=0.5, consume=True)
+    assert torch.equal(copied[0], consumed[0]) and torch.equal(copied[1], consumed[1])
+    assert not torch.equal(h, kept)  # h's storage now holds U
+    keep = copied[1]
+    h = kept.clone()
+    assert torch.equal(masked_lstsq(weight, kept, keep), masked_lstsq(weight, h, keep, consume=True))
