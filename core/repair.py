@@ -47,7 +47,9 @@ def dampened(h: torch.Tensor, damp: float = DAMP, consume: bool = False) -> torc
 def _upper_inverse_factor(h: torch.Tensor) -> torch.Tensor:
     """U, upper triangular, with U^T U = h^-1 (h symmetric positive definite), computed in h's own storage (LAPACK's
     potrf and potri work in place): the factor, the inverse and U never coexist with h, so the widest layer's
-    repair holds one n x n matrix."""
+    repair holds one n x n matrix. Done on h's transpose, the same matrix in LAPACK's column-major order: on h
+    itself torch converts through an n x n temporary (measured at n = 3072: 82 MiB more at peak, against 21)."""
+    h = h.mT
     torch.linalg.cholesky(h, out=h)
     torch.cholesky_inverse(h, out=h)
     return torch.linalg.cholesky(h, upper=True, out=h)
@@ -70,8 +72,8 @@ def sparsegpt(weight: torch.Tensor, h: torch.Tensor, ratio: float = 0.0, nm: tup
     for a in range(0, cols, block):
         b = min(a + block, cols)
         errors = _sparsegpt_block(w, u, keep, a, b, None if given else ratio, nm)
-        w[:, b:] -= errors @ u[a:b, b:]
-    return (w * keep).to(weight.dtype), keep
+        w[:, b:].addmm_(errors, u[a:b, b:], alpha=-1)  # in place: no rows x rest temporary per block
+    return w.mul_(keep).to(weight.dtype), keep
 
 
 def _sparsegpt_block(w: torch.Tensor, u: torch.Tensor, keep: torch.Tensor, a: int, b: int, ratio: float | None,
