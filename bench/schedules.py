@@ -17,6 +17,7 @@ bench/schedules.json as soon as it ends (atomic write), so a long grid runs in p
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import statistics
@@ -61,10 +62,13 @@ def read_results(path: Path = RESULTS) -> dict[str, dict]:
 
 
 def save(record: dict, path: Path = RESULTS) -> None:
-    """Merge one run into the results file (re-read first: another part of the grid may have written it)."""
-    results = read_results(path)
-    results[run_key(*(record[k] for k in ("model", "scope", "ratio", "schedule", "seed", "epochs")))] = record
-    write_atomic(path, (json.dumps(results, indent=1, sort_keys=True) + "\n").encode())
+    """Merge one run into the results file, re-read under an exclusive lock: parts of the grid may run at once in
+    several processes, and a read-merge-write of one must not drop another's run."""
+    with path.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        results = read_results(path)
+        results[run_key(*(record[k] for k in ("model", "scope", "ratio", "schedule", "seed", "epochs")))] = record
+        write_atomic(path, (json.dumps(results, indent=1, sort_keys=True) + "\n").encode())
 
 
 def task(spec: ModelSpec, model: torch.nn.Module) -> tuple[TaskMetric, float]:
