@@ -19,14 +19,28 @@ def check_units(spec: ModelSpec, config: PruneConfig, known: Iterable[str] | Non
     known: the first stage's unit names if the caller has them already (the dashboard's cached cost model), else
     they are listed from the model; label: how the model is called in the message (default its name); hint: where
     the front end lists the units, appended to the message."""
-    removed: dict[str, int] = {}  # block -> the stage that removes it
-    for k, stage in enumerate(config.stages(), 1):
+    stages = config.stages()
+    for k, stage in enumerate(stages, 1):
         names = set(known) if known is not None and k == 1 else {
             u.name for u in stage.technique.units(spec.model, spec.example_input)}
-        where = f"stage {k}: " if k > 1 else ""
-        _check_names(stage, names, f"{where}{label or spec.name}", hint)
-        _check_not_removed(stage, k, removed, config.stages())
+        _check_names(stage, names, f"{f'stage {k}: ' if k > 1 else ''}{label or spec.name}", hint)
+    if clash := inside_removed(stages):
+        k, name, block, j = clash[0]
+        raise PruneLabError(f"stage {k} ({stages[k - 1].method}) names {name}, inside {block}, which stage {j} "
+                            f"({stages[j - 1].method}) removes: plan stage {k} on the model stage {j} leaves")
+
+
+def inside_removed(stages: list[PruneConfig]) -> list[tuple[int, str, str, int]]:
+    """(stage k, unit, block, stage j) for every unit a stage cuts (ratio above 0, or a block it removes) that lies
+    inside a block an earlier stage j removes: by then that block is gone, and the run would stop at stage k."""
+    found, removed = [], {}  # removed: block -> the stage that removes it
+    for k, stage in enumerate(stages, 1):
+        for name in sorted({u for u, r in stage.ratios.items() if r > 0} | set(stage.remove_blocks)):
+            block = next((b for b in removed if name == b or name.startswith(b + ".")), None)
+            if block is not None:
+                found.append((k, name, block, removed[block]))
         removed |= {block: k for block in stage.remove_blocks}
+    return found
 
 
 def _check_names(config: PruneConfig, names: set[str], label: str, hint: str) -> None:
@@ -34,12 +48,3 @@ def _check_names(config: PruneConfig, names: set[str], label: str, hint: str) ->
     if unknown:
         raise PruneLabError(f"{label} has no {config.method} layer(s) named {', '.join(unknown)} "
                             f"(it has: {', '.join(sorted(names)) or 'none'}){hint}")
-
-
-def _check_not_removed(stage: PruneConfig, k: int, removed: dict[str, int], stages: list[PruneConfig]) -> None:
-    for name in sorted(set(stage.ratios) | set(stage.remove_blocks)):
-        block = next((b for b in removed if name == b or name.startswith(b + ".")), None)
-        if block is not None:
-            j = removed[block]
-            raise PruneLabError(f"stage {k} ({stage.method}) names {name}, inside {block}, which stage {j} "
-                                f"({stages[j - 1].method}) removes: plan stage {k} on the model stage {j} leaves")

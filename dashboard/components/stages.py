@@ -13,6 +13,7 @@ import streamlit as st
 
 from core.config import PruneConfig
 from core.errors import PruneLabError
+from core.workflows import units
 from dashboard import cache, state
 from dashboard.components import messages
 from dashboard.components.text import md
@@ -55,14 +56,12 @@ def table(stages: list[PruneConfig]) -> pd.DataFrame:
 
 
 def inside_removed(stages: list[PruneConfig]) -> list[str]:
-    """'stage 2: blocks.3.fc1, ...' for each stage that names layers inside a block an earlier stage removes (that
-    block is an identity by then: core refuses those names when the run reaches the stage)."""
-    found, removed = [], ()
-    for k, stage in enumerate(stages, 1):
-        if named := [u for u, r in stage.ratios.items() if r > 0 and u.startswith(tuple(f"{b}." for b in removed))]:
-            found.append(f"stage {k}: {', '.join(named)}")
-        removed += stage.remove_blocks
-    return found
+    """'stage 2: blocks.3.fc1, ...' for each stage that names layers inside a block an earlier stage removes
+    (core.workflows.units.inside_removed finds them; core refuses such a recipe before it runs)."""
+    named: dict[int, list[str]] = {}
+    for k, unit, _block, _j in units.inside_removed(stages):
+        named.setdefault(k, []).append(unit)
+    return [f"stage {k}: {', '.join(found)}" for k, found in named.items()]
 
 
 def _edit(name: str, stages: list[PruneConfig]) -> bool:

@@ -125,3 +125,13 @@ def test_a_later_stage_naming_a_unit_the_model_lacks_is_refused():
                                                                          "ratios": {"fc9": 0.3}},))
     with pytest.raises(PruneLabError, match=r"stage 2: digits-mlp has no unstructured layer\(s\) named fc9"):
         check_units(get_spec("digits-mlp"), config)
+
+
+def test_a_layer_of_a_removed_block_left_at_ratio_0_is_no_clash():
+    """The Tune page lists every layer, sliders at 0 included: only what a stage cuts may clash."""
+    spec = get_spec(MODEL)
+    _, blocks = plan(spec, "layer", 1 / 6)
+    inside = next(n for n in plan(spec, "unstructured", 0.3)[0] if n.startswith(blocks[0] + "."))
+    config = PruneConfig(spec.name, "layer", {}, remove_blocks=blocks[:1], model_fingerprint=spec.fingerprint,
+                         then=({"method": "unstructured", "ratios": {inside: 0.0}},))
+    check_units(spec, config)
