@@ -17,7 +17,16 @@ from pathlib import Path
 
 from core import methods, recipes
 from core.allocate import STRATEGIES, Target
-from core.config import FinetuneConfig, Pattern, PruneConfig, Schedule, check_int, parse_json, read_json_file
+from core.config import (
+    QUANTIZE,
+    FinetuneConfig,
+    Pattern,
+    PruneConfig,
+    Schedule,
+    check_int,
+    parse_json,
+    read_json_file,
+)
 from core.deploy import deploy_folder
 from core.errors import PruneLabError
 from core.experiment import baseline, finetune_verdict
@@ -175,7 +184,10 @@ def _run_and_write(spec, config, outdir: Path, threads: int, batches: tuple[int,
     with _progress() as progress:
         out, paths = run_and_record(spec, config, outdir, threads, progress, batches, parent, force,
                                     hardware=cached(spec, batch=1), warn=_warn)
-    print(_table({"baseline": out.baseline, "pruned": out.pruned}))
+    print(_table({"baseline": out.baseline, "pruned": out.pruned, **({"pruned, int8": out.int8} if out.int8 else {})}))
+    if out.int8:
+        print(f"int8: {out.int8['onnx_bytes']:,} bytes of ONNX against {out.pruned['onnx_bytes']:,} in float32; "
+              f"{out.int8['how']}")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     if out.clamped:
         print(f"note: these ratios would have emptied {', '.join(out.clamped)}: one weight/channel/head was kept in "
@@ -229,7 +241,7 @@ def _settings(args: argparse.Namespace) -> dict:
     """prune's seed, pattern, schedule and fine-tuning options as PruneConfig fields, each validated (with
     its allowed range in the message) before any slow work."""
     return dict(seed=check_int("seed", args.seed), pattern=Pattern(*args.nm, block=args.block), repair=args.repair,
-                calibration_samples=check_int("calibration_samples", args.calibration_samples),
+                quantize=args.quantize, calibration_samples=check_int("calibration_samples", args.calibration_samples),
                 schedule=Schedule(args.schedule, args.steps, args.curve, args.update_every),
                 finetune=FinetuneConfig(epochs=args.finetune_epochs, distill=args.distill, temperature=args.temperature,
                                         alpha=args.alpha, rewind=args.rewind, **_given_recipe(args)))
@@ -622,6 +634,9 @@ def build_parser() -> Parser:
                     help="post-training repair from calibration data: masks — sparsegpt (chooses its own masks) or "
                     "lstsq (exact, for the criterion's masks); channels, neurons, heads — lstsq (refit the layers "
                     "whose inputs were cut to the unpruned outputs) or bias (keep their output means)")
+    pr.add_argument("--quantize", choices=list(QUANTIZE), default="none",
+                    help="after pruning and fine-tuning: int8 quantises the ONNX model (onnxruntime static, "
+                    "calibrated on training inputs) and measures it, written as model.int8.onnx")
     pr.add_argument("--calibration-samples", type=_positive_int, default=PruneConfig.calibration_samples,
                     help="training examples that criteria, repair and BatchNorm re-estimation look at")
     pr.add_argument("--rank", choices=["cosine", "sensitivity"], default="cosine",

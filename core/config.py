@@ -4,8 +4,8 @@ Per-layer ratios are keyed by dotted module names (strings), so a config seriali
 onto a freshly built model. Reading rejects unknown versions and keys instead of guessing; version 1
 files (before N:M, block, neuron, head and layer pruning, schedules and distillation) and version 2 files
 (before the fine-tune recipe's optimizer and BatchNorm handling) and version 3 files (before post-training
-repair) are read as the version 4 config they equal: every new field at its default, which is what those
-versions did (SGD, BatchNorm statistics trained, no repair).
+repair) and version 4 files (before int8 quantisation) are read as the version 5 config they equal: every new field
+at its default, which is what those versions did (SGD, BatchNorm statistics trained, no repair, float weights).
 
 What a ratio means depends on the method: the fraction of a layer's weights (unstructured, block), of a
 channel group's channels (channel) or hidden units (neuron), of an attention module's heads (head); for
@@ -28,8 +28,9 @@ from core.importance import get as get_criterion
 from core.methods import Method
 from core.ratios import check_ratio as check_ratio  # re-exported: the one ratio check lives in core.ratios
 
-CONFIG_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+CONFIG_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
+QUANTIZE = ("none", "int8")  # after the last stage: int8 = onnxruntime static quantisation (core.deploy)
 SCHEDULES = ("oneshot", "iterative", "dynamic")
 CURVES = ("linear", "cubic")
 OPTIMIZERS = ("sgd", "adamw")  # fine-tuning optimisers (core.finetune): SGD with Nesterov momentum 0.9, AdamW
@@ -192,6 +193,7 @@ class PruneConfig:
     # a recipe: the stages that follow this one, in order, each on the model the one before left (same model name,
     # no fingerprint: that model is not the base), e.g. drop a layer, then remove heads, then 30% of the weights
     then: tuple[PruneConfig, ...] = ()
+    quantize: str = "none"  # after the last stage, measured as such: "int8" (onnxruntime static, QDQ) or none
     version: int = CONFIG_VERSION
 
     def __post_init__(self) -> None:
@@ -215,6 +217,8 @@ class PruneConfig:
             elif not isinstance(value, cls):
                 raise PruneLabError(f"{name} must be an object like {example}, got {value!r}")
         self._check_method_options()
+        if self.quantize not in QUANTIZE:
+            raise PruneLabError(f"unknown quantize {self.quantize!r}; choose one of {', '.join(QUANTIZE)}")
         object.__setattr__(self, "then", self._stages())
         check_int("seed", self.seed)
         # at least one image: BatchNorm statistics re-estimated from nothing would be reset to 0/1
@@ -234,6 +238,9 @@ class PruneConfig:
                 raise PruneLabError(f"stage {k} has a model_fingerprint: only the first stage's model is the base")
             if stage.then:
                 raise PruneLabError(f"stage {k} has stages of its own: list every stage in the first one's 'then'")
+            if stage.quantize != "none":
+                raise PruneLabError(f"stage {k} has quantize: it applies after the last stage, so set it on the first "
+                                    "config (beside 'then')")
         methods_in_order = [self.technique, *(stage.technique for stage in stages)]
         for k, (before, after) in enumerate(zip(methods_in_order, methods_in_order[1:], strict=False), 2):
             if before.mask and not after.mask:
@@ -246,12 +253,15 @@ class PruneConfig:
         return replace(self, model=model, then=tuple(replace(s, model=model) for s in self.then))
 
     def methods_text(self) -> str:
-        """'layer → unstructured (sparsegpt repair)': each stage's method and repair, in order."""
-        return " → ".join(s.method + (f" ({s.repair} repair)" if s.repair != "none" else "") for s in self.stages())
+        """'layer → unstructured (sparsegpt repair) → int8': each stage's method and repair, in order, and the
+        quantisation after them."""
+        steps = [s.method + (f" ({s.repair} repair)" if s.repair != "none" else "") for s in self.stages()]
+        return " → ".join(steps + ([self.quantize] if self.quantize != "none" else []))
 
     def stages(self) -> list[PruneConfig]:
-        """Every stage in order: this config without `then`, then each of `then`."""
-        return [replace(self, then=()), *self.then]
+        """Every pruning stage in order: this config without `then` (nor the quantisation after the last), then
+        each of `then`."""
+        return [replace(self, then=(), quantize="none"), *self.then]
 
     def _check_method_options(self) -> None:
         """Combinations that cannot work are refused here, with the reason, not deep inside a run."""

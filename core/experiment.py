@@ -19,6 +19,7 @@ from torch import nn
 from core import schedule
 from core.config import PruneConfig
 from core.data import id_bound
+from core.deploy import onnx_accuracy, quantize_int8
 from core.errors import PruneLabError
 from core.evaluate import evaluate
 from core.export import deployable, export_onnx
@@ -29,7 +30,7 @@ from core.latency import measure_cached, measure_interleaved, measure_torch
 from core.metric_keys import LATENCY_DECIMALS, Runtime, latency_key
 from core.metrics import static_metrics
 from core.models import initial_state
-from core.prune import check_config_matches
+from core.prune import calibration, check_config_matches
 from core.prune.channel import apply_channel
 from core.run_folder import WEIGHTS_FILE, config_sha256, read_identity
 from core.spec import ModelSpec, require_data
@@ -37,6 +38,8 @@ from core.spec import ModelSpec, require_data
 # progress(stage, done, total): stage is a short human label ("fine-tuning"), done/total its steps
 StageProgress = Callable[[str, int, int], None]
 LATENCY_BATCHES = (1, 32)
+INT8_CALIBRATION = 256  # training inputs onnxruntime's static quantisation calibrates activation ranges on
+INT8_FILE = "model.int8.onnx"
 
 
 @dataclass
@@ -58,6 +61,8 @@ class RunOutput:
     trajectory: list[dict] = field(default_factory=list)  # core.schedule's measurements per step
     clamped: list[str] = field(default_factory=list)  # units whose ratio would have emptied them: one kept
     run: dict | None = None  # which run wrote these metrics (core.run_folder), set by write()
+    int8: dict | None = None  # the int8 model's measurements, when the config quantises after its last stage
+    int8_onnx: bytes = b""
     example_input: torch.Tensor | None = None  # the model's example input: recorded with its weights (write())
 
     def metrics_json(self) -> str:
@@ -71,6 +76,8 @@ class RunOutput:
             data["aligned_alternative"] = self.aligned_alternative
         if self.clamped:
             data["clamped"] = self.clamped
+        if self.int8:
+            data["int8"] = self.int8
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     def write(self, outdir: Path) -> dict[str, Path]:
@@ -83,12 +90,14 @@ class RunOutput:
         if identity is not None and identity.config_sha256 not in (None, config_sha256(self.config)):
             raise PruneLabError(f"{outdir} belongs to run {identity.id or identity.uid[:8]}, of another config")
         self.run = identity.stamp() if identity is not None and identity.config_sha256 else None
-        names = ("config.json", *(["model.onnx"] if self.onnx else []),
+        names = ("config.json", *(["model.onnx"] if self.onnx else []), *([INT8_FILE] if self.int8_onnx else []),
                  *([WEIGHTS_FILE] if self.example_input is not None else []), "metrics.json")
         paths = {n: Path(outdir) / n for n in names}
         self.config.save(paths["config.json"])
         if self.onnx:  # empty when the export failed (metrics.json says why)
             write_atomic(paths["model.onnx"], self.onnx)
+        if self.int8_onnx:
+            write_atomic(paths[INT8_FILE], self.int8_onnx)
         if WEIGHTS_FILE in paths:
             write_atomic(paths[WEIGHTS_FILE], weights_bytes(self.model, self.example_input))
         write_atomic(paths["metrics.json"], self.metrics_json().encode())
@@ -242,16 +251,35 @@ def run(
     metrics = {"baseline": dict(base.metrics), "pruned": _static(model, spec, onnx, onnx_error)}
     if (before := _accuracy_before_finetune(config, trained.trajectory)) is not None:
         metrics["pruned"]["accuracy_before_finetune"] = before
-    _add_latency(metrics, {"baseline": base.onnx, "pruned": onnx}, {"baseline": spec.model, "pruned": model}, spec,
-                 threads, batches)
+    int8 = b""
+    if config.quantize == "int8":
+        say("quantising to int8", 0, 1)
+        int8, metrics["int8"] = _int8(spec, config, onnx, onnx_error)
+    _add_latency(metrics, {"baseline": base.onnx, "pruned": onnx, **({"int8": int8} if int8 else {})},
+                 {"baseline": spec.model, "pruned": model}, spec, threads, batches)
     out = RunOutput(config, model, onnx, metrics["baseline"], metrics["pruned"], trained.removed, trained.losses,
-                    trajectory=trained.trajectory, example_input=spec.example_input)
+                    trajectory=trained.trajectory, example_input=spec.example_input, int8=metrics.get("int8"),
+                    int8_onnx=int8)
     out.clamped = emptied(config.technique.units(spec.model, spec.example_input), config.ratios)
     if hardware is not None and config.technique.hardware_aware and onnx:
         say("checking aligned widths", 0, 1)
         out.aligned_alternative = aligned_alternative(spec, config.ratios, onnx, hardware)
     say("done", 1, 1)
     return out
+
+
+def _int8(spec: ModelSpec, config: PruneConfig, onnx: bytes, onnx_error: str) -> tuple[bytes, dict]:
+    """The pruned model's ONNX quantised to int8 by onnxruntime (core.deploy.quantize_int8), and what it measures:
+    its file size and, with data, its test accuracy run in onnxruntime (the int8 model itself, not an estimate)."""
+    if not onnx:
+        raise PruneLabError(f"int8 quantisation needs the pruned model's ONNX export, which failed: {onnx_error}")
+    calib = calibration(spec, INT8_CALIBRATION, config.seed).x.numpy()
+    int8 = quantize_int8(onnx, calib)
+    metrics = {"onnx_bytes": len(int8), "how": "onnxruntime static quantisation (QDQ: per-channel int8 weights, "
+               f"uint8 activations calibrated on {len(calib)} training inputs); accuracy run in onnxruntime"}
+    if spec.has_data:
+        metrics["accuracy"] = onnx_accuracy(int8, spec.split.test_x.numpy(), spec.split.test_y.numpy())
+    return int8, metrics
 
 
 def aligned_alternative(spec: ModelSpec, ratios: dict[str, float], onnx: bytes, table) -> dict | None:
