@@ -115,3 +115,23 @@ def test_no_or_broken_evidence_leaves_the_guides_answer(evidence, content):
     rec = recommend(ITERATIVE)
     assert (rec.method, rec.schedule, rec.reason) == ("channel", "iterative", GUIDE_ITERATIVE)
     assert recommend(DYNAMIC).schedule == "dynamic"
+
+
+def test_a_schedule_that_lost_at_the_grid_budget_but_won_with_a_longer_one_is_named_with_that_budget(evidence):
+    """Iterative lost at 3 epochs (-3.1, layer) and beat one-shot with 10 (+0.6, layer): the verdict is the grid's
+    (one-shot), and the reason says gradual pruning needs the longer budget, with its figure and the epochs."""
+    short = cell("layer", 0.9, -3.1, -0.4) | {"epochs": 3}
+    long = cell("layer", 0.9, 0.6, 0.2) | {"epochs": 10}
+    write(evidence, "cnn", "mnist-resnet", [short, cell("global", 0.9, 0.1, 0.1) | {"epochs": 3}, long])
+    rec = recommend(ITERATIVE)
+    assert rec.schedule == "oneshot"
+    assert "3.1 points below one-shot" in rec.reason and "3 epochs" in rec.reason
+    assert "with 10 epochs of fine-tuning, iterative measured 0.6 points above one-shot" in rec.reason
+    assert "\n" not in rec.reason
+
+
+def test_a_longer_budget_alone_is_not_the_verdict(evidence):
+    """Only 10-epoch cells (no grid budget measured): they are the verdict, cited with their epochs."""
+    write(evidence, "cnn", "mnist-resnet", [cell("layer", 0.9, 0.6, 0.2) | {"epochs": 10}])
+    rec = recommend(ITERATIVE)
+    assert rec.schedule == "iterative" and "10 epochs" in rec.reason
