@@ -32,14 +32,13 @@ from core.metrics import static_metrics
 from core.models import initial_state
 from core.prune import calibration, check_config_matches
 from core.prune.channel import apply_channel
-from core.run_folder import WEIGHTS_FILE, config_sha256, read_identity
+from core.run_folder import INT8_FILE, WEIGHTS_FILE, config_sha256, read_identity
 from core.spec import ModelSpec, require_data
 
 # progress(stage, done, total): stage is a short human label ("fine-tuning"), done/total its steps
 StageProgress = Callable[[str, int, int], None]
 LATENCY_BATCHES = (1, 32)
 INT8_CALIBRATION = 256  # training inputs onnxruntime's static quantisation calibrates activation ranges on
-INT8_FILE = "model.int8.onnx"
 
 
 @dataclass

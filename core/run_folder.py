@@ -38,7 +38,9 @@ IDENTITY = ".prunelab-run.json"  # hidden: the three files a user shares stay co
 RUN_FILES = ("config.json", "model.onnx", "metrics.json")  # metrics.json last: a folder that has it is complete
 WEIGHTS_FILE = "model.safetensors"  # the pruned module's weights (core.export_formats), written before
 # metrics.json; not in RUN_FILES: runs recorded before it have none
-HANDED_OUT = (*RUN_FILES[:-1], WEIGHTS_FILE, RUN_FILES[-1])  # what a re-export copies and offers: those present
+INT8_FILE = "model.int8.onnx"  # the pruned model quantised after the last stage (a config's quantize="int8")
+# what a re-export copies and offers, in this order: those present
+HANDED_OUT = (*RUN_FILES[:-1], INT8_FILE, WEIGHTS_FILE, RUN_FILES[-1])
 REPLACED = ".replaced-"  # an old run moved aside by --force: <folder>.replaced-<its id>
 GRACE_S = 0.2  # how long taking a folder's lock waits out a probe before calling the folder busy
 

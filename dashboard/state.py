@@ -62,6 +62,7 @@ UNIT_SEARCH = "unit-search"  # the big-model slider search (all models and metho
 ESTIMATE_CHART, APPLY = "estimate-chart", "apply"
 HF_CHECK = "hf-check"  # "Check HF export": whether the current config exports as a Hugging Face folder
 REPAIR, REPAIR_CALIB = "repair", "repair-calib"  # post-training repair and its calibration examples
+QUANTIZE = "quantize"  # "Quantise to int8 after the last stage" (components.quantize)
 EPOCHS, LR, SEED = "epochs", "lr", "seed"
 RECIPE_OWN, OPTIMIZER, BATCHNORM = "recipe-own", "optimizer", "batchnorm"  # the fine-tune recipe set by the user
 BATCH_SIZE = "batch-size"
@@ -108,7 +109,7 @@ STAGE_MESSAGE = "stage-message"  # a stage the recipe could not take, and why
 # written. Ratio sliders and their search keep theirs with persist_state="session" where they are drawn.
 KEPT = frozenset({
     SENS_GRANULARITY, SENS_CRITERION, SENS_GRID, SENS_EVAL, SENS_CALIB, SENS_SEED, SENS_METRIC,
-    METHOD, CRITERION, SCOPE, HW_AWARE, HW_BATCH, BLOCK_ROWS, BLOCK_COLS, REPAIR, REPAIR_CALIB,
+    METHOD, CRITERION, SCOPE, HW_AWARE, HW_BATCH, BLOCK_ROWS, BLOCK_COLS, REPAIR, REPAIR_CALIB, QUANTIZE,
     EPOCHS, LR, SEED, DISTILL, DISTILL_ALPHA, DISTILL_TEMPERATURE, REWIND, RECIPE_OWN, OPTIMIZER, BATCHNORM, BATCH_SIZE,
     SCHEDULE, SCHEDULE_CURVE, SCHEDULE_STEPS, SCHEDULE_EVERY,
     SOLVER_TARGET, SOLVER_VALUE, SOLVER_STRATEGY, SOLVER_MIN, SOLVER_MAX, SOLVER_HW,

@@ -180,6 +180,11 @@ def test_export_and_delete(home, tmp_path):
     paths = store.export(keep, tmp_path / "with-weights")
     assert [p.name for p in paths] == ["config.json", "model.onnx", "model.safetensors", "metrics.json"]
     assert (tmp_path / "with-weights" / "model.safetensors").read_bytes() == b"weights"
+    (home / "runs" / "keep" / "model.int8.onnx").write_bytes(b"int8")  # a run quantised after its last stage
+    paths = store.export(keep, tmp_path / "with-int8")
+    assert [p.name for p in paths] == ["config.json", "model.onnx", "model.int8.onnx", "model.safetensors",
+                                       "metrics.json"]
+    assert (tmp_path / "with-int8" / "model.int8.onnx").read_bytes() == b"int8"
     running = store.start(home / "runs" / "busy", CHANNEL)
     with pytest.raises(PruneLabError, match="still running"):
         store.delete(running)
@@ -476,6 +481,10 @@ def test_cli_list_show_export_delete(home, tmp_path, capsys):
 
     code, out, _ = _cli(capsys, "experiments", "export", old, "--out", tmp_path / "x")
     assert code == 0 and out.startswith("wrote ") and (tmp_path / "x" / "model.onnx").read_bytes() == b"onnx of old"
+    (home / "runs" / "old" / "model.int8.onnx").write_bytes(b"int8 of old")  # a run with int8 hands it out too
+    code, out, _ = _cli(capsys, "experiments", "export", old, "--out", tmp_path / "x8")
+    assert code == 0 and "model.int8.onnx" in out
+    assert (tmp_path / "x8" / "model.int8.onnx").read_bytes() == b"int8 of old"
     _one_line_error(_cli(capsys, "experiments", "export", old, "--out", home / "runs" / "x"), "inside the run folders")
 
     _one_line_error(_cli(capsys, "experiments", "delete", old), "--yes")

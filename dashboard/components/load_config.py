@@ -67,7 +67,7 @@ def tune_state(name: str, config: PruneConfig) -> tuple[dict[str, Any], dict[str
     """The widget values (by session key) that show `config` on Tune, the ratios its sliders take (every unit
     of the method: 0 where the config has none; dashboard.state's one slider writer rounds and caps them), and
     notes on what could not be shown as is."""
-    values: dict[str, Any] = {state.METHOD: config.method}
+    values: dict[str, Any] = {state.METHOD: config.method, state.QUANTIZE: config.quantize == "int8"}
     technique = config.technique
     if technique.uses_criterion:
         values[state.CRITERION] = config.criterion

@@ -1,6 +1,8 @@
 """Results of a recipe (a config with stages, core.config.PruneConfig.then): every stage's measurements along the
 way, from the run's trajectory (core.schedule marks each point with its stage), as a table and as a chart whose
-vertical bands name each stage's method. Pure functions of the recorded data (no Streamlit calls)."""
+vertical bands name each stage's method; and the int8 quantisation that may follow the last stage (metrics.json's
+"int8", core.experiment): the stage table's last row, or, for a single-method run, float32 vs int8. Pure functions
+of the recorded data (no Streamlit calls)."""
 
 from __future__ import annotations
 
@@ -8,27 +10,70 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core.config import PruneConfig
-from core.metric_keys import TaskMetric
+from core.metric_keys import ACCURACY, ONNX_BYTES, TEST_ACCURACY, TaskMetric, latency_key, task_metrics
 
 AFTER = {"pruned": "pruning", "fine-tuned": "fine-tuning"}  # trajectory phase -> the table's "after" column
 BANDS = ("#e7f0fa", "#fbeee0")  # alternate stages' band colours (light: the points stay readable)
+INT8_ROW = "int8 (onnxruntime)"  # the method cell of the quantisation that follows the last stage
+ONNX_COLUMN, LATENCY_COLUMN = "ONNX bytes", "latency b1 (ms)"  # onnxruntime median at batch 1
+COUNTS = ("stage", "params", "FLOPs", "non-zero params", ONNX_COLUMN)  # whole numbers; a cell not measured is empty
 
 
-def stage_table(points: list[dict], config: PruneConfig, metric: TaskMetric) -> pd.DataFrame:
+def stage_table(points: list[dict], config: PruneConfig, metric: TaskMetric, int8: dict | None = None,
+                pruned: dict | None = None, accuracy: TaskMetric = TEST_ACCURACY) -> pd.DataFrame:
     """One row per stage and phase: the stage's last point after its pruning and, if it fine-tuned, after its
     fine-tuning (an iterative stage's last round: where that stage left the model) — params, FLOPs, non-zeros and
-    the headline metric (metric.label; which way is better is the metric's)."""
-    stages = config.stages()
+    the headline metric (metric.label; which way is better is the metric's). With int8 (metrics.json's "int8": the
+    quantisation after the last stage), a last row of its ONNX bytes, accuracy and batch-1 latency, and those of the
+    float model the last stage left (pruned: metrics.json's "pruned") on that stage's last row; every other cell of
+    those columns is empty: nothing was exported or timed there. accuracy: the label of a model's accuracy when its
+    headline is another measure (a language model's next-token accuracy)."""
     rows = []
-    for k, stage in enumerate(stages, 1):
+    for k, stage in enumerate(config.stages(), 1):
         for phase, after in AFTER.items():
             last = next((p for p in reversed(points) if p.get("stage", 1) == k and p["phase"] == phase), None)
             if last is not None:
                 rows.append({"stage": k, "method": stage.method, "after": after, "params": last["params"],
                              "FLOPs": last["flops"], "non-zero params": last["nonzero_params"],
                              metric.label: last.get(metric.key)})
-    return pd.DataFrame(rows, columns=["stage", "method", "after", "params", "FLOPs", "non-zero params",
-                                       metric.label])
+    columns = ["stage", "method", "after", "params", "FLOPs", "non-zero params", metric.label]
+    if int8 is not None:
+        columns += _int8_rows(rows, int8, pruned or {}, metric, accuracy)
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.astype({c: "Int64" for c in COUNTS if c in columns})
+
+
+def _int8_rows(rows: list[dict], int8: dict, pruned: dict, metric: TaskMetric, accuracy: TaskMetric) -> list[str]:
+    """Appends the int8 row to rows (and the float figures to the last stage's last row); returns the columns they
+    add. The int8 accuracy goes under the headline when that is accuracy, else under its own column."""
+    acc_label = metric.label if metric.key == ACCURACY else accuracy.label
+    if rows:
+        rows[-1] |= {ONNX_COLUMN: pruned.get(ONNX_BYTES) or None, LATENCY_COLUMN: pruned.get(latency_key(1))}
+        if acc_label != metric.label:
+            rows[-1][acc_label] = pruned.get(ACCURACY)
+    rows.append({"method": INT8_ROW, "after": "quantisation", acc_label: int8.get(ACCURACY),
+                 ONNX_COLUMN: int8.get(ONNX_BYTES), LATENCY_COLUMN: int8.get(latency_key(1))})
+    return [ONNX_COLUMN, LATENCY_COLUMN] + ([acc_label] if acc_label != metric.label else [])
+
+
+def accuracy_metric(metrics: dict) -> TaskMetric:
+    """What a model's "accuracy" measures (a classifier's test accuracy, a language model's next-token accuracy):
+    the label the int8 figure, recorded under that key, is shown with."""
+    return next((m for m in task_metrics(metrics) if m.key == ACCURACY), TEST_ACCURACY)
+
+
+def int8_table(pruned: dict, int8: dict, accuracy: TaskMetric = TEST_ACCURACY) -> pd.DataFrame:
+    """float32 (the pruned model's ONNX) vs int8 (its quantised file), as measured: ONNX size, accuracy (a row only
+    where one was measured) and onnxruntime median latency at every batch both were timed at."""
+    rows = [("ONNX size (bytes)", pruned.get(ONNX_BYTES), int8.get(ONNX_BYTES))]
+    if pruned.get(ACCURACY) is not None or int8.get(ACCURACY) is not None:
+        rows.append((accuracy.label, pruned.get(ACCURACY), int8.get(ACCURACY)))
+    for batch in int8.get("latency_batches") or [1]:
+        key = latency_key(batch)
+        if int8.get(key) is not None:
+            rows.append((f"latency b{batch} (ms)", pruned.get(key), int8[key]))
+    return pd.DataFrame([(m, f, i, i / f if f and i is not None else None) for m, f, i in rows],
+                        columns=["metric", "float32", "int8", "int8 / float32"])
 
 
 def stage_chart(points: list[dict], config: PruneConfig, metric: TaskMetric) -> go.Figure:

@@ -21,12 +21,13 @@ from dashboard.components.text import md
 SHOWN_UNITS = 3  # a stage's cut lists its units and ratios when it has at most this many, else their range
 
 
-def recipe(name: str, stages: list[PruneConfig]) -> PruneConfig:
+def recipe(name: str, stages: list[PruneConfig], quantize: str = "none") -> PruneConfig:
     """The stages as one config: the first, for the model's weights (its fingerprint), with the rest as its `then`
-    (no fingerprint: they prune the model the stage before left). PruneLabError if core refuses the order."""
+    (no fingerprint: they prune the model the stage before left) and `quantize` beside it (core applies it after the
+    last stage; a stage itself never carries it). PruneLabError if core refuses the order."""
     first, *rest = stages
-    return replace(first, model_fingerprint=cache.spec(name).fingerprint, then=tuple(
-        replace(s, model_fingerprint="", then=()) for s in rest))
+    return replace(first, model_fingerprint=cache.spec(name).fingerprint, quantize=quantize, then=tuple(
+        replace(s, model_fingerprint="", then=(), quantize="none") for s in rest))
 
 
 def cuts_text(stage: PruneConfig) -> str:
@@ -80,7 +81,7 @@ def _edit(name: str, stages: list[PruneConfig]) -> bool:
 def _add(name: str, stage: PruneConfig) -> None:
     """on_click of "Add current settings as a stage": the settings Tune would run now, appended."""
     stages = state.recipe_stages(name)
-    if _edit(name, [*stages, replace(stage, then=())]):
+    if _edit(name, [*stages, replace(stage, then=(), quantize="none")]):  # int8 follows the recipe: not a stage
         state.pick_stage(len(stages) + 1)
 
 
@@ -122,9 +123,10 @@ def _controls(name: str, stages: list[PruneConfig]) -> None:
     c5.button("Clear all", key=state.STAGE_CLEAR, on_click=_clear, args=(name,))
 
 
-def panel(name: str, current: PruneConfig | None) -> tuple[bool, PruneConfig | None]:
+def panel(name: str, current: PruneConfig | None, quantize: str = "none") -> tuple[bool, PruneConfig | None]:
     """The "Recipe (stages)" section. Returns (whether a recipe is listed, the recipe as one config — None when
-    core refuses its order, said here in one line). current: the config Tune would run now (None if invalid)."""
+    core refuses its order, said here in one line). current: the config Tune would run now (None if invalid);
+    quantize: what follows the last stage ('int8' or 'none', the Tune page's checkbox)."""
     st.markdown("#### Recipe (stages)")
     stages = state.recipe_stages(name)
     st.button("Add current settings as a stage", key=state.STAGE_ADD, disabled=current is None, on_click=_add,
@@ -137,15 +139,16 @@ def panel(name: str, current: PruneConfig | None) -> tuple[bool, PruneConfig | N
         return False, None
     st.dataframe(table(stages), hide_index=True, width="stretch")
     _controls(name, stages)
-    st.caption(f"Apply runs these {len(stages)} stage(s) in order as one recipe, not the settings above (add them "
-               "first to include them). The Estimate above is of the settings above alone: a recipe's size and FLOPs "
-               "are not estimated, since each stage cuts the model the stage before left; Results measures every "
-               "stage.")
+    then_int8 = ", then quantises the result to int8" if quantize == "int8" else ""
+    st.caption(f"Apply runs these {len(stages)} stage(s) in order as one recipe{then_int8}, not the settings above "
+               "(add them first to include them). The Estimate above is of the settings above alone: a recipe's size "
+               "and FLOPs are not estimated, since each stage cuts the model the stage before left; Results measures "
+               "every stage.")
     if gone := inside_removed(stages):
         st.warning(md(f"These layers are inside blocks an earlier stage removes, so the run would stop there: "
                       f"{'; '.join(gone)}. Set their sliders to 0 and add the stage again."))
     try:
-        return True, recipe(name, stages)
+        return True, recipe(name, stages, quantize)
     except PruneLabError as e:
         st.error(md(e))
         return True, None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import PruneLabError
-from core.run_folder import HANDED_OUT, WEIGHTS_FILE
+from core.run_folder import HANDED_OUT, INT8_FILE, WEIGHTS_FILE
 from core.store import RUN_FILES, STATUSES, Experiment, Store, Unreadable
 from core.store_compare import judged_by, task_value
 from core.store_rows import runs_root
@@ -25,6 +25,7 @@ from dashboard.components.text import md
 
 ALL = "all"
 MIME = {"config.json": "application/json", "model.onnx": "application/octet-stream",
+        INT8_FILE: "application/octet-stream",
         WEIGHTS_FILE: "application/octet-stream", "metrics.json": "application/json"}
 
 

@@ -13,7 +13,7 @@ import streamlit as st
 
 from core.config import PruneConfig
 from core.export_hf import auto_class, is_hf
-from core.run_folder import WEIGHTS_FILE
+from core.run_folder import INT8_FILE, WEIGHTS_FILE
 from core.store import Experiment
 from core.workflows.export_run import FILE_NAMES, how_to_load, model_folder
 from dashboard import cache, jobs, state
@@ -44,9 +44,6 @@ def _deployment(name: str, run: Experiment) -> None:
     st.dataframe(table, hide_index=True, width="stretch")
     st.caption("Latency only where onnxruntime runs the form as it is; encodings must be decoded to dense first "
                "(no sparse kernels on this CPU runtime), gzip inflated.")
-    if int8 := run.file("model.int8.onnx"):
-        st.download_button("model.int8.onnx", int8.read_bytes(), file_name="model.int8.onnx",
-                           mime="application/octet-stream", key=state.DL_INT8)
 
 
 def _pytorch(name: str, run: Experiment) -> None:
@@ -119,6 +116,9 @@ def render(name: str) -> None:
     # the record's metrics are the run's metrics.json, written alike (core.experiment.RunOutput.metrics_json)
     c3.download_button("metrics.json", json.dumps(run.metrics, indent=2, sort_keys=True) + "\n",
                        file_name="metrics.json", mime="application/json", key=state.DL_METRICS, width="stretch")
+    if int8 := run.file(INT8_FILE):  # the run's own int8 (quantize="int8"), or the one measured below
+        st.download_button(INT8_FILE, int8.read_bytes(), file_name=INT8_FILE, mime="application/octet-stream",
+                           key=state.DL_INT8)
     _pytorch(name, run)
     _hugging_face(name, run)
     st.markdown("Replay this configuration without a browser (same pruned model, same measurements):")

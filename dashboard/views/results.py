@@ -19,7 +19,7 @@ from dashboard.components import hardware as hardware_ui
 from dashboard.components import netron
 from dashboard.components.charts import accuracy_bars, compared, comparison_bars, trajectory_chart, width_chart
 from dashboard.components.format import metric_row
-from dashboard.components.stage_results import stage_chart, stage_table
+from dashboard.components.stage_results import accuracy_metric, int8_table, stage_chart, stage_table
 from dashboard.components.text import md
 
 
@@ -121,15 +121,34 @@ def schedule_text(config: PruneConfig) -> str:
 
 def _stages(run: Experiment, points: list[dict]) -> None:
     """A recipe's measurements stage by stage: the chart with a band per stage, and each stage's figures after its
-    pruning and after its fine-tuning (the run's headline metric, core.metric_keys)."""
+    pruning and after its fine-tuning (the run's headline metric, core.metric_keys); int8, when it followed the last
+    stage, as the table's last row."""
     st.markdown("#### Stage by stage")
     metric = headline(run.metrics["baseline"])
+    int8 = run.metrics.get("int8")
     st.plotly_chart(stage_chart(points, run.config, metric), width="stretch", key=state.TRAJECTORY_CHART)
-    st.dataframe(stage_table(points, run.config, metric), hide_index=True, width="stretch")
+    st.dataframe(stage_table(points, run.config, metric, int8, run.metrics["pruned"],
+                             accuracy_metric(run.metrics["baseline"])), hide_index=True, width="stretch")
     better = "higher" if metric.higher_is_better else "lower"
     st.caption(f"Measured after each stage's pruning and fine-tuning ({metric.label}: {better} is better). "
                + "; ".join(f"Stage {k} ({s.method}): {schedule_text(s)}" for k, s in enumerate(run.config.stages(), 1))
                + ".")
+    if int8:
+        st.caption(f"Last row: the model the last stage left, quantised to int8 and measured as such "
+                   f"({md(int8['how'])}); the row above it has the float model's ONNX bytes and batch-1 latency "
+                   "(onnxruntime median).")
+
+
+def _int8(run: Experiment) -> None:
+    """A single-method run quantised after its cut: the float32 pruned model against its int8 file, as measured."""
+    int8 = run.metrics.get("int8")
+    if not int8 or run.config.then:  # a recipe's int8 is its stage table's last row
+        return
+    st.markdown("#### float32 vs int8")
+    st.dataframe(int8_table(run.metrics["pruned"], int8, accuracy_metric(run.metrics["baseline"])), hide_index=True,
+                 width="stretch")
+    st.caption(f"Both measured on their ONNX files, latency as the onnxruntime median: {md(int8['how'])}. The int8 "
+               "file is model.int8.onnx (Export and Experiments hand it out).")
 
 
 def _trajectory(run: Experiment) -> None:
@@ -192,6 +211,7 @@ def render(name: str) -> None:
         st.button("Load the aligned ratios into the Tune sliders", key=state.LOAD_ALIGNED, on_click=_load_ratios,
                   args=(name, run.config.method, alt["ratios"], alt["batch"]))
     _trajectory(run)
+    _int8(run)
     _graph(name, run)
     if (prediction := run.metrics.get("prediction")) and pruned.get("accuracy") is not None:
         c1, c2, c3 = st.columns(3)

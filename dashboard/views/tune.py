@@ -15,6 +15,7 @@ from core.workflows import baseline_latency_ms, defaults, estimate_latency, pred
 from dashboard import cache, jobs, state
 from dashboard.components import criteria, hf_mode, locks, methods, stages, strategy_helper
 from dashboard.components import hardware as hardware_ui
+from dashboard.components import quantize as quantize_ui
 from dashboard.components import repair as repair_ui
 from dashboard.components.charts import estimate_bars
 from dashboard.components.format import human
@@ -117,13 +118,14 @@ def _estimate_section(name: str, method: str, criterion: str, choice: methods.Ch
 
 
 def _config(name: str, method: str, criterion: str, choice: methods.Choice, training: Training,
-            repair: tuple[str, int]) -> PruneConfig:
-    """The run's PruneConfig; raises PruneLabError (with the reason) for a combination that cannot work."""
+            repair: tuple[str, int], quantize: str) -> PruneConfig:
+    """The run's PruneConfig (quantize: 'int8' or 'none', after its last stage); raises PruneLabError (with the
+    reason) for a combination that cannot work."""
     return PruneConfig(model=name, method=method, ratios={k: v for k, v in choice.ratios.items() if v > 0},
                        criterion=criterion, model_fingerprint=cache.spec(name).fingerprint, seed=training.seed,
                        finetune=FinetuneConfig(**training.finetune), schedule=Schedule(**training.schedule),
                        pattern=choice.pattern, remove_blocks=choice.remove_blocks, repair=repair[0],
-                       calibration_samples=repair[1])
+                       calibration_samples=repair[1], quantize=quantize)
 
 
 def _apply(name: str, config: PruneConfig | None, prediction: dict | None, lut, stages: int = 0) -> None:
@@ -164,14 +166,15 @@ def render(name: str) -> None:
     st.markdown("#### Apply, fine-tune, measure")
     repair = repair_ui.control(technique, cache.spec(name).has_data)
     training = options(cache.spec(name), cache.finetune_recipe(name), cache.display_name(name))
+    quantize = quantize_ui.control()  # after the last stage: of these settings, or of the listed recipe
     config = None
     if choice is not None:
         try:
-            config = _config(name, method, criterion, choice, training, repair)
+            config = _config(name, method, criterion, choice, training, repair, quantize)
         except PruneLabError as e:
             st.error(md(e))
     hf_mode.check(name, config)
-    listed, recipe = stages.panel(name, config)
+    listed, recipe = stages.panel(name, config, quantize)
     if listed:  # the recipe runs instead: the prediction and width table are of the settings above alone
         config, prediction, lut = recipe, None, None
     _apply(name, config, prediction, lut, len(state.recipe_stages(name)) if listed else 0)
