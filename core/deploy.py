@@ -34,6 +34,7 @@ from core.files import write_atomic
 from core.latency import measure_interleaved, session
 from core.models import load, replay_reference
 from core.prune import calibration
+from core.run_folder import INT8_FILE
 
 MAGIC = b"PLSE1"
 
@@ -139,11 +140,12 @@ class Deployment:
 
 def variants(onnx_bytes: bytes, baseline_onnx: bytes, x_test: np.ndarray | None, y_test: np.ndarray | None,
              calibration: np.ndarray, input_shape: tuple[int, ...], batch: int = 1,
-             max_id: int | None = None) -> Deployment:
+             max_id: int | None = None, int8: bytes = b"") -> Deployment:
     """Every deployable form of a pruned model beside the baseline's dense ONNX: bytes, onnxruntime
     latency (median, interleaved, at `batch`; None where it cannot run as such) and test accuracy (None
-    for a model without data). max_id: the largest token id of a model taking ids (core.data.id_bound)."""
-    int8 = quantize_int8(onnx_bytes, calibration)
+    for a model without data). max_id: the largest token id of a model taking ids (core.data.id_bound); int8: the
+    int8 model the run already made (its config quantised), measured as it is instead of quantised again."""
+    int8 = int8 or quantize_int8(onnx_bytes, calibration)
     tensors = initializers(onnx_bytes)
     sparse, sparse8 = encode_sparse(tensors), encode_sparse(tensors, int8=True)
     timed = measure_interleaved({"base": baseline_onnx, "dense": onnx_bytes, "int8": int8}, input_shape, batch=batch,
@@ -183,9 +185,11 @@ def deploy_folder(folder, batch: int = 1, spec=None) -> Deployment:
     spec = spec or load(replay_reference(config.model, str(folder)))
     base_onnx, _ = export_onnx(spec.model, spec.example_input)
     test = (spec.split.test_x.numpy(), spec.split.test_y.numpy()) if spec.has_data else (None, None)
+    ran_int8 = folder / INT8_FILE if config.quantize == "int8" and (folder / INT8_FILE).is_file() else None
     report = variants((folder / "model.onnx").read_bytes(), base_onnx, *test,
                       calibration(spec, 256, config.seed).x.numpy(), tuple(spec.example_input.shape[1:]), batch,
-                      id_bound(spec.example_input))
-    write_atomic(folder / "model.int8.onnx", report.int8_onnx)
+                      id_bound(spec.example_input), ran_int8.read_bytes() if ran_int8 else b"")
+    if ran_int8 is None:  # the run's own int8 file is what its metrics.json measured: never replaced
+        write_atomic(folder / INT8_FILE, report.int8_onnx)
     write_atomic(folder / "deploy.json", (json.dumps({"batch": batch, "rows": report.rows}, indent=2) + "\n").encode())
     return report

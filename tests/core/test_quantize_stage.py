@@ -93,3 +93,20 @@ def test_the_cli_quantises_and_apply_replays_the_same_int8_figures(tmp_path):
     cli("apply", str(tmp_path / "a" / "config.json"), "--latency-batches", "1", "--out", str(tmp_path / "b"))
     first, again = (json.loads((tmp_path / d / "metrics.json").read_text())["int8"] for d in ("a", "b"))
     assert (again["accuracy"], again["onnx_bytes"]) == (first["accuracy"], first["onnx_bytes"])
+
+
+def test_measuring_deployable_forms_keeps_the_runs_own_int8_file(tmp_path):
+    """`prunelab deploy` (Export's "Measure deployable forms") measures the int8 model the run made and recorded,
+    and never writes another over it: the file stays the one metrics.json measured."""
+    from core.deploy import deploy_folder
+
+    spec = get_spec("digits-mlp")
+    run_and_record(spec, PruneConfig("digits-mlp", "unstructured", {"fc1": 0.5}, quantize="int8",
+                                     model_fingerprint=spec.fingerprint), tmp_path / "run", batches=(1,))
+    int8_file = tmp_path / "run" / "model.int8.onnx"
+    before = (int8_file.read_bytes(), int8_file.stat().st_mtime_ns)
+    report = deploy_folder(tmp_path / "run", spec=spec)
+    assert (int8_file.read_bytes(), int8_file.stat().st_mtime_ns) == before
+    row = next(r for r in report.rows if r["form"].startswith("int8"))
+    recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())["int8"]
+    assert (row["bytes"], row["accuracy"]) == (recorded["onnx_bytes"], recorded["accuracy"])
