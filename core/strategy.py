@@ -122,8 +122,8 @@ def _measured(family: str, technique: methods.Method, kind: str, why: str) -> tu
     lost = (f"no loss affordable: the guide says prune gradually, but {figure.where()}, {kind} measured "
             f"{figure.amount()} {figure.cite()}")
     if (more := schedule_evidence.longer(figure)) is not None:
-        lost += (f" (with {more.epochs} epochs of fine-tuning, {kind} measured {more.amount()} {more.cite()}: it "
-                 "needs that longer budget)")
+        lost += (f"; with {more.epochs} epochs of fine-tuning, {kind} measured {more.amount()} {more.cite()}, so it "
+                 "needs that longer budget")
     others = [schedule_evidence.worst(family, k) for k in technique.schedules if k not in ("oneshot", kind)]
     best = max((f for f in others if f is not None and f.change > 0), key=lambda f: f.change, default=None)
     if best is None:
