@@ -3,25 +3,25 @@ blocks its method finds in the model (core.methods' units), whichever front end 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from core.config import PruneConfig
 from core.errors import PruneLabError
 from core.spec import ModelSpec
 
 
-def check_units(spec: ModelSpec, config: PruneConfig, known: Iterable[str] | None = None,
+def check_units(spec: ModelSpec, config: PruneConfig, known: Callable[[str], Iterable[str]] | None = None,
                 label: str | None = None, hint: str = "") -> None:
     """PruneLabError naming every unit or block of `config` the model does not have, and the ones it has; for a
     recipe, every stage's units too, and none inside a block an earlier stage removes (that would fail only when the
     run reached the stage).
 
-    known: the first stage's unit names if the caller has them already (the dashboard's cached cost model), else
-    they are listed from the model; label: how the model is called in the message (default its name); hint: where
-    the front end lists the units, appended to the message."""
+    known: a method's unit names by method name if the caller has them already (the dashboard's cached cost models),
+    else they are listed from the model; label: how the model is called in the message (default its name); hint:
+    where the front end lists the units, appended to the message."""
     stages = config.stages()
     for k, stage in enumerate(stages, 1):
-        names = set(known) if known is not None and k == 1 else {
+        names = set(known(stage.method)) if known is not None else {
             u.name for u in stage.technique.units(spec.model, spec.example_input)}
         _check_names(stage, names, f"{f'stage {k}: ' if k > 1 else ''}{label or spec.name}", hint)
     if clash := inside_removed(stages):

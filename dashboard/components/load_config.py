@@ -57,9 +57,8 @@ def checked(name: str, config: PruneConfig) -> PruneConfig:
     config = _for_this_model(name, config)
     spec = cache.spec(name)
     check_config_matches(spec, config)
-    for stage in config.stages():  # a later stage's units are the base model's that the stages before left
-        known = [u.name for u in cache.cost_model(name, stage.method).units]  # the method's units, cached
-        check_units(spec, stage, known, label=cache.display_name(name))  # the CLI's check, on the cached units
+    known = lambda method: [u.name for u in cache.cost_model(name, method).units]  # noqa: E731  (cached units)
+    check_units(spec, config, known, label=cache.display_name(name))  # the CLI's check, every stage
     return config
 
 
