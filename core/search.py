@@ -1,0 +1,232 @@
+"""Search: the grid of budget-solve -> apply trials (target x strategy x seed, a SearchSpec) on an executor, each
+trial recorded in the experiment store with the search as its parent, then every finished trial timed again here
+and the Pareto fronts of accuracy against FLOPs, size and latency written (core.search_report). The CLI's
+`prunelab search` and a dashboard page both call run_search.
+
+Where what happens, and why:
+- the driver (this process) runs the sensitivity sweep once (cached; the sensitivity strategy needs it) and solves
+  every trial's budget (milliseconds each, except hardware-aware solving, which times candidates on this machine);
+- the executor runs each solvable trial as run_trial(job): a module-level function of plain data (the model
+  reference, the config JSON, the run folder, the parent), so a Ray worker can run it: it loads the model by its
+  reference, prunes, fine-tunes, measures and records (core.workflows.run_and_record);
+- a trial the solver cannot meet is recorded failed here, with the closest config and the reason; a trial that
+  fails for its own reasons on a worker (a PruneLabError) is recorded failed there; the search goes on;
+- every finished trial is written into search.json as it lands (on_done), so a killed search keeps them; a
+  cancelled one keeps what finished, and the rest are marked cancelled;
+- at the end the finished trials' ONNX files are timed together with the baseline in interleaved rounds on this
+  machine: timings taken on different machines, or at different times, are not comparable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.allocate import Target
+from core.config import PruneConfig
+from core.data import id_bound
+from core.errors import PruneLabError
+from core.estimate import build_cost_model
+from core.executors import Executor, Outcome, here
+from core.latency import measure_interleaved
+from core.metric_keys import LATENCY_DECIMALS, LATENCY_MS
+from core.models import load
+from core.run_folder import read_identity
+from core.runs import new_run_dir, record
+from core.search_report import (
+    CHART_FILE,
+    DRIVER,
+    FIGURES,
+    PARETO_FILE,
+    SEARCH_FILE,
+    SearchReport,
+    pending,
+)
+from core.search_spec import SearchSpec, Trial
+from core.sensitivity import SweepSpec, sweep
+from core.spec import ModelSpec
+from core.store_rows import numbers
+from core.workflows import SolveOutcome, SolveRequest, run_and_record, solve
+from core.workflows.solve import baseline_onnx
+
+__all__ = ["CHART_FILE", "DRIVER", "PARETO_FILE", "SEARCH_FILE", "SearchReport", "SearchSpec", "Trial", "run_search",
+           "run_trial"]
+
+LATENCY_BATCH = 1  # the batch size trials are timed and compared at
+OnTrial = Callable[[dict[str, Any], int, int], None]  # (the trial's entry, trials finished, trials in all)
+StageProgress = Callable[[str, int, int], None]  # (stage, done, total): the sweep, the solving, the timing
+
+
+def run_trial(job: dict[str, Any]) -> dict[str, Any]:
+    """One trial where the executor runs it: load the model by its reference, apply the config into the run
+    folder and record it with the search as parent; the run's metrics (as its metrics.json holds them)."""
+    spec = load(job["model"])
+    config = PruneConfig.from_json(job["config"])
+    out, _ = run_and_record(spec, config, Path(job["folder"]), parent=job["parent"], prediction=job["prediction"],
+                            batches=(LATENCY_BATCH,))
+    return {"metrics": json.loads(out.metrics_json())}
+
+
+def run_search(search: SearchSpec, executor: Executor, *, model: ModelSpec | None = None,
+               on_trial: OnTrial | None = None, cancelled: Callable[[], bool] | None = None,
+               progress: StageProgress | None = None) -> SearchReport:
+    """Run the search (see the module docstring) and return its report, also written into its folder.
+
+    model: the loaded model if at hand (it must be search.model's); on_trial(entry, finished, total) after each
+    trial lands; cancelled() is polled between trials: once true, trials not yet started are marked cancelled."""
+    spec = model or load(search.model)
+    if spec.name != search.model:
+        raise PruneLabError(f"the search is of {search.model}, not of the model given ({spec.name})")
+    say = progress or (lambda stage, done, total: None)
+    folder = new_run_dir(spec.name, "search")  # under the workspace's runs: its trials are handed out from there
+    report = SearchReport(folder.name, folder, search, executor.name, trials=[pending(t) for t in search.trials()],
+                          model_fingerprint=spec.fingerprint)
+    report.save()
+    try:
+        _run(spec, report, executor, _Tally(report, on_trial), cancelled or (lambda: False), say)
+    except BaseException:  # Ctrl+C or a bug: what finished stays recorded; the search says it did not end
+        report.status = "interrupted"
+        report.save()
+        raise
+    return report
+
+
+class _Tally:
+    """Saves a trial's entry as it lands and tells on_trial how many of all have landed."""
+
+    def __init__(self, report: SearchReport, on_trial: OnTrial | None) -> None:
+        self.report, self.on_trial, self.finished = report, on_trial, 0
+
+    def landed(self, entry: dict[str, Any]) -> None:
+        self.finished += 1
+        self.report.save()
+        if self.on_trial is not None:
+            self.on_trial(entry, self.finished, len(self.report.trials))
+
+
+def _run(spec: ModelSpec, report: SearchReport, executor: Executor, tally: _Tally, cancelled: Callable[[], bool],
+         say: StageProgress) -> None:
+    table = _sweep_table(spec, report.spec, say)
+    jobs = _solve_all(spec, report, table, tally, cancelled, say)
+
+    def on_done(outcome: Outcome, done: int, total: int) -> None:
+        tally.landed(_landed(report.trial(outcome.key), outcome))
+
+    outcomes = executor.run(run_trial, jobs, on_done=on_done, cancelled=cancelled)
+    for outcome in outcomes:
+        if outcome.cancelled:
+            report.trial(outcome.key).update(status="cancelled", message="the search was cancelled first")
+    report.status = "cancelled" if any(t["status"] == "cancelled" for t in report.trials) else "done"
+    _time_together(spec, report, say)
+    report.write_fronts(report.find_fronts())
+    report.save()
+
+
+def _sweep_table(spec: ModelSpec, search: SearchSpec, say: StageProgress):
+    """The sensitivity table the sensitivity strategy solves on (a cached sweep, run once here), else None."""
+    if "sensitivity" not in search.strategies:
+        return None
+    sweep_spec = SweepSpec(spec.name, spec.fingerprint, search.method, search.criterion)
+    return sweep(spec, sweep_spec, lambda done, total: say("sensitivity sweep", done, total))
+
+
+def _solve_all(spec: ModelSpec, report: SearchReport, table, tally: _Tally, cancelled: Callable[[], bool],
+               say: StageProgress) -> list[tuple[str, dict[str, Any]]]:
+    """Each trial's config from the budget solver: the executor's jobs (key, plain data); a trial the solver
+    refuses or cannot meet is recorded failed here (it lands at once)."""
+    search = report.spec
+    cost_model = build_cost_model(spec.model, spec.example_input, search.method)  # shared by every solve
+    jobs = []
+    trials = search.trials()
+    for n, trial in enumerate(trials):
+        say("solving budgets", n, len(trials))
+        entry = report.trial(trial.key)
+        if cancelled():
+            break  # the trials not solved get no job: marked cancelled below
+        folder = report.folder / f"{report.id}-{trial.key}"  # the store id follows the folder's name
+        try:
+            outcome = solve(spec, _request(search, trial, table), cost_model=cost_model)
+        except PruneLabError as e:  # e.g. a latency target on a model that cannot be exported
+            entry.update(_failed_here(str(e)))
+            tally.landed(entry)
+            continue
+        config = _config(spec, outcome, search.finetune_epochs)
+        entry.update(config=config.to_dict(), folder=str(folder))
+        if not outcome.allocation.met:
+            _record_refusal(entry, folder, config, report.id, _unmet(trial, outcome))
+            tally.landed(entry)
+            continue
+        jobs.append((trial.key, {"model": search.model, "config": config.to_json(), "folder": str(folder),
+                                 "parent": report.id, "prediction": outcome.prediction}))
+    for trial in trials:
+        if report.trial(trial.key)["status"] == "pending" and trial.key not in {k for k, _ in jobs}:
+            report.trial(trial.key).update(status="cancelled", message="the search was cancelled first")
+    say("solving budgets", len(trials), len(trials))
+    return jobs
+
+
+def _request(search: SearchSpec, trial: Trial, table) -> SolveRequest:
+    return SolveRequest(Target(trial.kind, trial.target), trial.strategy, search.method, search.criterion,
+                        table=table, seed=trial.seed, latency_batch=LATENCY_BATCH,
+                        hardware_aware=search.hardware_aware)
+
+
+def _config(spec: ModelSpec, outcome: SolveOutcome, epochs: int) -> PruneConfig:
+    """The solved config with the search's fine-tuning epochs (the model's recipe otherwise)."""
+    config = outcome.config(spec)
+    return dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, epochs=epochs))
+
+
+def _unmet(trial: Trial, outcome: SolveOutcome) -> str:
+    """Why a trial is not run: its target cannot be met, and how close the solver came."""
+    kind = {"params": "params", "size_mb": "size_bytes"}.get(trial.kind, "flops")  # an estimate's key
+    kept = outcome.allocation.estimate[kind] / outcome.base_estimate[kind]
+    return (f"target {trial.kind} {trial.target:g} cannot be met within the bounds by the {trial.strategy} "
+            f"strategy (the closest config keeps {kept:.3f} of the {kind})")
+
+
+def _failed_here(message: str) -> dict[str, Any]:
+    return {"status": "failed", "message": message, "where": here()}
+
+
+def _record_refusal(entry: dict[str, Any], folder: Path, config: PruneConfig, parent: str, message: str) -> None:
+    """Record a trial that is not run as failed in the store (its folder keeps the closest config)."""
+    try:
+        with record(folder, config, parent):
+            raise PruneLabError(message)
+    except PruneLabError:
+        pass  # the record marked the row failed with the message
+    identity = read_identity(folder)
+    entry.update(_failed_here(message), id=identity.id if identity else None)
+
+
+def _landed(entry: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """A trial's entry once the executor has its outcome: its figures, or its message."""
+    identity = read_identity(Path(entry["folder"]))
+    entry.update(where=outcome.where, attempts=outcome.attempts, id=identity.id if identity else None)
+    if not outcome.ok:
+        entry.update(status="failed", message=outcome.error)
+        return entry
+    pruned = outcome.value["metrics"]["pruned"]
+    entry.update(status="done", message=None, **{k: pruned.get(k) for k in FIGURES},
+                 run_latency_ms=numbers(outcome.value["metrics"])[LATENCY_MS])
+    return entry
+
+
+def _time_together(spec: ModelSpec, report: SearchReport, say: StageProgress) -> None:
+    """Every done trial's model.onnx and the baseline's, timed in interleaved rounds on this machine (batch 1,
+    one thread): their latency_ms and the baseline's."""
+    files = {t["key"]: Path(t["folder"]) / "model.onnx" for t in report.done()}
+    onnx = {k: p.read_bytes() for k, p in files.items() if p.is_file()}
+    if not onnx:
+        return
+    say("timing trials together", 0, 1)
+    timed = measure_interleaved({"baseline": baseline_onnx(spec), **onnx}, tuple(spec.example_input.shape[1:]),
+                                batch=LATENCY_BATCH, threads=1, max_id=id_bound(spec.example_input))
+    for key in onnx:
+        report.trial(key).update(latency_ms=round(timed[key].median_ms, LATENCY_DECIMALS), latency_where=DRIVER)
+    report.baseline_latency_ms = round(timed["baseline"].median_ms, LATENCY_DECIMALS)
+    say("timing trials together", 1, 1)

@@ -1,0 +1,191 @@
+"""prunelab search (core.search): the grid of solve -> apply trials on an executor, each recorded in the store with
+the search as parent, the Pareto fronts of the finished trials, failures and cancellation kept in the record."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from core.allocate import Target
+from core.cli import main
+from core.config import PruneConfig
+from core.errors import PruneLabError
+from core.executors import LocalExecutor
+from core.search import DRIVER, PARETO_FILE, SEARCH_FILE, SearchSpec, run_search
+from core.store import Store
+from core.workflows import SolveRequest, solve
+from tests.conftest import get_spec
+
+MODEL = "digits-mlp"
+AXES = ("flops", "size_bytes", "latency_ms")
+
+
+def _solved(target: float, strategy: str, seed: int, epochs: int) -> PruneConfig:
+    """What the budget solver gives for one trial, with the search's fine-tuning epochs."""
+    spec = get_spec(MODEL)
+    config = solve(spec, SolveRequest(Target("flops", target), strategy, seed=seed)).config(spec)
+    return dataclasses.replace(config, finetune=dataclasses.replace(config.finetune, epochs=epochs))
+
+
+def _children(search_id: str) -> dict:
+    """The store's records whose parent is the search, by id."""
+    return {e.id: e for e in Store().list() if e.parent == search_id}
+
+
+def _brute_front(points: list[dict], x: str) -> set[str]:
+    """Trials no other trial dominates (x no higher and accuracy no lower, one of them strictly)."""
+    def dominates(a: dict, b: dict) -> bool:
+        return a[x] <= b[x] and a["accuracy"] >= b["accuracy"] and (a[x] < b[x] or a["accuracy"] > b["accuracy"])
+    return {p["key"] for p in points if not any(dominates(q, p) for q in points if q is not p)}
+
+
+@pytest.fixture(scope="module")
+def searched():
+    """2 targets x 2 strategies x 1 seed on digits-mlp, no fine-tuning, on the local executor."""
+    spec = SearchSpec(MODEL, targets=(1.5, 3.0), strategies=("uniform", "global"), seeds=(0,), finetune_epochs=0)
+    seen: list[tuple[str, int, int]] = []
+    report = run_search(spec, LocalExecutor(), model=get_spec(MODEL),
+                        on_trial=lambda trial, done, total: seen.append((trial["key"], done, total)))
+    return spec, report, seen
+
+
+@pytest.mark.slow
+def test_every_trial_recorded_with_the_search_as_parent(searched) -> None:
+    spec, report, seen = searched
+    assert report.status == "done"
+    assert [t["status"] for t in report.trials] == ["done"] * 4
+    children = _children(report.id)
+    assert sorted(children) == sorted(t["id"] for t in report.trials)
+    assert all(e.status == "done" for e in children.values())
+    assert [s[1:] for s in seen] == [(1, 4), (2, 4), (3, 4), (4, 4)]  # each trial reported as it finished
+    for t in report.trials:
+        assert Path(children[t["id"]].folder).parent == report.folder  # the trial folders lie in the search's
+
+
+@pytest.mark.slow
+def test_configs_are_the_solvers_and_accuracies_the_run_folders(searched) -> None:
+    spec, report, _ = searched
+    assert {(t["target"], t["strategy"], t["seed"]) for t in report.trials} == \
+        {(1.5, "uniform", 0), (1.5, "global", 0), (3.0, "uniform", 0), (3.0, "global", 0)}
+    children = _children(report.id)
+    for t in report.trials:
+        expected = _solved(t["target"], t["strategy"], t["seed"], spec.finetune_epochs)
+        assert PruneConfig.from_dict(t["config"]) == expected
+        assert children[t["id"]].config == expected
+        metrics = json.loads((Path(t["folder"]) / "metrics.json").read_text())
+        assert t["accuracy"] == metrics["pruned"]["accuracy"] == children[t["id"]].accuracy
+        assert t["flops"] == metrics["pruned"]["flops"]
+        assert t["where"]  # where the run (and its accuracy) was measured
+        assert t["latency_where"] == DRIVER and t["latency_ms"] > 0  # re-measured here, interleaved
+
+
+@pytest.mark.slow
+def test_pareto_fronts_are_the_non_dominated_trials(searched) -> None:
+    _, report, _ = searched
+    done = [t for t in report.trials if t["status"] == "done"]
+    for axis in AXES:
+        assert set(report.pareto[axis]) == _brute_front(done, axis), axis
+    with open(report.folder / PARETO_FILE, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["axis"], r["key"]) for r in rows} == {(a, k) for a in AXES for k in report.pareto[a]}
+
+
+@pytest.mark.slow
+def test_search_json_holds_the_spec_and_every_trial(searched) -> None:
+    spec, report, _ = searched
+    saved = json.loads((report.folder / SEARCH_FILE).read_text())
+    assert SearchSpec.from_dict(saved["spec"]) == spec
+    assert saved["status"] == "done" and saved["id"] == report.id
+    assert saved["trials"] == report.trials
+
+
+@pytest.mark.slow
+def test_a_trial_that_cannot_be_met_is_recorded_failed_and_the_others_complete() -> None:
+    spec = SearchSpec(MODEL, targets=(2.0, 1000.0), strategies=("uniform",), seeds=(0,), finetune_epochs=0)
+    report = run_search(spec, LocalExecutor(), model=get_spec(MODEL))
+    ok, impossible = report.trials
+    assert ok["status"] == "done" and ok["accuracy"] is not None
+    assert impossible["status"] == "failed" and "cannot be met" in impossible["message"]
+    children = _children(report.id)
+    assert children[ok["id"]].status == "done"
+    assert children[impossible["id"]].status == "failed"
+    assert children[impossible["id"]].error == impossible["message"]
+    assert report.pareto["flops"] == [ok["key"]]  # a failed trial is on no front
+
+
+@pytest.mark.slow
+def test_cancel_after_the_first_trial_keeps_it_and_marks_the_rest_cancelled() -> None:
+    spec = SearchSpec(MODEL, targets=(1.5, 2.0, 3.0), strategies=("uniform",), seeds=(0,), finetune_epochs=0)
+    finished: list[str] = []
+    report = run_search(spec, LocalExecutor(), model=get_spec(MODEL),
+                        on_trial=lambda trial, done, total: finished.append(trial["key"]),
+                        cancelled=lambda: len(finished) >= 1)
+    assert report.status == "cancelled"
+    assert [t["status"] for t in report.trials] == ["done", "cancelled", "cancelled"]
+    assert list(_children(report.id)) == [report.trials[0]["id"]]
+    saved = json.loads((report.folder / SEARCH_FILE).read_text())
+    assert saved["status"] == "cancelled" and [t["status"] for t in saved["trials"]] == ["done", "cancelled",
+                                                                                          "cancelled"]
+
+
+def test_spec_round_trips_through_json() -> None:
+    spec = SearchSpec(MODEL, targets=(1.5, 2.0, 3.0, 4.0), strategies=("uniform", "global", "sensitivity"),
+                      seeds=(0, 1, 2), finetune_epochs=1, hardware_aware=True)
+    assert SearchSpec.from_json(spec.to_json()) == spec
+    assert [(t.target, t.strategy, t.seed) for t in spec.trials()][:4] == \
+        [(1.5, "uniform", 0), (1.5, "uniform", 1), (1.5, "uniform", 2), (1.5, "global", 0)]
+    assert len(spec.trials()) == 4 * 3 * 3
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"targets": ()}, "at least one target"),
+    ({"targets": (0.5,)}, "at least 1"),
+    ({"targets": (2.0, 2.0)}, "twice"),
+    ({"strategies": ("random",)}, "unknown strategy 'random'"),
+    ({"strategies": ()}, "at least one strategy"),
+    ({"seeds": ()}, "at least one seed"),
+    ({"seeds": (-1,)}, "seed must be an integer"),
+    ({"finetune_epochs": -1}, "epochs must be an integer"),
+    ({"method": "unstructured", "hardware_aware": True}, "hardware-aware"),
+    ({"method": "nope"}, "nope"),
+    ({"target": "speed"}, "unknown target"),
+])
+def test_bad_specs_are_refused_in_one_line(changes: dict, message: str) -> None:
+    base = dict(model=MODEL, targets=(2.0,), strategies=("uniform",), seeds=(0,), finetune_epochs=0)
+    with pytest.raises(PruneLabError, match=message) as caught:
+        SearchSpec(**{**base, **changes})
+    assert "\n" not in str(caught.value)
+
+
+def test_a_spec_file_of_another_kind_is_refused() -> None:
+    with pytest.raises(PruneLabError, match="search"):
+        SearchSpec.from_json(json.dumps({"model": MODEL, "version": 99}))
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--targets", "0.5"], "at least 1"),
+    (["--targets", "two"], "--targets"),
+    (["--strategies", "uniform,random"], "unknown strategy 'random'"),
+    (["--seeds", "0"], "--seeds"),
+    (["--executor", "spark"], "--executor"),
+    (["--finetune-epochs", "-2"], "epochs"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, capsys) -> None:
+    assert main(["search", MODEL, *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("prunelab: error:") and message in err and "\n" not in err
+
+
+@pytest.mark.slow
+def test_cli_search_prints_progress_and_the_pareto_table(capsys) -> None:
+    code = main(["search", MODEL, "--targets", "2", "--strategies", "uniform", "--seeds", "1",
+                 "--finetune-epochs", "0"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "1/1" in err and "left" in err  # a progress line with the time left
+    assert "Pareto" in out and "flops2-uniform-seed0" in out
+    assert SEARCH_FILE in out
