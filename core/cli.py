@@ -15,8 +15,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from core import methods, recipes
-from core.allocate import STRATEGIES, Target
+from core import executors, methods, recipes
+from core.allocate import STRATEGIES, TARGETS, Target
 from core.config import (
     QUANTIZE,
     FinetuneConfig,
@@ -39,6 +39,7 @@ from core.metric_keys import PERPLEXITY_METRIC, ModelMetrics, latency_key, sweep
 from core.models import available, load, replay_reference
 from core.plan import plan
 from core.prune import check_config_matches
+from core.search import DRIVER, SearchReport, SearchSpec, run_search
 from core.sensitivity import SweepSpec, cache_path, read_table, sweep
 from core.store import STATUSES, Store
 from core.user_data import data_reference, label_note
@@ -422,6 +423,98 @@ def _print_candidates(outcome: SolveOutcome) -> None:
         print(f"  widths in multiples of {row['align']:>2}: {speed}{drop}")
 
 
+def cmd_search(args: argparse.Namespace) -> None:
+    """The grid of solve -> apply trials (core.search.run_search): a line per trial as it lands, with the time
+    left, then every trial and the Pareto fronts."""
+    search = SearchSpec(args.model, args.targets, args.strategies, tuple(range(args.seeds)), args.finetune_epochs,
+                        args.hardware_aware, args.target_kind, args.method, args.criterion)  # checked before loading
+    executor = _executor(args)
+    spec = _load(args)
+    with _progress() as progress:
+        lines = _TrialLines(progress)
+        report = run_search(search, executor, model=spec, on_trial=lines, progress=lines.stage)
+    print(_search_table(report))
+
+
+def _executor(args: argparse.Namespace) -> executors.Executor:
+    """The executor --executor names (Ray: joining --ray-address, else $RAY_ADDRESS, else a local cluster)."""
+    if args.executor == "local":
+        if args.ray_address:
+            raise PruneLabError("--ray-address is for --executor ray")
+        return executors.LocalExecutor()
+    get = getattr(executors, "get", None)
+    if get is None:
+        raise PruneLabError("--executor ray is not available in this version yet; use --executor local")
+    return get(args.executor, args.ray_address, None)
+
+
+class _TrialLines:
+    """A search's progress: a bar per stage before the trials (sweep, solving), then one line on stderr per trial
+    that lands, with the time left: the mean time of the trials run so far (the solver's refusals never ran)
+    times those still to come."""
+
+    def __init__(self, progress) -> None:
+        import time
+
+        self.clock, self.progress = time.monotonic, progress
+        self.start, self.ran = self.clock(), 0
+
+    def stage(self, stage: str, done: int, total: int) -> None:
+        if stage == "done" and not self.ran:
+            self.start = self.clock()  # the trials start now
+        self.progress(stage, done, total)
+
+    def __call__(self, trial: dict, finished: int, total: int) -> None:
+        self.ran += trial["attempts"] > 0
+        left = (self.clock() - self.start) / self.ran * (total - finished) if self.ran and finished < total else None
+        what = f"accuracy {_fmt_acc(trial['accuracy'])}" if trial["status"] == "done" else \
+            f"{trial['status']}: {trial['message']}"
+        print(f"trial {finished}/{total} {trial['key']}: {what}"
+              f"{'' if left is None else f' (about {_duration(left)} left)'}", file=sys.stderr)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def _search_table(report: SearchReport) -> str:
+    """Every trial (status, accuracy, costs, the fronts it is on, where it ran), then where the figures come from
+    and the files written."""
+    marks = {"flops": "F", "size_bytes": "S", "latency_ms": "L"}
+    head = ("trial", "status", "accuracy", "FLOPs", "size (bytes)", "latency (ms)", "Pareto", "run on")
+    rows = []
+    for t in report.trials:
+        fronts = "".join(m if t["key"] in report.pareto.get(axis, []) else "." for axis, m in marks.items())
+        rows.append((t["key"], t["status"], _fmt_acc(t["accuracy"]), _count(t["flops"]), _count(t["size_bytes"]),
+                     "-" if t["latency_ms"] is None else f"{t['latency_ms']:.4f}", fronts, t["where"] or "-"))
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(c.rjust(w) if 2 <= i <= 5 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths,
+             strict=True))).rstrip() for r in [head, *rows]]
+    done = sum(t["status"] == "done" for t in report.trials)
+    lines += [f"Pareto: F = on the front of accuracy vs FLOPs, S = vs size, L = vs latency ({done} of "
+              f"{len(report.trials)} trials done; search {report.status}, {report.executor} executor)",
+              f"accuracy, FLOPs and size: measured where each trial ran (run on); latency: onnxruntime, batch 1, "
+              f"one thread, every trial re-timed together on this machine ({DRIVER}), interleaved; baseline "
+              f"{'-' if report.baseline_latency_ms is None else f'{report.baseline_latency_ms:.4f}'} ms"]
+    lines += [f"{t['key']}: {t['message']}" for t in report.trials if t["status"] == "failed"]
+    lines.append(f"wrote {report.folder / 'search.json'}, pareto.csv and pareto.html there; trials recorded with "
+                 f"parent {report.id} (prunelab experiments list)")
+    return "\n".join(lines)
+
+
+def _targets(text: str) -> tuple[float, ...]:
+    """argparse type: comma-separated numbers (the search checks them as targets)."""
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """argparse type: comma-separated names."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
 def _fmt_acc(accuracy: float | None) -> str:
     return "n/a" if accuracy is None else f"{accuracy:.4f}"
 
@@ -718,6 +811,26 @@ def build_parser() -> Parser:
     al.add_argument("--seed", type=int, default=solver["seed"])
     al.add_argument("--out", required=True, help="config.json to write")
 
+    sr = sub.add_parser("search", help="the grid of allocate -> apply trials (targets x strategies x seeds), "
+                        "recorded, with the Pareto fronts of accuracy against FLOPs, size and latency")
+    sr.add_argument("model", help="a registry model or your own (file.py:function, a Hugging Face folder): "
+                    "each trial loads it by this reference, also on a Ray worker")
+    sr.add_argument("--targets", type=_targets, default=(1.5, 2.0, 3.0, 4.0), metavar="T1,T2",
+                    help="budget targets of --target-kind (default 1.5,2,3,4: FLOPs reduction factors, 2 = half)")
+    sr.add_argument("--target-kind", choices=TARGETS, default="flops", help="what the targets are (as allocate's "
+                    "--target-*: flops/params/speedup factors, size_mb, latency_ms)")
+    sr.add_argument("--strategies", type=_names, default=STRATEGIES, metavar="S1,S2",
+                    help="solver strategies (default " + ",".join(STRATEGIES) + ")")
+    sr.add_argument("--hardware-aware", action="store_true", help="solve for widths the runtime is fast at")
+    sr.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0..N-1 per target and strategy")
+    sr.add_argument("--finetune-epochs", type=int, default=defaults.PAGE_FINETUNE_EPOCHS)
+    sr.add_argument("--method", choices=[n for n, m in methods.REGISTRY.items() if m.solved], default=defaults.METHOD)
+    sr.add_argument("--criterion", choices=list(CRITERIA), default=defaults.CRITERION)
+    sr.add_argument("--executor", choices=executors.NAMES, default="local",
+                    help="where trials run: this process, or a Ray cluster (pip install 'prunelab[ray]')")
+    sr.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default $RAY_ADDRESS, else a "
+                    "local one is started)")
+
     dp = sub.add_parser("deploy", help="size, latency and accuracy of every deployable form of a run (incl. int8)")
     dp.add_argument("run", help="a folder written by prunelab prune/apply")
     dp.add_argument("--batch", type=_positive_int, default=1)
@@ -772,8 +885,8 @@ def _experiments_parser(sub) -> None:
 
 
 COMMANDS = {"baseline": cmd_baseline, "layers": cmd_layers, "prune": cmd_prune, "apply": cmd_apply,
-            "sensitivity": cmd_sensitivity, "allocate": cmd_allocate, "deploy": cmd_deploy, "export": cmd_export,
-            "experiments": cmd_experiments, "dashboard": cmd_dashboard}
+            "sensitivity": cmd_sensitivity, "allocate": cmd_allocate, "search": cmd_search, "deploy": cmd_deploy,
+            "export": cmd_export, "experiments": cmd_experiments, "dashboard": cmd_dashboard}
 
 
 @contextlib.contextmanager

@@ -136,10 +136,10 @@ def _sweep_table(spec: ModelSpec, search: SearchSpec, say: StageProgress):
 def _solve_all(spec: ModelSpec, report: SearchReport, table, tally: _Tally, cancelled: Callable[[], bool],
                say: StageProgress) -> list[tuple[str, dict[str, Any]]]:
     """Each trial's config from the budget solver: the executor's jobs (key, plain data); a trial the solver
-    refuses or cannot meet is recorded failed here (it lands at once)."""
+    refuses or cannot meet is recorded failed here (it lands once the solving is over)."""
     search = report.spec
     cost_model = build_cost_model(spec.model, spec.example_input, search.method)  # shared by every solve
-    jobs = []
+    jobs, refused = [], []
     trials = search.trials()
     for n, trial in enumerate(trials):
         say("solving budgets", n, len(trials))
@@ -151,13 +151,13 @@ def _solve_all(spec: ModelSpec, report: SearchReport, table, tally: _Tally, canc
             outcome = solve(spec, _request(search, trial, table), cost_model=cost_model)
         except PruneLabError as e:  # e.g. a latency target on a model that cannot be exported
             entry.update(_failed_here(str(e)))
-            tally.landed(entry)
+            refused.append(entry)
             continue
         config = _config(spec, outcome, search.finetune_epochs)
         entry.update(config=config.to_dict(), folder=str(folder))
         if not outcome.allocation.met:
             _record_refusal(entry, folder, config, report.id, _unmet(trial, outcome))
-            tally.landed(entry)
+            refused.append(entry)
             continue
         jobs.append((trial.key, {"model": search.model, "config": config.to_json(), "folder": str(folder),
                                  "parent": report.id, "prediction": outcome.prediction}))
@@ -165,6 +165,9 @@ def _solve_all(spec: ModelSpec, report: SearchReport, table, tally: _Tally, canc
         if report.trial(trial.key)["status"] == "pending" and trial.key not in {k for k, _ in jobs}:
             report.trial(trial.key).update(status="cancelled", message="the search was cancelled first")
     say("solving budgets", len(trials), len(trials))
+    say("done", 1, 1)  # the stages before the trials are over (a progress bar closes)
+    for entry in refused:
+        tally.landed(entry)
     return jobs
 
 
@@ -229,4 +232,4 @@ def _time_together(spec: ModelSpec, report: SearchReport, say: StageProgress) ->
     for key in onnx:
         report.trial(key).update(latency_ms=round(timed[key].median_ms, LATENCY_DECIMALS), latency_where=DRIVER)
     report.baseline_latency_ms = round(timed["baseline"].median_ms, LATENCY_DECIMALS)
-    say("timing trials together", 1, 1)
+    say("done", 1, 1)

@@ -182,10 +182,13 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, cap
 
 @pytest.mark.slow
 def test_cli_search_prints_progress_and_the_pareto_table(capsys) -> None:
-    code = main(["search", MODEL, "--targets", "2", "--strategies", "uniform", "--seeds", "1",
+    code = main(["search", MODEL, "--targets", "2,3,1000", "--strategies", "uniform", "--seeds", "1",
                  "--finetune-epochs", "0"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "1/1" in err and "left" in err  # a progress line with the time left
+    lines = [line for line in err.splitlines() if line.startswith("trial ")]
+    assert lines[0].startswith("trial 1/3 flops1000-uniform-seed0: failed: target flops 1000 cannot be met")
+    assert lines[1].startswith("trial 2/3 flops2-uniform-seed0: accuracy ") and lines[1].endswith(" left)")
+    assert lines[2].startswith("trial 3/3 flops3-uniform-seed0: accuracy ")
     assert "Pareto" in out and "flops2-uniform-seed0" in out
     assert SEARCH_FILE in out
