@@ -44,6 +44,7 @@ from core.search_report import (
     SEARCH_FILE,
     SearchReport,
     pending,
+    read_search,
 )
 from core.search_spec import SearchSpec, Trial
 from core.sensitivity import SweepSpec, sweep
@@ -52,8 +53,8 @@ from core.store_rows import numbers
 from core.workflows import SolveOutcome, SolveRequest, run_and_record, solve
 from core.workflows.solve import baseline_onnx
 
-__all__ = ["CHART_FILE", "DRIVER", "PARETO_FILE", "SEARCH_FILE", "SearchReport", "SearchSpec", "Trial", "run_search",
-           "run_trial"]
+__all__ = ["CHART_FILE", "DRIVER", "PARETO_FILE", "SEARCH_FILE", "SearchReport", "SearchSpec", "Trial", "read_search",
+           "run_search", "run_trial"]
 
 LATENCY_BATCH = 1  # the batch size trials are timed and compared at
 OnTrial = Callable[[dict[str, Any], int, int], None]  # (the trial's entry, trials finished, trials in all)

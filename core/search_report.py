@@ -13,12 +13,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.config import parse_json, read_json_file
+from core.errors import PruneLabError
 from core.files import write_atomic
 from core.metric_keys import ACCURACY, FLOPS, PARAMS, PERPLEXITY, SIZE_BYTES, TaskMetric
+from core.processes import alive, process_start
 from core.search_spec import SearchSpec, Trial
 from core.store import PARETO_AXES
 from core.store_compare import judged_by, pareto_front
@@ -65,6 +70,7 @@ class SearchReport:
     pareto: dict[str, list[str]] = field(default_factory=dict)  # axis -> keys of the front, by that cost
     baseline_latency_ms: float | None = None  # measured beside the trials on the driver
     model_fingerprint: str | None = None
+    driver: dict[str, Any] = field(default_factory=lambda: driver_process())  # tells a killed search (read_search)
 
     def trial(self, key: str) -> dict[str, Any]:
         return next(t for t in self.trials if t["key"] == key)
@@ -72,7 +78,7 @@ class SearchReport:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status, "executor": self.executor, "spec": self.spec.to_dict(),
                 "model_fingerprint": self.model_fingerprint, "trials": self.trials, "pareto": self.pareto,
-                "baseline_latency_ms": self.baseline_latency_ms, "latency_where": DRIVER}
+                "baseline_latency_ms": self.baseline_latency_ms, "latency_where": DRIVER, "driver": self.driver}
 
     def save(self) -> None:
         """search.json, atomically (a reader or a kill never sees half of it)."""
@@ -111,6 +117,25 @@ class SearchReport:
             return [self.folder / PARETO_FILE]
         write_atomic(self.folder / CHART_FILE, chart_html(self, metric).encode())
         return [self.folder / PARETO_FILE, self.folder / CHART_FILE]
+
+
+def driver_process() -> dict[str, Any]:
+    """This process: host, pid and start time (with the pid, it tells a reused pid apart)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "proc_start": process_start(os.getpid())}
+
+
+def read_search(folder: Path) -> dict[str, Any]:
+    """A search's search.json as written; a search still 'running' whose driver process on this host is gone
+    reads as 'interrupted' (killed: its finished trials are all there, recorded as they landed)."""
+    path = Path(folder) / SEARCH_FILE
+    data = parse_json(read_json_file(path, "search record"), str(path))
+    if not isinstance(data, dict) or not isinstance(data.get("trials"), list):
+        raise PruneLabError(f"{path} is not a PruneLab search record")
+    driver = data.get("driver") or {}
+    if data.get("status") == "running" and driver.get("host") == socket.gethostname() \
+            and isinstance(driver.get("pid"), int) and not alive(driver["pid"], driver.get("proc_start")):
+        data["status"] = "interrupted"
+    return data
 
 
 def _point(t: dict[str, Any]) -> _Point:

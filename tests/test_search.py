@@ -192,3 +192,38 @@ def test_cli_search_prints_progress_and_the_pareto_table(capsys) -> None:
     assert lines[2].startswith("trial 3/3 flops3-uniform-seed0: accuracy ")
     assert "Pareto" in out and "flops2-uniform-seed0" in out
     assert SEARCH_FILE in out
+
+
+@pytest.mark.slow
+def test_a_killed_search_keeps_its_finished_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real `prunelab search` process killed by SIGKILL after its first trial: that trial stays done in the
+    store (parent: the search) and in search.json, which then reads as interrupted; the trial it was running is
+    interrupted in the store."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from core.search import read_search
+
+    home = tmp_path / "home"
+    env = {**os.environ, "PRUNELAB_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "search", MODEL, "--targets", "1.5,2,3",
+                             "--strategies", "uniform", "--finetune-epochs", "0"], env=env,
+                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    line = b""
+    while not line.startswith(b"trial 1/3"):  # the first trial's line: it has landed (and been saved)
+        raw = proc.stderr.readline()
+        assert raw, "the search ended before its first trial landed"
+        line = raw.split(b"\r")[-1]  # after the progress bars' carriage returns
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    (folder,) = (home / "runs").glob("*-search")
+    saved = read_search(folder)
+    assert saved["status"] == "interrupted"
+    assert [t["status"] for t in saved["trials"]][0] == "done"
+    monkeypatch.setenv("PRUNELAB_HOME", str(home))
+    rows = {e.id: e for e in Store().list() if e.parent == saved["id"]}  # opening the store reaps dead runs
+    assert rows[saved["trials"][0]["id"]].status == "done"
+    assert {e.status for e in rows.values()} <= {"done", "interrupted"}
