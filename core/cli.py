@@ -334,12 +334,13 @@ def _grid(text: str) -> tuple[float, ...]:
 def cmd_sensitivity(args: argparse.Namespace) -> None:
     out = check_out_file(args.out)
     _check_ints(args, "eval_samples", "calibration_samples", "seed")
+    executor = _executor(args)
     spec = _load(args)
     sweep_spec = SweepSpec(spec.name, spec.fingerprint, args.granularity, args.criterion, args.grid,
                            args.eval_samples, args.calibration_samples, args.seed)
     cached = cache_path(sweep_spec).exists() and not args.no_cache
-    with _bar("sensitivity") as progress:
-        table = sweep(spec, sweep_spec, progress, use_cache=not args.no_cache)
+    with _bar("sensitivity") as progress, contextlib.closing(executor):
+        table = sweep(spec, sweep_spec, progress, use_cache=not args.no_cache, executor=executor)
     try:
         table.to_csv(out, index=False)
     except OSError as e:
@@ -445,7 +446,7 @@ def _executor(args: argparse.Namespace) -> executors.Executor:
     get = getattr(executors, "get", None)
     if get is None:
         raise PruneLabError("--executor ray is not available in this version yet; use --executor local")
-    return get(args.executor, args.ray_address, None)
+    return get(args.executor, args.ray_address, getattr(args, "workers", None))
 
 
 class _TrialLines:
@@ -778,6 +779,12 @@ def build_parser() -> Parser:
     se.add_argument("--calibration-samples", type=_positive_int, default=defaults.SWEEP_CALIBRATION_SAMPLES)
     se.add_argument("--seed", type=int, default=defaults.SWEEP_SEED)
     se.add_argument("--no-cache", action="store_true", help="measure again even if this sweep is cached")
+    se.add_argument("--executor", choices=executors.NAMES, default="local",
+                    help="where the units are measured: this process, or a Ray cluster (pip install -e '.[ray]')")
+    se.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default $RAY_ADDRESS, else a "
+                    "local one is started)")
+    se.add_argument("--workers", type=_positive_int, help="worker processes of a local Ray cluster (default: one "
+                    "per core)")
     se.add_argument("--out", required=True, help="CSV file to write")
 
     al = sub.add_parser("allocate", help="choose per-layer ratios for a budget; write a config")

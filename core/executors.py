@@ -10,38 +10,43 @@ workers. Both report each finished trial to `on_done` in the driver as it lands 
 A trial that fails for its own reasons (a `PruneLabError`: e.g. a configuration the model cannot take) becomes an
 outcome with its message, and the batch goes on; the caller decides whether that is fatal (a sweep) or a
 recorded failure (a search). Any other exception is a bug and propagates.
+
+Big inputs that every trial needs (a model, its data) go through `share(value)`: the local executor hands out the
+object itself, Ray puts it in the cluster's object store once; the trial's argument carries the handle and the
+trial calls `get()` where it runs. `get(name, address, workers)` picks an executor by the name `--executor` takes;
+`close()` shuts down a Ray cluster the executor started.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.errors import PruneLabError
+from core.executors_ray import RayExecutor, ray_missing
+from core.trial import OnDone, Outcome, attempt, here
+
+__all__ = ["NAMES", "Executor", "Held", "LocalExecutor", "OnDone", "Outcome", "Shared", "attempt", "get", "here"]
 
 NAMES = ("local", "ray")  # what `--executor` accepts; the CLI and the dashboard read this
 
 
+class Shared(Protocol):
+    """A big input (a model, its data) handed to every trial of a batch without copying it per trial: the trial's
+    argument carries the handle and the trial calls get() where it runs."""
+
+    def get(self) -> Any: ...
+
+
 @dataclass(frozen=True)
-class Outcome:
-    """What one trial gave: its value, or the message it failed with; where it ran and in how many attempts."""
+class Held:
+    """The local executor's Shared: the object itself (the trials run in this process)."""
 
-    key: str
-    value: Any = None
-    error: str | None = None  # the trial's own failure (PruneLabError text); None when it succeeded
-    where: str = ""  # "host pid N": where the figures were measured, for the report
-    attempts: int = 1  # more than 1 when a lost worker's trial was retried
-    cancelled: bool = False  # never started (or stopped) because the batch was cancelled
+    value: Any
 
-    @property
-    def ok(self) -> bool:
-        return self.error is None and not self.cancelled
-
-
-OnDone = Callable[[Outcome, int, int], None]  # (outcome, finished so far, total)
+    def get(self) -> Any:
+        return self.value
 
 
 class Executor(Protocol):
@@ -54,18 +59,13 @@ class Executor(Protocol):
         """One outcome per (key, argument) of items, in that order."""
         ...
 
+    def share(self, value: Any) -> Shared:
+        """A handle to value that trials can get() where they run (sent to the workers once)."""
+        ...
 
-def here() -> str:
-    """This process's place, as outcomes record it."""
-    return f"{socket.gethostname()} pid {os.getpid()}"
-
-
-def attempt(fn: Callable[[Any], Any], key: str, argument: Any) -> Outcome:
-    """Run one trial here; its own failure becomes the outcome's message (shared by every executor's worker)."""
-    try:
-        return Outcome(key, value=fn(argument), where=here())
-    except PruneLabError as e:
-        return Outcome(key, error=str(e), where=here())
+    def close(self) -> None:
+        """Release what the executor started (a local Ray cluster); joining a cluster leaves it running."""
+        ...
 
 
 class LocalExecutor:
@@ -84,3 +84,22 @@ class LocalExecutor:
             if on_done is not None:
                 on_done(outcomes[-1], sum(not o.cancelled for o in outcomes), len(items))
         return outcomes
+
+    def share(self, value: Any) -> Shared:
+        return Held(value)
+
+    def close(self) -> None:
+        pass  # nothing was started
+
+
+def get(name: str, address: str | None = None, workers: int | None = None) -> Executor:
+    """The executor called `name` (one of NAMES). Ray joins `address` (else $RAY_ADDRESS) or starts a local cluster
+    of `workers` worker processes (default: one per core) when it first runs; without the optional extra it says
+    in one line how to install it."""
+    if name == "local":
+        return LocalExecutor()
+    if name != "ray":
+        raise PruneLabError(f"unknown executor {name!r}; choose {' or '.join(NAMES)}")
+    if ray_missing():
+        raise PruneLabError(ray_missing())
+    return RayExecutor(address, workers)

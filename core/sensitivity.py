@@ -13,11 +13,20 @@ Nothing is deep-copied per grid point: one working copy is masked, evaluated and
 
 Evaluation uses training images that the calibration step did not use, so the test set stays
 untouched for the final measurement of whatever configuration the sweep helps choose.
+
+A sweep runs on an executor (core.executors). The local one (the default) measures every unit in one trial in
+this process, reporting each grid point as it goes. Any other (Ray) gets one trial per unit: sweep_part, a
+module-level function of a SweepPart (the SweepSpec, the unit's name and a handle to the ModelSpec, which the
+executor sends to its workers once: the model object with its weights and data, pickled; for a model from the
+user's own file, that file's code goes with it). Each trial sets up what the unit needs (scores, the coupling
+graph, the base figures) on the same inputs, so its rows equal the local ones; the driver merges them in the
+local order and caches the table under the same key, whichever executor measured it.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import io
 import json
@@ -36,6 +45,7 @@ from core.data import seeded_order
 from core.errors import PruneLabError
 from core.estimate import build_cost_model
 from core.evaluate import evaluate
+from core.executors import Executor, LocalExecutor, Shared
 from core.files import cache_writable, write_cache
 from core.finetune import recalibrate_batchnorm
 from core.graph import channel_groups, dependency_graph, kept_channels
@@ -103,10 +113,10 @@ def subsets(spec: ModelSpec, sweep: SweepSpec) -> tuple[Calibration, torch.Tenso
 
 
 def sweep(spec: ModelSpec, sweep_spec: SweepSpec, progress: Progress | None = None,
-          use_cache: bool = True) -> pd.DataFrame:
-    """The sensitivity table of spec.model: one row per (unit, ratio). Cached on disk by SweepSpec."""
-    if (sweep_spec.model, sweep_spec.fingerprint) != (spec.name, spec.fingerprint):
-        raise PruneLabError("the sweep was specified for another model or other weights")
+          use_cache: bool = True, executor: Executor | None = None) -> pd.DataFrame:
+    """The sensitivity table of spec.model: one row per (unit, ratio). Cached on disk by SweepSpec (whichever
+    executor measures it; the local one by default)."""
+    _check_model(spec, sweep_spec)
     path = cache_path(sweep_spec)
     if use_cache and path.exists():
         try:
@@ -114,16 +124,71 @@ def sweep(spec: ModelSpec, sweep_spec: SweepSpec, progress: Progress | None = No
         except PruneLabError:
             pass  # a damaged cache entry is measured again (and replaced)
     keep = cache_writable(path)  # a workspace that cannot take the cache is said before the sweep, not after
-    calib, ex, ey = subsets(spec, sweep_spec)
-    # masks are swept layer by layer on weight scores, structural methods group by group
-    runner = _unstructured_rows if methods.get(sweep_spec.granularity).mask else _channel_rows
-    rows = runner(spec, sweep_spec, calib, ex, ey, progress or (lambda done, total: None))
+    subsets(spec, sweep_spec)  # too little data is said here, before any trial starts
+    rows = _measure(spec, sweep_spec, executor or LocalExecutor(), progress or (lambda done, total: None))
     table = pd.DataFrame(rows, columns=COLUMNS + [c for c in PERPLEXITY_COLUMNS if rows and c in rows[0]])
     buf = io.StringIO()
     table.to_csv(buf, index=False)
     if keep:
         write_cache(path, buf.getvalue().encode())  # best-effort: the table is returned either way
     return table
+
+
+def _check_model(spec: ModelSpec, sweep_spec: SweepSpec) -> None:
+    if (sweep_spec.model, sweep_spec.fingerprint) != (spec.name, spec.fingerprint):
+        raise PruneLabError("the sweep was specified for another model or other weights")
+
+
+@dataclass(frozen=True)
+class SweepPart:
+    """One trial of a sweep: the rows of `units` (None: every unit), measured on the ModelSpec `spec` holds."""
+
+    sweep: SweepSpec
+    spec: Shared
+    units: tuple[str, ...] | None = None
+
+
+def sweep_part(part: SweepPart, progress: Progress | None = None) -> list[dict]:
+    """The rows of part's units, in the local order (runs wherever the executor puts it)."""
+    spec = part.spec.get()
+    _check_model(spec, part.sweep)
+    calib, ex, ey = subsets(spec, part.sweep)
+    # masks are swept layer by layer on weight scores, structural methods group by group
+    runner = _unstructured_rows if methods.get(part.sweep.granularity).mask else _channel_rows
+    return runner(spec, part.sweep, calib, ex, ey, progress or (lambda done, total: None), part.units)
+
+
+def units(spec: ModelSpec, sweep_spec: SweepSpec) -> list[str]:
+    """The units a sweep measures, in the order of its table (what the row functions iterate over)."""
+    if methods.get(sweep_spec.granularity).mask:
+        return list(weight_scores(spec.model, sweep_spec.criterion, subsets(spec, sweep_spec)[0], sweep_spec.seed))
+    return [unit.name for unit, _ in channel_groups(_traceable_copy(spec.model), spec.example_input)]
+
+
+def _traceable_copy(model: nn.Module) -> nn.Module:
+    """A working copy in eval mode whose parameters require gradients (Torch-Pruning traces through autograd)."""
+    model = copy.deepcopy(model).eval()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+def _measure(spec: ModelSpec, sweep_spec: SweepSpec, executor: Executor, progress: Progress) -> list[dict]:
+    """Every row, through the executor: one trial here for the local executor, one per unit elsewhere."""
+    shared = executor.share(spec)
+    if executor.name == LocalExecutor.name:  # in this process: every grid point reported as it is measured
+        outcomes = executor.run(functools.partial(sweep_part, progress=progress), [("all", SweepPart(sweep_spec,
+                                                                                                      shared))])
+    else:
+        names, points = units(spec, sweep_spec), len(sweep_spec.grid)
+        outcomes = executor.run(sweep_part, [(n, SweepPart(sweep_spec, shared, (n,))) for n in names],
+                                on_done=lambda _, done, total: progress(done * points, total * points))
+    for outcome in outcomes:
+        if outcome.cancelled:
+            raise PruneLabError("the sweep was cancelled")
+        if outcome.error is not None:
+            raise PruneLabError(outcome.error)
+    return [row for outcome in outcomes for row in outcome.value]
 
 
 MAX_TABLE_BYTES = 64 * 2**20  # a ResNet-50 sweep (53 groups x 9 ratios) is ~100 kB; far more is not a sweep
@@ -194,9 +259,10 @@ def _core_row(sweep_spec: SweepSpec, unit: str, ratio: float, result: dict, base
 
 
 @torch.no_grad()
-def _unstructured_rows(spec, sweep_spec, calib, ex, ey, progress) -> list[dict]:
+def _unstructured_rows(spec, sweep_spec, calib, ex, ey, progress, only: tuple[str, ...] | None = None) -> list[dict]:
     model = copy.deepcopy(spec.model).eval()
     scores = weight_scores(spec.model, sweep_spec.criterion, calib, sweep_spec.seed)
+    scores = {n: s for n, s in scores.items() if only is None or n in only}
     cost_model = build_cost_model(spec.model, spec.example_input, "unstructured")
     base, base_cost = evaluate(model, ex, ey), cost_model.estimate({})
     modules = dict(model.named_modules())
@@ -304,14 +370,12 @@ def _rescale_attention(model: nn.Module, unit, removed: list[int], queries: set[
         query.bias.data[keep] *= factor
 
 
-def _channel_rows(spec, sweep_spec, calib, ex, ey, progress) -> list[dict]:
-    model = copy.deepcopy(spec.model).eval()
-    for p in model.parameters():
-        p.requires_grad_(True)  # Torch-Pruning traces through autograd
+def _channel_rows(spec, sweep_spec, calib, ex, ey, progress, only: tuple[str, ...] | None = None) -> list[dict]:
+    model = _traceable_copy(spec.model)
     scores = channel_scores(spec.model, spec.example_input, sweep_spec.criterion, calib, sweep_spec.seed)
     graph = dependency_graph(model, spec.example_input)
     queries = query_projections(model)
-    pairs = channel_groups(model, spec.example_input, graph)
+    pairs = [(u, g) for u, g in channel_groups(model, spec.example_input, graph) if only is None or u.name in only]
     cost_model = build_cost_model(spec.model, spec.example_input, "channel")
     snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}  # restored after every point
     with torch.no_grad():
