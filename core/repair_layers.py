@@ -2,9 +2,10 @@
 
 Layers are visited in the order the forward pass first reaches them. For each, the calibration inputs are run
 through the model as it is by then — the layers before it already pruned and repaired, so a layer repairs what
-reaches it, as SparseGPT and Wanda do — and a forward hook sums H = X X^T of that layer's inputs alone. Memory at
-any time: the calibration inputs, one H (inputs x inputs; a convolution's inputs are its unfolded patches,
-channels x kernel) and one weight; never the activations of all layers.
+reaches it, as SparseGPT and Wanda do — and a forward hook sums H = X X^T of that layer's inputs alone (of a padded
+text batch, at its real tokens only: core.token_positions). Memory at any time: the calibration inputs, one H
+(inputs x inputs; a convolution's inputs are its unfolded patches, channels x kernel) and one weight; never the
+activations of all layers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from core.prune.patterns import nm_mask
 from core.prune.unstructured import magnitude_mask
 from core.repair import masked_lstsq, sparsegpt
 from core.structure import PRUNABLE
+from core.token_positions import real_rows, real_tokens
 
 REPAIRS = ("sparsegpt", "lstsq")  # what a mask method's --repair may be
 
@@ -42,12 +44,13 @@ def forward_order(model: nn.Module, example_input: torch.Tensor, names: list[str
     return seen + [n for n in names if n not in seen]
 
 
-def patches(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The layer's inputs as rows of what its 2-D weight multiplies: (examples x positions, inputs)."""
+def patches(module: nn.Module, x: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+    """The layer's inputs as rows of what its 2-D weight multiplies: (examples x positions, inputs); with `real`
+    (core.token_positions.real_tokens of the batch), a text layer's rows at real tokens only."""
     if isinstance(module, nn.Conv2d):
         cols = F.unfold(x, module.kernel_size, module.dilation, module.padding, module.stride)  # (N, C*k*k, L)
         return cols.transpose(1, 2).reshape(-1, cols.shape[1])
-    return x.reshape(-1, x.shape[-1])
+    return real_rows(x, real)
 
 
 class _Reached(Exception):
@@ -73,10 +76,10 @@ def hessian(model: nn.Module, module: nn.Module, x: torch.Tensor, batch_size: in
     fraction of a pass."""
     size = module.weight[0].numel()  # inputs per output: in_features, or channels x kernel
     h = torch.zeros(size, size, dtype=torch.float64)
-    seen = [0]
+    seen, real = [0], [None]  # real: this batch's real-token positions (None: every position counts)
 
     def hook(_m: nn.Module, args: tuple) -> None:
-        rows = patches(module, args[0].detach()).double()
+        rows = patches(module, args[0].detach(), real[0]).double()
         h.addmm_(rows.T, rows)
         seen[0] += 1
         if calls and seen[0] % calls == 0:
@@ -86,6 +89,7 @@ def hessian(model: nn.Module, module: nn.Module, x: torch.Tensor, batch_size: in
     try:
         with torch.no_grad():
             for xb, _ in batches(x, torch.zeros(len(x)), batch_size):
+                real[0] = real_tokens(model, xb)
                 with contextlib.suppress(_Reached):
                     model(xb)
     finally:

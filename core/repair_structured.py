@@ -5,7 +5,8 @@ A layer whose input width shrank (the consumer of cut channels: the next convolu
 attention's output projection) is visited in forward order. The calibration inputs run through the unpruned model
 and through the cut one (already refitted up to this layer) side by side; for this layer only, A = its inputs in
 the unpruned model and B = its inputs in the cut one (rows: examples x positions; a convolution's unfolded
-patches). Then, with W, b its unpruned weight and bias:
+patches; of a padded text batch, its real tokens only: core.token_positions). Then, with W, b its unpruned weight
+and bias:
 
 - "lstsq" (least squares, as in He et al.'s channel-pruning reconstruction): the new weight and bias minimise
   ||B W'^T + b' - (A W^T + b)||^2 + lambda ||(W', b') - (W0, b0)||^2, (W0, b0) the cut layer's own, in closed form
@@ -20,6 +21,8 @@ Memory: one layer's B^T B (inputs^2), B^T A (inputs x unpruned inputs) and one b
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -27,6 +30,7 @@ from core.data import batches
 from core.protocols import RepairProgress
 from core.repair import DAMP
 from core.repair_layers import forward_order, patches, repairable
+from core.token_positions import real_tokens
 
 STRUCTURED_REPAIRS = ("lstsq", "bias")  # what a structural method's --repair may be
 
@@ -79,13 +83,17 @@ class _Stats:
 def _paired(original: nn.Module, cut: nn.Module, old: nn.Module, new: nn.Module, x: torch.Tensor,
             batch_size: int = 32) -> _Stats:
     """The layer's input sums, batch by batch: both models run on the same calibration examples."""
-    stats, seen = _Stats(), {}
-    hooks = [old.register_forward_pre_hook(lambda m, a: seen.__setitem__("a", patches(m, a[0].detach()))),
-             new.register_forward_pre_hook(lambda m, a: seen.__setitem__("b", patches(m, a[0].detach())))]
+    stats, seen = _Stats(), {}  # seen["real"]: this batch's real-token positions (None: every position counts)
+
+    def keep(key: str) -> Callable[[nn.Module, tuple], None]:
+        return lambda m, a: seen.__setitem__(key, patches(m, a[0].detach(), seen["real"]))
+
+    hooks = [old.register_forward_pre_hook(keep("a")), new.register_forward_pre_hook(keep("b"))]
     try:
         with torch.no_grad():
             cut.eval()
             for xb, _ in batches(x, torch.zeros(len(x)), batch_size):
+                seen["real"] = real_tokens(original, xb)
                 original(xb)
                 cut(xb)
                 a, b = seen["a"].double(), seen["b"].double()

@@ -117,6 +117,8 @@ class MiniLM(nn.Module):
     Every token has segment (token type) 0, as for single sentences; positions are 0..n-1.
     """
 
+    pad_token_id = PAD_ID  # the positions calibration statistics skip (core.token_positions), as attention does
+
     def __init__(self) -> None:
         super().__init__()
         self.word_embeddings = nn.Embedding(VOCAB_SIZE, HIDDEN, padding_idx=PAD_ID)

@@ -12,6 +12,7 @@ from torch import nn
 from core.data import batches
 from core.evaluate import task_loss
 from core.structure import PRUNABLE
+from core.token_positions import real_rows, real_tokens
 
 
 @dataclass(frozen=True)
@@ -73,13 +74,14 @@ class Signals:
     def activations(self) -> dict[nn.Module, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """For every Conv2d/Linear: (mean |input| per input channel, fraction of zero inputs per input
         channel — APoZ, L2 norm of each input channel — Wanda's ||X_j||), over all calibration images and
-        positions."""
+        positions (of a padded text batch, its real tokens only: core.token_positions)."""
         calib = self._require_data("an activation criterion")
         sums: dict[nn.Module, list] = {}
+        real: list[torch.Tensor | None] = [None]  # this batch's real-token positions (None: every position counts)
 
         def hook(module: nn.Module, inputs: tuple, _output: torch.Tensor) -> None:
             x = inputs[0].detach()
-            x = x.transpose(0, 1).flatten(1) if x.dim() == 4 else x.reshape(-1, x.shape[-1]).T  # (channels, n)
+            x = x.transpose(0, 1).flatten(1) if x.dim() == 4 else real_rows(x, real[0]).T  # (channels, n)
             acc = sums.setdefault(module, [0.0, 0.0, 0.0, 0])
             acc[0] = acc[0] + x.abs().sum(1)
             acc[1] = acc[1] + (x == 0).sum(1)
@@ -92,6 +94,7 @@ class Signals:
                 was_training = self.model.training
                 self.model.eval()
                 for xb, _ in batches(calib.x, calib.y, calib.batch_size):
+                    real[0] = real_tokens(self.model, xb)
                     self.model(xb)
                 self.model.train(was_training)
         finally:

@@ -39,8 +39,12 @@ class LogitsOnly(nn.Module):
     def _pad_id(self, x: torch.Tensor) -> int | None:
         """The padding token id of a Hugging Face text model given token ids: padded rows (a CSV's short texts)
         must not be attended to, as the model's own tokenizer pipeline would mask them. None otherwise."""
-        if x.is_floating_point():
-            return None
+        return None if x.is_floating_point() else self.pad_token_id
+
+    @property
+    def pad_token_id(self) -> int | None:
+        """The wrapped Hugging Face model's padding token id (None: none), which calibration statistics skip too
+        (core.token_positions)."""
         pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
         return pad if isinstance(pad, int) and not isinstance(pad, bool) else None
 
