@@ -1,6 +1,7 @@
 """Benchmark: post-training repair, no fine-tuning (issue 14). Writes the `repair` section of docs/benchmarks.md.
 
-    .venv/bin/python -m bench.repair [--seeds 0 1 2] [--models tiny-lm minilm mnist-resnet] [--memory]
+    .venv/bin/python -m bench.repair [--seeds 0 1 2] [--models tiny-lm minilm mnist-resnet] [--parts masks structured]
+                                     [--memory]
 
 Masks (tiny-lm: perplexity on its validation text; MiniLM: embedding fidelity on its own sentence set): dense,
 then 50% unstructured per layer and 2:4 — magnitude, Wanda's scores, Wanda's masks repaired by exact least
@@ -133,6 +134,10 @@ def structured(spec: ModelSpec, seed: int, calib: int) -> dict[str, float]:
     return out
 
 
+PARTS = {"masks": masks, "structured": structured}
+MEASURED = {"masks": "measured", "structured": "structured_measured"}  # an entry's key for when each part was run
+
+
 def memory_probe(layers: int, width: int, tokens: int, how: str) -> dict:
     """In this (fresh) process: mask every Linear of a random decoder of `layers` x `width` to 50% — by magnitude
     (how="magnitude": torch.nn.utils.prune's masks alone) or repaired by SparseGPT on 8 x `tokens` calibration
@@ -212,13 +217,15 @@ def table(results: dict) -> str:
                              f"{statistics.mean(r[key + '|s'] for r in runs):.0f} |")
         lines.append("")
     lines += ["### Structured, half the FLOPs, no fine-tuning", "",
-              "| model | method, uniform ratio | task measure | no repair | bias (FLAP) | least squares |",
-              "|---|---|---|---|---|---|"]
+              "| model | method, uniform ratio | task measure | no repair | bias (FLAP) | least squares | measured |",
+              "|---|---|---|---|---|---|---|"]
     for name, entry in results["models"].items():
         runs = list(entry["structured"].values())
         if runs:
             cells = " | ".join(_mean([r[k] for r in runs]) for k in REPAIRS)
-            lines.append(f"| {name} | {STRUCTURED[name]} {runs[0]['ratio']:.2f} | {entry['metric']} | {cells} |")
+            when = entry.get("structured_measured", entry.get("measured", results["date"]))
+            lines.append(f"| {name} | {STRUCTURED[name]} {runs[0]['ratio']:.2f} | {entry['metric']} | {cells} | "
+                         f"{when} |")
     if "memory" in results:
         lines += ["", f"Memory measured {results['memory'].get('measured', results['date'])}."]
     runs = list(results["models"].get("minilm", {}).get("recipe", {}).values())
@@ -256,6 +263,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=list(STRUCTURED), choices=list(STRUCTURED))
     parser.add_argument("--calib", type=int, default=128, help="calibration examples per draw")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS),
+                        help="which rows to re-measure (the others keep their recorded figures)")
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--recipe-only", action="store_true", help="only the two-stage recipe rows (MiniLM)")
     parser.add_argument("--write-only", action="store_true")
@@ -279,13 +288,13 @@ def main() -> None:
             print(f"{name}: skipped ({e})", file=sys.stderr)
             continue
         metric, _, higher = headline(spec, spec.model)
-        entry = {"metric": metric, "higher_is_better": higher, "masks": {}, "structured": {},
-                 "measured": f"{results['date']}, commit {results['commit']}"}
-        for seed in args.seeds:
-            if name != "mnist-resnet":
-                entry["masks"][str(seed)] = masks(spec, seed, args.calib)
-            entry["structured"][str(seed)] = structured(spec, seed, args.calib)
-        results["models"][name] = entry
+        entry = results["models"].setdefault(name, {"masks": {}, "structured": {}})
+        entry.update(metric=metric, higher_is_better=higher)
+        for part in args.parts:
+            if part == "masks" and name == "mnist-resnet":
+                continue
+            entry[part] = {str(seed): PARTS[part](spec, seed, args.calib) for seed in args.seeds}
+            entry[MEASURED[part]] = f"{results['date']}, commit {results['commit']}"
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     if args.memory:
         results["memory"] = {**memory(), "measured": f"{results['date']}, commit {results['commit']}"}
