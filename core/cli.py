@@ -431,7 +431,7 @@ def cmd_search(args: argparse.Namespace) -> None:
                         args.hardware_aware, args.target_kind, args.method, args.criterion)  # checked before loading
     executor = _executor(args)
     spec = _load(args)
-    with _progress() as progress:
+    with _progress() as progress, contextlib.closing(executor):
         lines = _TrialLines(progress)
         report = run_search(search, executor, model=spec, on_trial=lines, progress=lines.stage)
     print(_search_table(report))
@@ -443,10 +443,7 @@ def _executor(args: argparse.Namespace) -> executors.Executor:
         if args.ray_address:
             raise PruneLabError("--ray-address is for --executor ray")
         return executors.LocalExecutor()
-    get = getattr(executors, "get", None)
-    if get is None:
-        raise PruneLabError("--executor ray is not available in this version yet; use --executor local")
-    return get(args.executor, args.ray_address, getattr(args, "workers", None))
+    return executors.get(args.executor, args.ray_address, getattr(args, "workers", None))
 
 
 class _TrialLines:
@@ -834,9 +831,11 @@ def build_parser() -> Parser:
     sr.add_argument("--method", choices=[n for n, m in methods.REGISTRY.items() if m.solved], default=defaults.METHOD)
     sr.add_argument("--criterion", choices=list(CRITERIA), default=defaults.CRITERION)
     sr.add_argument("--executor", choices=executors.NAMES, default="local",
-                    help="where trials run: this process, or a Ray cluster (pip install 'prunelab[ray]')")
+                    help="where trials run: this process, or a Ray cluster (pip install -e '.[ray]')")
     sr.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default $RAY_ADDRESS, else a "
                     "local one is started)")
+    sr.add_argument("--workers", type=_positive_int, help="worker processes of a local Ray cluster (default: one "
+                    "per core)")
 
     dp = sub.add_parser("deploy", help="size, latency and accuracy of every deployable form of a run (incl. int8)")
     dp.add_argument("run", help="a folder written by prunelab prune/apply")

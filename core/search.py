@@ -4,11 +4,13 @@ and the Pareto fronts of accuracy against FLOPs, size and latency written (core.
 `prunelab search` and a dashboard page both call run_search.
 
 Where what happens, and why:
-- the driver (this process) runs the sensitivity sweep once (cached; the sensitivity strategy needs it) and solves
+- the driver (this process) has the sensitivity sweep run once (cached; on the executor, split by unit; the
+  sensitivity strategy needs it) and solves
   every trial's budget (milliseconds each, except hardware-aware solving, which times candidates on this machine);
-- the executor runs each solvable trial as run_trial(job): a module-level function of plain data (the model
-  reference, the config JSON, the run folder, the parent), so a Ray worker can run it: it loads the model by its
-  reference, prunes, fine-tunes, measures and records (core.workflows.run_and_record);
+- the executor runs each solvable trial as run_trial(job): a module-level function of plain data (the config
+  JSON, the run folder, the parent) and the model as the executor shares it (the object itself locally, the
+  cluster's object store once on Ray), so a Ray worker can run it: it prunes, fine-tunes, measures and records
+  (core.workflows.run_and_record);
 - a trial the solver cannot meet is recorded failed here, with the closest config and the reason; a trial that
   fails for its own reasons on a worker (a PruneLabError) is recorded failed there; the search goes on;
 - every finished trial is written into search.json as it lands (on_done), so a killed search keeps them; a
@@ -62,9 +64,9 @@ StageProgress = Callable[[str, int, int], None]  # (stage, done, total): the swe
 
 
 def run_trial(job: dict[str, Any]) -> dict[str, Any]:
-    """One trial where the executor runs it: load the model by its reference, apply the config into the run
-    folder and record it with the search as parent; the run's metrics (as its metrics.json holds them)."""
-    spec = load(job["model"])
+    """One trial where the executor runs it: apply the config to the shared model into the run folder and record
+    it with the search as parent; the run's metrics (as its metrics.json holds them)."""
+    spec = job["model"].get()
     config = PruneConfig.from_json(job["config"])
     out, _ = run_and_record(spec, config, Path(job["folder"]), parent=job["parent"], prediction=job["prediction"],
                             batches=(LATENCY_BATCH,))
@@ -110,8 +112,10 @@ class _Tally:
 
 def _run(spec: ModelSpec, report: SearchReport, executor: Executor, tally: _Tally, cancelled: Callable[[], bool],
          say: StageProgress) -> None:
-    table = _sweep_table(spec, report.spec, say)
+    table = _sweep_table(spec, report.spec, executor, say)
     jobs = _solve_all(spec, report, table, tally, cancelled, say)
+    shared = executor.share(spec) if jobs else None  # sent to a cluster once, not per trial
+    jobs = [(key, {**job, "model": shared}) for key, job in jobs]
 
     def on_done(outcome: Outcome, done: int, total: int) -> None:
         tally.landed(_landed(report.trial(outcome.key), outcome))
@@ -126,12 +130,12 @@ def _run(spec: ModelSpec, report: SearchReport, executor: Executor, tally: _Tall
     report.save()
 
 
-def _sweep_table(spec: ModelSpec, search: SearchSpec, say: StageProgress):
-    """The sensitivity table the sensitivity strategy solves on (a cached sweep, run once here), else None."""
+def _sweep_table(spec: ModelSpec, search: SearchSpec, executor: Executor, say: StageProgress):
+    """The sensitivity table the sensitivity strategy solves on (a cached sweep, run once), else None."""
     if "sensitivity" not in search.strategies:
         return None
     sweep_spec = SweepSpec(spec.name, spec.fingerprint, search.method, search.criterion)
-    return sweep(spec, sweep_spec, lambda done, total: say("sensitivity sweep", done, total))
+    return sweep(spec, sweep_spec, lambda done, total: say("sensitivity sweep", done, total), executor=executor)
 
 
 def _solve_all(spec: ModelSpec, report: SearchReport, table, tally: _Tally, cancelled: Callable[[], bool],
@@ -160,8 +164,8 @@ def _solve_all(spec: ModelSpec, report: SearchReport, table, tally: _Tally, canc
             _record_refusal(entry, folder, config, report.id, _unmet(trial, outcome))
             refused.append(entry)
             continue
-        jobs.append((trial.key, {"model": search.model, "config": config.to_json(), "folder": str(folder),
-                                 "parent": report.id, "prediction": outcome.prediction}))
+        jobs.append((trial.key, {"config": config.to_json(), "folder": str(folder), "parent": report.id,
+                                 "prediction": outcome.prediction}))
     for trial in trials:
         if report.trial(trial.key)["status"] == "pending" and trial.key not in {k for k, _ in jobs}:
             report.trial(trial.key).update(status="cancelled", message="the search was cancelled first")

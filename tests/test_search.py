@@ -227,3 +227,36 @@ def test_a_killed_search_keeps_its_finished_trials(tmp_path: Path, monkeypatch: 
     rows = {e.id: e for e in Store().list() if e.parent == saved["id"]}  # opening the store reaps dead runs
     assert rows[saved["trials"][0]["id"]].status == "done"
     assert {e.status for e in rows.values()} <= {"done", "interrupted"}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster of 2 worker processes for this module (as tests/test_executors_ray.py starts one)."""
+    from core.executors_ray import RayExecutor
+
+    executor = RayExecutor(workers=2)
+    executor.share(None)  # starts it
+    yield executor
+    executor.close()
+
+
+@pytest.mark.slow
+def test_the_search_on_ray_gives_the_local_configs_and_accuracies(searched, ray_cluster) -> None:
+    """The same 2 x 2 x 1 search on a local Ray cluster of 2 workers: the same configs and accuracies as on the
+    local executor, every trial in the store with the search as parent, measured on the workers."""
+    import os
+
+    spec, local, _ = searched
+    remote = run_search(spec, ray_cluster, model=get_spec(MODEL))
+    assert remote.status == "done" and remote.executor == "ray"
+    by_key = {t["key"]: t for t in local.trials}
+    assert [t["key"] for t in remote.trials] == list(by_key)
+    for t in remote.trials:
+        assert t["status"] == "done"
+        assert t["config"] == by_key[t["key"]]["config"]
+        assert t["accuracy"] == by_key[t["key"]]["accuracy"]
+        assert t["flops"] == by_key[t["key"]]["flops"] and t["size_bytes"] == by_key[t["key"]]["size_bytes"]
+        assert not t["where"].endswith(f" pid {os.getpid()}")  # measured on a worker, not here
+    children = _children(remote.id)
+    assert sorted(children) == sorted(t["id"] for t in remote.trials)
+    assert all(e.status == "done" for e in children.values())
