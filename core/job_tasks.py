@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from core import experiment, hardware, models, workflows
+from core import executors, experiment, hardware, models, workflows
 from core.config import PruneConfig
 from core.deploy import deploy_folder
 from core.errors import PruneLabError
@@ -18,6 +18,9 @@ from core.estimate import build_cost_model
 from core.jobs import ModelRef
 from core.run_folder import read_identity
 from core.run_progress import overall_progress
+from core.search import run_search
+from core.search_runs import Linker
+from core.search_spec import SearchSpec
 from core.sensitivity import SweepSpec, sweep
 from core.spec import ModelSpec
 
@@ -73,7 +76,44 @@ def solve_on_hardware(spec: ModelSpec, progress: StageProgress, request: workflo
     return {"ratios": outcome.allocation.ratios, "met": outcome.allocation.met, "report": outcome.candidates}
 
 
+TRIALS_STAGE = "trials"  # the progress stage while the search's trials run: done = trials landed, of all
+
+
+class _SearchProgress:
+    """core.search's stages as the job's progress (its "done" becomes the trials' count so far), and each landed
+    trial as trials done of all; every call also links the job to its search folder until that is done."""
+
+    def __init__(self, progress: StageProgress, linker: Linker, total: int) -> None:
+        self.progress, self.linker, self.total, self.landed = progress, linker, total, 0
+
+    def stage(self, name: str, done: int, of: int) -> None:
+        self.linker()
+        if name == "done":  # the stages before (or after) the trials are over
+            name, done, of = TRIALS_STAGE, self.landed, self.total
+        self.progress(name, done, of)
+
+    def trial(self, entry: dict, done: int, of: int) -> None:
+        self.linker()
+        self.landed = done
+        self.progress(TRIALS_STAGE, done, of)
+
+
+def run_search_job(spec: ModelSpec, progress: StageProgress, search: SearchSpec, executor: str = "local",
+           address: str | None = None, job_folder: str | None = None) -> dict:
+    """A search (core.search.run_search) on the named executor; its trials land in the store and its search.json
+    as they finish. job_folder: the job's folder, where the search's folder is linked once it exists (a page
+    finds the running search there)."""
+    watch = _SearchProgress(progress, Linker(spec.name, Path(job_folder) if job_folder else None),
+                            len(search.trials()))
+    chosen = executors.get(executor, address)
+    try:
+        report = run_search(search, chosen, model=spec, on_trial=watch.trial, progress=watch.stage)
+    finally:
+        chosen.close()  # a Ray cluster started for this search stops with it
+    return {"search": report.id, "folder": str(report.folder), "status": report.status}
+
+
 TASKS: dict[str, Callable[..., Any]] = {
     "sweep": run_sweep, "run": run_and_record, "deploy": measure_deployable, "lut": time_widths,
-    "hw-solve": solve_on_hardware,
+    "hw-solve": solve_on_hardware, "search": run_search_job,
 }

@@ -3,7 +3,8 @@
 Pick a model in the sidebar (or load your own there); Model shows what it is and which channels matter,
 Sensitivity what each layer costs in accuracy when pruned, Tune sets per-layer ratios (by hand or by the
 budget solver) with live estimates and runs the experiment, Results and Export show and hand out what was
-measured, Experiments lists, compares and manages every recorded run.
+measured, Experiments lists, compares and manages every recorded run, Search runs a grid of budget-solve -> apply
+trials in the background and shows them as they land.
 
 Each page is a script under dashboard/app_pages/ at its own URL (/model, /tune, ...), registered with
 `st.navigation`: a rerun runs this file (the sidebar) and the shown page only. (Not `pages/`: Streamlit takes
@@ -27,7 +28,8 @@ from dashboard.components.text import md
 DEFAULT_MODEL = "mnist-resnet"
 PAGES = (("model", "Model", ":material/category:"), ("sensitivity", "Sensitivity", ":material/insights:"),
          ("tune", "Tune", ":material/tune:"), ("results", "Results", ":material/analytics:"),
-         ("export", "Export", ":material/download:"), ("experiments", "Experiments", ":material/table_view:"))
+         ("export", "Export", ":material/download:"), ("experiments", "Experiments", ":material/table_view:"),
+         ("search", "Search", ":material/travel_explore:"))
 # Material icons ship with Streamlit's own font (emoji need a system emoji font, which servers often lack)
 
 

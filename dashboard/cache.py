@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import experiment, export_hf, latency, methods, models, plan, recipes
+from core import experiment, export_hf, latency, methods, models, plan, recipes, search_runs
 from core.config import Pattern, PruneConfig
 from core.data import id_bound
 from core.errors import PruneLabError
@@ -275,6 +275,13 @@ def run_hf_zip(name: str, folder: str, mtime_ns: int, _spec: ModelSpec, source: 
 def netron_port(model_path: str, mtime_ns: int) -> int:
     """One Netron server per version of a model file (a server is a resource: kept, not copied)."""
     return netron_server.serve(model_path)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def search_record(path: str, mtime_ns: int) -> dict | None:
+    """A search's search.json (core.search_runs.read), parsed once per file version: a running search's page
+    polls it about once a second and it changes only when a trial lands."""
+    return search_runs.read(Path(path))
 
 
 @st.cache_resource(show_spinner=False)

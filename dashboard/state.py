@@ -93,6 +93,13 @@ EXP_DOWNLOADS, EXP_SELECTED, EXP_LOAD, EXP_DELETE = "exp-downloads", "exp-select
 EXP_IMPORT, EXP_IMPORT_OWN = "exp-import", "exp-import-own"  # the config uploader; "open the own-model form"
 IMPORT_OFFER = "exp-import-offer"  # the model file a refused config names, offered to the own-model form
 
+# --- Search -------------------------------------------------------------------------------------------------------
+SEARCH_TARGETS, SEARCH_STRATEGIES, SEARCH_SEEDS = "search-targets", "search-strategies", "search-seeds"
+SEARCH_EPOCHS, SEARCH_HW, SEARCH_EXECUTOR, SEARCH_ADDRESS = ("search-epochs", "search-hw", "search-executor",
+                                                             "search-address")
+SEARCH_START, SEARCH_PICK = "search-start", "search-pick"  # Start; the search shown when none runs
+SEARCH_TRIALS, SEARCH_CHART = "search-trials", "search-chart"  # the trials table and the Pareto chart
+
 # --- messages a callback leaves for a page, per model (see say) -------------------------------------------------
 SOLVER_MESSAGE = "solver-message"  # the last solve's verdict
 GLOBAL_MESSAGE = "global-message"  # the global-threshold fill's outcome
@@ -101,6 +108,7 @@ LOAD_MESSAGE = "exp-load-message"  # outcome of "Load into Tune"
 IMPORT_MESSAGE = "exp-import-message"  # outcome of the last uploaded config
 DELETE_MESSAGE = "exp-delete-message"  # outcome of the last delete
 STAGE_MESSAGE = "stage-message"  # a stage the recipe could not take, and why
+SEARCH_MESSAGE = "search-message"  # why Start did not start a search
 
 # Widget keys whose values outlive their page. Streamlit forgets a widget's value on a run that does not draw
 # it (every run of another page), but these settings are read from elsewhere (Tune's predicted accuracy reads
@@ -115,6 +123,7 @@ KEPT = frozenset({
     SOLVER_TARGET, SOLVER_VALUE, SOLVER_STRATEGY, SOLVER_MIN, SOLVER_MAX, SOLVER_HW,
     STRATEGY_BOTTLENECK, STRATEGY_LOSS, STRATEGY_HARDWARE,
     HEAT_ROWS, HEAT_CRITERION, HEAT_SORT, HEAD_CRITERION,
+    SEARCH_TARGETS, SEARCH_STRATEGIES, SEARCH_SEEDS, SEARCH_EPOCHS, SEARCH_HW, SEARCH_EXECUTOR, SEARCH_ADDRESS,
 })
 # per-model keys: N:M layers, dropped blocks, the HF-compatible toggle
 KEPT_PREFIXES = ("nm-layers|", "drop|", "strategy-family|", "hf-compatible|")
@@ -361,6 +370,15 @@ def announce_run(run_id: str) -> None:
     if st.session_state.get(ANNOUNCED) != run_id:
         st.session_state[ANNOUNCED] = run_id
         select_run(run_id)
+
+
+def follow_newest_search(model: str, names: list[str]) -> None:
+    """Before the search picker is drawn: a search newer than any this session showed of `model` (one that just
+    ended) is picked, once; a pick the picker no longer offers falls back to the newest."""
+    seen = f"search-newest|{model}"
+    if names and st.session_state.get(seen) != names[0]:
+        st.session_state[seen] = st.session_state[SEARCH_PICK] = names[0]
+    forget_choice(SEARCH_PICK, names)
 
 
 def follow_announced(key: str, ids: list[str]) -> None:
