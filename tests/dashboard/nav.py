@@ -8,7 +8,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
-PAGES = ("model", "sensitivity", "tune", "results", "export", "experiments")
+PAGES = ("model", "sensitivity", "tune", "results", "export", "experiments", "search")
 
 
 def goto(at: AppTest, page: str) -> AppTest:

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard.views import experiments, export, model, results, sensitivity, tune
+from dashboard.views import experiments, export, model, results, search, sensitivity, tune
 from tests.dashboard.nav import APP, PAGES, goto
 from tests.dashboard.test_experiments import ids, outputs  # noqa: F401 (fixtures: three recorded runs)
 
-VIEWS = dict(zip(PAGES, (model, sensitivity, tune, results, export, experiments), strict=True))
+VIEWS = dict(zip(PAGES, (model, sensitivity, tune, results, export, experiments, search), strict=True))
 
 
 @pytest.fixture
