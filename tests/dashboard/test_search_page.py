@@ -16,7 +16,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.allocate import STRATEGIES
-from core.processes import alive
+from core.executors_ray import ray_missing
+from core.processes import alive, process_start
 from core.store import Store
 from dashboard import state
 from dashboard.components.search_trials import CHART_TITLE
@@ -35,8 +36,8 @@ def _fill(at: AppTest, targets: str = TARGETS, executor: str = "local") -> AppTe
     return at.run()
 
 
-def _start(monkeypatch: pytest.MonkeyPatch, home: Path) -> AppTest:
-    at = _fill(open_app(monkeypatch, MODEL, home, "search"))
+def _start(monkeypatch: pytest.MonkeyPatch, home: Path, executor: str = "local", targets: str = TARGETS) -> AppTest:
+    at = _fill(open_app(monkeypatch, MODEL, home, "search"), targets, executor)
     at.button(key=state.SEARCH_START).click().run()
     assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
     return at
@@ -145,6 +146,48 @@ def test_cancel_mid_search_stops_the_worker_and_keeps_the_finished_trial(monkeyp
     fresh = open_app(monkeypatch, MODEL, tmp_path, "search")  # after a refresh it still reads as cancelled
     assert _table(fresh).equals(_table(at))
     assert any("cancelled" in m.value for m in (*fresh.info, *fresh.warning))
+
+
+def _descendants(root: int) -> dict[int, str | None]:
+    """root and every process it started, and theirs (pid -> start time, to tell a reused pid apart)."""
+    parents = {}
+    for p in Path("/proc").iterdir():
+        try:
+            parents[int(p.name)] = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (ValueError, OSError, IndexError):
+            continue
+    found, grown = {root}, True
+    while grown:
+        grown = False
+        for pid, ppid in parents.items():
+            if ppid in found and pid not in found:
+                found.add(pid)
+                grown = True
+    return {pid: process_start(pid) for pid in found}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(ray_missing()), reason="the Ray extra is not installed")
+def test_cancel_on_ray_stops_every_process_of_the_search(monkeypatch, tmp_path):
+    """The job's worker starts a local Ray cluster (its GCS, raylet, workers): after Cancel none of them runs."""
+    at = _start(monkeypatch, tmp_path, "ray", "1.5, 2, 3, 4")  # 2 workers: trials are left to cancel
+    worker = _worker(tmp_path)
+    _wait_for_done_trials(tmp_path, 1, 600)
+    started = _descendants(worker["pid"])
+    assert len(started) > 2, started  # the cluster's processes are the worker's children
+    at.run()
+    at.button(key=state.cancel_key("search")).click().run()
+    wait_for_job(at, "search")
+    deadline = time.monotonic() + 30  # SIGTERM to the job's process group, SIGKILL after core.jobs.KILL_AFTER_S
+    while left := [pid for pid, when in started.items() if alive(pid, when)]:
+        assert time.monotonic() < deadline, f"processes of the cancelled search still run: {left}"
+        time.sleep(0.5)
+    at.run()
+    record = _record(tmp_path)
+    done = sum(t["status"] == "done" for t in record["trials"])  # Ray's trials finish in any order
+    assert 1 <= done < len(record["trials"])
+    _assert_rows_are_the_stores(_rows(at), record["id"], done)
+    assert any("cancelled" in m.value for m in (*at.info, *at.warning))
 
 
 @pytest.mark.parametrize("targets, says", [("2, x", "'x'"), ("0.5", "0.5"), ("", "target")])
