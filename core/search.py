@@ -8,13 +8,15 @@ Where what happens, and why:
   sensitivity strategy needs it) and solves
   every trial's budget (milliseconds each, except hardware-aware solving, which times candidates on this machine);
 - the executor runs each solvable trial as run_trial(job): a module-level function of plain data (the config
-  JSON, the run folder, the parent) and the model as the executor shares it (the object itself locally, the
-  cluster's object store once on Ray), so a Ray worker can run it: it prunes, fine-tunes, measures and records
-  (core.workflows.run_and_record);
-- a trial the solver cannot meet is recorded failed here, with the closest config and the reason; a trial that
-  fails for its own reasons on a worker (a PruneLabError) is recorded failed there; the search goes on;
-- every finished trial is written into search.json as it lands (on_done), so a killed search keeps them; a
-  cancelled one keeps what finished, and the rest are marked cancelled;
+  JSON) and the model as the executor shares it (the object itself locally, the cluster's object store once on
+  Ray), so a Ray worker can run it: it prunes, fine-tunes and measures (core.experiment.run), and hands back the
+  run's output;
+- the driver records each trial as it lands (on_done): its run folder (inside the search's) written and claimed,
+  its record in the experiment store with the search as parent (core.runs.record, as run_and_record does), and
+  its entry in search.json — so a killed search keeps every trial that finished, and a worker of a joined cluster
+  needs neither this workspace nor its store; a cancelled search keeps what finished, the rest marked cancelled;
+- a trial the solver cannot meet, or that fails for its own reasons where it runs (a PruneLabError), is recorded
+  failed with its config and the message; the search goes on;
 - at the end the finished trials' ONNX files are timed together with the baseline in interleaved rounds on this
   machine: timings taken on different machines, or at different times, are not comparable.
 """
@@ -33,6 +35,7 @@ from core.data import id_bound
 from core.errors import PruneLabError
 from core.estimate import build_cost_model
 from core.executors import Executor, Outcome, here
+from core.experiment import RunOutput, run
 from core.latency import measure_interleaved
 from core.metric_keys import LATENCY_DECIMALS, LATENCY_MS
 from core.models import load
@@ -52,7 +55,7 @@ from core.search_spec import SearchSpec, Trial
 from core.sensitivity import SweepSpec, sweep
 from core.spec import ModelSpec
 from core.store_rows import numbers
-from core.workflows import SolveOutcome, SolveRequest, run_and_record, solve
+from core.workflows import SolveOutcome, SolveRequest, solve
 from core.workflows.solve import baseline_onnx
 
 __all__ = ["CHART_FILE", "DRIVER", "PARETO_FILE", "SEARCH_FILE", "SearchReport", "SearchSpec", "Trial", "read_search",
@@ -63,14 +66,12 @@ OnTrial = Callable[[dict[str, Any], int, int], None]  # (the trial's entry, tria
 StageProgress = Callable[[str, int, int], None]  # (stage, done, total): the sweep, the solving, the timing
 
 
-def run_trial(job: dict[str, Any]) -> dict[str, Any]:
-    """One trial where the executor runs it: apply the config to the shared model into the run folder and record
-    it with the search as parent; the run's metrics (as its metrics.json holds them)."""
-    spec = job["model"].get()
-    config = PruneConfig.from_json(job["config"])
-    out, _ = run_and_record(spec, config, Path(job["folder"]), parent=job["parent"], prediction=job["prediction"],
-                            batches=(LATENCY_BATCH,))
-    return {"metrics": json.loads(out.metrics_json())}
+def run_trial(job: dict[str, Any]) -> RunOutput:
+    """One trial where the executor runs it: the config applied to the shared model, fine-tuned and measured (the
+    driver records it)."""
+    out = run(job["model"].get(), PruneConfig.from_json(job["config"]), batches=(LATENCY_BATCH,))
+    out.prediction = job["prediction"]
+    return out
 
 
 def run_search(search: SearchSpec, executor: Executor, *, model: ModelSpec | None = None,
@@ -118,7 +119,7 @@ def _run(spec: ModelSpec, report: SearchReport, executor: Executor, tally: _Tall
     jobs = [(key, {**job, "model": shared}) for key, job in jobs]
 
     def on_done(outcome: Outcome, done: int, total: int) -> None:
-        tally.landed(_landed(report.trial(outcome.key), outcome))
+        tally.landed(_landed(report.trial(outcome.key), outcome, report.id))
 
     outcomes = executor.run(run_trial, jobs, on_done=on_done, cancelled=cancelled)
     for outcome in outcomes:
@@ -142,38 +143,44 @@ def _solve_all(spec: ModelSpec, report: SearchReport, table, tally: _Tally, canc
                say: StageProgress) -> list[tuple[str, dict[str, Any]]]:
     """Each trial's config from the budget solver: the executor's jobs (key, plain data); a trial the solver
     refuses or cannot meet is recorded failed here (it lands once the solving is over)."""
-    search = report.spec
-    cost_model = build_cost_model(spec.model, spec.example_input, search.method)  # shared by every solve
+    cost_model = build_cost_model(spec.model, spec.example_input, report.spec.method)  # shared by every solve
     jobs, refused = [], []
-    trials = search.trials()
+    trials = report.spec.trials()
     for n, trial in enumerate(trials):
         say("solving budgets", n, len(trials))
-        entry = report.trial(trial.key)
         if cancelled():
-            break  # the trials not solved get no job: marked cancelled below
-        folder = report.folder / f"{report.id}-{trial.key}"  # the store id follows the folder's name
-        try:
-            outcome = solve(spec, _request(search, trial, table), cost_model=cost_model)
-        except PruneLabError as e:  # e.g. a latency target on a model that cannot be exported
-            entry.update(_failed_here(str(e)))
-            refused.append(entry)
-            continue
-        config = _config(spec, outcome, search.finetune_epochs)
-        entry.update(config=config.to_dict(), folder=str(folder))
-        if not outcome.allocation.met:
-            _record_refusal(entry, folder, config, report.id, _unmet(trial, outcome))
-            refused.append(entry)
-            continue
-        jobs.append((trial.key, {"config": config.to_json(), "folder": str(folder), "parent": report.id,
-                                 "prediction": outcome.prediction}))
-    for trial in trials:
-        if report.trial(trial.key)["status"] == "pending" and trial.key not in {k for k, _ in jobs}:
-            report.trial(trial.key).update(status="cancelled", message="the search was cancelled first")
-    say("solving budgets", len(trials), len(trials))
+            break
+        job = _solve_one(spec, report, trial, table, cost_model)
+        if job is None:
+            refused.append(report.trial(trial.key))
+        else:
+            jobs.append((trial.key, job))
+    for entry in report.trials:
+        if entry["status"] == "pending" and entry["key"] not in {k for k, _ in jobs}:
+            entry.update(status="cancelled", message="the search was cancelled first")  # never solved
     say("done", 1, 1)  # the stages before the trials are over (a progress bar closes)
     for entry in refused:
         tally.landed(entry)
     return jobs
+
+
+def _solve_one(spec: ModelSpec, report: SearchReport, trial: Trial, table, cost_model) -> dict[str, Any] | None:
+    """A trial's job (its config JSON and the predicted drop), or None: the solver refused it or cannot meet its
+    target (then recorded failed, with the closest config)."""
+    entry = report.trial(trial.key)
+    try:
+        outcome = solve(spec, _request(report.spec, trial, table), cost_model=cost_model)
+    except PruneLabError as e:  # e.g. a latency target on a model that cannot be exported
+        entry.update(status="failed", message=str(e), where=here())
+        return None
+    config = _config(spec, outcome, report.spec.finetune_epochs)
+    folder = report.folder / f"{report.id}-{trial.key}"  # the store id follows the folder's name
+    entry.update(config=config.to_dict(), folder=str(folder))
+    if not outcome.allocation.met:
+        entry.update(where=here())
+        _record_failed(entry, config, report.id, _unmet(trial, outcome))
+        return None
+    return {"config": config.to_json(), "prediction": outcome.prediction}
 
 
 def _request(search: SearchSpec, trial: Trial, table) -> SolveRequest:
@@ -196,31 +203,42 @@ def _unmet(trial: Trial, outcome: SolveOutcome) -> str:
             f"strategy (the closest config keeps {kept:.3f} of the {kind})")
 
 
-def _failed_here(message: str) -> dict[str, Any]:
-    return {"status": "failed", "message": message, "where": here()}
-
-
-def _record_refusal(entry: dict[str, Any], folder: Path, config: PruneConfig, parent: str, message: str) -> None:
-    """Record a trial that is not run as failed in the store (its folder keeps the closest config)."""
+def _record_failed(entry: dict[str, Any], config: PruneConfig, parent: str, message: str) -> None:
+    """Record a trial as failed in the store with its message (its folder keeps the config)."""
     try:
-        with record(folder, config, parent):
+        with record(Path(entry["folder"]), config, parent):
             raise PruneLabError(message)
     except PruneLabError:
-        pass  # the record marked the row failed with the message
-    identity = read_identity(folder)
-    entry.update(_failed_here(message), id=identity.id if identity else None)
+        pass  # the record marked the row failed with the message (or the folder could not be claimed: said there)
+    entry.update(status="failed", message=message, id=_record_id(entry))
 
 
-def _landed(entry: dict[str, Any], outcome: Outcome) -> dict[str, Any]:
-    """A trial's entry once the executor has its outcome: its figures, or its message."""
+def _record_id(entry: dict[str, Any]) -> str | None:
     identity = read_identity(Path(entry["folder"]))
-    entry.update(where=outcome.where, attempts=outcome.attempts, id=identity.id if identity else None)
+    return identity.id if identity else None
+
+
+def _landed(entry: dict[str, Any], outcome: Outcome, parent: str) -> dict[str, Any]:
+    """A trial's entry once the executor has its outcome, recorded: its run's files and figures, or its message."""
+    entry.update(where=outcome.where, attempts=outcome.attempts)
+    config = PruneConfig.from_dict(entry["config"])
     if not outcome.ok:
-        entry.update(status="failed", message=outcome.error)
+        _record_failed(entry, config, parent, outcome.error or "")
         return entry
-    pruned = outcome.value["metrics"]["pruned"]
-    entry.update(status="done", message=None, **{k: pruned.get(k) for k in FIGURES},
-                 run_latency_ms=numbers(outcome.value["metrics"])[LATENCY_MS])
+    out: RunOutput = outcome.value
+    try:
+        with record(Path(entry["folder"]), config, parent) as finish:  # as core.workflows.run_and_record records
+            try:
+                out.write(Path(entry["folder"]))
+            except OSError as e:
+                raise PruneLabError(f"cannot write results into {entry['folder']}: {e}") from None
+            finish(json.loads(out.metrics_json()))
+    except PruneLabError as e:  # the results could not be kept: this trial failed, the search goes on
+        entry.update(status="failed", message=str(e), id=_record_id(entry))
+        return entry
+    metrics = json.loads(out.metrics_json())
+    entry.update(status="done", message=None, id=_record_id(entry), **{k: metrics["pruned"].get(k) for k in FIGURES},
+                 run_latency_ms=numbers(metrics)[LATENCY_MS])
     return entry
 
 

@@ -117,6 +117,32 @@ def test_a_trial_that_cannot_be_met_is_recorded_failed_and_the_others_complete()
     assert report.pareto["flops"] == [ok["key"]]  # a failed trial is on no front
 
 
+class _FirstTrialFails(LocalExecutor):
+    """The local executor, but the first trial fails for its own reasons where it runs (as a worker's would)."""
+
+    def run(self, fn, items, *, on_done=None, cancelled=None):
+        first = items[0][1]
+
+        def trial(argument):
+            if argument is first:
+                raise PruneLabError("a configuration the model cannot take")
+            return fn(argument)
+        return super().run(trial, items, on_done=on_done, cancelled=cancelled)
+
+
+@pytest.mark.slow
+def test_a_trial_failing_where_it_runs_is_recorded_failed_by_the_driver() -> None:
+    spec = SearchSpec(MODEL, targets=(2.0, 3.0), strategies=("uniform",), seeds=(0,), finetune_epochs=0)
+    report = run_search(spec, _FirstTrialFails(), model=get_spec(MODEL))
+    failed, ok = report.trials
+    assert (failed["status"], failed["message"]) == ("failed", "a configuration the model cannot take")
+    assert ok["status"] == "done" and report.status == "done"
+    children = _children(report.id)
+    assert (children[failed["id"]].status, children[failed["id"]].error) == ("failed", failed["message"])
+    assert children[failed["id"]].config == PruneConfig.from_dict(failed["config"])
+    assert children[ok["id"]].status == "done"
+
+
 @pytest.mark.slow
 def test_cancel_after_the_first_trial_keeps_it_and_marks_the_rest_cancelled() -> None:
     spec = SearchSpec(MODEL, targets=(1.5, 2.0, 3.0), strategies=("uniform",), seeds=(0,), finetune_epochs=0)
@@ -243,7 +269,7 @@ def ray_cluster():
 @pytest.mark.slow
 def test_the_search_on_ray_gives_the_local_configs_and_accuracies(searched, ray_cluster) -> None:
     """The same 2 x 2 x 1 search on a local Ray cluster of 2 workers: the same configs and accuracies as on the
-    local executor, every trial in the store with the search as parent, measured on the workers."""
+    local executor, measured on the workers, every trial recorded by the driver with the search as parent."""
     import os
 
     spec, local, _ = searched
@@ -260,3 +286,6 @@ def test_the_search_on_ray_gives_the_local_configs_and_accuracies(searched, ray_
     children = _children(remote.id)
     assert sorted(children) == sorted(t["id"] for t in remote.trials)
     assert all(e.status == "done" for e in children.values())
+    # recorded by the driver, in its own store and folders (a worker of a joined cluster has neither)
+    assert {e.pid for e in children.values()} == {os.getpid()}
+    assert all((Path(t["folder"]) / "metrics.json").is_file() for t in remote.trials)
