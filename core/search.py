@@ -5,8 +5,8 @@ and the Pareto fronts of accuracy against FLOPs, size and latency written (core.
 
 Where what happens, and why:
 - the driver (this process) has the sensitivity sweep run once (cached; on the executor, split by unit; the
-  sensitivity strategy needs it) and solves
-  every trial's budget (milliseconds each, except hardware-aware solving, which times candidates on this machine);
+  sensitivity strategy needs it) and solves every trial's budget (milliseconds each, except hardware-aware
+  solving, which builds and times candidate models on this machine);
 - the executor runs each solvable trial as run_trial(job): a module-level function of plain data (the config
   JSON) and the model as the executor shares it (the object itself locally, the cluster's object store once on
   Ray), so a Ray worker can run it: it prunes, fine-tunes and measures (core.experiment.run), and hands back the
