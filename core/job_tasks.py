@@ -76,6 +76,7 @@ def solve_on_hardware(spec: ModelSpec, progress: StageProgress, request: workflo
     return {"ratios": outcome.allocation.ratios, "met": outcome.allocation.met, "report": outcome.candidates}
 
 
+CANCELLED_FILE = "cancelled"  # core.jobs.cancel's mark in a job's folder, made just before it signals the worker
 TRIALS_STAGE = "trials"  # the progress stage while the search's trials run: done = trials landed, of all
 
 
@@ -102,12 +103,13 @@ def run_search_job(spec: ModelSpec, progress: StageProgress, search: SearchSpec,
            address: str | None = None, job_folder: str | None = None) -> dict:
     """A search (core.search.run_search) on the named executor; its trials land in the store and its search.json
     as they finish. job_folder: the job's folder, where the search's folder is linked once it exists (a page
-    finds the running search there)."""
-    watch = _SearchProgress(progress, Linker(spec.name, Path(job_folder) if job_folder else None),
-                            len(search.trials()))
+    finds the running search there) and whose cancel mark the search polls between trials."""
+    folder = Path(job_folder) if job_folder else None
+    watch = _SearchProgress(progress, Linker(spec.name, folder), len(search.trials()))
     chosen = executors.get(executor, address)
     try:
-        report = run_search(search, chosen, model=spec, on_trial=watch.trial, progress=watch.stage)
+        report = run_search(search, chosen, model=spec, on_trial=watch.trial, progress=watch.stage,
+                            cancelled=lambda: folder is not None and (folder / CANCELLED_FILE).exists())
     finally:
         chosen.close()  # a Ray cluster started for this search stops with it
     return {"search": report.id, "folder": str(report.folder), "status": report.status}

@@ -30,6 +30,17 @@ def table(record: dict[str, Any], search_status: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
+def summary(record: dict[str, Any]) -> str:
+    """What the search asked, in one line: its grid, fine-tuning and executor."""
+    spec = record["spec"]
+    targets = ", ".join(f"{t:g}" for t in spec.get("targets", []))
+    seeds = ", ".join(str(s) for s in spec.get("seeds", []))
+    hw = ", hardware-aware widths" if spec.get("hardware_aware") else ""
+    return (f"{spec.get('target')} reduction {targets} x {', '.join(spec.get('strategies', []))} x seeds {seeds}: "
+            f"{len(record['trials'])} trials of {spec.get('method')} pruning ({spec.get('criterion')}){hw}, "
+            f"{spec.get('finetune_epochs')} fine-tune epochs each, on the {record.get('executor')} executor")
+
+
 def _status(trial: str | None, search_status: str) -> str:
     if trial == "pending":
         return NOT_RUN.get(search_status, "not run")
