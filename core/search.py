@@ -55,7 +55,7 @@ from core.search_spec import SearchSpec, Trial
 from core.sensitivity import SweepSpec, sweep
 from core.spec import ModelSpec
 from core.store_rows import numbers
-from core.workflows import SolveOutcome, SolveRequest, solve
+from core.workflows import SolveOutcome, SolveRequest, record_output, solve
 from core.workflows.solve import baseline_onnx
 
 __all__ = ["CHART_FILE", "DRIVER", "PARETO_FILE", "SEARCH_FILE", "SearchReport", "SearchSpec", "Trial", "read_search",
@@ -227,12 +227,7 @@ def _landed(entry: dict[str, Any], outcome: Outcome, parent: str) -> dict[str, A
         return entry
     out: RunOutput = outcome.value
     try:
-        with record(Path(entry["folder"]), config, parent) as finish:  # as core.workflows.run_and_record records
-            try:
-                out.write(Path(entry["folder"]))
-            except OSError as e:
-                raise PruneLabError(f"cannot write results into {entry['folder']}: {e}") from None
-            finish(json.loads(out.metrics_json()))
+        record_output(out, Path(entry["folder"]), config, parent)
     except PruneLabError as e:  # the results could not be kept: this trial failed, the search goes on
         entry.update(status="failed", message=str(e), id=_record_id(entry))
         return entry

@@ -10,9 +10,9 @@ parse, print or draw around them, so the same request gets the same answer from 
 """
 
 from core.workflows.predict import estimate_latency, predict_accuracy
-from core.workflows.record import run_and_record
+from core.workflows.record import record_output, run_and_record
 from core.workflows.solve import SolveOutcome, SolveRequest, baseline_latency_ms, solve, swept_by
 from core.workflows.units import check_units
 
 __all__ = ["SolveOutcome", "SolveRequest", "baseline_latency_ms", "check_units", "estimate_latency",
-           "predict_accuracy", "run_and_record", "solve", "swept_by"]
+           "predict_accuracy", "record_output", "run_and_record", "solve", "swept_by"]

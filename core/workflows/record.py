@@ -31,9 +31,23 @@ def run_and_record(spec: ModelSpec, config: PruneConfig, outdir: Path | None = N
     with record(folder, config, parent, replace=force, **({"warn": warn} if warn else {})) as finish:
         out = run(spec, config, progress, base=base, threads=threads, hardware=hardware, batches=batches)
         out.prediction = prediction
-        try:
-            paths = out.write(folder)
-        except OSError as e:
-            raise PruneLabError(f"cannot write results into {folder}: {e}") from None
-        finish(json.loads(out.metrics_json()))
+        paths = _keep(out, folder, finish)
     return out, paths
+
+
+def record_output(out: RunOutput, folder: Path, config: PruneConfig, parent: str | None = None) -> dict[str, Path]:
+    """A run measured elsewhere (a search trial on a worker), its folder claimed, its files written and its record
+    finished here, as run_and_record does for a run of its own; the files written."""
+    with record(folder, config, parent) as finish:
+        return _keep(out, folder, finish)
+
+
+def _keep(out: RunOutput, folder: Path, finish: Callable[[dict], None]) -> dict[str, Path]:
+    """The run's files written into folder, then its record finished with its metrics (files that cannot all be
+    written fail the run with the reason)."""
+    try:
+        paths = out.write(folder)
+    except OSError as e:
+        raise PruneLabError(f"cannot write results into {folder}: {e}") from None
+    finish(json.loads(out.metrics_json()))
+    return paths
