@@ -70,5 +70,5 @@ def chart(record: dict[str, Any]) -> go.Figure | None:
     fig.update_layout(title={"text": CHART_TITLE}, height=380, margin={"l": 10, "r": 10, "t": 50, "b": 10},
                       xaxis={"title": "FLOPs / example (lower is better)", "tickformat": "~s"},
                       yaxis={"title": f"{metric.label}{' (%)' if metric.percent else ''} ({better} is better)"},
-                      legend={"orientation": "h", "y": 1.15, "x": 0})
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1})
     return fig

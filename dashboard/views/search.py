@@ -141,8 +141,8 @@ def _say_status(record: dict[str, Any], status: str) -> None:
     if status == "done":
         st.success(f"{what}.")
     elif status == "cancelled":
-        st.info(f"{what}; it was cancelled: the finished trials are kept (recorded in the store), the rest did not "
-                "run.")
+        st.info(f"{what}; it was cancelled: the finished trials are kept (recorded in the store), the others were "
+                "stopped or never started.")
     elif status == "elsewhere":
         st.warning(f"{what}; its record says it is running, but no search job of this page runs it: it runs "
                    "elsewhere (e.g. the CLI), or its process stopped without finishing.")
