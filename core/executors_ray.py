@@ -8,8 +8,9 @@
   not depend on how many cores its worker has. `fn` is a module-level function of core (pickled by name); big
   inputs (the model, its data) go to the object store once, through share(), and trials carry the handle.
 - A model from the user's own file (`file.py:build`, imported under a `prunelab_user_*` module name by
-  core.user_code) cannot be imported by name on a worker: that module is sent by value with the objects that use
-  it. The user named that file, so it is trusted as it is locally; nothing else of theirs is sent.
+  core.user_code) cannot be imported by name on a worker: that module, and the modules it imported from its own
+  folder, are sent by value with the objects that use them. The user named that file, so it is trusted as it is
+  locally; nothing else of theirs is sent.
 - Faults: a trial whose worker is lost (killed, crashed, its node gone: any Ray error but a trial's own exception)
   is submitted again, up to MAX_ATTEMPTS in all, then becomes an error outcome "worker lost N times". The retries
   are the driver's, not Ray's own max_retries, because Ray does not say how many attempts a task took and the
@@ -26,6 +27,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -45,6 +47,7 @@ INSTALL = "pip install -e '.[ray]'"  # the README's command for the extra
 MAX_ATTEMPTS = 4  # a trial whose worker is lost runs again, at most 3 more times
 POLL_S = 0.2  # seconds between looks at cancelled() while trials run
 USER_MODULE_PREFIX = "prunelab_user_"  # core.user_code.import_file's module names for a user's .py file
+OWN_PACKAGES = {"core", "dashboard", "sample_models", "bench", "tests"}  # PruneLab's: workers import them by name
 
 
 def ray_missing() -> str:
@@ -73,9 +76,15 @@ class RayShared:
 
 
 def _ship_user_code() -> None:
-    """Send the modules of the user's own model files by value (workers cannot import them by their names)."""
-    for name, module in list(sys.modules.items()):
-        if name.startswith(USER_MODULE_PREFIX):
+    """Send the user's own model files by value: the `prunelab_user_*` modules and the modules they imported from
+    their folders (a factory's neighbours: `from my_layers import Net`). Workers cannot import those by name."""
+    modules = list(sys.modules.values())
+    folders = {Path(m.__file__).resolve().parent for m in modules
+               if m.__name__.startswith(USER_MODULE_PREFIX) and getattr(m, "__file__", None)}
+    for module in modules:
+        path = getattr(module, "__file__", None)
+        if (path and module.__name__.split(".")[0] not in OWN_PACKAGES and "site-packages" not in Path(path).parts
+                and any(Path(path).resolve().is_relative_to(f) for f in folders)):
             ray.cloudpickle.register_pickle_by_value(module)
 
 
@@ -91,7 +100,8 @@ class RayExecutor:
             raise PruneLabError(f"workers must be at least 1, got {workers}")
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.workers = workers
-        self._started = False  # whether close() shuts the cluster down (only one started here)
+        self._started = False  # a local cluster started here: close() shuts it down
+        self._joined = False  # a running cluster joined here: close() disconnects, the cluster runs on
 
     def _connect(self) -> None:
         if ray.is_initialized():
@@ -102,15 +112,17 @@ class RayExecutor:
                 ray.init(address=self.address, **quiet)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise PruneLabError(f"cannot join the Ray cluster at {self.address}: {one_line(e)}") from None
+            self._joined = True
             return
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # read by the processes ray.init starts
         ray.init(num_cpus=self.workers, include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
         self._started = True
 
     def close(self) -> None:
-        if self._started and ray.is_initialized():
+        """Shut down a cluster started here; leave a joined one (ray.shutdown only disconnects this driver)."""
+        if (self._started or self._joined) and ray.is_initialized():
             ray.shutdown()
-        self._started = False
+        self._started = self._joined = False
 
     def __enter__(self) -> RayExecutor:
         return self

@@ -220,3 +220,22 @@ def test_a_ray_sweep_is_a_cache_hit_for_a_local_one_and_back(cluster, tmp_path, 
 
     pd.testing.assert_frame_equal(sweep(spec, on_local, executor=Refusing()), measured)
     assert calls[0] == 0
+
+
+def test_a_sweep_of_the_users_own_model_file_runs_on_ray(cluster, tmp_path):
+    """A `file.py:build` model whose class lives in a neighbouring module of the user's folder: workers cannot
+    import either by name (the folder is not on their path), so both go with the model; the table equals the local
+    one."""
+    from tests.test_user_models import CNN_FACTORY, CNN_PARTS, write
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    write(folder, "um_cnn_parts.py", CNN_PARTS)
+    ref = f"{write(folder, 'cnn.py', CNN_FACTORY)}:build"
+    tables = []
+    for executor in ("local", "ray"):
+        path = tmp_path / f"{executor}.csv"
+        code, _, err = _cli("sensitivity", ref, "--grid", "0.5", "--no-cache", "--executor", executor, "--out", path)
+        assert code == 0, err
+        tables.append(path.read_bytes())
+    assert tables[0] == tables[1]
