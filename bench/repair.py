@@ -18,6 +18,7 @@ a fresh process.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -26,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -134,8 +136,9 @@ def structured(spec: ModelSpec, seed: int, calib: int) -> dict[str, float]:
     return out
 
 
-PARTS = {"masks": masks, "structured": structured}
-MEASURED = {"masks": "measured", "structured": "structured_measured"}  # an entry's key for when each part was run
+PARTS = {"masks": masks, "structured": structured, "recipe": recipe}
+# an entry's key for when each part was run
+MEASURED = {"masks": "measured", "structured": "structured_measured", "recipe": "recipe_measured"}
 
 
 def memory_probe(layers: int, width: int, tokens: int, how: str) -> dict:
@@ -266,21 +269,17 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS),
                         help="which rows to re-measure (the others keep their recorded figures)")
     parser.add_argument("--memory", action="store_true")
-    parser.add_argument("--recipe-only", action="store_true", help="only the two-stage recipe rows (MiniLM)")
+    parser.add_argument("--recipe-only", action="store_true", help="only the two-stage recipe rows (MiniLM): "
+                        "--models minilm --parts recipe")
     parser.add_argument("--write-only", action="store_true")
     args = parser.parse_args()
     if args.write_only:
         write_section("repair", table(json.loads(RESULTS.read_text())))
         return
     torch.set_num_threads(1)
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"models": {}}
-    results.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), commit=commit(), seeds=args.seeds,
-                   calib=args.calib)
     if args.recipe_only:
-        spec = model("minilm")
-        results["models"]["minilm"]["recipe"] = {str(s): recipe(spec, s, args.calib) for s in args.seeds}
-        results["models"]["minilm"]["recipe_measured"] = f"{results['date']}, commit {results['commit']}"
-        args.models = []
+        args.models, args.parts = ["minilm"], ["recipe"]
+    results = {}
     for name in args.models:
         try:
             spec = model(name)
@@ -288,19 +287,50 @@ def main() -> None:
             print(f"{name}: skipped ({e})", file=sys.stderr)
             continue
         metric, _, higher = headline(spec, spec.model)
-        entry = results["models"].setdefault(name, {"masks": {}, "structured": {}})
-        entry.update(metric=metric, higher_is_better=higher)
+        meta = {"metric": metric, "higher_is_better": higher}
         for part in args.parts:
-            if part == "masks" and name == "mnist-resnet":
+            if (part == "masks" and name == "mnist-resnet") or (part == "recipe" and name != "minilm"):
                 continue
-            entry[part] = {str(seed): PARTS[part](spec, seed, args.calib) for seed in args.seeds}
-            entry[MEASURED[part]] = f"{results['date']}, commit {results['commit']}"
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+            for seed in args.seeds:
+                figures = PARTS[part](spec, seed, args.calib)
+                results = _merge(lambda r, n=name, m=meta, p=part, s=seed, f=figures: _record(
+                    r, n, m, p, s, f, args.calib))
     if args.memory:
-        results["memory"] = {**memory(), "measured": f"{results['date']}, commit {results['commit']}"}
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        measured = memory()
+        results = _merge(lambda r: r.update(memory={**measured, "measured": _stamp()}))
+    if not results:
+        return
     write_section("repair", table(results))
     print(table(results))
+
+
+def _stamp() -> str:
+    return f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit()}"
+
+
+def _merge(change: Callable[[dict], None]) -> dict:
+    """Apply `change` to the recorded results, re-read and written under an exclusive lock (parts and seeds may be
+    measured in several processes at once: none may drop another's figures); the merged results."""
+    with RESULTS.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"models": {}}
+        change(results)
+        partial = RESULTS.with_suffix(".json.partial")
+        partial.write_text(json.dumps(results, indent=1) + "\n")
+        os.replace(partial, RESULTS)
+    return results
+
+
+def _record(results: dict, name: str, meta: dict, part: str, seed: int, figures: dict, calib: int) -> None:
+    """One calibration draw's figures of one part, stamped with when and at which commit they were measured."""
+    entry = results["models"].setdefault(name, {"masks": {}, "structured": {}})
+    entry.update(meta)
+    runs = entry.setdefault(part, {})
+    runs[str(seed)] = {**figures, "measured": _stamp()}
+    stamps = sorted({r.get("measured", entry.get(MEASURED[part], "")) for r in runs.values()} - {""})
+    entry[MEASURED[part]] = "; ".join(stamps)
+    results.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), commit=commit(), calib=calib,
+                   seeds=sorted({*results.get("seeds", []), seed}))
 
 
 if __name__ == "__main__":
