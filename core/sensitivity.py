@@ -177,8 +177,8 @@ def _measure(spec: ModelSpec, sweep_spec: SweepSpec, executor: Executor, progres
     """Every row, through the executor: one trial here for the local executor, one per unit elsewhere."""
     shared = executor.share(spec)
     if executor.name == LocalExecutor.name:  # in this process: every grid point reported as it is measured
-        outcomes = executor.run(functools.partial(sweep_part, progress=progress), [("all", SweepPart(sweep_spec,
-                                                                                                      shared))])
+        whole = SweepPart(sweep_spec, shared)
+        outcomes = executor.run(functools.partial(sweep_part, progress=progress), [("all", whole)])
     else:
         names, points = units(spec, sweep_spec), len(sweep_spec.grid)
         outcomes = executor.run(sweep_part, [(n, SweepPart(sweep_spec, shared, (n,))) for n in names],
