@@ -1,8 +1,10 @@
 """The Ray executor: a batch of trials as Ray tasks on a cluster's workers (the optional extra `prunelab[ray]`).
 
 - Where: `address` (the CLI's --ray-address) or $RAY_ADDRESS joins a running cluster; otherwise the first batch
-  starts a local one (its node advertised as 127.0.0.1, no dashboard, no usage statistics, workers' logs not
-  copied to this terminal) of `workers` worker processes (default: one per core). Only a cluster started here is
+  starts a local one (no dashboard, no usage statistics, workers' logs not copied to this terminal) of `workers`
+  worker processes (default: one per core). Ray 2.60 cannot be kept on 127.0.0.1: its servers (GCS, raylet,
+  workers) listen on every interface and it resolves a node address of 127.0.0.1 to the machine's own; they are
+  guarded by Ray's token authentication, on by default. Only a cluster started here is
   shut down by close(); a cluster already running in this process (ray.init by the caller) is used as it is.
 - What runs on a worker: `core.trial.attempt(fn, key, argument)` with torch on one thread, so a trial's figures do
   not depend on how many cores its worker has. `fn` is a module-level function of core (pickled by name); big
@@ -115,7 +117,7 @@ class RayExecutor:
             self._joined = True
             return
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # read by the processes ray.init starts
-        ray.init(num_cpus=self.workers, include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+        ray.init(num_cpus=self.workers, include_dashboard=False, **quiet)
         self._started = True
 
     def close(self) -> None:
