@@ -10,15 +10,16 @@ the seed (three draws by default); MiniLM's are sentences of Python's reference 
 the sentences its fidelity is measured on. "Gap closed" is the share of magnitude's loss the method wins back.
 
 Structured, at half the FLOPs (the budget solver's uniform ratio): tiny-lm and MiniLM by FFN neurons, mnist-resnet by
-channels — without repair, with FLAP-style bias compensation and with least-squares refitting of the layers whose
-inputs were cut. `--memory` adds the peak resident memory of repairing a 100M-parameter decoder's layers, measured in
-a fresh process.
+channels, chosen by weight magnitude and by an activation-aware score — without repair, with FLAP-style bias
+compensation and with least-squares refitting of the layers whose inputs were cut. `--memory` adds the peak
+resident memory of repairing a 100M-parameter decoder's layers, measured in a fresh process.
 """
 
 from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import json
 import os
 import re
@@ -52,6 +53,9 @@ MASKS = {  # label: (method, criterion, repair)
 SPARSITY = {"50% unstructured": ("unstructured", 0.5), "2:4": ("nm", None)}
 STRUCTURED = {"tiny-lm": "neuron", "minilm": "neuron", "mnist-resnet": "channel"}
 REPAIRS = ("none", "bias", "lstsq")
+# which units the structured cut removes: by weight magnitude, or by the L2 norm of what they feed the next layer
+# (activation-aware, on the calibration draw: FLAP pairs its compensation with such a criterion, its fluctuation)
+STRUCTURED_CRITERIA = ("l1", "wanda")
 
 
 def headline(spec: ModelSpec, model: torch.nn.Module) -> tuple[str, float, bool]:
@@ -123,16 +127,23 @@ def half_flops(spec: ModelSpec, method: str) -> dict[str, float]:
     return solve(spec, SolveRequest(Target("flops", 2.0), strategy="uniform", method=method)).allocation.ratios
 
 
+def structured_key(criterion: str, repair: str) -> str:
+    """A structured figure's key in a run: the repair alone for magnitude (as recorded before other criteria)."""
+    return repair if criterion == "l1" else f"{criterion}|{repair}"
+
+
 def structured(spec: ModelSpec, seed: int, calib: int) -> dict[str, float]:
-    """{repair: task measure} of the half-FLOPs cut, and the FLOPs it reached."""
+    """{criterion|repair: task measure} of the half-FLOPs cut, and the uniform ratio that reaches it."""
     method = STRUCTURED[spec.name]
     ratios = half_flops(spec, method)
     out = {"ratio": max(ratios.values())}
-    for repair in REPAIRS:
-        config = PruneConfig(spec.name, method, ratios, repair=repair, seed=seed, calibration_samples=calib,
-                             model_fingerprint=spec.fingerprint)
-        out[repair] = headline(spec, apply(spec, config).model)[1]
-        print(spec.name, seed, "structured", repair, out[repair], flush=True)
+    for criterion in STRUCTURED_CRITERIA:
+        for repair in REPAIRS:
+            config = PruneConfig(spec.name, method, ratios, criterion=criterion, repair=repair, seed=seed,
+                                 calibration_samples=calib, model_fingerprint=spec.fingerprint)
+            key = structured_key(criterion, repair)
+            out[key] = headline(spec, apply(spec, config).model)[1]
+            print(spec.name, seed, "structured", key, out[key], flush=True)
     return out
 
 
@@ -209,7 +220,7 @@ def table(results: dict) -> str:
             continue
         metric, higher = entry["metric"], entry["higher_is_better"]
         lines += [f"### {name}: {metric} ({'higher' if higher else 'lower'} is better)", "",
-                  f"Measured {entry.get('measured', results['date'])}.", "",
+                  f"Measured {_part_when(results, name, 'masks')}.", "",
                   "| sparsity | method | " + metric + " | gap closed | seconds |", "|---|---|---|---|---|",
                   f"| 0 | dense | {_mean([r['dense'] for r in runs])} | | |"]
         for sparsity in SPARSITY:
@@ -220,15 +231,18 @@ def table(results: dict) -> str:
                              f"{statistics.mean(r[key + '|s'] for r in runs):.0f} |")
         lines.append("")
     lines += ["### Structured, half the FLOPs, no fine-tuning", "",
-              "| model | method, uniform ratio | task measure | no repair | bias (FLAP) | least squares | measured |",
-              "|---|---|---|---|---|---|---|"]
+              "Units chosen by weight magnitude (l1) or by the L2 norm of their outputs on the calibration draw "
+              "(wanda: activation-aware, as FLAP chooses the units its bias compensation stands in for).", "",
+              "| model | method, uniform ratio | criterion | task measure | no repair | bias (FLAP) | least squares "
+              "| measured |", "|---|---|---|---|---|---|---|---|"]
     for name, entry in results["models"].items():
-        runs = list(entry["structured"].values())
-        if runs:
-            cells = " | ".join(_mean([r[k] for r in runs]) for k in REPAIRS)
-            when = entry.get("structured_measured", entry.get("measured", results["date"]))
-            lines.append(f"| {name} | {STRUCTURED[name]} {runs[0]['ratio']:.2f} | {entry['metric']} | {cells} | "
-                         f"{when} |")
+        for criterion in STRUCTURED_CRITERIA:
+            runs = [r for r in entry["structured"].values() if structured_key(criterion, "none") in r]
+            if runs:
+                cells = " | ".join(_mean([r[structured_key(criterion, k)] for r in runs]) for k in REPAIRS)
+                when = _part_when(results, name, "structured")
+                lines.append(f"| {name} | {STRUCTURED[name]} {runs[0]['ratio']:.2f} | {criterion} | "
+                             f"{entry['metric']} | {cells} | {when} |")
     if "memory" in results:
         lines += ["", f"Memory measured {results['memory'].get('measured', results['date'])}."]
     runs = list(results["models"].get("minilm", {}).get("recipe", {}).values())
@@ -236,7 +250,7 @@ def table(results: dict) -> str:
         lines += ["", "### The source document's BERT example as a recipe, MiniLM, no fine-tuning", "",
                   "Stage 1 drops one of its six layers (the one that changes its input least); stage 2 removes 30% "
                   "of every remaining layer's weights. `prunelab apply` replays it with the same figures (test). "
-                  f"Measured {results['models']['minilm'].get('recipe_measured', results['date'])}.",
+                  f"Measured {_part_when(results, 'minilm', 'recipe')}.",
                   "", "| after | fidelity |", "|---|---|",
                   f"| stage 1: 5 of 6 layers | {_mean([r['layer'] for r in runs])} |",
                   f"| stage 2: + 30% by magnitude | {_mean([r['none'] for r in runs])} |",
@@ -277,6 +291,7 @@ def main() -> None:
         write_section("repair", table(json.loads(RESULTS.read_text())))
         return
     torch.set_num_threads(1)
+    _code_commit()
     if args.recipe_only:
         args.models, args.parts = ["minilm"], ["recipe"]
     results = {}
@@ -304,8 +319,31 @@ def main() -> None:
     print(table(results))
 
 
+@functools.cache
+def _code_commit() -> str:
+    """The commit this process's code came from (read once, at its start: others may commit while it measures)."""
+    return commit()
+
+
 def _stamp() -> str:
-    return f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit()}"
+    return f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {_code_commit()}"
+
+
+def _part_when(results: dict, name: str, part: str) -> str:
+    """When a model's part was measured: from its draws' own stamps, else (older records) the entry's or the file's."""
+    entry = results["models"][name]
+    stamps = [r.get("measured") for r in entry.get(part, {}).values()]
+    if stamps and all(stamps):
+        return _when(stamps)
+    return entry.get(MEASURED[part], entry.get("measured", results["date"]))
+
+
+def _when(stamps: list[str]) -> str:
+    """Stamps 'date, commit c' of several draws in one phrase: first-last date, then the commits."""
+    dates = sorted(s.split(", commit ")[0] for s in stamps)
+    commits = list(dict.fromkeys(s.split(", commit ")[-1] for s in stamps))
+    span = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1][11:]}"  # same day: time only
+    return f"{span}, commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}"
 
 
 def _merge(change: Callable[[dict], None]) -> dict:
@@ -327,9 +365,8 @@ def _record(results: dict, name: str, meta: dict, part: str, seed: int, figures:
     entry.update(meta)
     runs = entry.setdefault(part, {})
     runs[str(seed)] = {**figures, "measured": _stamp()}
-    stamps = sorted({r.get("measured", entry.get(MEASURED[part], "")) for r in runs.values()} - {""})
-    entry[MEASURED[part]] = "; ".join(stamps)
-    results.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), commit=commit(), calib=calib,
+    entry[MEASURED[part]] = _part_when(results, name, part)
+    results.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), commit=_code_commit(), calib=calib,
                    seeds=sorted({*results.get("seeds", []), seed}))
 
 
