@@ -2,10 +2,9 @@
 
 - Where: `address` (the CLI's --ray-address) or $RAY_ADDRESS joins a running cluster; otherwise the first batch
   starts a local one (no dashboard, no usage statistics, workers' logs not copied to this terminal) of `workers`
-  worker processes (default: one per core). Ray 2.60 cannot be kept on 127.0.0.1: its servers (GCS, raylet,
-  workers) listen on every interface and it resolves a node address of 127.0.0.1 to the machine's own; they are
-  guarded by Ray's token authentication, on by default. Only a cluster started here is
-  shut down by close(); a cluster already running in this process (ray.init by the caller) is used as it is.
+  worker processes (default: one per core), every server of it (GCS, raylet, workers) on 127.0.0.1 (see
+  _start_local). Only a cluster started here is shut down by close(); a cluster already running in this process
+  (ray.init by the caller) is used as it is.
 - What runs on a worker: `core.trial.attempt(fn, key, argument)` with torch on one thread, so a trial's figures do
   not depend on how many cores its worker has. `fn` is a module-level function of core (pickled by name); big
   inputs (the model, its data) go to the object store once, through share(), and trials carry the handle.
@@ -32,8 +31,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from core.errors import PruneLabError
 from core.trial import OnDone, Outcome, attempt
 from core.user_code import one_line
@@ -42,6 +39,7 @@ try:  # optional: `pip install -e '.[ray]'`
     import ray
     import ray.cloudpickle
     from ray import exceptions as ray_errors
+    from ray._private import ray_constants  # where a local cluster's address is decided (_start_local)
 except ImportError:  # the local executor needs none of it
     ray = None
 
@@ -58,9 +56,20 @@ def ray_missing() -> str:
 
 
 def _run_trial(fn: Callable[[Any], Any], key: str, argument: Any) -> Outcome:
-    """A trial on a worker: one torch thread (figures independent of the worker's cores), then attempt()."""
-    torch.set_num_threads(1)
+    """A trial on a worker: attempt() (which also fixes torch's threads, as for a trial run in the driver)."""
     return attempt(fn, key, argument)
+
+
+def _start_local(workers: int | None, quiet: dict[str, Any]) -> None:
+    """A local cluster whose servers listen on 127.0.0.1 only. Ray takes a node address of 127.0.0.1 for the
+    machine's own and binds every interface, unless it thinks clusters are off (its setting for Windows and macOS,
+    ENABLE_RAY_CLUSTER: then the node is the loopback address and its servers bind to it; checked with `ss` on
+    2.60). That setting is read once at import, so it is set here in this process's Ray and in the environment the
+    cluster's processes inherit; joining a cluster (other machines must reach this driver) leaves it alone."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # read by the processes ray.init starts
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
 
 
 # no Ray-side retries (max_retries=0): the driver retries, counting the attempts (module docstring)
@@ -116,8 +125,7 @@ class RayExecutor:
                 raise PruneLabError(f"cannot join the Ray cluster at {self.address}: {one_line(e)}") from None
             self._joined = True
             return
-        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # read by the processes ray.init starts
-        ray.init(num_cpus=self.workers, include_dashboard=False, **quiet)
+        _start_local(self.workers, quiet)
         self._started = True
 
     def close(self) -> None:

@@ -239,3 +239,34 @@ def test_a_sweep_of_the_users_own_model_file_runs_on_ray(cluster, tmp_path):
         assert code == 0, err
         tables.append(path.read_bytes())
     assert tables[0] == tables[1]
+
+
+# ---- where the cluster listens ---------------------------------------------------------------------------------
+
+def _descendants(pid: int) -> set[int]:
+    """pid's child processes and theirs (from /proc: the local cluster's GCS, raylet and workers)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        children = [c for c, p in parents.items() if p == parent]
+        found.update(children)
+        todo += children
+    return found
+
+
+def test_a_local_cluster_listens_on_loopback_only(cluster):
+    """Every TCP port the local cluster's processes listen on is bound to 127.0.0.1 (Ray would bind them to every
+    interface, with the machine's own address as the node's)."""
+    import subprocess
+
+    cluster.run(nap, [("a", ("a", 0.0))])  # workers up
+    pids = _descendants(os.getpid())
+    listening = [line.split() for line in subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True,
+                                                          check=True).stdout.splitlines()]
+    ours = [cols[3] for cols in listening if any(f"pid={p}," in cols[-1] for p in pids)]
+    assert ours, "no listening socket of the cluster was found"
+    assert all(a.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:")) for a in ours), ours
