@@ -651,7 +651,10 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
     argv = [sys.executable, "-m", "streamlit", "run", str(app),
             "--server.address", args.address, "--server.port", str(args.port),
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none"]
+            "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none",
+            # no forced gc.collect(2) after every rerun: a page polling a job reruns every second or two, and that
+            # collection kept the server at ~50% of a core, taken from the job (Python's own collection still runs)
+            "--runner.postScriptGC", "false"]
     print(f"PruneLab dashboard on http://{args.address}:{args.port} (Ctrl+C stops it)", file=sys.stderr)
     os.execv(sys.executable, argv)
 
