@@ -19,7 +19,7 @@ from core.jobs import ModelRef
 from core.run_folder import read_identity
 from core.run_progress import overall_progress
 from core.search import run_search
-from core.search_runs import Linker
+from core.search_runs import link
 from core.search_spec import SearchSpec
 from core.sensitivity import SweepSpec, sweep
 from core.spec import ModelSpec
@@ -82,19 +82,17 @@ TRIALS_STAGE = "trials"  # the progress stage while the search's trials run: don
 
 class _SearchProgress:
     """core.search's stages as the job's progress (its "done" becomes the trials' count so far), and each landed
-    trial as trials done of all; every call also links the job to its search folder until that is done."""
+    trial as trials done of all."""
 
-    def __init__(self, progress: StageProgress, linker: Linker, total: int) -> None:
-        self.progress, self.linker, self.total, self.landed = progress, linker, total, 0
+    def __init__(self, progress: StageProgress, total: int) -> None:
+        self.progress, self.total, self.landed = progress, total, 0
 
     def stage(self, name: str, done: int, of: int) -> None:
-        self.linker()
         if name == "done":  # the stages before (or after) the trials are over
             name, done, of = TRIALS_STAGE, self.landed, self.total
         self.progress(name, done, of)
 
     def trial(self, entry: dict, done: int, of: int) -> None:
-        self.linker()
         self.landed = done
         self.progress(TRIALS_STAGE, done, of)
 
@@ -105,11 +103,12 @@ def run_search_job(spec: ModelSpec, progress: StageProgress, search: SearchSpec,
     as they finish. job_folder: the job's folder, where the search's folder is linked once it exists (a page
     finds the running search there) and whose cancel mark the search polls between trials."""
     folder = Path(job_folder) if job_folder else None
-    watch = _SearchProgress(progress, Linker(spec.name, folder), len(search.trials()))
+    watch = _SearchProgress(progress, len(search.trials()))
     chosen = executors.get(executor, address)
     try:
         report = run_search(search, chosen, model=spec, on_trial=watch.trial, progress=watch.stage,
-                            cancelled=lambda: folder is not None and (folder / CANCELLED_FILE).exists())
+                            cancelled=lambda: folder is not None and (folder / CANCELLED_FILE).exists(),
+                            on_start=lambda started: folder is not None and link(folder, started.folder))
     finally:
         chosen.close()  # a Ray cluster started for this search stops with it
     return {"search": report.id, "folder": str(report.folder), "status": report.status}

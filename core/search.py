@@ -76,11 +76,13 @@ def run_trial(job: dict[str, Any]) -> RunOutput:
 
 def run_search(search: SearchSpec, executor: Executor, *, model: ModelSpec | None = None,
                on_trial: OnTrial | None = None, cancelled: Callable[[], bool] | None = None,
-               progress: StageProgress | None = None) -> SearchReport:
+               progress: StageProgress | None = None,
+               on_start: Callable[[SearchReport], None] | None = None) -> SearchReport:
     """Run the search (see the module docstring) and return its report, also written into its folder.
 
     model: the loaded model if at hand (it must be search.model's); on_trial(entry, finished, total) after each
-    trial lands; cancelled() is polled between trials: once true, trials not yet started are marked cancelled."""
+    trial lands; cancelled() is polled between trials: once true, trials not yet started are marked cancelled;
+    on_start(report) once its folder and search.json exist, before any work (a job links the search it runs)."""
     spec = model or load(search.model)
     if spec.name != search.model:
         raise PruneLabError(f"the search is of {search.model}, not of the model given ({spec.name})")
@@ -89,10 +91,13 @@ def run_search(search: SearchSpec, executor: Executor, *, model: ModelSpec | Non
     report = SearchReport(folder.name, folder, search, executor.name, trials=[pending(t) for t in search.trials()],
                           model_fingerprint=spec.fingerprint)
     report.save()
+    if on_start is not None:
+        on_start(report)
+    stop = cancelled or (lambda: False)
     try:
-        _run(spec, report, executor, _Tally(report, on_trial), cancelled or (lambda: False), say)
-    except BaseException:  # Ctrl+C or a bug: what finished stays recorded; the search says it did not end
-        report.status = "interrupted"
+        _run(spec, report, executor, _Tally(report, on_trial), stop, say)
+    except BaseException:  # Ctrl+C, a cancel that stops the process, or a bug: what finished stays recorded
+        report.status = "cancelled" if stop() else "interrupted"
         report.save()
         raise
     return report

@@ -46,22 +46,3 @@ def linked(job_folder: Path) -> Path | None:
     except OSError:
         return None
     return Path(text) if text else None
-
-
-class Linker:
-    """Links a job to the search it starts: the search folder of `model` that appears after this object was made
-    (the oldest such, should another process start a search of the same model meanwhile). Call it until it
-    returns True; it looks only until it has found the folder."""
-
-    def __init__(self, model: str, job_folder: Path | None) -> None:
-        self.model, self.job_folder = model, job_folder
-        self.before = set(folders(model))
-        self.done = job_folder is None
-
-    def __call__(self) -> bool:
-        if not self.done:
-            new = [f for f in folders(self.model) if f not in self.before]
-            if new:
-                link(self.job_folder, min(new, key=lambda f: f.name))  # type: ignore[arg-type]
-                self.done = True
-        return self.done

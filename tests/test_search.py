@@ -290,3 +290,22 @@ def test_the_search_on_ray_gives_the_local_configs_and_accuracies(searched, ray_
     # recorded by the driver, in its own store and folders (a worker of a joined cluster has neither)
     assert {e.pid for e in children.values()} == {os.getpid()}
     assert all((Path(t["folder"]) / "metrics.json").is_file() for t in remote.trials)
+
+
+def test_a_search_stopped_by_its_cancel_reads_cancelled_not_interrupted(tmp_path) -> None:
+    """Cancel from the page marks the job, then stops its process (SIGTERM: SystemExit in the search): the search
+    record says cancelled, as a cancel between trials does; only a stop nobody asked for reads interrupted."""
+    asked = []
+
+    def stop_after_first(entry: dict, done: int, total: int) -> None:
+        asked.append(True)  # the cancel mark, then the signal
+        raise SystemExit(143)
+
+    spec = SearchSpec(MODEL, targets=(1.5, 2.0), strategies=("uniform",), seeds=(0,), finetune_epochs=0)
+    started = []
+    with pytest.raises(SystemExit):
+        run_search(spec, LocalExecutor(), model=get_spec(MODEL), on_trial=stop_after_first,
+                   cancelled=lambda: bool(asked), on_start=started.append)
+    saved = json.loads((started[0].folder / "search.json").read_text())
+    assert saved["status"] == "cancelled"
+    assert [t["status"] for t in saved["trials"]][0] == "done"
