@@ -50,10 +50,6 @@ def render(name: str) -> None:
 
 def _searchable(name: str) -> bool:
     """Whether this model can be searched here; says why not."""
-    if cache.user_model(name) is not None:  # core.search's trials load the model by its registry name
-        st.info("Searches run on the registry's models here; search your own model with `prunelab search "
-                "file.py:function ...`, which names it the way the trials load it.")
-        return False
     spec = cache.spec(name)
     if not spec.has_data:
         st.info(f"{md(name)} has no data set (random weights): a search compares measured accuracy and is not "

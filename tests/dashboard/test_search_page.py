@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 import time
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from core.processes import alive, process_start
 from core.store import Store
 from dashboard import state
 from dashboard.components.search_trials import CHART_TITLE
+from tests.dashboard.nav import goto
 from tests.dashboard.test_app import chart_specs, open_app, wait_for_job
+from tests.dashboard.test_own_model import FACTORY, choose_own, load
 
 MODEL = "digits-mlp"
 TARGETS = "1.5, 3"
@@ -213,3 +216,21 @@ def test_ray_without_the_extra_says_how_to_install_it(monkeypatch, tmp_path):
     assert len(at.error) == 1 and "pip install -e" in at.error[0].value
     assert not (tmp_path / "jobs" / "search").exists()
 
+
+
+@pytest.mark.slow
+def test_a_search_of_the_users_own_model_runs_in_a_worker(monkeypatch, tmp_path, tmp_path_factory):
+    """A model loaded from the user's own file (the sidebar's "your own model") is searched as a registry model is:
+    the job loads it by the arguments the user gave, and its trials are recorded with the search as parent."""
+    folder = tmp_path_factory.mktemp("user-models")
+    (folder / "digits_cnn.py").write_text(textwrap.dedent(FACTORY))
+    at = load(choose_own(open_app(monkeypatch, MODEL, tmp_path)), f"{folder / 'digits_cnn.py'}:build")
+    handle = at.sidebar.selectbox(key="model").value
+    assert handle.startswith("user-")
+    at = _fill(goto(at, "search"), "2")
+    at.button(key=state.SEARCH_START).click().run()
+    assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
+    _wait_for_done_trials(tmp_path, 1)
+    record = _record(tmp_path)
+    assert record["spec"]["model"] == handle and [t["status"] for t in record["trials"]] == ["done"]
+    _assert_rows_are_the_stores(_rows(goto(at, "search")), record["id"], 1)
