@@ -437,13 +437,23 @@ def cmd_search(args: argparse.Namespace) -> None:
     print(_search_table(report))
 
 
+def _executor_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """--executor, --ray-address and --workers: where a batch of trials runs (read back by _executor)."""
+    parser.add_argument("--executor", choices=executors.NAMES, default="local",
+                        help=f"where {what}: this process, or a Ray cluster (pip install -e '.[ray]')")
+    parser.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default $RAY_ADDRESS, else a "
+                        "local one is started)")
+    parser.add_argument("--workers", type=_positive_int, help="worker processes of a local Ray cluster (default: "
+                        "one per core)")
+
+
 def _executor(args: argparse.Namespace) -> executors.Executor:
     """The executor --executor names (Ray: joining --ray-address, else $RAY_ADDRESS, else a local cluster)."""
     if args.executor == "local":
         if args.ray_address:
             raise PruneLabError("--ray-address is for --executor ray")
         return executors.LocalExecutor()
-    return executors.get(args.executor, args.ray_address, getattr(args, "workers", None))
+    return executors.get(args.executor, args.ray_address, args.workers)
 
 
 class _TrialLines:
@@ -779,12 +789,7 @@ def build_parser() -> Parser:
     se.add_argument("--calibration-samples", type=_positive_int, default=defaults.SWEEP_CALIBRATION_SAMPLES)
     se.add_argument("--seed", type=int, default=defaults.SWEEP_SEED)
     se.add_argument("--no-cache", action="store_true", help="measure again even if this sweep is cached")
-    se.add_argument("--executor", choices=executors.NAMES, default="local",
-                    help="where the units are measured: this process, or a Ray cluster (pip install -e '.[ray]')")
-    se.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default $RAY_ADDRESS, else a "
-                    "local one is started)")
-    se.add_argument("--workers", type=_positive_int, help="worker processes of a local Ray cluster (default: one "
-                    "per core)")
+    _executor_arguments(se, "the units are measured")
     se.add_argument("--out", required=True, help="CSV file to write")
 
     al = sub.add_parser("allocate", help="choose per-layer ratios for a budget; write a config")
@@ -833,12 +838,7 @@ def build_parser() -> Parser:
     sr.add_argument("--finetune-epochs", type=int, default=defaults.PAGE_FINETUNE_EPOCHS)
     sr.add_argument("--method", choices=[n for n, m in methods.REGISTRY.items() if m.solved], default=defaults.METHOD)
     sr.add_argument("--criterion", choices=list(CRITERIA), default=defaults.CRITERION)
-    sr.add_argument("--executor", choices=executors.NAMES, default="local",
-                    help="where trials run: this process, or a Ray cluster (pip install -e '.[ray]')")
-    sr.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (default $RAY_ADDRESS, else a "
-                    "local one is started)")
-    sr.add_argument("--workers", type=_positive_int, help="worker processes of a local Ray cluster (default: one "
-                    "per core)")
+    _executor_arguments(sr, "trials run")
 
     dp = sub.add_parser("deploy", help="size, latency and accuracy of every deployable form of a run (incl. int8)")
     dp.add_argument("run", help="a folder written by prunelab prune/apply")

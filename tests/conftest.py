@@ -48,3 +48,15 @@ def get_spec(name: str) -> ModelSpec:
 def spec(request: pytest.FixtureRequest) -> ModelSpec:
     """Parametrises a test over every registered sample model."""
     return get_spec(request.param)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster of 2 worker processes, one per test module that asks (started at once: ~10 s here),
+    shut down after the module; executors created meanwhile join it."""
+    from core.executors_ray import RayExecutor  # the optional extra: only the modules that ask need it
+
+    executor = RayExecutor(workers=2)
+    executor.share(None)  # starts it
+    yield executor
+    executor.close()

@@ -32,12 +32,9 @@ GRID = "0.3,0.6"
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """One local Ray cluster of 2 workers for this module (executors created later join it)."""
-    executor = RayExecutor(workers=2)
-    executor.share(None)  # starts it
-    yield executor
-    executor.close()
+def cluster(ray_cluster):
+    """This module's local Ray cluster of 2 workers (tests/conftest.py)."""
+    return ray_cluster
 
 
 # ---- trials (module-level: workers import them by name) -------------------------------------------------------

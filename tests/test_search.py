@@ -256,17 +256,6 @@ def test_a_killed_search_keeps_its_finished_trials(tmp_path: Path, monkeypatch: 
     assert {e.status for e in rows.values()} <= {"done", "interrupted"}
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """A local Ray cluster of 2 worker processes for this module (as tests/test_executors_ray.py starts one)."""
-    from core.executors_ray import RayExecutor
-
-    executor = RayExecutor(workers=2)
-    executor.share(None)  # starts it
-    yield executor
-    executor.close()
-
-
 @pytest.mark.slow
 def test_the_search_on_ray_gives_the_local_configs_and_accuracies(searched, ray_cluster) -> None:
     """The same 2 x 2 x 1 search on a local Ray cluster of 2 workers: the same configs and accuracies as on the
