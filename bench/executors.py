@@ -125,8 +125,8 @@ def section(model: str, grid: tuple[float, ...], n_units: int, runs: dict[str, d
     lines = [
         f"## Executors: a sensitivity sweep on the local executor and on Ray ({model})",
         "",
-        f"`python -m bench.executors` (commit {commit()}, {time.strftime('%Y-%m-%d')}, this 2-core machine, shared "
-        f"with other agents' work: see the load average): channel sweep, L1, {len(grid)} ratios "
+        f"`python -m bench.executors` (commit {commit()}, {time.strftime('%Y-%m-%d')}, this 2-core machine; other "
+        f"work on it shows in the load average column): channel sweep, L1, {len(grid)} ratios "
         f"({', '.join(map(str, grid))}), 1,000 evaluation and 512 calibration images, {n_units} channel groups = "
         f"{points} grid points, nothing cached. Every process runs torch on one thread. Every Ray table equals the "
         "local one (checked, exactly).",
