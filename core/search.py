@@ -160,8 +160,9 @@ def _solve_all(spec: ModelSpec, report: SearchReport, table, tally: _Tally, canc
             refused.append(report.trial(trial.key))
         else:
             jobs.append((trial.key, job))
+    solved = {key for key, _ in jobs}
     for entry in report.trials:
-        if entry["status"] == "pending" and entry["key"] not in {k for k, _ in jobs}:
+        if entry["status"] == "pending" and entry["key"] not in solved:
             entry.update(status="cancelled", message="the search was cancelled first")  # never solved
     say("done", 1, 1)  # the stages before the trials are over (a progress bar closes)
     for entry in refused:

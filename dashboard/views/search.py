@@ -118,8 +118,8 @@ def _finished(name: str, job: JobStatus | None) -> None:
 
 def _status(record: dict[str, Any], folder: Path, job: JobStatus | None) -> str:
     """The search's status as the page tells it: a search the page's job ran and the user cancelled reads as
-    cancelled (core.search marks a search stopped by a signal 'interrupted'); one that says 'running' while no
-    job of this page runs it has stopped, or runs elsewhere (the CLI)."""
+    cancelled (core.search writes that itself when it can; a worker killed before it saved leaves 'running' or
+    'interrupted'); one that says 'running' while no job of this page runs it has stopped, or runs elsewhere."""
     status = str(record.get("status"))
     ours = job is not None and search_runs.linked(job.folder) == folder
     if ours and job.state == "cancelled" and status in ("interrupted", "running"):  # type: ignore[union-attr]
