@@ -4,8 +4,9 @@ Layers are visited in the order the forward pass first reaches them. For each, t
 through the model as it is by then — the layers before it already pruned and repaired, so a layer repairs what
 reaches it, as SparseGPT and Wanda do — and a forward hook sums H = X X^T of that layer's inputs alone (of a padded
 text batch, at its real tokens only: core.token_positions). Memory at any time: the calibration inputs, one H
-(inputs x inputs; a convolution's inputs are its unfolded patches, channels x kernel) and one weight; never the
-activations of all layers.
+(inputs x inputs; a convolution's inputs are its unfolded patches, channels x kernel), one batch's forward pass and
+temporaries of a chunk of rows or a block of columns; a Linear weight is repaired where it lies. Never the
+activations of all layers (issue 14's bound: one layer's calibration inputs plus its H; bench.repair --memory).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from core.errors import PruneLabError
 from core.protocols import RepairProgress
 from core.prune.patterns import nm_mask
 from core.prune.unstructured import magnitude_mask
-from core.repair import masked_lstsq, sparsegpt
+from core.repair import masked_lstsq_, sparsegpt_
 from core.structure import PRUNABLE
 from core.token_positions import real_rows, real_tokens
 
 REPAIRS = ("sparsegpt", "lstsq")  # what a mask method's --repair may be
+HESSIAN_ROWS = 128  # input rows converted to float64 and added to H at a time (1 MiB at 1024 inputs)
 
 
 def forward_order(model: nn.Module, example_input: torch.Tensor, names: list[str]) -> list[str]:
@@ -69,18 +71,25 @@ def calls_per_forward(model: nn.Module, module: nn.Module, example_input: torch.
     return count[0]
 
 
-def hessian(model: nn.Module, module: nn.Module, x: torch.Tensor, batch_size: int = 64, calls: int = 0
-            ) -> torch.Tensor:
-    """H = X X^T (float64) of `module`'s inputs when `model` runs on x. With `calls` (its calls per forward pass,
-    calls_per_forward) each batch's forward pass stops once the layer has had them: a layer near the input costs a
-    fraction of a pass."""
+def hessian(model: nn.Module, module: nn.Module, x: torch.Tensor, batch_size: int = 64, calls: int = 0,
+            rows: int = HESSIAN_ROWS, columns: torch.Tensor | None = None) -> torch.Tensor:
+    """H = X X^T (float64) of `module`'s inputs when `model` runs on x, its inputs in the order `columns` (default:
+    as its weight's columns). With `calls` (its calls per forward pass, calls_per_forward) each batch's forward pass
+    stops once the layer has had them: a layer near the input costs a fraction of a pass. Rows are converted and
+    added `rows` at a time (a convolution's unfolded one example at a time): the float64 temporary is that chunk,
+    not the batch."""
     size = module.weight[0].numel()  # inputs per output: in_features, or channels x kernel
     h = torch.zeros(size, size, dtype=torch.float64)
     seen, real = [0], [None]  # real: this batch's real-token positions (None: every position counts)
 
     def hook(_m: nn.Module, args: tuple) -> None:
-        rows = patches(module, args[0].detach(), real[0]).double()
-        h.addmm_(rows.T, rows)
+        inputs = args[0].detach()
+        for example in _examples(module, inputs, real[0]):
+            part = patches(module, *example)
+            for a in range(0, len(part), rows):
+                chunk = part[a:a + rows] if columns is None else part[a:a + rows, columns]
+                chunk = chunk.double()
+                h.addmm_(chunk.T, chunk)
         seen[0] += 1
         if calls and seen[0] % calls == 0:
             raise _Reached
@@ -95,6 +104,14 @@ def hessian(model: nn.Module, module: nn.Module, x: torch.Tensor, batch_size: in
     finally:
         handle.remove()
     return h
+
+
+def _examples(module: nn.Module, x: torch.Tensor, real: torch.Tensor | None) -> list[tuple]:
+    """patches' arguments for a batch: a convolution's one example at a time (its unfolded patches are kernel-size
+    times its input), any other layer's whole batch (its rows are views of its input)."""
+    if isinstance(module, nn.Conv2d):
+        return [(x[i:i + 1],) for i in range(len(x))]
+    return [(x, real)]
 
 
 def repairable(module: nn.Module) -> bool:
@@ -132,31 +149,33 @@ def repair_masks(model: nn.Module, example_input: torch.Tensor, calib_x: torch.T
 
 def _repair_one(model: nn.Module, module: nn.Module, calib_x: torch.Tensor, how: str, ratio: float,
                 keep: torch.Tensor | None, nm: tuple[int, int] | None) -> int:
-    """Mask one layer and, if core.repair can, repair what stays; the number of weights zeroed."""
+    """Mask one layer and, if core.repair can, repair what stays; the number of weights zeroed. A Linear layer is
+    repaired in its own storage (nothing weight-sized is copied); a convolution's weight is copied once, its columns
+    in _columns' order."""
     weight = module.weight.detach()
     if not repairable(module):
         mask = keep if keep is not None else _first_keep(weight, ratio, nm)
         prune.custom_from_mask(module, "weight", mask.to(weight.dtype))
         return int((mask == 0).sum())
-    order = _columns(weight)  # a convolution's columns: input channels last, where N:M groups run
-    h = hessian(model, module, calib_x, calls=calls_per_forward(model, module, calib_x[:1]))
-    flat = weight.reshape(weight.shape[0], -1)[:, order]
-    if weight.dim() == 4:  # a Linear's order is the identity: its H is not copied
-        h = h[order][:, order]
-    if how == "sparsegpt" and (nm is None or weight.shape[1] % nm[1] == 0):
-        repaired, mask = sparsegpt(flat, h, ratio=ratio, nm=None if nm is None else (nm[1] - nm[0], nm[1]),
-                                   consume=True)  # h is this layer's own: its storage becomes the factor
+    conv = weight.dim() == 4
+    order = _columns(weight) if conv else None
+    h = hessian(model, module, calib_x, calls=calls_per_forward(model, module, calib_x[:1]), columns=order)
+    w = weight.reshape(weight.shape[0], -1)[:, order] if conv else weight
+    if how == "sparsegpt" and (nm is None or w.shape[1] % nm[1] == 0):
+        mask = sparsegpt_(w, h, ratio=ratio, nm=None if nm is None else (nm[1] - nm[0], nm[1]),
+                          consume=True)  # h is this layer's own: its storage becomes the factor
     else:  # given masks; or N:M groups that do not tile the inputs: the pattern's own mask, then least squares
         keep = keep if keep is not None else _first_keep(weight, ratio, nm)
-        mask = keep.reshape(flat.shape[0], -1)[:, order].bool()
-        repaired = masked_lstsq(flat, h, mask, consume=True)
-    unordered = torch.empty_like(repaired)
-    unordered[:, order] = repaired
-    mask_back = torch.empty_like(mask)
-    mask_back[:, order] = mask
-    with torch.no_grad():
-        module.weight.copy_(unordered.view_as(weight))
-    prune.custom_from_mask(module, "weight", mask_back.view_as(weight).to(weight.dtype))
+        mask = keep.reshape(w.shape).bool() if not conv else keep.reshape(w.shape[0], -1)[:, order].bool()
+        masked_lstsq_(w, h, mask, consume=True)
+    del h  # the factor, n x n: gone before the mask and masked weight below are made
+    if conv:
+        with torch.no_grad():
+            weight.view(w.shape[0], -1)[:, order] = w
+        back = torch.empty_like(mask)
+        back[:, order] = mask
+        mask = back
+    prune.custom_from_mask(module, "weight", mask.view_as(weight).to(weight.dtype))
     return int((~mask).sum())
 
 

@@ -7,7 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.repair import dampened, masked_lstsq, output_change, sparsegpt
+from core.repair import (
+    _upper_inverse_factor,
+    dampened,
+    masked_lstsq,
+    masked_lstsq_,
+    output_change,
+    sparsegpt,
+    sparsegpt_,
+)
 
 
 def _layer(rows: int = 12, cols: int = 40, samples: int = 200, seed: int = 0):
@@ -110,3 +118,53 @@ def test_a_consumed_hessian_gives_the_same_repair_in_its_own_storage():
     keep = copied[1]
     h = kept.clone()
     assert torch.equal(masked_lstsq(weight, kept, keep), masked_lstsq(weight, h, keep, consume=True))
+
+
+@pytest.mark.parametrize("n", [7, 300])  # one panel; several panels of the blocked inversion, and an odd middle row
+def test_the_factor_is_the_upper_cholesky_factor_of_the_inverse(n):
+    """U (upper, U^T U = H^-1) formed in H's own storage by reversal, Cholesky and a blocked triangular inversion:
+    the one factor torch computes the slow way, from an explicit inverse."""
+    torch.manual_seed(n)
+    x = torch.randn(2 * n, n, dtype=torch.float64)
+    h = dampened(x.T @ x)
+    expected = torch.linalg.cholesky(torch.linalg.inv(h), upper=True)
+    storage = h.clone()
+    u = _upper_inverse_factor(storage)
+    assert u.data_ptr() == storage.data_ptr()  # in place
+    assert torch.allclose(u, expected, rtol=1e-9, atol=1e-9 * expected.abs().max())
+    assert torch.equal(u, u.triu())
+
+
+def test_sparsegpt_in_place_repairs_the_callers_weight_in_its_own_dtype():
+    """sparsegpt_ works on the caller's weight itself (no copy of it): a float64 weight ends as sparsegpt's copy
+    does, exactly; a float32 one stays float32 (block math in float64, later columns updated in float32) and
+    close to the float64 answer."""
+    weight, h = _layer(cols=300)  # several blocks: the float32 lazy updates are used
+    expected, expected_keep = sparsegpt(weight, h, ratio=0.5, block=64)
+    w = weight.clone()
+    keep = sparsegpt_(w, h, ratio=0.5, block=64)
+    assert torch.equal(w, expected) and torch.equal(keep, expected_keep)
+    w32 = weight.float()
+    pointer = w32.data_ptr()
+    keep32 = sparsegpt_(w32, h, ratio=0.5, block=64)
+    assert w32.dtype == torch.float32 and w32.data_ptr() == pointer
+    assert (keep32 == expected_keep).float().mean() > 0.99  # a near tie may fall the other way in float32
+    same = keep32 == expected_keep
+    assert torch.allclose(w32.double()[same], expected[same], atol=1e-4)
+
+
+def test_masked_lstsq_in_row_chunks_is_the_closed_form_and_in_place():
+    """Rows are independent systems: solved a few rows at a time (bounded memory), the same closed-form answer,
+    written into the caller's weight by masked_lstsq_."""
+    weight, h = _layer(rows=23, seed=3)
+    keep = weight.abs() > weight.abs().median()
+    exact = _lstsq_reference(weight, h, keep)
+    whole = masked_lstsq(weight, h, keep, rows=23)
+    chunked = masked_lstsq(weight, h, keep, rows=5)
+    assert torch.allclose(chunked, exact, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(chunked, whole, atol=1e-4, rtol=1e-4)  # each chunk stops once its own rows converge
+    changes = [output_change(weight, w, h) for w in (exact, whole, chunked)]
+    assert max(changes) <= min(changes) * (1 + 1e-7)
+    w = weight.float()
+    masked_lstsq_(w, h, keep, rows=5)
+    assert w.dtype == torch.float32 and torch.allclose(w.double(), exact, atol=1e-4, rtol=1e-4)

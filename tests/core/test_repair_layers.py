@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -144,3 +145,61 @@ def test_stopping_each_pass_at_the_layer_gives_the_same_hessian_also_for_a_share
         calls = calls_per_forward(model, layer, x[:1])
         assert calls == (2 if layer is model.inner else 1)
         assert torch.allclose(hessian(model, layer, x, batch_size=8, calls=calls), hessian(model, layer, x, 8))
+
+
+def test_hessian_summed_a_few_rows_at_a_time_is_the_whole_sum():
+    """The hook converts and adds its rows to H in chunks (a small float64 temporary, not the batch's): the same H,
+    also for a convolution's unfolded patches and in a column order."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 40), nn.ReLU(), nn.Linear(40, 3))
+    x = torch.randn(300, 5)
+    rows = model[1](model[0](x)).detach().double()
+    exact = rows.T @ rows
+    for chunk in (7, 128, 1000):
+        got = hessian(model, model[2], x, batch_size=100, rows=chunk)
+        assert torch.allclose(got, exact, rtol=1e-12, atol=1e-12 * exact.abs().max())
+    order = torch.randperm(40)
+    got = hessian(model, model[2], x, batch_size=100, rows=7, columns=order)
+    assert torch.allclose(got, exact[order][:, order], rtol=1e-12, atol=1e-12 * exact.abs().max())
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 5, 3))
+    xc = torch.randn(10, 3, 9, 9)
+    patches = F.unfold(conv[1](conv[0](xc)).detach(), 3).transpose(1, 2).reshape(-1, 36).double()
+    assert torch.allclose(hessian(conv, conv[2], xc, batch_size=4, rows=5), patches.T @ patches, rtol=1e-12,
+                          atol=1e-12 * (patches.T @ patches).abs().max())
+
+
+def _allocations(run) -> tuple[int, int]:
+    """(peak, end) of the bytes torch's CPU allocator holds while run() runs, above what it held before: every
+    tensor allocation and free, in order, as torch.profiler records them (memory LAPACK allocates for itself is not
+    a tensor and not seen here: bench.repair measures the process's resident memory)."""
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        run()
+    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        event = stack.pop()
+        stack.extend(event.children)
+        if event.tag == _EventType.Allocation:
+            events.append((event.start_time_ns, event.extra_fields.alloc_size))
+    live = peak = 0
+    for _, size in sorted(events):
+        live += size
+        peak = max(peak, live)
+    return peak, live
+
+
+@pytest.mark.parametrize("how", ["sparsegpt", "lstsq"])
+def test_repairing_a_layer_holds_its_hessian_and_inputs_at_most(how):
+    """Issue 14's memory bound, counted in tensor allocations: repairing a 2048-input layer from 512 calibration
+    rows (as bench.repair --memory's 8 x 64 tokens) in one batch holds at most its H plus its calibration inputs in
+    float64, beyond what the masks leave (the mask and masked weight torch.nn.utils.prune keeps, as a mask without
+    repair does)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 2048), nn.ReLU(), nn.Linear(2048, 128))
+    x = torch.randn(8, 64, 8)  # 8 examples of 64 positions: one calibration batch
+    keep = {"2": (torch.rand(128, 2048) > 0.5).float()} if how == "lstsq" else None
+    peak, end = _allocations(lambda: repair_masks(model, x[:1], x, how, {"2": 0.5}, keep=keep))
+    bound = 2048 * 2048 * 8 + 512 * 2048 * 8  # H, and the layer's 512 calibration input rows, float64
+    assert peak - end <= bound, (peak - end - bound) / 2**20
