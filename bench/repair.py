@@ -1,7 +1,7 @@
 """Benchmark: post-training repair, no fine-tuning (issue 14). Writes the `repair` section of docs/benchmarks.md.
 
     .venv/bin/python -m bench.repair [--seeds 0 1 2] [--models tiny-lm minilm mnist-resnet] [--parts masks structured]
-                                     [--memory]
+                                     [--memory] [--memory-only]
 
 Masks (tiny-lm: perplexity on its validation text; MiniLM: embedding fidelity on its own sentence set): dense,
 then 50% unstructured per layer and 2:4 — magnitude, Wanda's scores, Wanda's masks repaired by exact least
@@ -155,7 +155,8 @@ MEASURED = {"masks": "measured", "structured": "structured_measured", "recipe": 
 def memory_probe(layers: int, width: int, tokens: int, how: str) -> dict:
     """In this (fresh) process: mask every Linear of a random decoder of `layers` x `width` to 50% — by magnitude
     (how="magnitude": torch.nn.utils.prune's masks alone) or repaired by SparseGPT on 8 x `tokens` calibration
-    tokens; resident memory before and at peak, and what one layer's repair needs at the least."""
+    tokens; resident memory before and at peak, what one layer's repair needs at the least, and (repaired) each
+    layer's own peak against its H plus its calibration inputs (_LayerPeaks)."""
     from core.prune.unstructured import apply_unstructured
     from core.repair_layers import repair_masks
     from sample_models.tiny_lm import TinyLM
@@ -168,16 +169,40 @@ def memory_probe(layers: int, width: int, tokens: int, how: str) -> dict:
         net(x)  # one forward pass first: its buffers are the model's, not the repair's
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     ratios = {n: 0.5 for n, m in net.named_modules() if isinstance(m, torch.nn.Linear)}
+    inputs = {n: m.in_features for n, m in net.named_modules() if n in ratios}
+    peaks = _LayerPeaks()
     t0 = time.perf_counter()
     if how == "magnitude":
         apply_unstructured(net, ratios)
     else:
-        repair_masks(net, x[:1], x, "sparsegpt", ratios)
-    widest = max(m.in_features for m in net.modules() if isinstance(m, torch.nn.Linear))
-    return {"params": sum(p.numel() for p in net.parameters()), "layers": len(ratios), "rss_before": before,
-            "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "seconds": time.perf_counter() - t0,
-            "hessian_bytes": widest * widest * 8, "inputs_bytes": x.numel() * widest * 8,  # float64, as summed
-            "weight_bytes": max(m.weight.numel() for m in net.modules() if isinstance(m, torch.nn.Linear)) * 8}
+        repair_masks(net, x[:1], x, "sparsegpt", ratios, progress=peaks)
+    widest = max(inputs.values())
+    out = {"params": sum(p.numel() for p in net.parameters()), "layers": len(ratios), "rss_before": before,
+           "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "seconds": time.perf_counter() - t0,
+           "hessian_bytes": widest * widest * 8, "inputs_bytes": x.numel() * widest * 8,  # float64, as summed
+           "weight_bytes": max(m.weight.numel() for m in net.modules() if isinstance(m, torch.nn.Linear)) * 8}
+    if peaks.layers:
+        out["per_layer"] = {n: {**v, "bound": inputs[n] ** 2 * 8 + x.numel() * inputs[n] * 8}
+                            for n, v in peaks.layers.items()}
+    return out
+
+
+class _LayerPeaks:
+    """repair_masks' progress callback that reads, for each layer, the resident memory before its repair, at its
+    peak and after it (Linux: /proc/self/status VmRSS and VmHWM; the peak is reset between layers through
+    /proc/self/clear_refs), in bytes."""
+
+    def __init__(self) -> None:
+        self.layers: dict[str, dict[str, int]] = {}
+        self.current: tuple[str, int] | None = None
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+        rss, hwm = (int(status[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM"))
+        if self.current is not None:
+            self.layers[self.current[0]] = {"start": self.current[1], "peak": hwm, "end": rss}
+        Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from the resident memory now
+        self.current = (name, rss) if name else None
 
 
 def memory() -> dict:
@@ -285,6 +310,7 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--recipe-only", action="store_true", help="only the two-stage recipe rows (MiniLM): "
                         "--models minilm --parts recipe")
+    parser.add_argument("--memory-only", action="store_true", help="only the memory probe (--memory, no models)")
     parser.add_argument("--write-only", action="store_true")
     args = parser.parse_args()
     if args.write_only:
@@ -294,6 +320,8 @@ def main() -> None:
     _code_commit()
     if args.recipe_only:
         args.models, args.parts = ["minilm"], ["recipe"]
+    if args.memory_only:
+        args.models, args.memory = [], True
     results = {}
     for name in args.models:
         try:

@@ -30,7 +30,8 @@ import torch
 
 DAMP = 0.01  # dampening, a fraction of H's mean diagonal (SparseGPT's and Wanda's reference choice)
 BLOCK = 128  # columns updated lazily together (SparseGPT's default: memory of a block, speed of a matmul)
-FACTOR_BLOCK = 128  # rows or columns per panel when H is turned into its factor (temporaries: n x 128 float64)
+FACTOR_BLOCK = 128  # columns of the blocked triangular inversion of H's factor (temporaries: 128 x 128 float64)
+REVERSE_ROWS = 16  # rows turned at a time when H's rows and columns are reversed (temporaries: 2 x 16 x n float64)
 # conjugate gradients stop when every row's residual is this fraction of its right-hand side. Looser stops sooner
 # with nearly the same output change (MiniLM's largest layer: 1e-5 in 0.7x the time, change within 2e-7 relative)
 # but leaves weights in H's flat directions off by 3e-4: the exact answer is what this repair promises
@@ -51,7 +52,7 @@ def dampened(h: torch.Tensor, damp: float = DAMP, consume: bool = False) -> torc
 
 def _upper_inverse_factor(h: torch.Tensor) -> torch.Tensor:
     """U, upper triangular, with U^T U = h^-1 (h symmetric positive definite), in h's own storage and with only
-    panel-sized temporaries (n x FACTOR_BLOCK): the widest layer's repair holds one n x n matrix. With P the
+    temporaries of a few rows or a block: the widest layer's repair holds one n x n matrix. With P the
     reversal of rows and columns and P h P = L L^T: U = P L^-1 P, as (P L^-1 P)^T (P L^-1 P) = P L^-T L^-1 P = h^-1
     (and an upper factor with a positive diagonal is unique). Cholesky runs on h's transpose, the same matrix in
     LAPACK's column-major order (on h itself torch converts through an n x n temporary); cholesky_inverse is not
@@ -65,11 +66,11 @@ def _upper_inverse_factor(h: torch.Tensor) -> torch.Tensor:
 
 
 def _reverse_(x: torch.Tensor) -> None:
-    """x := P x P (rows and columns in reverse order: a half turn) in place, FACTOR_BLOCK rows at a time."""
+    """x := P x P (rows and columns in reverse order: a half turn) in place, REVERSE_ROWS rows at a time."""
     n = len(x)
-    for a in range(0, n // 2, FACTOR_BLOCK):
-        b = min(a + FACTOR_BLOCK, n // 2)
-        top = x[a:b].flip(0, 1)  # flip copies: a panel
+    for a in range(0, n // 2, REVERSE_ROWS):
+        b = min(a + REVERSE_ROWS, n // 2)
+        top = x[a:b].flip(0, 1)  # flip copies: two row panels live
         x[a:b] = x[n - b:n - a].flip(0, 1)
         x[n - b:n - a] = top
     if n % 2:
@@ -78,13 +79,16 @@ def _reverse_(x: torch.Tensor) -> None:
 
 def _invert_lower_(x: torch.Tensor) -> None:
     """x := x^-1 in place for x lower triangular with zeros above its diagonal: LAPACK trtri's blocked algorithm,
-    bottom-right first. With x = [[A, 0], [B, C]] and C already inverted in place: B := -C^-1 B A^-1, A := A^-1."""
+    bottom-right first. With x = [[A, 0], [B, C]] and C already inverted in place: B := -C^-1 B A^-1, A := A^-1.
+    C^-1 B is formed FACTOR_BLOCK rows at a time from the bottom up: as C^-1 is lower triangular, a row of it
+    reads the rows of B above it only, so the rows below are free to be overwritten (temporaries: block x block)."""
     n = len(x)
     for a in reversed(range(0, n, FACTOR_BLOCK)):
         b = min(a + FACTOR_BLOCK, n)
         inverse = torch.linalg.solve_triangular(x[a:b, a:b], torch.eye(b - a, dtype=x.dtype), upper=False)
-        if b < n:  # C^-1 is lower triangular with zeros above: a plain product is the triangular one
-            x[b:, a:b] = (x[b:, b:] @ x[b:, a:b]).neg_() @ inverse
+        for c in reversed(range(b, n, FACTOR_BLOCK)):
+            d = min(c + FACTOR_BLOCK, n)
+            x[c:d, a:b] = (x[c:d, b:d] @ x[b:d, a:b]).neg_() @ inverse
         x[a:b, a:b] = inverse
 
 
@@ -118,8 +122,8 @@ def sparsegpt_(w: torch.Tensor, h: torch.Tensor, ratio: float = 0.0, nm: tuple[i
             w[:, a:b] = part
         # in place: no rows x rest temporary per block; U's rows of this block converted (block x rest) if need be
         w[:, b:].addmm_(errors.to(w.dtype), u[a:b, b:].to(w.dtype), alpha=-1)
-    w.mul_(keep)
-    return keep
+    w.masked_fill_(keep.logical_not_(), 0.0)  # not w.mul_(keep): that converts keep to a weight-sized float copy
+    return keep.logical_not_()
 
 
 def _sparsegpt_block(part: torch.Tensor, u: torch.Tensor, keep: torch.Tensor, a: int, b: int, ratio: float | None,
