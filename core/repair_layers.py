@@ -29,6 +29,10 @@ from core.token_positions import real_rows, real_tokens
 
 REPAIRS = ("sparsegpt", "lstsq")  # what a mask method's --repair may be
 HESSIAN_ROWS = 128  # input rows converted to float64 and added to H at a time (1 MiB at 1024 inputs)
+# the layer's input rows (tokens, a convolution's positions, examples) per forward pass while H is summed: a forward
+# pass holds a few activations of its batch at once (a transformer's MLP hidden layer twice, before and after its
+# activation function), which with every calibration text in one batch came to more than the widest layer's inputs
+BATCH_ROWS = 256
 
 
 def forward_order(model: nn.Module, example_input: torch.Tensor, names: list[str]) -> list[str]:
@@ -159,7 +163,8 @@ def _repair_one(model: nn.Module, module: nn.Module, calib_x: torch.Tensor, how:
         return int((mask == 0).sum())
     conv = weight.dim() == 4
     order = _columns(weight) if conv else None
-    h = hessian(model, module, calib_x, calls=calls_per_forward(model, module, calib_x[:1]), columns=order)
+    calls = calls_per_forward(model, module, calib_x[:1])
+    h = hessian(model, module, calib_x, _batch_size(model, module, calib_x), calls, columns=order)
     w = weight.reshape(weight.shape[0], -1)[:, order] if conv else weight
     if how == "sparsegpt" and (nm is None or w.shape[1] % nm[1] == 0):
         mask = sparsegpt_(w, h, ratio=ratio, nm=None if nm is None else (nm[1] - nm[0], nm[1]),
@@ -177,6 +182,24 @@ def _repair_one(model: nn.Module, module: nn.Module, calib_x: torch.Tensor, how:
         mask = back
     prune.custom_from_mask(module, "weight", mask.view_as(weight).to(weight.dtype))
     return int((~mask).sum())
+
+
+def _batch_size(model: nn.Module, module: nn.Module, calib_x: torch.Tensor) -> int:
+    """Calibration examples per forward pass while `module`'s H is summed: BATCH_ROWS of its input rows (as many
+    as one example gives it: one, its tokens or its convolution positions), at least one example."""
+    rows = [0]
+
+    def hook(_m: nn.Module, args: tuple) -> None:
+        rows[0] = len(patches(module, args[0].detach()))
+        raise _Reached
+
+    handle = module.register_forward_pre_hook(hook)
+    try:
+        with torch.no_grad(), contextlib.suppress(_Reached):
+            model(calib_x[:1])
+    finally:
+        handle.remove()
+    return max(1, BATCH_ROWS // max(1, rows[0]))
 
 
 def _columns(weight: torch.Tensor) -> torch.Tensor:
