@@ -31,6 +31,7 @@ import torch
 DAMP = 0.01  # dampening, a fraction of H's mean diagonal (SparseGPT's and Wanda's reference choice)
 BLOCK = 128  # columns updated lazily together (SparseGPT's default: memory of a block, speed of a matmul)
 FACTOR_BLOCK = 128  # columns of the blocked triangular inversion of H's factor (temporaries: 128 x 128 float64)
+LAZY_COLUMNS = 512  # later columns updated per product after a block (U's slice converted: 128 x 512)
 REVERSE_ROWS = 16  # rows turned at a time when H's rows and columns are reversed (temporaries: 2 x 16 x n float64)
 # conjugate gradients stop when every row's residual is this fraction of its right-hand side. Looser stops sooner
 # with nearly the same output change (MiniLM's largest layer: 1e-5 in 0.7x the time, change within 2e-7 relative)
@@ -120,8 +121,10 @@ def sparsegpt_(w: torch.Tensor, h: torch.Tensor, ratio: float = 0.0, nm: tuple[i
         errors = _sparsegpt_block(part, u, keep, a, b, None if given else ratio, nm)
         if part.dtype != w.dtype:
             w[:, a:b] = part
-        # in place: no rows x rest temporary per block; U's rows of this block converted (block x rest) if need be
-        w[:, b:].addmm_(errors.to(w.dtype), u[a:b, b:].to(w.dtype), alpha=-1)
+        errors = errors.to(w.dtype)
+        for c in range(b, cols, LAZY_COLUMNS):  # in place; U's rows of this block converted a slice at a time
+            d = min(c + LAZY_COLUMNS, cols)
+            w[:, c:d].addmm_(errors, u[a:b, c:d].to(w.dtype), alpha=-1)
     w.masked_fill_(keep.logical_not_(), 0.0)  # not w.mul_(keep): that converts keep to a weight-sized float copy
     return keep.logical_not_()
 
@@ -175,8 +178,8 @@ def masked_lstsq_(w: torch.Tensor, h: torch.Tensor, keep: torch.Tensor, damp: fl
                   rows: int | None = None) -> None:
     """w := the weights W' (zero where keep is False) minimising tr((W - W') Hd (W - W')^T), Hd = dampened(h), in
     place. Each row is its own system: solved `rows` rows at a time (default: inputs / 128, at least 32), so the
-    ~9 float64 matrices conjugate gradients keep are chunk-sized (each 1/96 of H at 3072 inputs), not weight-sized. consume: h (float64) is
-    dampened in place instead of copied."""
+    ~9 float64 matrices conjugate gradients keep are chunk-sized (each 1/96 of H at 3072 inputs), not weight-sized.
+    consume: h (float64) is dampened in place instead of copied."""
     hd = dampened(h, damp, consume)
     # fewer rows a chunk run slower: 512 x 2048 weights took 1.45x all rows' time by 32 rows, 2.1x by 16
     rows = rows or max(32, w.shape[1] // 128)

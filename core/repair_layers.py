@@ -139,28 +139,37 @@ def repair_masks(model: nn.Module, example_input: torch.Tensor, calib_x: torch.T
         if not isinstance(modules.get(name), PRUNABLE):
             raise PruneLabError(f"{name!r} is not a Conv2d or Linear layer of this model")
     order = forward_order(model, example_input, wanted)
-    removed = {}
+    removed, repaired = {}, {}
     for done, name in enumerate(order):
         if progress is not None:
             progress(done, len(order), name)
-        module = modules[name]
-        removed[name] = _repair_one(model, module, calib_x, how, ratios.get(name, 0.0),
-                                    None if keep is None else keep[name], nm)
+        mask = _repair_one(model, modules[name], calib_x, how, ratios.get(name, 0.0),
+                           None if keep is None else keep[name], nm)
+        removed[name] = int((~mask).sum())
+        if repairable(modules[name]):
+            repaired[name] = mask
     if progress is not None:
         progress(len(order), len(order), "")
+    # masks attached last: a repaired weight is already zero where its mask is, so the forward passes that sum later
+    # layers' H give the same inputs without torch.nn.utils.prune's hook, which makes a new masked weight on every
+    # pass while the last one is still held (9 MiB more at bench.repair --memory's 3072 x 768 layers)
+    for name in list(repaired):
+        weight = modules[name].weight
+        prune.custom_from_mask(modules[name], "weight", repaired.pop(name).to(weight.dtype))
     return removed
 
 
 def _repair_one(model: nn.Module, module: nn.Module, calib_x: torch.Tensor, how: str, ratio: float,
-                keep: torch.Tensor | None, nm: tuple[int, int] | None) -> int:
-    """Mask one layer and, if core.repair can, repair what stays; the number of weights zeroed. A Linear layer is
-    repaired in its own storage (nothing weight-sized is copied); a convolution's weight is copied once, its columns
-    in _columns' order."""
+                keep: torch.Tensor | None, nm: tuple[int, int] | None) -> torch.Tensor:
+    """The layer's keep-mask (bool, shaped like its weight). A layer core.repair can repair is repaired and its
+    weights zeroed where the mask is (the mask itself is left to the caller); any other gets its mask now. A Linear
+    layer is repaired in its own storage (nothing weight-sized is copied); a convolution's weight is copied once,
+    its columns in _columns' order."""
     weight = module.weight.detach()
     if not repairable(module):
         mask = keep if keep is not None else _first_keep(weight, ratio, nm)
         prune.custom_from_mask(module, "weight", mask.to(weight.dtype))
-        return int((mask == 0).sum())
+        return mask.bool()
     conv = weight.dim() == 4
     order = _columns(weight) if conv else None
     calls = calls_per_forward(model, module, calib_x[:1])
@@ -173,15 +182,14 @@ def _repair_one(model: nn.Module, module: nn.Module, calib_x: torch.Tensor, how:
         keep = keep if keep is not None else _first_keep(weight, ratio, nm)
         mask = keep.reshape(w.shape).bool() if not conv else keep.reshape(w.shape[0], -1)[:, order].bool()
         masked_lstsq_(w, h, mask, consume=True)
-    del h  # the factor, n x n: gone before the mask and masked weight below are made
+    del h  # the factor, n x n
     if conv:
         with torch.no_grad():
             weight.view(w.shape[0], -1)[:, order] = w
         back = torch.empty_like(mask)
         back[:, order] = mask
         mask = back
-    prune.custom_from_mask(module, "weight", mask.view_as(weight).to(weight.dtype))
-    return int((~mask).sum())
+    return mask.view_as(weight)
 
 
 def _batch_size(model: nn.Module, module: nn.Module, calib_x: torch.Tensor) -> int:
