@@ -137,7 +137,7 @@ def _sparsegpt_block(part: torch.Tensor, u: torch.Tensor, keep: torch.Tensor, a:
     scale = torch.diagonal(ud)
     errors = torch.zeros_like(part)
     if nm is None and ratio is not None:
-        keep[:, a:b] = _keep_lowest(part.pow(2) / scale.pow(2), ratio)
+        keep[:, a:b] = _keep_lowest(part.square().div_(scale.square()), ratio)  # one rows x block temporary
     for i in range(b - a):
         if nm is not None and ratio is not None and i % nm[1] == 0:
             span = slice(i, min(i + nm[1], b - a))
