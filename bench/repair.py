@@ -44,6 +44,8 @@ from core.metric_keys import headline as headline_metric
 from core.models import load
 from core.plan import plan
 from core.prune import apply
+from core.repair import BLOCK
+from core.repair_layers import BATCH_ROWS, HESSIAN_ROWS
 from core.spec import ModelSpec
 from core.workflows import SolveRequest, solve
 
@@ -335,10 +337,11 @@ def _per_layer_note(layers: dict, bound: int) -> str:
                  f"held at most {max(held[n] for n in later) / mib:.1f} MiB and left at most {most / mib:.1f} MiB "
                  "(their bool mask, attached once every layer is repaired). ")
     return text + (
-        "A layer's figure counts the forward passes that sum its H (256 input rows each, H added 128 rows at a time), "
-        "H's factor formed in H's own storage, the weight repaired in place (float32, one 128-column block in "
-        f"float64) and its bool mask. Against each layer's own H plus inputs, {len(over)} of {len(layers)} layers hold "
-        "more: a 768-input layer's H is 4.5 MiB, less than the forward passes through the 3072-wide MLP or a "
+        f"A layer's figure counts the forward passes that sum its H ({BATCH_ROWS} input rows each, H added "
+        f"{HESSIAN_ROWS} rows at a time), H's factor formed in H's own storage, the weight repaired in place (float32, "
+        f"one {BLOCK}-column block in float64) and its bool mask. Against each layer's own H plus inputs, "
+        f"{len(over)} of {len(layers)} layers hold more: a 768-input layer's H is 4.5 MiB, less than the forward "
+        "passes through the 3072-wide MLP or a "
         "3072-row weight's float64 column blocks and mask. ")
 
 
