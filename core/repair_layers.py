@@ -31,8 +31,10 @@ REPAIRS = ("sparsegpt", "lstsq")  # what a mask method's --repair may be
 HESSIAN_ROWS = 128  # input rows converted to float64 and added to H at a time (1 MiB at 1024 inputs)
 # the layer's input rows (tokens, a convolution's positions, examples) per forward pass while H is summed: a forward
 # pass holds a few activations of its batch at once (a transformer's MLP hidden layer twice, before and after its
-# activation function), which with every calibration text in one batch came to more than the widest layer's inputs
-BATCH_ROWS = 256
+# activation function), which with every calibration text in one batch came to more than the widest layer's inputs.
+# 128, not 256: on bench.repair's 100M-parameter probe (width 768, MLP 3072) 256 rows per pass held 84.5 MiB at the
+# first 3072-input layer against the 84 MiB bound, 128 rows 82.6 MiB (the later layers 79.6 -> 79.0)
+BATCH_ROWS = 128
 
 
 def forward_order(model: nn.Module, example_input: torch.Tensor, names: list[str]) -> list[str]:
