@@ -42,6 +42,7 @@ from core.strategy import detect_family
 SCHEDULES: dict[str, Schedule] = {  # label -> schedule; every row of the table and the evidence follows from it
     "one-shot": Schedule("oneshot"),
     "iterative (3 rounds)": Schedule("iterative", steps=3),
+    "iterative (3 rounds, 80% last)": Schedule("iterative", steps=3, last_round=0.8),
     "dynamic (AGP)": Schedule("dynamic", update_every=10),
 }
 ONE_SHOT = "one-shot"  # the reference every other schedule is compared with

@@ -18,6 +18,7 @@ from pathlib import Path
 from core import executors, methods, recipes
 from core.allocate import STRATEGIES, TARGETS, Target
 from core.config import (
+    LIMITS,
     QUANTIZE,
     FinetuneConfig,
     Pattern,
@@ -243,7 +244,7 @@ def _settings(args: argparse.Namespace) -> dict:
     its allowed range in the message) before any slow work."""
     return dict(seed=check_int("seed", args.seed), pattern=Pattern(*args.nm, block=args.block), repair=args.repair,
                 quantize=args.quantize, calibration_samples=check_int("calibration_samples", args.calibration_samples),
-                schedule=Schedule(args.schedule, args.steps, args.curve, args.update_every),
+                schedule=Schedule(args.schedule, args.steps, args.curve, args.update_every, args.last_round),
                 finetune=FinetuneConfig(epochs=args.finetune_epochs, distill=args.distill, temperature=args.temperature,
                                         alpha=args.alpha, rewind=args.rewind, **_given_recipe(args)))
 
@@ -751,6 +752,10 @@ def build_parser() -> Parser:
                     help="iterative/dynamic ratio curve")
     pr.add_argument("--update-every", type=_positive_int, default=schedule.update_every,
                     help="dynamic: optimiser steps per mask update")
+    low, high = LIMITS["last_round"]
+    pr.add_argument("--last-round", type=float, default=schedule.last_round, metavar="SHARE",
+                    help=f"iterative: share of the fine-tuning budget spent after the last cut, the rest split evenly "
+                    f"between the earlier rounds ({low}..{high}; default: an equal share per round)")
     pr.add_argument("--finetune-epochs", type=int, default=finetune.epochs,
                     help="the schedule's whole fine-tuning budget in epochs (0 = none)")
     pr.add_argument("--distill", action="store_true", help="distil from the unpruned model while fine-tuning")

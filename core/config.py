@@ -4,8 +4,9 @@ Per-layer ratios are keyed by dotted module names (strings), so a config seriali
 onto a freshly built model. Reading rejects unknown versions and keys instead of guessing; version 1
 files (before N:M, block, neuron, head and layer pruning, schedules and distillation) and version 2 files
 (before the fine-tune recipe's optimizer and BatchNorm handling) and version 3 files (before post-training
-repair) and version 4 files (before int8 quantisation) are read as the version 5 config they equal: every new field
-at its default, which is what those versions did (SGD, BatchNorm statistics trained, no repair, float weights).
+repair) and version 4 files (before int8 quantisation) and version 5 files (before an iterative schedule's last-round
+share) are read as the version 6 config they equal: every new field at its default, which is what those versions did
+(SGD, BatchNorm statistics trained, no repair, float weights, the budget split evenly between rounds).
 
 What a ratio means depends on the method: the fraction of a layer's weights (unstructured, block), of a
 channel group's channels (channel) or hidden units (neuron), of an attention module's heads (head); for
@@ -28,8 +29,8 @@ from core.importance import get as get_criterion
 from core.methods import Method
 from core.ratios import check_ratio as check_ratio  # re-exported: the one ratio check lives in core.ratios
 
-CONFIG_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+CONFIG_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 QUANTIZE = ("none", "int8")  # after the last stage: int8 = onnxruntime static quantisation (core.deploy)
 SCHEDULES = ("oneshot", "iterative", "dynamic")
 CURVES = ("linear", "cubic")
@@ -52,6 +53,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "alpha": (0.0, 1.0),  # weight of the distillation term
     "steps": (1, 100),  # iterative rounds
     "update_every": (1, 1_000_000),  # optimiser steps between dynamic mask updates
+    "last_round": (0.05, 0.95),  # iterative: share of the fine-tuning budget spent after the last cut
     "seed": (0, 2**32 - 1),  # numpy.random.default_rng / torch.manual_seed range shared by both
     "calibration_samples": (1, 1_000_000),  # examples scored / used for BatchNorm statistics
     "eval_samples": (1, 1_000_000),  # examples each sensitivity point is evaluated on
@@ -141,6 +143,11 @@ class Schedule:
     steps: int = 3
     curve: str = "cubic"  # linear: equal increments; cubic: large cuts first, small near the end (AGP)
     update_every: int = 10
+    # iterative: share of the fine-tuning budget (optimiser steps) spent after the last cut, the rest split evenly
+    # between the earlier rounds; None: every round an equal share (all that versions 1-5 knew). On mnist-resnet at
+    # 90% per layer and 1 epoch, 80% after the last cut ended at 0.948 accuracy, an equal share at 0.746 (seed 0,
+    # bench.schedules)
+    last_round: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
@@ -149,6 +156,17 @@ class Schedule:
             raise PruneLabError(f"unknown schedule curve {self.curve!r}; choose linear or cubic")
         check_int("steps", self.steps, "schedule steps")
         check_int("update_every", self.update_every, "schedule update_every")
+        if self.last_round is not None:
+            check_number("last_round", self.last_round, "schedule last_round")
+
+    def split(self, budget: int) -> list[int]:
+        """Optimiser steps of each round (one round unless iterative), summing to `budget`: an equal share each
+        (the remainder to the last), or `last_round` of it after the last cut and the rest shared evenly before."""
+        rounds = self.steps if self.kind == "iterative" else 1
+        if rounds == 1 or self.last_round is None:
+            return [budget // rounds] * (rounds - 1) + [budget // rounds + budget % rounds]
+        early = budget - round(budget * self.last_round)
+        return [early // (rounds - 1)] * (rounds - 1) + [budget - early // (rounds - 1) * (rounds - 1)]
 
     def fraction(self, t: float) -> float:
         """Share of the final ratio reached at progress t in [0, 1]: t (linear) or 1 - (1 - t)^3 (cubic)."""

@@ -3,7 +3,8 @@
 - oneshot: prune to the final ratios, then spend the whole fine-tuning budget;
 - iterative: `steps` rounds, each pruning a little more (the final ratios times the schedule's curve at
   k/steps) and fine-tuning for its share of the budget — the optimiser steps of `epochs` epochs split
-  evenly across rounds, so every schedule trains for the same number of steps;
+  evenly across rounds, or with `last_round` of them after the last cut (Schedule.split), so every schedule
+  trains for the same number of steps;
 - dynamic: gradual magnitude pruning *during* fine-tuning (Zhu & Gupta 2017): masks start empty and are
   recomputed from the current weights every `update_every` optimiser steps, the sparsity following the
   schedule curve (cubic by default) until 75% of the steps, the last quarter fine-tuning at the final sparsity.
@@ -124,7 +125,7 @@ def _rounds(spec: ModelSpec, config: PruneConfig, say: StageProgress) -> Trained
     model, removed, losses = copy.deepcopy(spec.model), {}, []
     trajectory = [_point(model, spec, 0, 0.0, "baseline")]
     initial = initial_state(spec) if config.finetune.rewind else None
-    budget, teacher = _budget(spec, config), _teacher(spec, config)
+    shares, teacher = schedule.split(_budget(spec, config)), _teacher(spec, config)
     for k in range(1, rounds + 1):
         fraction = schedule.fraction(k / rounds) if rounds > 1 else 1.0
         where = f" (round {k}/{rounds})" if rounds > 1 else ""
@@ -136,7 +137,7 @@ def _rounds(spec: ModelSpec, config: PruneConfig, say: StageProgress) -> Trained
         trajectory.append(_point(model, spec, k, fraction, "pruned"))
         if initial is not None:
             rewind(model, initial)
-        steps = budget // rounds + (budget % rounds if k == rounds else 0)
+        steps = shares[k - 1]
         if steps:
             losses += fit(model, spec.split.train_x, spec.split.train_y, _recipe(config), seed=config.seed + k - 1,
                           steps=steps, teacher=teacher,

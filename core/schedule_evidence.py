@@ -97,7 +97,8 @@ def _figure(model: str, family: str, kind: str, entry: dict, cell: dict) -> Figu
     """The figure of kind's default variant in one cell, or None if that variant was not measured there."""
     default = asdict(Schedule(kind))
     for label, row in cell["changes"].items():
-        if row["kind"] == kind and row["settings"] == default:
+        # a field the row does not record came later (Schedule.last_round): that run had its default
+        if row["kind"] == kind and {**default, **row["settings"]} == default:
             change, ratio = _number(row["change"]), _number(cell["ratio"])
             return Figure(model, family, str(cell["scope"]), ratio, kind, str(label), change, str(entry["unit"]),
                           len(row.get("seeds", cell["seeds"])),  # the seeds it was paired with one-shot on

@@ -114,7 +114,7 @@ def training_state(name: str, config: PruneConfig) -> tuple[dict[str, Any], list
     values |= {state.EPOCHS: epochs, state.LR: lr, state.DISTILL: ft.distill, state.DISTILL_TEMPERATURE: ft.temperature,
                state.DISTILL_ALPHA: ft.alpha, state.REWIND: ft.rewind, state.SCHEDULE: sched.kind,
                state.SCHEDULE_STEPS: sched.steps, state.SCHEDULE_CURVE: sched.curve,
-               state.SCHEDULE_EVERY: sched.update_every}
+               state.SCHEDULE_EVERY: sched.update_every, state.SCHEDULE_LAST: sched.last_round}
     return values, notes
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.config import BATCHNORM_MODES, OPTIMIZERS, SCHEDULES, FinetuneConfig
+from core.config import BATCHNORM_MODES, LIMITS, OPTIMIZERS, SCHEDULES, FinetuneConfig
 from core.errors import PruneLabError
 from core.recipes import RECIPE_FIELDS, Choice, describe, explain
 from core.spec import ModelSpec, require_data
@@ -93,14 +93,21 @@ def _recipe(choice: Choice) -> dict[str, Any]:
 
 
 def _schedule() -> dict[str, Any]:
-    """Kind, and only the settings that kind uses: steps (iterative), curve, update interval (dynamic)."""
+    """Kind, and only the settings that kind uses: steps and the last round's share (iterative), curve, update
+    interval (dynamic)."""
     kind = st.radio("Schedule", SCHEDULES, horizontal=True, key=state.SCHEDULE,
                     captions=[SCHEDULE_HELP[k] for k in SCHEDULES])
     fields: dict[str, Any] = {"kind": kind}
     c1, c2, c3 = st.columns(3)
     if kind == "iterative":
         fields["steps"] = int(c1.number_input("Steps", 1, 100, defaults.SCHEDULE.steps, key=state.SCHEDULE_STEPS,
-                                              help="pruning rounds; the epochs are split evenly between them"))
+                                              help="pruning rounds; the epochs are split between them"))
+        low, high = LIMITS["last_round"]
+        last = c3.number_input("Budget after the last cut", low, high, defaults.SCHEDULE.last_round, 0.05,
+                               key=state.SCHEDULE_LAST, placeholder="equal share",
+                               help="share of the fine-tuning budget spent after the last cut, the rest split evenly "
+                                    "between the earlier rounds; empty: every round an equal share")
+        fields["last_round"] = None if last is None else float(last)
     if kind != "oneshot":
         fields["curve"] = c2.radio("Curve", ["cubic", "linear"], horizontal=True, key=state.SCHEDULE_CURVE,
                                    help="share of the final ratio reached over time: cubic cuts most early "

@@ -105,7 +105,8 @@ def schedule_text(config: PruneConfig) -> str:
     """The schedule and fine-tuning options of a config in words, for captions."""
     sched, ft = config.schedule, config.finetune
     text = {"oneshot": "one-shot",
-            "iterative": f"iterative, {sched.steps} steps along the {sched.curve} curve",
+            "iterative": f"iterative, {sched.steps} steps along the {sched.curve} curve"
+                         + (f", {sched.last_round:.0%} of the budget after the last cut" if sched.last_round else ""),
             "dynamic": f"dynamic, masks updated every {sched.update_every} optimiser steps along the {sched.curve} "
                        "curve",
             }[sched.kind]

@@ -50,7 +50,7 @@ def test_round_trips(config, tmp_path):
     assert set(config.to_dict()) == KEYS
     assert set(config.to_dict()["finetune"]) == {"epochs", "lr", "batch_size", "distill", "temperature", "alpha",
                                                  "rewind", "optimizer", "batchnorm"}
-    assert config.to_dict()["version"] == CONFIG_VERSION == 5
+    assert config.to_dict()["version"] == CONFIG_VERSION == 6
     text = config.to_json()
     assert text.endswith("\n") and json.loads(text) == config.to_dict()
     assert list(json.loads(text)) == sorted(KEYS)  # stable, diff-friendly key order
@@ -72,7 +72,7 @@ def test_config_is_frozen():
 
 
 @pytest.mark.parametrize("text, message", [
-    (json.dumps(_valid_dict(version=6)), "version 6 is not supported"),
+    (json.dumps(_valid_dict(version=7)), "version 7 is not supported"),
     (json.dumps({k: v for k, v in _valid_dict().items() if k != "version"}), "no 'version' field"),
     (json.dumps(_valid_dict(colour="red")), "unknown field(s): colour"),
     (json.dumps(_valid_dict(finetune={"epochs": 1, "momentum": 0.9})), "finetune has unknown field(s): momentum"),
@@ -88,7 +88,7 @@ def test_config_is_frozen():
     (json.dumps(_valid_dict(seed=-1)), "seed must be an integer from 0 to 4294967295"),
     (json.dumps(_valid_dict(calibration_samples=1.5)), "calibration_samples must be an integer from 1 to 1000000"),
     ('{"version": 1, "model": "digits-mlp", "method": "channel", "ratios": {"fc1": NaN}}', "got nan"),
-], ids=["version-6", "no-version", "unknown-field", "unknown-finetune-field", "truncated", "empty", "list",
+], ids=["version-7", "no-version", "unknown-field", "unknown-finetune-field", "truncated", "empty", "list",
         "string", "null", "missing-model", "bad-method", "bad-criterion", "ratios-list", "negative-seed",
         "float-calibration", "nan-literal"])
 def test_bad_config_text_is_refused_with_a_precise_message(text, message):
@@ -102,8 +102,8 @@ def test_version_checked_before_fields():
     """A future version with fields this PruneLab does not know is refused for its version, not its fields."""
     with pytest.raises(PruneLabError, match="version 99 is not supported"):
         PruneConfig.from_dict({"version": 99, "sparsity_schedule": "cubic"})
-    with pytest.raises(PruneLabError, match="version 6"):
-        PruneConfig(model="digits-mlp", method="channel", ratios={}, version=6)
+    with pytest.raises(PruneLabError, match="version 7"):
+        PruneConfig(model="digits-mlp", method="channel", ratios={}, version=7)
 
 
 def test_unreadable_files(tmp_path):
@@ -189,7 +189,7 @@ def test_version_1_files_read_as_the_version_2_config_they_equal():
           "calibration_samples": 512, "seed": 0}
     config = PruneConfig.from_dict(v1)
     assert config == PruneConfig("digits-mlp", "channel", {"fc1": 0.5}, finetune=FinetuneConfig(epochs=1))
-    assert config.version == 5 and config.schedule == Schedule() and config.pattern == Pattern()
+    assert config.version == CONFIG_VERSION and config.schedule == Schedule() and config.pattern == Pattern()
     assert config.repair == "none"
     assert PruneConfig.from_json(config.to_json()) == config
 
@@ -198,7 +198,7 @@ def test_version_3_files_read_as_configs_without_repair():
     v3 = {**PruneConfig("digits-mlp", "unstructured", {"fc1": 0.5}).to_dict(), "version": 3}
     del v3["repair"]
     config = PruneConfig.from_dict(v3)
-    assert config.repair == "none" and config.version == 5
+    assert config.repair == "none" and config.version == CONFIG_VERSION
     repaired = dataclasses.replace(config, repair="sparsegpt")
     assert PruneConfig.from_json(repaired.to_json()) == repaired
 

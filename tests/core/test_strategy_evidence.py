@@ -135,3 +135,15 @@ def test_a_longer_budget_alone_is_not_the_verdict(evidence):
     write(evidence, "cnn", "mnist-resnet", [cell("layer", 0.9, 0.6, 0.2) | {"epochs": 10}])
     rec = recommend(ITERATIVE)
     assert rec.schedule == "iterative" and "10 epochs" in rec.reason
+
+
+def test_a_row_recorded_before_a_schedule_field_existed_is_judged_as_the_default(evidence):
+    """Schedule.last_round came after most of the benchmark's runs: their settings lack it, and they measured the
+    default (an equal split). They stay evidence; a row that set the new field is still a different variant."""
+    old = cell("layer", 0.9, -3.4, -1.0)
+    for change in old["changes"].values():
+        del change["settings"]["last_round"]
+    old["changes"]["iterative (80% last)"] = row("iterative", 5.0, last_round=0.8)
+    write(evidence, "cnn", "mnist-resnet", [old])
+    figure = schedule_evidence.worst("cnn", "iterative")
+    assert figure is not None and figure.change == -3.4 and figure.label == "iterative (3 rounds)"

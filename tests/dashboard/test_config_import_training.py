@@ -19,7 +19,7 @@ def test_an_imported_config_sets_schedule_and_fine_tuning_on_tune(monkeypatch, t
     config = PruneConfig(model=MODEL, method="channel", ratios={"fc1": 0.3}, criterion="l2",
                          model_fingerprint=spec.fingerprint, seed=7,
                          finetune=FinetuneConfig(epochs=3, lr=0.005, distill=True, temperature=2.0, alpha=0.25),
-                         schedule=Schedule(kind="iterative", steps=4, curve="linear"))
+                         schedule=Schedule(kind="iterative", steps=4, curve="linear", last_round=0.7))
     at = open_app(monkeypatch, MODEL, tmp_path, "experiments")
     at.file_uploader(key="exp-import").set_value(("config.json", config.to_json().encode(), "application/json")).run()
     assert not at.error, [e.value for e in at.error]
@@ -30,6 +30,7 @@ def test_an_imported_config_sets_schedule_and_fine_tuning_on_tune(monkeypatch, t
     assert at.radio(key="schedule").value == "iterative"
     assert at.number_input(key="schedule-steps").value == 4
     assert at.radio(key="schedule-curve").value == "linear"
+    assert at.number_input(key="schedule-last").value == pytest.approx(0.7)
     assert at.checkbox(key="distill").value is True and at.checkbox(key="rewind").value is False
     assert at.number_input(key="distill-temperature").value == pytest.approx(2.0)
     assert at.slider(key="distill-alpha").value == pytest.approx(0.25)
