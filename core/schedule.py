@@ -120,12 +120,12 @@ def _targets(spec: ModelSpec, config: PruneConfig, model: nn.Module, fraction: f
 
 def _rounds(spec: ModelSpec, config: PruneConfig, say: StageProgress) -> Trained:
     schedule = config.schedule
-    rounds = schedule.steps if schedule.kind == "iterative" else 1
+    shares, teacher = schedule.split(_budget(spec, config)), _teacher(spec, config)  # optimiser steps per round
+    rounds = len(shares)
     calib = calibration(spec, config.calibration_samples, config.seed)
     model, removed, losses = copy.deepcopy(spec.model), {}, []
     trajectory = [_point(model, spec, 0, 0.0, "baseline")]
     initial = initial_state(spec) if config.finetune.rewind else None
-    shares, teacher = schedule.split(_budget(spec, config)), _teacher(spec, config)
     for k in range(1, rounds + 1):
         fraction = schedule.fraction(k / rounds) if rounds > 1 else 1.0
         where = f" (round {k}/{rounds})" if rounds > 1 else ""
