@@ -6,7 +6,8 @@ poll: on a 2-core machine a sweep so watched ran ~80x slower than from the CLI. 
 talks to its watchers only through small files in its folder:
 
 - `pid.json`       the worker's pid and /proc start time (written by the server as it starts the worker)
-- `request.json`   task, model, who started it and when (written last: a job is visible once it is whole)
+- `request.json`   task, model, who started it and when, and its settings (the arguments that are dataclasses,
+                   as JSON: what a refresh restores); written last: a job is visible once it is whole
 - `progress.json`  stage, done, total (rewritten atomically, a few times a second)
 - `outcome.json`   the result (JSON) or the error, written once at the end
 - `cancelled`      present when a user cancelled it
@@ -31,7 +32,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ class JobStatus:
     started: float  # time.time() when requested
     result: Any = None
     error: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # argument name -> its fields (the dataclass ones)
 
     @property
     def active(self) -> bool:
@@ -128,7 +130,17 @@ def status(folder: Path) -> JobStatus | None:
     return JobStatus(folder, str(request.get("job_id")), str(request.get("task")), state,
                      str(progress.get("stage", "starting")), int(progress.get("done", 0)),
                      int(progress.get("total", 1)), float(request.get("created", 0.0)),
-                     outcome.get("result") if outcome else None, error)
+                     outcome.get("result") if outcome else None, error, _dict(request.get("settings")))
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _settings(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The job's dataclass arguments as JSON-able dicts (e.g. a sweep's SweepSpec): what a new session of the
+    page that started it restores, so a refresh shows the job's own settings."""
+    return {name: asdict(v) for name, v in kwargs.items() if is_dataclass(v) and not isinstance(v, type)}
 
 
 def _state(folder: Path, request: dict, outcome: dict | None) -> str:
@@ -176,10 +188,10 @@ def start(folder: Path, task: str, model: ModelRef, kwargs: dict[str, Any]) -> J
         folder.mkdir(parents=True)
         job_id = f"{int(time.time() * 1000):x}-{os.getpid()}"
         request = {"job_id": job_id, "task": task, "model": model.name, "created": time.time(),
-                   "server_pid": os.getpid()}
+                   "server_pid": os.getpid(), "settings": _settings(kwargs)}
         pid = _spawn(folder, payload)
         write_atomic(folder / "pid.json", json.dumps({"pid": pid, "started": processes.process_start(pid)}).encode())
-        write_atomic(folder / "request.json", json.dumps(request).encode())
+        write_atomic(folder / "request.json", json.dumps(request, default=str).encode())  # a Path setting: its text
         return status(folder)  # type: ignore[return-value]  # request.json was just written
 
 

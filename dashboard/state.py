@@ -666,14 +666,31 @@ def pick_stage(number: int) -> None:
 
 # --- Sensitivity: the sweep settings other pages read ----------------------------------------------------------------
 
+SWEEP_FIELDS = {  # SweepSpec field -> the Sensitivity page's control that sets it
+    "granularity": SENS_GRANULARITY, "criterion": SENS_CRITERION, "grid": SENS_GRID, "eval_samples": SENS_EVAL,
+    "calibration_samples": SENS_CALIB, "seed": SENS_SEED}
+
+
 def sweep_settings() -> dict[str, Any]:
     """The Sensitivity page's widget values that exist (granularity, criterion, grid, eval, calib, seed)."""
     s = st.session_state
-    names = {"granularity": SENS_GRANULARITY, "criterion": SENS_CRITERION, "grid": SENS_GRID,
-             "eval_samples": SENS_EVAL, "calibration_samples": SENS_CALIB, "seed": SENS_SEED}
-    return {field: s[key] for field, key in names.items() if key in s}
+    return {field: s[key] for field, key in SWEEP_FIELDS.items() if key in s}
 
 
-def default_grid(grid: list[float]) -> None:
-    """Before the ratios multiselect is drawn: its first value."""
-    st.session_state.setdefault(SENS_GRID, grid)
+def restore_sweep_settings(fields: dict[str, Any]) -> None:
+    """A new session's sweep settings from `fields` (SweepSpec fields: those of the sweep last started for the
+    model), so a refresh shows that sweep's progress and then its heatmap, not the defaults' "Not measured yet".
+    Only while the session has set none: what the user chose in it stays theirs."""
+    s = st.session_state
+    if any(key in s for key in SWEEP_FIELDS.values()):
+        return
+    for field, key in SWEEP_FIELDS.items():
+        if field in fields:
+            s[key] = list(fields[field]) if field == "grid" else fields[field]
+
+
+def default_sweep_settings(fields: dict[str, Any]) -> None:
+    """Before the sweep controls are drawn: the value of each one not set yet (a widget given both a default and
+    a session value would warn)."""
+    for field, value in fields.items():
+        st.session_state.setdefault(SWEEP_FIELDS[field], value)

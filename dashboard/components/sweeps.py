@@ -6,7 +6,7 @@ import pandas as pd
 
 from core.sensitivity import SweepSpec, cache_path
 from core.workflows import defaults
-from dashboard import cache, state
+from dashboard import cache, jobs, state
 
 GRID_CHOICES = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
@@ -14,6 +14,7 @@ GRID_CHOICES = tuple(round(0.05 * i, 2) for i in range(1, 20))
 def current_spec(name: str, granularity: str | None = None, criterion: str | None = None) -> SweepSpec:
     """The SweepSpec the Sensitivity page is set to (granularity/criterion may be overridden); a setting not made
     yet has core's default (core.workflows.defaults, as the CLI's sensitivity options)."""
+    restore_last(name)
     settings = state.sweep_settings()
     return SweepSpec(
         model=name, fingerprint=cache.spec(name).fingerprint,
@@ -24,6 +25,14 @@ def current_spec(name: str, granularity: str | None = None, criterion: str | Non
         calibration_samples=int(settings.get("calibration_samples", defaults.SWEEP_CALIBRATION_SAMPLES)),
         seed=int(settings.get("seed", defaults.SWEEP_SEED)),
     )
+
+
+def restore_last(name: str) -> None:
+    """A new session takes the settings of the sweep last started for the model, so a refresh shows that sweep
+    (its progress, then its heatmap); before the Sensitivity page's controls are drawn."""
+    last = jobs.current("sweep", name)
+    if last is not None:
+        state.restore_sweep_settings(last.settings.get("sweep_spec", {}))
 
 
 def cached_table(sweep: SweepSpec) -> pd.DataFrame | None:

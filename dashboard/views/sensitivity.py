@@ -12,7 +12,7 @@ from core.workflows import defaults
 from dashboard import cache, jobs, state
 from dashboard.components.charts import sensitivity_heatmap, unit_cost_bars
 from dashboard.components.heat_controls import grouped_view, handle_pick
-from dashboard.components.sweeps import GRID_CHOICES, cached_table, current_spec
+from dashboard.components.sweeps import GRID_CHOICES, cached_table, current_spec, restore_last
 from dashboard.components.text import md
 from dashboard.components.training import missing_training_data
 
@@ -24,13 +24,15 @@ def _controls() -> None:
                help="\n".join(f"- **{n}**: one unit at a time; {methods.get(n).help}" for n in swept))
     c[1].selectbox("Criterion", list(REGISTRY), key=state.SENS_CRITERION, format_func=lambda k: REGISTRY[k].label,
                    help="Decides which channels / weights go first at each ratio.")
-    state.default_grid(list(defaults.SWEEP_GRID))  # before the multiselect is drawn
+    state.default_sweep_settings({"grid": list(defaults.SWEEP_GRID), "eval_samples": defaults.SWEEP_EVAL_SAMPLES,
+                                  "calibration_samples": defaults.SWEEP_CALIBRATION_SAMPLES,
+                                  "seed": defaults.SWEEP_SEED})  # before the controls are drawn
     c[2].multiselect("Ratios", GRID_CHOICES, key=state.SENS_GRID, help="The fractions removed, one column each.")
-    c[3].number_input("Eval images", 50, 5000, defaults.SWEEP_EVAL_SAMPLES, 50, key=state.SENS_EVAL,
+    c[3].number_input("Eval images", 50, 5000, step=50, key=state.SENS_EVAL,
                       help="Training images not used for calibration; the test set stays untouched.")
-    c[4].number_input("Calibration images", 16, 4000, defaults.SWEEP_CALIBRATION_SAMPLES, 16, key=state.SENS_CALIB,
+    c[4].number_input("Calibration images", 16, 4000, step=16, key=state.SENS_CALIB,
                       help="For BatchNorm re-estimation and gradient / activation criteria.")
-    c[5].number_input("Seed", 0, 2**31 - 1, defaults.SWEEP_SEED, key=state.SENS_SEED)
+    c[5].number_input("Seed", 0, 2**31 - 1, key=state.SENS_SEED)
 
 
 def _launch(name: str) -> None:
@@ -46,6 +48,7 @@ def render(name: str) -> None:
     if missing := missing_training_data(spec, "a sensitivity sweep", cache.display_name(name)):
         st.info(f"{md(missing)}. The Tune page's estimates and hardware-aware widths work without it.")
         return
+    restore_last(name)  # a refresh: the settings of the sweep it shows
     _controls()
     sweep_spec = current_spec(name)
     _, error = jobs.panel("sweep", name)

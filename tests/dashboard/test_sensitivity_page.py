@@ -47,6 +47,27 @@ def test_sweep_runs_in_background_then_heatmap_then_cache(monkeypatch, tmp_path)
     assert "sweep" not in fresh.session_state  # nothing was started
 
 
+
+def test_a_refresh_brings_back_the_settings_of_the_sweep_it_shows(monkeypatch, tmp_path):
+    """A refresh starts a new session, whose controls used to fall back to the defaults (1,000 images): the page
+    showed the running sweep's progress, then, once it ended, "Not measured yet" for settings nobody had swept — the
+    sweep the user started was nowhere to be seen. Found by the browser test that reloads during a sweep."""
+    at = open_app(monkeypatch, "digits-mlp", tmp_path, "sensitivity")
+    set_small_sweep(at)
+    at.button(key="run-sweep").click().run()
+    fresh = wait_for_job(open_app(monkeypatch, "digits-mlp", tmp_path, "sensitivity"), "sweep")  # the refresh
+    assert fresh.number_input(key="sens-eval").value == SMALL["sens-eval"]
+    assert fresh.number_input(key="sens-calib").value == SMALL["sens-calib"]
+    assert fresh.multiselect(key="sens-grid").value == SMALL["sens-grid"]
+    assert not [b for b in fresh.button if b.key == "run-sweep"]
+    assert any(s["data"][0]["type"] == "heatmap" and s["data"][0].get("x") == ["0.25", "0.5"]
+               for s in chart_specs(fresh))
+    assert not fresh.exception and not fresh.warning
+    # what the user sets in the new session is theirs: the last sweep's settings do not come back over it
+    fresh.number_input(key="sens-eval").set_value(300).run()
+    assert fresh.number_input(key="sens-eval").value == 300
+    assert any("Not measured yet" in i.value for i in fresh.info)
+
 def test_solver_fills_sliders_with_cores_allocation_and_prediction_is_kept(monkeypatch, tmp_path):
     monkeypatch.setenv("PRUNELAB_HOME", str(tmp_path))
     spec = get_spec("digits-mlp")

@@ -12,10 +12,12 @@ import time
 import pytest
 
 from core.processes import alive
+from tests.e2e.nav import set_number
 from tests.e2e.test_browser import free_port
 from tests.e2e.test_no_outside_requests import browser_page, serve, stop
 
 pytestmark = pytest.mark.browser
+EVAL_IMAGES = 300  # of the default 1,000: the sweep still runs long enough (81 points) to reload and open a tab
 
 
 def _worker(home) -> dict:
@@ -32,6 +34,7 @@ def test_reloading_during_a_sweep_shows_its_progress_and_starts_no_second_sweep(
         with sync_playwright() as pw:
             browser, page = browser_page(pw)
             page.goto(f"http://127.0.0.1:{port}/sensitivity")
+            set_number(page, "Eval images", EVAL_IMAGES)
             page.get_by_role("button", name="Run sensitivity sweep").click(timeout=120_000)
             progress = page.get_by_test_id("stProgress").first
             expect(progress).to_be_visible(timeout=60_000)
