@@ -680,10 +680,8 @@ def sweep_settings() -> dict[str, Any]:
 def restore_sweep_settings(fields: dict[str, Any]) -> None:
     """A new session's sweep settings from `fields` (SweepSpec fields: those of the sweep last started for the
     model), so a refresh shows that sweep's progress and then its heatmap, not the defaults' "Not measured yet".
-    Only while the session has set none: what the user chose in it stays theirs."""
+    Called only while the session has set none (sweep_settings() is empty): what the user chose stays theirs."""
     s = st.session_state
-    if any(key in s for key in SWEEP_FIELDS.values()):
-        return
     for field, key in SWEEP_FIELDS.items():
         if field in fields:
             s[key] = list(fields[field]) if field == "grid" else fields[field]

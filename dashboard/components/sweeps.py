@@ -30,6 +30,8 @@ def current_spec(name: str, granularity: str | None = None, criterion: str | Non
 def restore_last(name: str) -> None:
     """A new session takes the settings of the sweep last started for the model, so a refresh shows that sweep
     (its progress, then its heatmap); before the Sensitivity page's controls are drawn."""
+    if state.sweep_settings():  # set in this session: no job files to read on this rerun
+        return
     last = jobs.current("sweep", name)
     if last is not None:
         state.restore_sweep_settings(last.settings.get("sweep_spec", {}))
