@@ -219,7 +219,8 @@ def coverage(results: dict[str, dict]) -> str:
     full = all(len({r["seed"] for r in results.values() if (r["model"], r["scope"], r["ratio"], r["epochs"]) == cell})
                >= len(SEEDS) for cell in grid)
     if not missing and full:
-        return f"Every row of the grid ({len(grid)}: {len(grid) // 4} models × 2 scopes × 2 ratios), seeds {seeds}."
+        return (f"Every row of the grid ({len(grid)}: {len(grid) // 4} models × 2 scopes × 2 ratios), "
+                f"seeds {', '.join(map(str, seeds))}.")
     return (f"**Partial run**: {len(have)} of the grid's {len(grid)} rows (models × scopes × ratios) "
             f"measured, with the seeds listed per row (the grid has {len(SEEDS)}). Not measured yet: "
             f"{'; '.join(missing) or 'none'}.")

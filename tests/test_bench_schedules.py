@@ -51,3 +51,16 @@ def test_changes_are_positive_when_better_whichever_way_the_metric_goes(tmp_path
     assert "0.9450 (0.9400) ✗" in table  # mean (worst), below one-shot
     assert "4.800 (4.800)" in table and "+0.20 perplexity (dynamic (AGP))" in table
     assert "9.900" in table and "| tiny-lm | layer | 90% | 1 |" in table  # the trial run has its own row
+
+
+def test_coverage_names_the_missing_rows_and_calls_a_full_grid_full(monkeypatch):
+    monkeypatch.setattr(bench, "available", lambda trained_only: ["mnist-resnet"])
+    full = [record("mnist-resnet", "cnn", bench.ONE_SHOT, seed, 0.9, ratio=ratio, scope=scope)
+            for scope in bench.SCOPES for ratio in bench.RATIOS for seed in bench.SEEDS]
+    assert bench.coverage(results(*full)) == ("Every row of the grid (4: 1 models × 2 scopes × 2 ratios), "
+                                              "seeds 0, 1, 2.")
+    partial = bench.coverage(results(*(r for r in full if (r["scope"], r["ratio"]) != ("global", 0.8))))
+    assert partial.startswith("**Partial run**: 3 of the grid's 4 rows") and partial.endswith(
+        "Not measured yet: mnist-resnet global 80%.")
+    one_seed_short = bench.coverage(results(*full[1:]))  # a row with 2 of the 3 seeds is not full
+    assert one_seed_short.startswith("**Partial run**: 4 of the grid's 4 rows") and "none." in one_seed_short
