@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -270,18 +271,34 @@ SEED = 0  # weights and training order of every model in the suite
 
 
 def train(entry: ThirdParty) -> nn.Module:
-    """The model built from SEED and trained on its data's training part; returned in eval mode."""
-    split = entry.data()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        model = entry.build()
-    fit(model, split.train_x, split.train_y, Recipe(epochs=entry.epochs, lr=entry.lr, optimizer="adamw",
-                                                   weight_decay=0.05), seed=SEED)
-    # BatchNorm statistics over the whole training set, as a well-trained checkpoint has them: HF MobileNetV2's
-    # BatchNorm momentum is 0.997 (TensorFlow's decay, read by torch as the weight of the NEW batch), so after
-    # training its running statistics are those of the last batch alone (0.78 accuracy here instead of 0.85)
-    recalibrate_batchnorm(model, split.train_x)
+    """The model built from SEED and trained on its data's training part, on one torch thread; in eval mode.
+
+    One thread because a kernel's sums split across threads round differently: HF MobileNetV2 trained at 2 threads
+    scored 0.83 instead of 0.899, so the weights, and every figure benchmarked on them, would depend on the process
+    that happened to train the model first."""
+    with _one_thread():
+        split = entry.data()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(SEED)
+            model = entry.build()
+        fit(model, split.train_x, split.train_y, Recipe(epochs=entry.epochs, lr=entry.lr, optimizer="adamw",
+                                                       weight_decay=0.05), seed=SEED)
+        # BatchNorm statistics over the whole training set, as a well-trained checkpoint has them: HF MobileNetV2's
+        # BatchNorm momentum is 0.997 (TensorFlow's decay, read by torch as the weight of the NEW batch), so after
+        # training its running statistics are those of the last batch alone (0.78 accuracy here instead of 0.85)
+        recalibrate_batchnorm(model, split.train_x)
     return model.eval()
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one thread inside, the caller's thread count restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cache_path(name: str) -> Path:
