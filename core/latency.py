@@ -23,6 +23,7 @@ from torch import nn
 
 from core.errors import PruneLabError
 from core.files import write_cache
+from core.threads import torch_threads
 from core.workspace import workspace
 
 
@@ -130,14 +131,9 @@ def measure_torch(
     """The same interleaved timing in eager PyTorch (eval mode, no autograd, `threads` intra-op threads),
     for comparison with the runtime a model is deployed on. max_id: as for measure_interleaved."""
     inputs = {k: torch.from_numpy(v) for k, v in _inputs(models, input_shape, batch, max_id).items()}
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            runners = {k: partial(m.eval(), inputs[k]) for k, m in models.items()}
-            times = _interleave(runners, warmup, rounds, round_ms)
-    finally:
-        torch.set_num_threads(before)
+    with torch_threads(threads), torch.inference_mode():
+        runners = {k: partial(m.eval(), inputs[k]) for k, m in models.items()}
+        times = _interleave(runners, warmup, rounds, round_ms)
     return _stats(times, batch, threads, warmup, f"torch-{torch.__version__}-cpu")
 
 

@@ -13,9 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from core.errors import PruneLabError
+from core.threads import torch_threads
 
 
 @dataclass(frozen=True)
@@ -51,11 +50,8 @@ def attempt(fn: Callable[[Any], Any], key: str, argument: Any) -> Outcome:
     torch runs it on TRIAL_THREADS threads, in the driver as on any worker, then goes back to what it had: a
     fine-tune's weights differ in their last bits between thread counts (mnist-resnet, one epoch: 1 and 2 threads
     give different weights), so a trial's figures would otherwise depend on the executor and the worker's cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(TRIAL_THREADS)
-    try:
-        return Outcome(key, value=fn(argument), where=here())
-    except PruneLabError as e:
-        return Outcome(key, error=str(e), where=here())
-    finally:
-        torch.set_num_threads(before)
+    with torch_threads(TRIAL_THREADS):
+        try:
+            return Outcome(key, value=fn(argument), where=here())
+        except PruneLabError as e:
+            return Outcome(key, error=str(e), where=here())

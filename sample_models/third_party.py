@@ -18,8 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -34,6 +33,7 @@ from core.errors import PruneLabError
 from core.finetune import Recipe, fit, recalibrate_batchnorm
 from core.loaders.user_spec import LogitsOnly, finish, summary_line
 from core.spec import ModelSpec
+from core.threads import torch_threads
 from core.workspace import workspace
 
 MNIST_CLASSES = 10
@@ -276,7 +276,7 @@ def train(entry: ThirdParty) -> nn.Module:
     One thread because a kernel's sums split across threads round differently: HF MobileNetV2 trained at 2 threads
     scored 0.83 instead of 0.899, so the weights, and every figure benchmarked on them, would depend on the process
     that happened to train the model first."""
-    with _one_thread():
+    with torch_threads(1):
         split = entry.data()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(SEED)
@@ -288,17 +288,6 @@ def train(entry: ThirdParty) -> nn.Module:
         # training its running statistics are those of the last batch alone (0.78 accuracy here instead of 0.85)
         recalibrate_batchnorm(model, split.train_x)
     return model.eval()
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """torch on one thread inside, the caller's thread count restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def cache_path(name: str) -> Path:

@@ -9,6 +9,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from core.threads import torch_threads
 from sample_models import third_party
 
 
@@ -23,14 +24,14 @@ def _small_data() -> third_party.Split:
     return third_party.Split(split.train_x[:640], split.train_y[:640], split.test_x[:64], split.test_y[:64])
 
 
+def _entry() -> third_party.ThirdParty:
+    """A suite entry trained as the suite trains, small enough for a test: one epoch of 640 images."""
+    return replace(third_party.SUITE["effnet"], build=_small_net, data=_small_data, epochs=1)
+
+
 def _weights(threads: int) -> dict[str, torch.Tensor]:
-    entry = replace(third_party.SUITE["effnet"], build=_small_net, data=_small_data, epochs=1)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return third_party.train(entry).state_dict()
-    finally:
-        torch.set_num_threads(before)
+    with torch_threads(threads):
+        return third_party.train(_entry()).state_dict()
 
 
 def test_training_gives_the_same_weights_whatever_the_threads_of_the_process():
@@ -39,9 +40,6 @@ def test_training_gives_the_same_weights_whatever_the_threads_of_the_process():
 
 
 def test_training_leaves_the_processs_thread_count_as_it_was():
-    torch.set_num_threads(2)
-    try:
-        _weights(2)
+    with torch_threads(2):
+        third_party.train(_entry())
         assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(1)
