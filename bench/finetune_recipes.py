@@ -86,7 +86,8 @@ def measure(name: str, seeds: list[int]) -> dict:
         runs[seed] = {f"{cut}|{label}": one_epoch(spec, plans, cut, finetune, seed)
                       for cut in CUTS for label, finetune in (("old", OLD), ("chosen", chosen))}
         print(name, seed, runs[seed], flush=True)
-    return {"summary": spec.summary, "baseline": accuracy(spec.model, spec), "recipe": choice.name,
+    return {"summary": spec.summary, "fingerprint": spec.fingerprint, "baseline": accuracy(spec.model, spec),
+            "recipe": choice.name,
             "recipe_text": describe(chosen), "reason": choice.reason, "runs": runs}
 
 
@@ -204,6 +205,15 @@ def _commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
+def update(results: dict, name: str, entry: dict) -> dict:
+    """entry, a fresh `measure` of `name`; the recipes tried on that model (the grid) are dropped from `results`
+    unless they were measured on the same weights (the fingerprint; an equal baseline accuracy is not enough: two
+    trainings of the UNet-style net both scored 96.4%)."""
+    if results["models"].get(name, {}).get("fingerprint") != entry["fingerprint"]:
+        results.get("grid", {}).pop(name, None)
+    return entry
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -220,10 +230,7 @@ def main() -> None:
     results.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), commit=_commit(),
                    load_avg_1min=os.getloadavg()[0])
     for name in args.models:
-        before = results["models"].get(name, {}).get("baseline")
-        results["models"][name] = measure(name, args.seeds)
-        if before != results["models"][name]["baseline"] and not args.grid:
-            results.get("grid", {}).pop(name, None)  # tried on other trained weights: not comparable any more
+        results["models"][name] = update(results, name, measure(name, args.seeds))
         if args.grid:
             results.setdefault("grid", {})[name] = grid(name)
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
