@@ -26,7 +26,8 @@ rules:
   On those weights and that seed no recipe tried both kept the control within 0.5 point and the channel cut within
   2, except SGD at 0.01 in batches of 16 with distillation (-0.4 / -1.2), which on earlier weights cost the control
   a point; the others that keep the control leave the cut further down: 2.3 points (SGD at 0.01 in batches of 64,
-  statistics trained), 11 to 20 (AdamW at 3e-4 or lower, SGD at 1e-3 or 3e-3). A 1,000-image test set counts 0.5 point as 5 images.
+  statistics trained), 11 to 20 (AdamW at 3e-4 or lower, SGD at 1e-3 or 3e-3).
+  A 1,000-image test set counts 0.5 point as 5 images.
 
 Levers that did not reach the HF MobileNetV2's cut targets in one epoch (seed 0, on its weights of 2026-11-30,
 baseline 89.2%; the benchmark's grid has the first five on the one-thread weights of 2026-12-01, baseline 89.9%,
