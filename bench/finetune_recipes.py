@@ -87,8 +87,7 @@ def measure(name: str, seeds: list[int]) -> dict:
                       for cut in CUTS for label, finetune in (("old", OLD), ("chosen", chosen))}
         print(name, seed, runs[seed], flush=True)
     return {"summary": spec.summary, "fingerprint": spec.fingerprint, "baseline": accuracy(spec.model, spec),
-            "recipe": choice.name,
-            "recipe_text": describe(chosen), "reason": choice.reason, "runs": runs}
+            "recipe": choice.name, "recipe_text": describe(chosen), "reason": choice.reason, "runs": runs}
 
 
 def grid(name: str) -> dict[str, dict[str, tuple[float, float]]]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from core.models import available, load
 from core.spec import ModelSpec
+from core.threads import torch_threads
 
 SAMPLE_NAMES = available(trained_only=True)
 
@@ -28,10 +28,8 @@ def _one_torch_thread() -> None:
     other: the same pruning step measured 0.4 s with one thread and 15 s with two. Nothing asserts on
     timings, and every determinism test compares runs made under the same setting.
     """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 _SPECS: dict[str, ModelSpec] = {}

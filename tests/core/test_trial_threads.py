@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from core.executors import LocalExecutor
+from core.threads import torch_threads
 from core.trial import TRIAL_THREADS
 
 
@@ -14,11 +15,7 @@ def _threads(_: object) -> int:
 
 
 def test_a_local_trial_runs_on_the_trial_threads_and_gives_the_driver_its_own_back() -> None:
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         outcomes = LocalExecutor().run(_threads, [("a", None), ("b", None)])
         assert [o.value for o in outcomes] == [TRIAL_THREADS, TRIAL_THREADS]
         assert torch.get_num_threads() == 2  # the driver's own setting, back after the batch
-    finally:
-        torch.set_num_threads(before)
